@@ -1,0 +1,1 @@
+"""fgclip: compact FG-CLIP fine-tuning code (the doctor's subject)."""

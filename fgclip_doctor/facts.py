@@ -1,0 +1,79 @@
+"""What is known about a run: one typed record, every value with its provenance.
+
+Ground floor of the doctor: imports nothing of ours. Sources fill a `Facts`; checks read it.
+A fact that is not known is simply absent; checks turn absence into SKIP with a reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One value and where it came from, e.g. `scripts/train.sh:14 --gradient_accumulation_steps`."""
+
+    value: Any
+    source: str
+
+
+class Facts:
+    """Mapping of fact name -> Fact. Later `set` calls override earlier ones (higher priority source)."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, Fact] = {}
+
+    def set(self, name: str, value: Any, source: str) -> None:
+        """Record `name = value`, citing `source`. A value of None is ignored (unknown stays unknown)."""
+        if value is None:
+            return
+        self._facts[name] = Fact(value, source)
+
+    def setdefault(self, name: str, value: Any, source: str) -> None:
+        """Record only if nothing is known yet (for lower-priority sources such as code defaults)."""
+        if name not in self._facts:
+            self.set(name, value, source)
+
+    def get(self, name: str) -> Fact | None:
+        return self._facts.get(name)
+
+    def value(self, name: str, default: Any = None) -> Any:
+        fact = self._facts.get(name)
+        return default if fact is None else fact.value
+
+    def source(self, name: str) -> str:
+        fact = self._facts.get(name)
+        return "" if fact is None else fact.source
+
+    def missing(self, *names: str) -> list[str]:
+        """Names among `names` with no known value (for SKIP reasons)."""
+        return [n for n in names if n not in self._facts]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._facts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._facts)
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def items(self):
+        return self._facts.items()
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        """The public JSON form: {name: {"value", "source"}}; non-JSON values become strings."""
+        out = {}
+        for name, fact in sorted(self._facts.items()):
+            out[name] = {"value": _jsonable(fact.value), "source": fact.source}
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
