@@ -1,11 +1,126 @@
-"""Thin typer commands; placeholder until the core lands."""
-from typing import Annotated, Optional
+"""Thin typer commands: wire a source to the checks and the report; nothing imports this module.
+
+Every reporting command takes the common options below (`FormatOpt`, `OutputOpt`, ...) and hands
+a `build(settings) -> Report` function to `run_report`, which owns settings, output, exit codes
+and the one place where domain errors become `fgclip-doctor: error: <path>: <problem>` + exit 2.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, NoReturn, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from fgclip_doctor import __version__
+from fgclip_doctor.checks.registry import Rule, all_rules, get_rule
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
+from fgclip_doctor.report import Report, emit
+from fgclip_doctor.settings import Settings, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+#: Errors that mean bad usage or unusable input: one line on stderr, exit 2.
+HANDLED_ERRORS = (DoctorInputError, DoctorUsageError, OSError)
+
+
+class Format(str, Enum):
+    """Output formats."""
+
+    table = "table"
+    json = "json"
+    junit = "junit"
+
+
+FormatOpt = Annotated[Optional[Format], typer.Option(
+    "--format", "-f", help="Output format (default: table, or `format` in pyproject).")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", dir_okay=False, help="Write the report to FILE instead of stdout.")]
+StrictOpt = Annotated[Optional[bool], typer.Option(
+    "--strict/--no-strict", help="Warnings fail too (exit 1).", show_default=False)]
+SelectOpt = Annotated[Optional[list[str]], typer.Option(
+    "--select", help="Only these rules (slug, code or code prefix; repeatable or a,b).")]
+IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
+    "--ignore", help="Skip these rules (slug, code or code prefix; repeatable or a,b).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+@dataclass
+class CommonOptions:
+    """The common options of a reporting command, as typer parsed them."""
+
+    format: Optional[Format] = None
+    output: Optional[Path] = None
+    strict: Optional[bool] = None
+    select: Optional[list[str]] = None
+    ignore: Optional[list[str]] = None
+    debug: bool = False
+    expect: list[str] = field(default_factory=list)
+
+    def cli_values(self) -> dict[str, object]:
+        """The values that override file settings (None / empty = not given)."""
+        return {"format": self.format.value if self.format else None, "strict": self.strict,
+                "select": split_list(self.select), "ignore": split_list(self.ignore),
+                "expect": list(self.expect)}
+
+
+def split_list(values: Optional[list[str]]) -> list[str]:
+    """["a,b", "c"] -> ["a", "b", "c"] (repeatable and comma-separated options)."""
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def fail(err: BaseException, debug: bool = False) -> NoReturn:
+    """Report a handled error as one line on stderr (traceback first with --debug); exit 2."""
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    typer.echo(f"fgclip-doctor: error: {_one_line(err)}", err=True)
+    raise typer.Exit(2)
+
+
+def _stdout_console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=False)
+
+
+def _check_output(target: Optional[str], output: Optional[Path]) -> None:
+    """The doctor never writes into what it inspects."""
+    if output is None or not target or not Path(target).exists():
+        return
+    inspected, out = Path(target).resolve(), output.resolve()
+    if out == inspected or inspected in out.parents:
+        raise DoctorUsageError(f"{output}: --output would write into the inspected {target}")
+
+
+def run_report(command: str, target: Optional[str], build: Callable[[Settings], Report],
+               opts: CommonOptions) -> NoReturn:
+    """Load settings (pyproject nearest the cwd), apply CLI options, build, emit, exit.
+
+    Exit 0 (no failure), 1 (a FAIL, or a WARN with --strict), 2 (bad usage / unreadable input:
+    DoctorInputError, DoctorUsageError, OSError -> one line on stderr).
+    """
+    try:
+        settings, _origin = load_settings(Path.cwd())
+        settings = settings.merge(opts.cli_values())
+        _check_output(target, opts.output)
+        report = build(settings)
+        report.strict = settings.strict
+        code = emit(report, settings.format or "table", opts.output, _stdout_console())
+    except HANDLED_ERRORS as err:
+        fail(err, opts.debug)
+    raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -15,5 +130,60 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True)] = None) -> None:
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
     """A training-health doctor for FG-CLIP and CLIP-style contrastive training."""
+
+
+def _rules_table(rules: list[Rule]) -> Table:
+    table = Table(header_style="bold")
+    for name in ("code", "rule", "where", "severity", "checks"):
+        table.add_column(name, no_wrap=name != "checks")
+    for r in rules:
+        table.add_row(r.code, r.name, " ".join(r.where), r.severity, r.title)
+    return table
+
+
+_WHERE = {"C": "config", "K": "checkpoint", "L": "live run", "D": "data"}
+
+
+def _explain(r: Rule, console: Console) -> None:
+    where = ", ".join(_WHERE[c] for c in r.where)
+    console.print(Text(f"{r.code} {r.name}", style="bold"),
+                  Text(f"({r.severity} · where: {where})", style="dim"))
+    console.print(Text(r.title))
+    for heading, body in (("What it does", r.what), ("Why it matters", r.why),
+                          ("Example", r.example), ("Evidence", r.evidence), ("Fix", r.fix)):
+        console.print()
+        console.print(Text(heading, style="bold underline"))
+        console.print(Text("\n".join("  " + line for line in body.strip().splitlines())))
+    console.print()
+    console.print(Text("Default thresholds", style="bold underline"))
+    if r.thresholds:
+        for key, value in sorted(r.thresholds.items()):
+            console.print(Text(f"  {key} = {value:g}"))
+    else:
+        console.print(Text("  (none)"))
+    console.print(Text(f"\nOverride in pyproject.toml: [tool.fgclip-doctor.thresholds.{r.name}]",
+                       style="dim"))
+
+
+@app.command("rules")
+def rules_command(
+    name: Annotated[Optional[str], typer.Argument(help="A rule slug or code to explain.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List every rule, or explain one (what it does, why it matters, example, evidence, fix)."""
+    console = _stdout_console()
+    try:
+        if name is None:
+            rules = all_rules()
+            if rules:
+                console.print(_rules_table(rules))
+            else:
+                console.print("(no rules registered)")
+        else:
+            _explain(get_rule(name), console)
+    except HANDLED_ERRORS as err:
+        fail(err, debug)

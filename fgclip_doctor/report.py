@@ -1,0 +1,242 @@
+"""The report: findings of one command as a rich table, JSON (a stable public schema) or JUnit XML.
+
+JSON schema (stable; extra top-level keys come from `Report.extra`):
+
+    {"tool": "fgclip-doctor", "version": str, "command": str, "target": str | null,
+     "facts": {name: {"value": any, "source": str}},
+     "findings": [{"code", "rule", "status": "PASS|WARN|FAIL|SKIP", "severity": "fail|warn",
+                   "measured", "expected", "message", "fix", "sources": [str], "subject": str}],
+     "summary": {"pass": int, "warn": int, "fail": int, "skip": int},
+     "exit_code": 0 | 1}
+
+Non-finite floats anywhere in the document are written as the strings "nan", "inf", "-inf" so
+the output is strict JSON.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from fgclip_doctor import __version__
+from fgclip_doctor.checks.registry import Finding, Status, get_rule
+from fgclip_doctor.errors import DoctorUsageError
+from fgclip_doctor.facts import Facts
+
+STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red",
+                Status.SKIP: "dim"}
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Report:
+    """Everything one command found; rendered by `emit`."""
+
+    command: str
+    target: str | None
+    facts: Facts
+    findings: list[Finding]
+    title_lines: list[str] = field(default_factory=list)
+    sections: list[tuple[str, RenderableType]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+
+
+def summary(findings: Iterable[Finding]) -> dict[str, int]:
+    """Counts per status: {"pass", "warn", "fail", "skip"}."""
+    counts = {s.value.lower(): 0 for s in (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP)}
+    for f in findings:
+        counts[Status(f.status).value.lower()] += 1
+    return counts
+
+
+def exit_code(findings: Iterable[Finding], strict: bool = False) -> int:
+    """1 if any FAIL (or, when strict, any WARN), else 0. SKIP never fails."""
+    counts = summary(findings)
+    return 1 if counts["fail"] or (strict and counts["warn"]) else 0
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    """One finding in the public JSON form."""
+    return {"code": f.code, "rule": f.rule, "status": Status(f.status).value,
+            "severity": f.severity, "measured": f.measured, "expected": f.expected,
+            "message": f.message, "fix": f.fix, "sources": list(f.sources), "subject": f.subject}
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as the public JSON document (see the module docstring)."""
+    doc: dict[str, Any] = {
+        "tool": "fgclip-doctor", "version": __version__, "command": report.command,
+        "target": report.target, "facts": report.facts.to_json(),
+        "findings": [finding_json(f) for f in report.findings],
+        "summary": summary(report.findings),
+        "exit_code": exit_code(report.findings, report.strict),
+    }
+    for key, value in report.extra.items():
+        if key in doc:
+            raise ValueError(f"report.extra may not replace the schema key {key!r}")
+        doc[key] = value
+    return _finite(doc)
+
+
+def _case_name(f: Finding) -> str:
+    return f"{f.rule} [{f.subject}]" if f.subject else f.rule
+
+
+def _details(f: Finding) -> str:
+    lines = [f"measured: {f.measured}", f"expected: {f.expected}", f.message]
+    lines += [f"source: {s}" for s in f.sources]
+    if f.fix:
+        lines.append(f"fix: {f.fix}")
+    return "\n".join(line for line in lines if line)
+
+
+def to_junit(report: Report) -> str:
+    """JUnit XML: one testsuite `fgclip-doctor.<command>`, one testcase per finding.
+
+    FAIL -> <failure>; SKIP -> <skipped message=reason>; WARN -> <failure> when strict,
+    otherwise a passing case with <system-out>WARN: ...</system-out>.
+    """
+    counts = summary(report.findings)
+    failures = counts["fail"] + (counts["warn"] if report.strict else 0)
+    suite_name = f"fgclip-doctor.{report.command}"
+    attrs = {"name": suite_name, "tests": str(len(report.findings)), "failures": str(failures),
+             "errors": "0", "skipped": str(counts["skip"]), "time": "0"}
+    root = ET.Element("testsuites", {k: attrs[k] for k in ("name", "tests", "failures", "errors",
+                                                          "skipped", "time")})
+    suite = ET.SubElement(root, "testsuite", attrs)
+    for f in report.findings:
+        case = ET.SubElement(suite, "testcase", {"classname": f.code, "name": _case_name(f),
+                                                 "time": "0"})
+        status = Status(f.status)
+        if status is Status.FAIL or (status is Status.WARN and report.strict):
+            failure = ET.SubElement(case, "failure", {"message": f.message, "type": status.value})
+            failure.text = _details(f)
+        elif status is Status.SKIP:
+            ET.SubElement(case, "skipped", {"message": f.message})
+        elif status is Status.WARN:
+            ET.SubElement(case, "system-out").text = f"WARN: {f.message}\n{_details(f)}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def sparkline(values: Iterable[float], width: int | None = None) -> str:
+    """Unicode sparkline (▁..█) of `values`; NaN/Inf shown as '!'. Longer series are averaged
+    down to `width` characters when `width` is given."""
+    vals = [float(v) for v in values]
+    if width is not None and width > 0 and len(vals) > width:
+        buckets = [vals[i * len(vals) // width:(i + 1) * len(vals) // width] for i in range(width)]
+        vals = [math.nan if any(not math.isfinite(x) for x in b) else sum(b) / len(b)
+                for b in buckets]
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
+        return "!" * len(vals)
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in vals:
+        if not math.isfinite(v):
+            out.append("!")
+        elif span == 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))])
+    return "".join(out)
+
+
+def footer(findings: list[Finding], strict: bool) -> str:
+    """`<n> PASS · <n> WARN · <n> FAIL · <n> SKIP · exit <code>`."""
+    c = summary(findings)
+    return (f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP"
+            f" · exit {exit_code(findings, strict)}")
+
+
+def _title(f: Finding) -> str:
+    try:
+        return get_rule(f.code).title
+    except DoctorUsageError:  # a finding from a rule no longer registered
+        return f.rule
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    """The findings table: status, rule, what was checked, measured (+ sources), expected, fix."""
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    for name in ("status", "rule", "what was checked", "measured", "expected", "fix"):
+        table.add_column(name, no_wrap=(name == "status"), overflow="fold")
+    for f in findings:
+        status = Status(f.status)
+        what = Text(_title(f))
+        if f.subject:
+            what.append(f" · {f.subject}", style="bold")
+        if f.message:
+            what.append("\n" + f.message, style="dim" if status is Status.PASS else "")
+        measured = Text(f.measured or "—")
+        for src in f.sources:
+            measured.append("\n" + src, style="dim")
+        table.add_row(Text(status.value, style=STATUS_STYLE[status]),
+                      Text(f"{f.code}\n{f.rule}"), what, measured, Text(f.expected or "—"),
+                      Text(f.fix if status in (Status.FAIL, Status.WARN) else ""))
+    return table
+
+
+def render_table(report: Report, console: Console) -> None:
+    """Print title lines, the sections, the findings table and the footer line."""
+    for i, line in enumerate(report.title_lines):
+        console.print(Text(line, style="bold" if i == 0 else ""))
+    for title, body in report.sections:
+        console.print(Group(Text(title, style="bold underline"), body))
+    console.print(Text("Findings", style="bold underline"))
+    if report.findings:
+        console.print(findings_table(report.findings))
+    else:
+        console.print("(no rules ran)")
+    console.print(footer(report.findings, report.strict))
+
+
+def render(report: Report, format: str, width: int = 120) -> str:
+    """The report as text in `format` (for table: plain text, no colour)."""
+    if format == "json":
+        return json.dumps(to_json(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    if format == "junit":
+        return to_junit(report)
+    if format == "table":
+        console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+        render_table(report, console)
+        return console.export_text()
+    raise DoctorUsageError(f"unknown format {format!r} (table, json, junit)")
+
+
+def emit(report: Report, format: str, output: Path | None, console: Console) -> int:
+    """Write the report in `format` to `output`, or to the console when no output is given.
+
+    The chosen format goes to exactly one place: with `--output FILE` the file gets it (a table
+    as plain text) and nothing is printed; without, a table is printed with colour through
+    `console` and JSON / JUnit go to the console's file verbatim. Returns the exit code.
+    """
+    if output is not None:
+        text = render(report, format)
+        output.write_text(text, encoding="utf-8")
+    elif format == "table":
+        render_table(report, console)
+    else:
+        console.file.write(render(report, format))
+        console.file.flush()
+    return exit_code(report.findings, report.strict)
