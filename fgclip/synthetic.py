@@ -184,8 +184,8 @@ def generate(out_dir, n_train: int = 512, n_val: int = 64, image_size: int = 64,
     """Write the synthetic dataset to ``out_dir``; return the paths written.
 
     Record i of a split depends only on (seed, split, i), so a larger ``n``
-    extends a smaller one. ``images=False`` skips saving the PNGs (shapes are still rendered for their boxes;
-    records are identical; useful for fast caption statistics in tests).
+    extends a smaller one. ``images=False`` skips saving the PNGs (shapes are
+    still rendered for their tight boxes, so the records are identical).
     Returns {"root", "images", "train", "val", "tokenizer"} as Paths.
     """
     from fgclip.tokenizer import build_word_tokenizer
