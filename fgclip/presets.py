@@ -1,0 +1,52 @@
+"""Presets: flag lists prepended to the command line (argparse keeps the last value, so yours win).
+
+`tiny`     healthy CPU fine-tune of the tiny base on the synthetic data.
+`seed-bug` the same fine-tune with the team's three mistakes (../shared/seed): new scales start
+           at 2.6592 (T 14.3) while the base sits at ln 100; bank warmup 400 forward calls with
+           gradient accumulation 8 (optimizer step 50) in a 40-step run that never reaches it;
+           and the auto-resume that FG-CLIP's train script always does.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_CACHE = Path(os.environ.get("FGCLIP_CACHE", Path.home() / ".cache" / "fgclip-doctor")) / "synthetic-v1"
+
+TINY = """
+--model_name_or_path {data}/base --base_model {data}/base --from_openai True
+--data_path {data}/train.jsonl --image_folder {data} --base_image_size 64
+--add_box_loss True --use_hard_neg True
+--memory_bank_size 128 --memory_bank_warmup_steps 50
+--per_device_train_batch_size 8 --gradient_accumulation_steps 1 --max_steps 60
+--learning_rate 5e-4 --warmup_steps 5 --weight_decay 0.0 --lr_scheduler_type cosine
+--logging_steps 5 --save_strategy steps --save_steps 60 --report_to none
+--dataloader_num_workers 0 --seed 0 --output_dir runs/tiny
+"""
+
+SEED_BUG = TINY + """
+--logit_scale_init_value 2.6592 --memory_bank_warmup_steps 400
+--gradient_accumulation_steps 8 --max_steps 40 --output_dir runs/seed-bug
+"""
+
+PRESETS = {"tiny": TINY, "seed-bug": SEED_BUG}
+
+
+def ensure_synthetic(root: Path = DEFAULT_CACHE) -> Path:
+    """The synthetic data + tiny base under `root`, generated on first use (about a minute on a CPU)."""
+    root = Path(root)
+    if not (root / "base" / "model.safetensors").exists():
+        from fgclip.base_model import pretrain_base
+        from fgclip.synthetic import generate
+
+        generate(root)
+        pretrain_base(root, root / "base")
+    return root
+
+
+def preset_args(name: str, data_root: Path | None = None) -> list[str]:
+    """The flags of preset `name` with its data paths filled in (generating the data if needed)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    root = ensure_synthetic(data_root or DEFAULT_CACHE)
+    return PRESETS[name].format(data=root).split()
