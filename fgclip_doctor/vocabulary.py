@@ -1,0 +1,76 @@
+"""The names of facts: one shared vocabulary for every source and every check.
+
+Sources write these names (with provenance); checks read them. A fact that is unknown is absent.
+Scale values are ln-values (CLIP stores ln of the inverse temperature): temperature = exp(value).
+`<scale>` is one of SCALES; `<term>` one of TERMS.
+"""
+from __future__ import annotations
+
+SCALES = ("global", "finegrained", "hardneg")
+TERMS = ("global", "region", "hardneg")
+
+FACTS: dict[str, str] = {
+    # --- the launch ----------------------------------------------------------------------
+    "run.launcher": "deepspeed | torchrun | accelerate | python",
+    "run.entry": "training module or script the launch runs",
+    "run.subject_known": "True when the training code is recognised and its effective values were read from code",
+    "run.nproc_per_node": "processes per node",
+    "run.nnodes": "nodes",
+    "run.world_size": "processes in the run (nproc_per_node x nnodes)",
+    # --- the schedule --------------------------------------------------------------------
+    "train.per_device_batch": "samples per forward call per process",
+    "train.grad_accum": "forward calls per optimizer step (gradient accumulation)",
+    "train.global_batch": "samples per optimizer step over all processes (per_device x world x accum)",
+    "train.max_steps": "optimizer steps asked for with max_steps (absent when not set)",
+    "train.epochs": "num_train_epochs",
+    "train.dataset_size": "training records (from the annotations or --dataset-size)",
+    "train.optimizer_steps": "optimizer steps the run will take",
+    "train.forward_calls": "forward calls per process the run will make (optimizer_steps x accum)",
+    "train.learning_rate": "base learning rate",
+    "train.weight_decay": "base weight decay",
+    "train.fp16": "fp16 mixed precision on",
+    "train.bf16": "bf16 mixed precision on",
+    "train.output_dir": "output_dir",
+    "train.resume_from_checkpoint": "explicit --resume_from_checkpoint value",
+    "train.auto_resume": "True when the training code resumes by itself whenever output_dir holds checkpoint-*",
+    "optim.groups": "optimizer groups: list of {name, lr, weight_decay, params: [parameter names]}",
+    "model.parameters": "names of the trainable parameters of the model",
+    # --- the model -----------------------------------------------------------------------
+    "model.fine_tuning": "True when training starts from pretrained weights",
+    "model.base": "the pretrained weights the run starts from",
+    "scale.global.base": "ln-scale the pretrained base learned (read from its weights)",
+    "scale.<scale>.init": "ln-value the scale starts at in this run",
+    "scale.<scale>.value": "ln-value of the scale now (checkpoint or live)",
+    "scale.clamp": "True when scales are clamped after each optimizer step",
+    "scale.clamp_max": "upper clamp of the ln-scales (ln 100 = 4.6052)",
+    "loss.terms": "loss terms the run computes: subset of global, region, hardneg",
+    # --- negatives and the memory bank ---------------------------------------------------
+    "bank.enabled": "a region memory bank exists in the model",
+    "bank.size": "queue length",
+    "bank.warmup_forward_calls": "forward calls before the bank switches on",
+    "bank.switch_on_step": "optimizer step at which the bank switches on (warmup / accum, rounded up)",
+    "bank.mask_same_caption": "queued copies of the positive's caption are masked",
+    "data.max_boxes": "boxes kept per image by the loader",
+    "data.boxes_per_image": "mean valid boxes per image in the annotations",
+    "candidates.global": "candidates per global-loss row (per_device x world when gathered)",
+    "candidates.region.in_batch": "candidates per region row from in-batch boxes",
+    "candidates.region.with_bank": "candidates per region row once the bank is on (in-batch + queue)",
+    "candidates.hardneg": "candidates per hard-negative row (1 + rewrites)",
+    "features.gathered": "True when global features are gathered across ranks",
+    # --- resume --------------------------------------------------------------------------
+    "resume.checkpoints": "checkpoint-* dirs found in output_dir",
+    "resume.checkpoint": "the checkpoint a resume would restore",
+    "resume.step": "global step of that checkpoint",
+    "resume.scale.<scale>": "ln-value of each scale in that checkpoint",
+    # --- text ----------------------------------------------------------------------------
+    "text.eos_token_id": "eos id the text tower pools at (model config)",
+    "text.tokenizer_eos_id": "eos id of the tokenizer the run uses",
+    "text.long_positions": "rows of the long-caption position table",
+    "text.max_seq_length": "tokens per long caption",
+    "data.num_hard_negatives": "rewrites per box for the hard-negative loss",
+}
+
+
+def scale_fact(scale: str, kind: str) -> str:
+    """`scale.<scale>.<kind>`, e.g. scale_fact("finegrained", "init")."""
+    return f"scale.{scale}.{kind}"
