@@ -11,7 +11,7 @@ GPUS=localhost:0,1,2,3
 BATCH=16
 ACCUM=8
 
-deepspeed --include $GPUS --master_port 29501 -m fgclip.train \
+deepspeed --include $GPUS --master_port 29501 --module fgclip.train \
     --deepspeed scripts/zero2.json \
     --model_name_or_path $MODEL \
     --base_model $MODEL \

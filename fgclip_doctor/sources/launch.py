@@ -64,14 +64,16 @@ class Launch:
         return self.nproc * self.nnodes
 
 
-def parse_launch_script(path: str | Path) -> Launch:
+def parse_launch_script(path: str | Path, environ: dict[str, str] | None = None) -> Launch:
     """Read a shell launch script without running it and return its training launch.
 
+    `environ`: the environment the script would inherit (bash sees `$HOME` and friends); a
+    variable the script does not set resolves from it, else it is unresolved.
     Raises DoctorInputError for a missing / binary / non-UTF-8 file, or when no command in it
     launches Python training.
     """
     path = Path(path)
-    return _Interpreter(path).run(_Lexer(read_text_file(path)).commands())
+    return _Interpreter(path, environ).run(_Lexer(read_text_file(path)).commands())
 
 
 def format_source(launch: Launch, flag: str) -> str:
@@ -315,9 +317,10 @@ def _plain(word: _Word) -> str | None:
 class _Interpreter:
     """Walks the commands with a variable table; never runs anything."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, environ: dict[str, str] | None = None) -> None:
         self.path, self.rel = path, display_path(path)
-        self.vars: dict[str, str | None] = {}  # None: assigned, but from something unknowable
+        # Inherited environment first; the script's own assignments override it, as in bash.
+        self.vars: dict[str, str | None] = dict(environ or {})  # None: assigned from something unknowable
         self.env: dict[str, ArgValue] = {}
         self.unresolved: list[str] = []
         self.notes: list[str] = []
