@@ -26,6 +26,7 @@ FACTS: dict[str, str] = {
     "train.dataset_size": "training records (from the annotations or --dataset-size)",
     "train.optimizer_steps": "optimizer steps the run will take",
     "train.forward_calls": "forward calls per process the run will make (optimizer_steps x accum)",
+    "train.optimizer_steps_done": "optimizer steps already taken when scale / bank values were read (checkpoint or live)",
     "train.learning_rate": "base learning rate",
     "train.weight_decay": "base weight decay",
     "train.fp16": "fp16 mixed precision on",
@@ -50,6 +51,9 @@ FACTS: dict[str, str] = {
     "bank.warmup_forward_calls": "forward calls before the bank switches on",
     "bank.switch_on_step": "optimizer step at which the bank switches on (warmup / accum, rounded up)",
     "bank.mask_same_caption": "queued copies of the positive's caption are masked",
+    "bank.wraps": "True when the enqueue handles wrap-around (writes modulo the queue size)",
+    "bank.enabled_at_call": "forward call the bank switched on at (-1 = never), from its buffers (checkpoint or live)",
+    "bank.fill": "queue entries filled so far (checkpoint or live)",
     "data.max_boxes": "boxes kept per image by the loader",
     "data.boxes_per_image": "mean valid boxes per image in the annotations",
     "candidates.global": "candidates per global-loss row (per_device x world when gathered)",
@@ -57,6 +61,7 @@ FACTS: dict[str, str] = {
     "candidates.region.with_bank": "candidates per region row once the bank is on (in-batch + queue)",
     "candidates.hardneg": "candidates per hard-negative row (1 + rewrites)",
     "features.gathered": "True when global features are gathered across ranks",
+    "observed.candidates.<term>": "candidates per row the live probe saw in the term's logits (int, or the distinct counts seen)",
     # --- resume --------------------------------------------------------------------------
     "resume.checkpoints": "checkpoint-* dirs found in output_dir",
     "resume.checkpoint": "the checkpoint a resume would restore",
@@ -68,6 +73,7 @@ FACTS: dict[str, str] = {
     "text.long_positions": "rows of the long-caption position table",
     "text.max_seq_length": "tokens per long caption",
     "data.num_hard_negatives": "rewrites per box for the hard-negative loss",
+    "observed.text.rows_without_eos": "tokenised rows that lost their EOS (live)",
 }
 
 

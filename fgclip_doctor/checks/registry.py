@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 #: Rule-family modules (names inside `fgclip_doctor.checks`) imported before rules are listed or
 #: run, so that their `@rule` decorators register. Rule authors append their module here.
-RULE_MODULES: list[str] = []
+RULE_MODULES: list[str] = ["temperature", "negatives", "schedule", "resume", "optim"]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data
 SEVERITIES = ("fail", "warn")
@@ -287,10 +287,15 @@ def run_rules(facts: Facts, where: str, settings: Settings | None = None, *,
 
 @contextmanager
 def scratch_registry() -> Iterator[None]:
-    """For tests: rules registered inside the block are forgotten afterwards."""
-    saved = dict(_RULES)
+    """For tests: an empty registry (RULE_MODULES not loaded) inside the block; rules registered
+    there are forgotten afterwards and the real ones come back."""
+    global RULE_MODULES
+    saved, modules = dict(_RULES), RULE_MODULES
+    _RULES.clear()
+    RULE_MODULES = []
     try:
         yield
     finally:
         _RULES.clear()
         _RULES.update(saved)
+        RULE_MODULES = modules
