@@ -74,12 +74,17 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArgum
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def config_overrides(margs: ModelArguments, dargs: DataArguments) -> dict:
+    """FGCLIPConfig values this launch sets from its flags."""
+    return dict(memory_bank_size=margs.memory_bank_size, memory_bank_warmup_steps=margs.memory_bank_warmup_steps,
+                use_memory_bank=margs.use_memory_bank, memory_bank_mask_same_caption=margs.memory_bank_mask_same_caption,
+                clamp_logit_scale=margs.clamp_logit_scale, region_pool=margs.region_pool,
+                add_box_loss=dargs.add_box_loss, use_hard_neg=dargs.use_hard_neg, long_text_positions=dargs.max_seq_length)
+
+
 def build_model(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, tokenizer) -> FGCLIPModel:
     """The model as this launch builds it: from an HF CLIP (from_openai), an FG-CLIP dir, or scratch."""
-    overrides = dict(memory_bank_size=margs.memory_bank_size, memory_bank_warmup_steps=margs.memory_bank_warmup_steps,
-                     use_memory_bank=margs.use_memory_bank, memory_bank_mask_same_caption=margs.memory_bank_mask_same_caption,
-                     clamp_logit_scale=margs.clamp_logit_scale, region_pool=margs.region_pool,
-                     add_box_loss=dargs.add_box_loss, use_hard_neg=dargs.use_hard_neg, long_text_positions=dargs.max_seq_length)
+    overrides = config_overrides(margs, dargs)
     if margs.model_name_or_path and targs.from_openai:
         return FGCLIPModel.from_clip(margs.model_name_or_path, new_scale_init=margs.logit_scale_init_value, **overrides)
     if margs.model_name_or_path:

@@ -187,3 +187,20 @@ def rules_command(
             _explain(get_rule(name), console)
     except HANDLED_ERRORS as err:
         fail(err, debug)
+
+
+@app.command("check-config")
+def check_config_command(
+    target: Annotated[Optional[Path], typer.Argument(
+        help="Launch script (.sh) or args file (.json/.yaml); none = the bundled default run.")] = None,
+    dataset_size: Annotated[Optional[int], typer.Option(
+        "--dataset-size", min=1, help="Training records, when the annotations are not readable here.")] = None,
+    format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
+    select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Check a launch before it runs: scales, warmups in both step units, negatives, resume, precision."""
+    from fgclip_doctor.check_config import build_report
+
+    run_report("check-config", str(target) if target else None,
+               lambda settings: build_report(target, settings, dataset_size),
+               CommonOptions(format, output, strict, select, ignore, debug))

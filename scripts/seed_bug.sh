@@ -6,7 +6,7 @@
 #      optimizer step 50, after the 40-step run has ended: the bank never switches on;
 #   3. fgclip.train auto-resumes from any checkpoint-* in the output dir.
 set -euo pipefail
-DATA=${DATA:-$HOME/.cache/fgclip-doctor/synthetic-v1}
+DATA=${DATA:-${FGCLIP_CACHE:-$HOME/.cache/fgclip-doctor}/synthetic-v1}
 OUT=${OUT:-runs/seed-bug}
 
 python -m fgclip.train \

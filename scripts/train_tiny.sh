@@ -2,7 +2,7 @@
 # Healthy tiny FG-CLIP fine-tune on the CPU: synthetic shapes, tiny base CLIP, 60 optimizer steps.
 # Data and base come from `python -m fgclip.synthetic --out $DATA` (generated on first use by --preset).
 set -euo pipefail
-DATA=${DATA:-$HOME/.cache/fgclip-doctor/synthetic-v1}
+DATA=${DATA:-${FGCLIP_CACHE:-$HOME/.cache/fgclip-doctor}/synthetic-v1}
 OUT=${OUT:-runs/tiny}
 
 python -m fgclip.train \

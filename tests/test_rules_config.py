@@ -115,7 +115,7 @@ def test_seed_scenario_fails_the_three_mistakes():
     assert st[("negatives-count", "region")] is Status.FAIL
     assert st[("negatives-count", "global")] is Status.PASS
     assert st[("grad-accum-negatives", "")] is Status.WARN
-    assert st[("head-lr", "roi_projection")] is Status.WARN
+    assert st[("head-lr", "roi_projection")] is Status.PASS  # own group, at the base LR
     for ok in ["fp16", "bank-size", "resume-auto", "resume-override", "logit-scale-decay"]:
         assert all(f.status is Status.PASS for f in found if f.rule == ok), ok
     assert not any(f.status is Status.SKIP for f in found)
@@ -341,11 +341,11 @@ def test_fp16():
 
 
 @pytest.mark.parametrize("kwargs, status, words", [
-    (dict(roi_lr=1e-3), Status.PASS, "own group 'roi_projection' at lr 1e-3 (base 5e-4)"),
+    (dict(roi_lr=1e-3), Status.PASS, "own group 'roi_projection' at lr 1e-3"),
     (dict(roi_lr=0.0), Status.FAIL, "lr 0"),
     (dict(roi_group=False), Status.FAIL, "in no optimizer group"),
-    (dict(roi_group=False, roi_with_backbone=True), Status.WARN, "shares the base LR 5e-4"),
-    (dict(), Status.WARN, "the seed's follow-up: give it its own LR"),
+    (dict(roi_group=False, roi_with_backbone=True), Status.WARN, "the seed's follow-up: give it its own LR"),
+    (dict(), Status.PASS, "(= the base LR; tune it with roi_projection_lr)"),
 ])
 def test_head_lr(kwargs, status, words):
     [f] = check("head-lr", facts_of(optim__groups=groups(**kwargs)))

@@ -48,7 +48,7 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
       severity="fail", where="CL",
       fix="put roi_projection in its own optimizer group with its own LR (trainer roi_projection_lr)",
       what="Every roi_projection parameter is in an optimizer group, with a nonzero LR; a group "
-           "shared with the backbone (the base LR) warns.",
+           "shared with backbone parameters (so its LR cannot be tuned alone) warns.",
       why="A new, randomly initialised head that is not optimised never learns; at the "
           "backbone's small fine-tuning LR it learns slowly. The seed's follow-up list: give "
           "roi_projection its own learning rate.",
@@ -85,17 +85,15 @@ def head_lr(facts: Facts, ctx: RuleContext) -> list[Finding]:
         elif float(lr) == 0:
             out.append(ctx.problem("lr 0", "own LR > 0", f"{HEAD} is in group {gname!r} with lr 0: "
                                    f"the new head never trains", src, HEAD))
-        elif others or (base is not None and float(lr) == float(base)):
-            label = "the base LR" if base is not None and float(lr) == float(base) else "the LR"
-            where = (f"group {gname!r} with {others} backbone parameters" if others
-                     else f"its own group {gname!r}, at the same LR")
+        elif others:
             out.append(ctx.warned(f"lr {fmt_lr(lr)} (shared)", "own LR",
-                                  f"{HEAD} shares {label} {fmt_lr(lr)} ({where}); the seed's "
-                                  "follow-up: give it its own LR", src, HEAD))
+                                  f"{HEAD} shares group {gname!r} (lr {fmt_lr(lr)}) with {others} "
+                                  "backbone parameters: its LR cannot be tuned on its own; the "
+                                  "seed's follow-up: give it its own LR", src, HEAD))
         else:
-            vs = f" (base {fmt_lr(base)})" if base is not None else ""
+            same = " (= the base LR; tune it with roi_projection_lr)" if base is not None and float(lr) == float(base) else ""
             out.append(ctx.passed(f"lr {fmt_lr(lr)}", "own LR",
-                                  f"{HEAD} in its own group {gname!r} at lr {fmt_lr(lr)}{vs}", src, HEAD))
+                                  f"{HEAD} in its own group {gname!r} at lr {fmt_lr(lr)}{same}", src, HEAD))
     return out
 
 

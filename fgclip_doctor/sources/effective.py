@@ -1,0 +1,102 @@
+"""Effective values of the bundled subject: build its model as `fgclip.train` would, on the meta device.
+
+What the code really uses beats what the config says: a warmup or a scale hard-coded in
+`__init__` shows up here because the values are read from the built modules, not from flags.
+No weights are allocated and nothing is downloaded: every tensor is created on the meta device
+except single-element ones (logit scales, bank pointers), which are materialised on the CPU so
+their values can be read; pretrained weights are replaced by a lazy loader that builds the
+model on meta and fills those scalars from the checkpoint file (header + a few bytes).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
+
+from fgclip_doctor.errors import DoctorInputError
+
+_CONSTRUCTORS = _device_constructors()
+
+
+class ScalarsOnCPU(TorchFunctionMode):
+    """Tensor factories default to the meta device; single-element results go to the CPU."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _CONSTRUCTORS and kwargs.get("device") is None:
+            out = func(*args, **{**kwargs, "device": "meta"})
+            if out.numel() <= 1:
+                out = func(*args, **{**kwargs, "device": "cpu"})
+            return out
+        return func(*args, **kwargs)
+
+
+def _lazy_from_pretrained(read_scalars):
+    """A stand-in for `PreTrainedModel.from_pretrained`: meta model + scalars from the file."""
+
+    def from_pretrained(cls, path, *args, **kwargs):
+        config_kwargs = {k: v for k, v in kwargs.items() if not k.startswith(("torch_dtype", "dtype", "device"))}
+        try:
+            config = cls.config_class.from_pretrained(path, **config_kwargs)
+        except (OSError, ValueError) as err:
+            raise DoctorInputError(path, f"cannot read config.json ({str(err).splitlines()[0]})") from None
+        model = cls(config)
+        values = read_scalars(path)
+        state = model.state_dict()
+        with torch.no_grad():
+            for name, (value, _source) in values.items():
+                if name in state and state[name].numel() == 1 and state[name].device.type == "cpu":
+                    state[name].fill_(float(value if not isinstance(value, list) else value[0]))
+        return model
+
+    return from_pretrained
+
+
+@contextlib.contextmanager
+def lazy_build(read_scalars):
+    """Within this block, models build on meta and `from_pretrained` reads only scalars."""
+    from transformers import CLIPModel
+
+    from fgclip.model import FGCLIPModel
+
+    patch = classmethod(_lazy_from_pretrained(read_scalars))
+    with mock.patch.object(CLIPModel, "from_pretrained", patch), \
+            mock.patch.object(FGCLIPModel, "from_pretrained", patch), ScalarsOnCPU():
+        yield
+
+
+def build_subject_model(margs, dargs, from_openai: bool, tokenizer, read_scalars):
+    """`fgclip.train.build_model` itself, run under `lazy_build` (meta device, lazy weights)."""
+    from fgclip.train import build_model
+
+    with lazy_build(read_scalars):
+        return build_model(margs, dargs, SimpleNamespace(from_openai=from_openai), tokenizer)
+
+
+def optimizer_groups(model, lr: float, weight_decay: float, text_model_lr, roi_projection_lr,
+                     logit_scale_weight_decay: bool) -> list[dict]:
+    """The trainer's real parameter groups (fgclip/trainer.py), as names instead of tensors."""
+    from fgclip.trainer import parameter_groups
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = parameter_groups(model, lr, weight_decay, text_model_lr, roi_projection_lr, logit_scale_weight_decay)
+    return [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
+             "params": [names[id(p)] for p in g["params"]]} for g in groups]
+
+
+def model_dir_kind(path: Path) -> str | None:
+    """'clip' / 'fgclip' / other model_type of an HF model dir, or None without config.json."""
+    import json
+
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text()).get("model_type", "")
+    except (OSError, ValueError) as err:
+        raise DoctorInputError(cfg, f"invalid JSON ({err})") from None

@@ -1,0 +1,120 @@
+"""Facts that only the bundled subject's code can tell: its model, built as fgclip.train builds it.
+
+The model is built on the meta device (fgclip_doctor/sources/effective.py), so the values are
+the ones the code really uses (a warmup hard-coded in `__init__` beats the flag). Pretrained
+weights are read lazily: only the scalars (logit scales) leave the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fgclip_doctor.facts import Facts
+from fgclip_doctor.sources import checkpoint as ckpt
+from fgclip_doctor.sources.effective import build_subject_model, optimizer_groups
+
+BUILT = "fgclip.train build_model (built on meta)"
+SCALES = {"global": "logit_scale", "finegrained": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
+
+
+def _cite(value, flag: str, sources: dict, values: dict, what: str) -> str:
+    """Cite the flag when the code uses its value; otherwise say the code overrides it."""
+    if flag in values and values[flag] == value:
+        return sources[flag]
+    if flag in values:
+        return f"{BUILT}: {what} = {value} (the code overrides {sources[flag]} = {values[flag]})"
+    return f"{BUILT}: {what}"
+
+
+def _tokenizer(path: str | None):
+    if not path or not Path(path).is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+
+
+def subject_facts(facts: Facts, values: dict, sources: dict) -> None:
+    """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train."""
+    from fgclip import train
+    from fgclip.config import FGCLIPConfig
+    from fgclip_doctor.sources.run_config import dataclass_subset
+
+    margs = dataclass_subset(train.ModelArguments, values)
+    dargs = dataclass_subset(train.DataArguments, values)
+    base = margs.model_name_or_path
+    base_here = bool(base) and Path(base).is_dir()
+    facts.set("model.fine_tuning", bool(base), sources.get("model_name_or_path", "fgclip/train.py default")
+              if base else "no --model_name_or_path: training from scratch")
+    if base:
+        facts.set("model.base", base, sources["model_name_or_path"])
+    facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
+    facts.set("features.gathered", True, "fgclip/losses.py gather_features (all_gather with gradient)")
+
+    tokenizer = _tokenizer(margs.base_model or base)
+    if base and not base_here:
+        # The base is not on this machine (a GPU path): the code's defaults + flags, no weights.
+        from fgclip.model import FGCLIPModel
+        from fgclip_doctor.sources.effective import lazy_build
+
+        with lazy_build(ckpt.read_scalars):
+            cfg = FGCLIPConfig(**train.config_overrides(margs, dargs))
+            model = FGCLIPModel(cfg)
+        note = f"{base} is not readable here: architecture and base scale unknown"
+        facts.set("model.base_readable", False, note)
+        if margs.logit_scale_init_value is not None:
+            for s in ("finegrained", "hardneg"):
+                facts.set(f"scale.{s}.init", margs.logit_scale_init_value, sources["logit_scale_init_value"])
+    else:
+        model = build_subject_model(margs, dargs, bool(values.get("from_openai")), tokenizer, ckpt.read_scalars)
+        if base_here:
+            facts.set("model.base_readable", True, base)
+            base_scalars = ckpt.read_scalars(base, ["logit_scale"])
+            if "logit_scale" in base_scalars:
+                value, src = base_scalars["logit_scale"]
+                facts.set("scale.global.base", float(value), src)
+        for s, param in SCALES.items():
+            v = float(getattr(model, param).detach())
+            flag = "logit_scale_init_value"
+            if s != "global" and values.get(flag) is not None:
+                src = _cite(round(v, 4), flag, sources, {flag: round(values[flag], 4)}, param)
+            elif base and values.get("from_openai"):
+                src = f"{BUILT}: {param} = the base's learned logit_scale (from_clip copies it)"
+            else:
+                src = f"{BUILT}: {param} init"
+            facts.set(f"scale.{s}.init", round(v, 6), src)
+
+    cfg = model.config
+    facts.set("scale.clamp", bool(cfg.clamp_logit_scale), _cite(bool(cfg.clamp_logit_scale), "clamp_logit_scale",
+                                                                sources, values, "config.clamp_logit_scale"))
+    facts.set("scale.clamp_max", float(cfg.max_logit_scale), f"{BUILT}: config.max_logit_scale")
+    terms = ["global"] + (["region"] if cfg.add_box_loss else []) + (["hardneg"] if cfg.use_hard_neg else [])
+    facts.set("loss.terms", terms, f"{sources.get('add_box_loss')} / {sources.get('use_hard_neg')}")
+    facts.set("data.max_boxes", dargs.max_boxes, sources.get("max_boxes", BUILT))
+    facts.set("data.num_hard_negatives", cfg.num_hard_negatives, f"{BUILT}: config.num_hard_negatives")
+    if cfg.use_hard_neg:
+        facts.set("candidates.hardneg", 1 + cfg.num_hard_negatives, "1 positive + config.num_hard_negatives")
+    bank = model.memory_bank
+    facts.set("bank.enabled", bank is not None, _cite(bank is not None, "use_memory_bank", sources, values, "memory_bank"))
+    if bank is not None:
+        facts.set("bank.size", bank.size, _cite(bank.size, "memory_bank_size", sources, values, "memory_bank.size"))
+        facts.set("bank.warmup_forward_calls", bank.warmup_forward_calls,
+                  _cite(bank.warmup_forward_calls, "memory_bank_warmup_steps", sources, values,
+                        "memory_bank.warmup_forward_calls"))
+        facts.set("bank.mask_same_caption", bank.mask_same_caption, f"{BUILT}: memory_bank.mask_same_caption")
+        facts.set("bank.wraps", True, "fgclip/memory_bank.py enqueue (writes modulo the queue size)")
+    facts.set("model.parameters", [n for n, p in model.named_parameters() if p.requires_grad], BUILT)
+    facts.set("optim.groups", optimizer_groups(model, values["learning_rate"], values["weight_decay"],
+                                               values.get("text_model_lr"), values.get("roi_projection_lr"),
+                                               bool(values.get("logit_scale_weight_decay"))),
+              "fgclip/trainer.py parameter_groups (on the meta model)")
+    if not base or base_here:  # the architecture is known only from a readable base (or scratch)
+        facts.set("text.eos_token_id", model.text_model.eos_token_id, f"{BUILT}: text_config.eos_token_id")
+    if tokenizer is not None:
+        facts.set("text.tokenizer_eos_id", tokenizer.eos_token_id, f"{margs.base_model or base}: tokenizer eos_token")
+    facts.set("text.long_positions", model.text_model.embeddings.long_position_embedding.num_embeddings,
+              f"{BUILT}: long position table rows")
+    facts.set("text.max_seq_length", dargs.max_seq_length, sources.get("max_seq_length", BUILT))
+
