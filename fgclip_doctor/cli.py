@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Callable, NoReturn, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +25,30 @@ from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.report import Report, emit
 from fgclip_doctor.settings import Settings, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad value) as the one line every error gets, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("fgclip-doctor: aborted", err=True)
+            sys.exit(130)
+        except typer.TyperException as err:  # click's usage errors (typer vendors click)
+            ctx = getattr(err, "ctx", None)
+            if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                typer.echo(ctx.get_help())
+                sys.exit(2)
+            message = err.format_message() if hasattr(err, "format_message") else str(err)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"fgclip-doctor: error: {message}{hint}", err=True)
+            sys.exit(getattr(err, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 #: Errors that mean bad usage or unusable input: one line on stderr, exit 2.
 HANDLED_ERRORS = (DoctorInputError, DoctorUsageError, OSError)

@@ -34,7 +34,7 @@ deepspeed --include $GPUS --master_port 29501 --module fgclip.train \
     --gradient_accumulation_steps $ACCUM \
     --learning_rate 2e-5 \
     --weight_decay 0.05 \
-    --warmup_ratio 0.03 \
+    --warmup_steps 0.03 \
     --lr_scheduler_type cosine \
     --logging_steps 10 \
     --save_strategy steps \
