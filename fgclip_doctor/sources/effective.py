@@ -21,13 +21,27 @@ from torch.utils._device import _device_constructors
 from fgclip_doctor.errors import DoctorInputError
 
 _CONSTRUCTORS = _device_constructors()
+# In-place ops that only write data (weight init, copies): a no-op on a meta tensor.
+_DATA_WRITES = {"normal_", "uniform_", "fill_", "zero_", "copy_", "clamp_", "mul_", "add_", "sub_", "div_",
+                "exponential_", "bernoulli_", "random_", "log_normal_", "geometric_", "cauchy_",
+                "masked_fill_", "index_copy_", "__setitem__", "kaiming_uniform_", "kaiming_normal_",
+                "xavier_uniform_", "xavier_normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+                "orthogonal_"}
 
 
 class ScalarsOnCPU(TorchFunctionMode):
-    """Tensor factories default to the meta device; single-element results go to the CPU."""
+    """Tensor factories default to the meta device; single-element results go to the CPU.
+
+    In-place ops on meta tensors (weight init) return at once: there is no data to write, and
+    meta's Python reference kernels would make building a ViT-L cost seconds.
+    """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if getattr(func, "__name__", "") in _DATA_WRITES:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target  # in-place init of a meta tensor (normal_, copy_, ...): no data, nothing to do
         if func in _CONSTRUCTORS and kwargs.get("device") is None:
             out = func(*args, **{**kwargs, "device": "meta"})
             if out.numel() <= 1:
