@@ -48,7 +48,6 @@ class LongShortTextEmbeddings(CLIPTextEmbeddings):
     def __init__(self, config, long_positions: int) -> None:
         super().__init__(config)
         self.long_position_embedding = nn.Embedding(long_positions, config.hidden_size)
-        self.register_buffer("long_position_ids", torch.arange(long_positions)[None], persistent=False)
 
     use_long: bool = False  # set by FGCLIPModel.encode_text for the duration of one long encode
 
@@ -61,7 +60,9 @@ class LongShortTextEmbeddings(CLIPTextEmbeddings):
         if inputs_embeds is None:
             inputs_embeds = self.token_embedding(input_ids)
         if position_ids is None:
-            position_ids = self.long_position_ids[:, :seq]
+            # Built here, not kept as a non-persistent buffer: from_pretrained (meta init) leaves
+            # such a buffer uninitialised, since CLIP's own _init_weights does not know it.
+            position_ids = torch.arange(seq, device=inputs_embeds.device)[None]
         return inputs_embeds + self.long_position_embedding(position_ids)
 
 
@@ -120,11 +121,12 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 self.logit_scale.fill_(c.logit_scale_init_value)
                 self.logit_scale_finegrained.fill_(c.logit_scale_init_value if fine is None else fine)
                 self.logit_scale_hardneg.fill_(c.logit_scale_init_value if hard is None else hard)
-        elif isinstance(module, LongShortTextEmbeddings):
-            with torch.no_grad():
-                module.long_position_embedding.weight.copy_(
-                    stretch_positions(module.position_embedding.weight, module.long_position_embedding.num_embeddings,
-                                      self.config.keep_positions))
+                # Here, not in a LongShortTextEmbeddings branch: text_model is a PreTrainedModel, so
+                # its modules are initialised by CLIP's _init_weights and never reach this method.
+                emb = self.text_model.embeddings
+                emb.long_position_embedding.weight.copy_(
+                    stretch_positions(emb.position_embedding.weight, emb.long_position_embedding.num_embeddings,
+                                      c.keep_positions))
 
     # ---- scales ---------------------------------------------------------------------------
     def logit_scales(self) -> dict[str, nn.Parameter]:

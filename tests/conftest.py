@@ -1,0 +1,65 @@
+"""Shared fixtures. Keep them general: several test files use them.
+
+`synthetic_root` builds the synthetic data + tiny base CLIP once per session (about a minute of
+CPU for the base pretraining). Set `FGCLIP_CACHE=/some/dir` to build it there once and reuse it
+across sessions (`$FGCLIP_CACHE/synthetic-v1`); otherwise it goes to a pytest tmp dir.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the network (the tiny base and tokenizer are local directories).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """The synthetic data + tiny base (`<root>/base`, `train.jsonl`, `val.jsonl`, `tokenizer/`).
+
+    Also points `FGCLIP_CACHE` and `fgclip.presets.DEFAULT_CACHE` at it for the session, so
+    `--preset tiny` / `--preset seed-bug` (in-process or in a subprocess) find it instead of
+    generating into ~/.cache. DEFAULT_CACHE is read at import time, hence the patch.
+    """
+    from fgclip import presets
+
+    cache = os.environ.get("FGCLIP_CACHE")
+    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("fgclip-cache")
+    root = presets.ensure_synthetic(cache_dir / "synthetic-v1")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FGCLIP_CACHE", str(cache_dir))
+    mp.setattr(presets, "DEFAULT_CACHE", root)
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(synthetic_root):
+    """The tiny base's word-level tokenizer (eos/bos/pad ids match the base)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(synthetic_root / "base"))
+
+
+@pytest.fixture
+def runtime_diag(monkeypatch):
+    """ENABLE_RUNTIME_DIAG=1 for one test (the seed's diag lines are printed)."""
+    monkeypatch.setenv("ENABLE_RUNTIME_DIAG", "1")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one intra-op thread for the rest of the requesting module (or use
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`). Tiny-model training is about as
+    fast on one thread, while two threads slow down 10x and more on a 2-core machine that is
+    running anything else (many tiny parallel ops per step)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
