@@ -228,3 +228,77 @@ def check_config_command(
     run_report("check-config", str(target) if target else None,
                lambda settings: build_report(target, settings, dataset_size),
                CommonOptions(format, output, strict, select, ignore, debug))
+
+
+class Device(str, Enum):
+    """Where a live run trains."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("live")
+def live_command(
+    target: Annotated[Optional[Path], typer.Argument(
+        help="Launch script (.sh) or args file; none = the bundled default run.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to run.")] = 60,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="A subject preset: tiny | seed-bug.")] = None,
+    device: Annotated[Device, typer.Option("--device", help="auto picks CUDA when present.")] = Device.auto,
+    keep_run: Annotated[Optional[Path], typer.Option("--keep-run", help="Keep the run (and checkpoints) in DIR.")] = None,
+    interval: Annotated[int, typer.Option("--interval", min=1, help="Read probes back every N steps.")] = 5,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Processes (torchrun; gloo on the CPU).")] = 1,
+    format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
+    select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+) -> None:
+    """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
+    from fgclip_doctor.live.command import build_report
+
+    run_report("live", str(target) if target else None,
+               lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings),
+               CommonOptions(format, output, strict, select, ignore, debug))
+
+
+@app.command("inspect-ckpt")
+def inspect_ckpt_command(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Checkpoint folder(s), a run folder with checkpoint-*, or a weights file "
+             "(.safetensors, .bin, .pt).", show_default=False)],
+    expect: Annotated[Optional[list[str]], typer.Option(
+        "--expect", help="Loss milestone KEY@STEP<VALUE, e.g. region_loss@500<0.5 (repeatable).")] = None,
+    scan: Annotated[bool, typer.Option("--scan", help="Scan every tensor for NaN/Inf (streamed).")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", dir_okay=False, help="Write the loss curves against their chance lines to FILE.png "
+                                       "(needs matplotlib).")] = None,
+    format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
+    select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Verdicts from checkpoints without loading them: scales, bank, losses vs chance, NaN, LR state."""
+    from fgclip_doctor.inspect_ckpt import build_report
+
+    run_report("inspect-ckpt", str(paths[0]) if len(paths) == 1 else None,
+               lambda settings: build_report(paths, settings, scan, plot, output),
+               CommonOptions(format, output, strict, select, ignore, debug, list(expect or [])))
+
+
+@app.command("check-data")
+def check_data_command(
+    data: Annotated[Path, typer.Argument(help="FG-CLIP annotations: .jsonl, .json list, or a folder of them.")],
+    image_root: Annotated[Optional[Path], typer.Option(
+        "--image-root", file_okay=False, help="Folder f_path is relative to: check each image exists.")] = None,
+    check_images: Annotated[bool, typer.Option("--check-images", help="Also open each image (PIL) and report sizes.")] = False,
+    grid: Annotated[int, typer.Option("--grid", min=1, help="Patch grid side for box-tiny (14 = ViT-B/16 at 224).")] = 14,
+    max_boxes: Annotated[int, typer.Option("--max-boxes", min=1, help="Boxes per image the loader keeps.")] = 4,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes (default: all cores).")] = None,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Examples (file:line) kept per category.")] = 5,
+    write_clean: Annotated[Optional[Path], typer.Option(
+        "--write-clean", dir_okay=False, help="Write valid records with only valid boxes to this .jsonl (never in place).")] = None,
+    format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
+    select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Check annotations at dataset scale: box validity, tiny boxes, records, hard negatives, images."""
+    from fgclip_doctor.check_data import build_report
+
+    run_report("check-data", str(data), lambda settings: build_report(
+        data, settings, image_root, check_images, grid, workers, max_boxes, examples, write_clean=write_clean),
+        CommonOptions(format, output, strict, select, ignore, debug))

@@ -249,14 +249,20 @@ def test_negatives_not_gathered_across_ranks():
 
 
 def test_negatives_live_form_and_skip():
+    # The bank is due at optimizer step 7; after 40 steps the region logits had no queue columns.
     live = facts_of(bank__warmup_forward_calls=50, bank__switch_on_step=7,
-                    observed__candidates__region=32, observed__candidates__hardneg=11,
-                    train__optimizer_steps_done=40)
+                    observed__candidates__region=32, observed__extra_columns__region=0,
+                    observed__candidates__hardneg=11, train__optimizer_steps_done=40)
     found = by_subject(check("negatives-count", live))
-    assert found["region"].status is Status.FAIL and "observed 32" in found["region"].message
+    assert found["region"].status is Status.FAIL and "+ 0 queue columns" in found["region"].message
     assert found["hardneg"].status is Status.PASS
-    ok = facts_of(observed__candidates__region=[32, 160], bank__warmup_forward_calls=50)
+    ok = facts_of(observed__candidates__region=160, observed__extra_columns__region=128,
+                  bank__warmup_forward_calls=50, bank__switch_on_step=7, train__optimizer_steps_done=40)
     assert by_subject(check("negatives-count", ok))["region"].status is Status.PASS
+    early = facts_of(observed__candidates__region=32, observed__extra_columns__region=0,
+                     bank__warmup_forward_calls=50, bank__switch_on_step=7, train__optimizer_steps_done=5)
+    f = by_subject(check("negatives-count", early))["region"]
+    assert f.status is Status.PASS and "bank due at optimizer step 7, 5 steps done" in f.message
     [skip] = check("negatives-count", Facts())
     assert skip.status is Status.SKIP and "candidates" in skip.message
     nobank = by_subject(check("negatives-count", facts_of(bank__enabled=False)))

@@ -31,6 +31,25 @@ def _live(ctx: RuleContext, facts: Facts, term: str, expected: int, src, note: s
     return ctx.passed(seen, expected, msg, src, term)
 
 
+def _live_region(ctx: RuleContext, facts: Facts, src, t, q: int) -> Finding:
+    """Live: the queue columns the region logits really had at the end vs what is due by then."""
+    extra = facts.value("observed.extra_columns.region")
+    done = facts.value("train.optimizer_steps_done")
+    fill = facts.value("bank.fill", q)
+    src = (*src, *ctx.sources_of(facts, "observed.candidates.region", "observed.extra_columns.region",
+                                 "train.optimizer_steps_done", "bank.fill"))
+    if extra is None or done is None:
+        return ctx.skip("not measured: observed.extra_columns.region / train.optimizer_steps_done", src, "region")
+    due = t.switch_on_step is not None and done >= t.switch_on_step
+    expected = min(q, fill) if due else 0
+    when = (f"bank due at optimizer step {t.switch_on_step}, {done} steps done" if t.switch_on_step is not None
+            else f"{done} steps done")
+    msg = f"region: in-batch boxes + {extra} queue columns at the end ({when}); expected + {expected}"
+    if extra != expected:
+        return ctx.problem(f"+{extra} queue", f"+{expected} queue", msg, src, "region")
+    return ctx.passed(f"+{extra} queue", f"+{expected} queue", msg, src, "region")
+
+
 def _global(facts: Facts, ctx: RuleContext) -> Finding:
     names = ("candidates.global", "train.per_device_batch", "run.world_size", "features.gathered")
     src = ctx.sources_of(facts, *names)
@@ -74,12 +93,7 @@ def _region(facts: Facts, ctx: RuleContext) -> Finding:
     q = with_bank - k
     t = warmup_timing(facts)
     if "observed.candidates.region" in facts:
-        done = facts.value("train.optimizer_steps_done")
-        if _observed(facts, "region") == k and t.switch_on_step and done is not None \
-                and done < t.switch_on_step and t.reached:
-            return _live(ctx, facts, "region", k, src,
-                         f" (bank due at optimizer step {t.switch_on_step}, {done} steps done)")
-        return _live(ctx, facts, "region", with_bank, src, f" ({k} in-batch + {q} queue)")
+        return _live_region(ctx, facts, src, t, q)
     if t.reached is None:
         return ctx.skip(RUN_LENGTH_UNKNOWN + " (needed to know whether the bank switches on)",
                         src, "region")

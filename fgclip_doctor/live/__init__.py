@@ -1,0 +1,1 @@
+"""`fgclip-doctor live`: a short real run with probes."""

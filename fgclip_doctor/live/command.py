@@ -1,0 +1,144 @@
+"""live: target -> config facts -> a short real run under the probes -> L rules -> report."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+from transformers import TrainerCallback
+
+from fgclip_doctor.checks.registry import Status, run_rules
+from fgclip_doctor.report import Report, sparkline
+from fgclip_doctor.sources.run_config import collect_facts
+from fgclip_doctor.sources.target import Flag, TargetView, preset_flags, read_target
+from fgclip_doctor.live.facts import grad_summary, observed_facts, summarize_terms
+from fgclip_doctor.live.runner import run_training
+
+TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
+ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
+STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
+
+
+class ProgressCallback(TrainerCallback):
+    """A rich progress bar over optimizer steps (stderr; silent when not a terminal)."""
+
+    def __init__(self, steps: int) -> None:
+        from rich.console import Console
+
+        self.progress = Progress(TextColumn("live"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task("steps", total=steps)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update(self.task, completed=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.stop()
+
+
+def resolve_view(target: Path | None, preset: str | None) -> TargetView:
+    """The launch to run: a script / args file, a subject preset, or the bundled default run."""
+    if target is not None and preset is not None:
+        from fgclip_doctor.errors import DoctorUsageError
+
+        raise DoctorUsageError("give a TARGET or --preset, not both")
+    if target is not None:
+        return read_target(target)
+    from fgclip.presets import ensure_synthetic
+
+    ensure_synthetic()
+    name = preset or "tiny"
+    return TargetView(None, "fgclip.train", flags={"preset": Flag(name, f"--preset {name}"), **preset_flags(name)})
+
+
+def _candidates(t: dict) -> str:
+    first, last = t["columns_first"], t["columns_last"]
+    if t["columns_max"] is None:
+        return "?"
+    if first != last and last is not None and first is not None and last - (t["rows"] or 0) > first - (t["rows"] or 0):
+        return f"{first} → {last}"
+    return str(t["columns_max"])
+
+
+def _verdict(findings, term: str) -> Text:
+    mine = [f for f in findings if f.subject == term and f.status is not Status.SKIP]
+    if not mine:
+        return Text("—", style="dim")
+    worst = max(mine, key=lambda f: [Status.PASS, Status.WARN, Status.FAIL].index(f.status))
+    return Text(worst.status.value, style=STYLE[worst.status])
+
+
+def terms_table(terms: dict, facts, findings) -> Table:
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for col in ("term", "candidates", "T", "logits min..max", "pos − hardest", "loss first→last", "ln N",
+                "ratio", "verdict"):
+        table.add_column(col, no_wrap=True)
+    for term in sorted(terms, key=lambda t: (ORDER.get(t, 9), t)):
+        t = terms[term]
+        scale = facts.value(f"scale.{TERM_SCALE.get(term.split('/')[0], '')}.value")
+        temp = f"{math.exp(scale):.3g}" if scale is not None else "?"
+        losses = [r["loss"] for r in t["series"]]
+        table.add_row(term, _candidates(t), temp, f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
+                      f"{t['margin_last']:+.2f}", f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
+                      f"{t['ln_candidates_last']:.2f}", f"{t['ratio_last']:.2f}", _verdict(findings, term))
+    return table
+
+
+def bank_line(facts) -> Text | None:
+    if facts.value("bank.enabled") is not True or "bank.fill" not in facts:
+        return None
+    at, accum = facts.value("bank.enabled_at_call"), facts.value("train.grad_accum") or 1
+    on = f"on at forward call {at} = optimizer step {math.ceil(at / accum)}" if at is not None and at >= 0 \
+        else "never switched on in this run"
+    masked = facts.value("observed.bank.same_caption_rows")
+    extra = f" · rows with a queued copy of their caption {100 * masked:.0f} %" + \
+            (" (masked)" if facts.value("bank.mask_same_caption") else "") if masked is not None else ""
+    return Text(f"{on} · fill {facts.value('bank.fill')}/{facts.value('bank.size')}{extra}")
+
+
+def grads_table(history) -> Table | None:
+    grads = grad_summary(history)
+    if not grads:
+        return None
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for col in ("group", "grad norm (mean)", "max", "non-finite steps"):
+        table.add_column(col)
+    for name, g in grads.items():
+        table.add_row(name, f"{g['norm']:.3g}", f"{g['max']:.3g}", str(int(g["nonfinite"])))
+    return table
+
+
+def build_report(target: Path | None, preset: str | None, steps: int, device: str, keep_run: Path | None,
+                 interval: int, settings) -> Report:
+    """The whole live pipeline in this process."""
+    view = resolve_view(target, preset)
+    base = collect_facts(view)
+    run = run_training(view, steps, device, keep_run, interval, progress=ProgressCallback(steps),
+                       settings=settings, base_facts=base)
+    facts = observed_facts(run.callback, base, world_size=1)
+    return live_report(view, facts, run.callback.history, summarize_terms(run.callback), steps, run.device, 1,
+                       run.notes, settings)
+
+
+def live_report(view, facts, history, terms, steps, device, world, notes, settings) -> Report:
+    """Rules and report from observed facts (shared by one process and --nproc)."""
+    findings = run_rules(facts, "L", settings, command="live")
+    name = view.target or f"fgclip.train --preset {view.flags['preset'].value}"
+    lines = [f"fgclip-doctor live · {name} · {steps} optimizer steps · {device} · world {world}"]
+    lines += [f"note: {n}" for n in notes]
+    sections = [("Loss terms", terms_table(terms, facts, findings))]
+    bank = bank_line(facts)
+    if bank is not None:
+        sections.append(("Memory bank", bank))
+    grads = grads_table(history)
+    if grads is not None:
+        sections.append(("Gradients", grads))
+    extra = {"live": {"steps": steps, "device": device, "world_size": world,
+                      "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
+                      "history": history}}
+    return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)

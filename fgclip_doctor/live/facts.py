@@ -1,0 +1,148 @@
+"""Probe history -> observed facts (names in fgclip_doctor/vocabulary.py), on top of the config facts.
+
+The launch's own facts (what check-config derives) are the expectation; what the probes saw
+is written over them where it is a measurement (scales at step 0, the bank's switch-on call),
+and under `observed.*` otherwise. Every value cites `live: ...` as its source.
+"""
+from __future__ import annotations
+
+import math
+
+from fgclip_doctor.facts import Facts
+
+SRC = "live: measured"
+
+
+def term_series(history: list[dict], term: str) -> list[dict]:
+    """Per-interval means of a term's statistics: [{step, loss, ratio, candidates, ...}]."""
+    out = []
+    for snap in history:
+        s = snap["terms"].get(term)
+        if not s or not s.get("calls"):
+            continue
+        calls = s["calls"]
+        row = {k: s[k] / calls for k in ("loss", "ratio", "ln_candidates", "candidates", "pos", "hardest",
+                                          "margin", "top1", "offset_ok")}
+        row.update(step=snap["step"], calls=calls, nonfinite_loss=s["nonfinite_loss"],
+                   logit_min=s["logit_min"], logit_max=s["logit_max"], abs_max=s["abs_max"])
+        out.append(row)
+    return out
+
+
+def _finite(values):
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def summarize_terms(cb) -> dict[str, dict]:
+    """Every term the cross-entropy probe saw, summarised over the whole run."""
+    out = {}
+    for term in (cb.ce.accumulators if cb.ce else {}):
+        series = term_series(cb.history, term)
+        if not series:
+            continue
+        cols = cb.ce.columns.get(term, [])
+        mins, maxs = _finite(r["logit_min"] for r in series), _finite(r["logit_max"] for r in series)
+        out[term] = {
+            "series": series, "rows": cb.ce.rows.get(term), "dtype": cb.ce.dtypes.get(term),
+            "columns": cols, "columns_first": cols[0][1] if cols else None, "columns_last": cols[-1][1] if cols else None,
+            "columns_max": max((c for _, c in cols), default=None),
+            "loss_first": series[0]["loss"], "loss_last": series[-1]["loss"],
+            "ln_candidates_last": series[-1]["ln_candidates"], "ratio_last": series[-1]["ratio"],
+            "ratio_first": series[0]["ratio"],
+            "candidates_first": series[0]["candidates"], "candidates_last": series[-1]["candidates"],
+            "logit_min": min(mins) if mins else None, "logit_max": max(maxs) if maxs else None,
+            "abs_max": max(_finite(r["abs_max"] for r in series), default=None),
+            "pos_last": series[-1]["pos"], "hardest_last": series[-1]["hardest"], "margin_last": series[-1]["margin"],
+            "offset_ok": [series[-1]["offset_ok"]], "nonfinite_loss": sum(r["nonfinite_loss"] for r in series),
+        }
+    return out
+
+
+def _subject_totals(history: list[dict], key: str) -> dict | None:
+    rows = [s["subject"].get(key) for s in history if s["subject"].get(key) and s["subject"][key].get("calls")]
+    if not rows:
+        return None
+    calls = sum(r["calls"] for r in rows)
+    out = {k: sum(r[k] for r in rows) / calls for k in rows[0] if k not in ("calls",) and not k.endswith("_min")}
+    out.update({k: min(r[k] for r in rows) for k in rows[0] if k.endswith("_min")})
+    out["calls"] = calls
+    return out
+
+
+def observed_facts(cb, base: Facts | None = None, world_size: int = 1, offsets: dict | None = None) -> Facts:
+    """Facts for the L rules: the launch's config facts plus what this run measured."""
+    facts = Facts()
+    if base is not None:
+        for name, fact in base.items():
+            facts.set(name, fact.value, fact.source)
+    terms = summarize_terms(cb)
+    facts.set("observed.terms", list(terms), SRC)
+    facts.set("train.optimizer_steps_done", cb.steps_done, "live: Trainer state.global_step")
+    facts.set("observed.forward_calls", cb.forward_calls, "live: forward pre-hook on the model")
+    for term, t in terms.items():
+        where = f"live: cross_entropy probe, term {term}"
+        facts.set(f"observed.candidates.{term}", t["columns_max"], where)
+        facts.set(f"observed.extra_columns.{term}", (t["columns_last"] or 0) - (t["rows"] or 0), where)
+        facts.set(f"observed.logits.{term}.dtype", t["dtype"], where)
+        facts.set(f"observed.logits.{term}.max_abs", t["abs_max"], where)
+        facts.set(f"observed.loss.{term}.first", t["loss_first"], where)
+        facts.set(f"observed.loss.{term}.last", t["loss_last"], where)
+        facts.set(f"observed.loss.{term}.chance", t["ln_candidates_last"], where)
+        facts.set(f"observed.loss.{term}.ratio", t["ratio_last"], where)
+        facts.set(f"observed.loss.{term}.series", [r["loss"] for r in t["series"]], where)
+        rows, cols = t["rows"], t["columns_max"]
+        if rows and cols:
+            facts.set(f"observed.ddp.{term}.gathered", world_size > 1 and cols == world_size * rows, where)
+            facts.set(f"observed.ddp.{term}.target_offset_ok",
+                      (offsets or {}).get(term, t["offset_ok"]), where)
+    for name, value in cb.scale_init.items():
+        facts.set(f"scale.{name}.init", round(value, 6), "live: model parameters at train begin")
+    for name, value in cb.scale_value.items():
+        facts.set(f"scale.{name}.value", round(value, 6), f"live: model parameters after step {cb.steps_done}")
+    if cb.groups:
+        facts.set("optim.groups", cb.groups, "live: the Trainer's optimizer param_groups")
+        facts.set("model.parameters", [p for g in cb.groups for p in g["params"]], "live: optimizer params")
+    bank = next((s["bank"] for s in reversed(cb.history) if s.get("bank")), None)
+    if bank:
+        src = "live: memory bank buffers"
+        for key in ("fill", "enabled_at_call"):
+            facts.set(f"bank.{key}", bank[key], src)
+        facts.set("observed.bank.key_norm_error", bank["key_norm_error"], src)
+        facts.set("observed.bank.requires_grad", bank["requires_grad"], src)
+    rows = _subject_totals(cb.history, "bank_rows")
+    if rows:
+        facts.set("observed.bank.same_caption_rows", rows["same_caption_rows"], "live: region head inputs")
+        facts.set("observed.bank.near_duplicate_rows", rows["near_duplicate_rows"], "live: region head inputs")
+    roi = _subject_totals(cb.history, "roi")
+    if roi:
+        facts.set("observed.region.feature_norm_min", roi["norm_min"], "live: RoIAlign outputs")
+        facts.set("observed.region.feature_norm_mean", roi["norm_mean"], "live: RoIAlign outputs")
+    within = _subject_totals(cb.history, "within_image")
+    if within:
+        facts.set("observed.region.within_image_cosine", within["cosine"], "live: box features")
+        facts.set("observed.region.images_with_2_boxes", within["images"] * within["calls"], "live: box features")
+    text = _subject_totals(cb.history, "text")
+    if text:
+        facts.set("observed.text.rows_without_eos", round(text["rows_without_eos"] * text["calls"]),
+                  "live: text tower inputs")
+    grads = grad_summary(cb.history)
+    if grads:
+        facts.set("observed.grad_norm", {k: v["norm"] for k, v in grads.items()}, "live: grad norms per optimizer group")
+        facts.set("observed.grad.nonfinite", sum(v["nonfinite"] for v in grads.values()), "live: grad norms")
+    facts.set("observed.nonfinite_loss", sum(t["nonfinite_loss"] for t in terms.values()), SRC)
+    return facts
+
+
+def grad_summary(history: list[dict]) -> dict[str, dict]:
+    """Mean and max gradient norm per optimizer group over the run, and non-finite steps."""
+    out: dict[str, dict] = {}
+    for snap in history:
+        for name, g in snap["grads"].items():
+            o = out.setdefault(name, {"steps": 0.0, "sum": 0.0, "max": 0.0, "nonfinite": 0.0})
+            o["steps"] += g["steps"]
+            o["sum"] += g["norm"]
+            o["max"] = max(o["max"], g["norm_max"])
+            o["nonfinite"] += g["nonfinite"]
+    for o in out.values():
+        o["norm"] = o["sum"] / o["steps"] if o["steps"] else float("nan")
+    return out

@@ -1,0 +1,136 @@
+"""Run a training the doctor did not write, in-process, for N optimizer steps with probes.
+
+The launch is parsed exactly as check-config parses it; the training module (or script) runs
+with `runpy` and the launch's own arguments. While it runs, `transformers.Trainer.__init__` is
+wrapped so that, whatever the script does with its flags, the Trainer gets: `max_steps = N`,
+a temporary `output_dir` (never the user's, so never resuming), no checkpoint saving (unless
+`keep_run`), no reporting integrations, no tqdm, and the DoctorCallback. `Trainer.train` is
+wrapped to drop `resume_from_checkpoint`. Everything is undone on exit, also on error or Ctrl-C.
+"""
+from __future__ import annotations
+
+import contextlib
+import runpy
+import sys
+import warnings
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
+from fgclip_doctor.probes.callback import DoctorCallback
+from fgclip_doctor.sources.target import TargetView
+
+
+@dataclass
+class LiveRun:
+    """What one process of a live run observed."""
+
+    callback: DoctorCallback
+    output_dir: str
+    device: str
+    argv: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def launch_argv(view: TargetView, notes: list[str]) -> list[str]:
+    """The training program's own arguments, rebuilt from the parsed launch."""
+    argv = []
+    for name, flag in view.flags.items():
+        if flag.value is None:
+            notes.append(f"--{name} depends on something unresolved in the launch: left out")
+            continue
+        if name == "deepspeed":
+            try:
+                import deepspeed  # noqa: F401
+            except ImportError:
+                notes.append("the launch asks for DeepSpeed, which is not installed here: run without it")
+                continue
+        value = flag.value
+        argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+@contextlib.contextmanager
+def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: bool, device: str,
+                   progress=None):
+    """Wrap Trainer.__init__ / Trainer.train for the duration of the block."""
+    import transformers
+
+    trainer_cls = transformers.Trainer
+    original_init, original_train = trainer_cls.__init__, trainer_cls.train
+
+    def __init__(self, *args, **kwargs):
+        targs = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if targs is not None:
+            targs.max_steps = steps
+            targs.output_dir = output_dir
+            targs.report_to = []
+            targs.disable_tqdm = True
+            if not save:
+                targs.save_strategy = "no"
+            if device == "cpu":
+                targs.use_cpu = True
+        original_init(self, *args, **kwargs)
+        self.callback_handler.callbacks.insert(0, callback)
+        if progress is not None:
+            self.add_callback(progress)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        return original_train(self, None, *args, **kwargs)  # never resume in a live run
+
+    trainer_cls.__init__, trainer_cls.train = __init__, train
+    try:
+        yield
+    finally:
+        trainer_cls.__init__, trainer_cls.train = original_init, original_train
+        callback.close()
+
+
+def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: Path | None = None,
+                 interval: int = 5, rank: int = 0, progress=None, settings=None, base_facts=None) -> LiveRun:
+    """Run the launch's training for `steps` optimizer steps under the probes."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DoctorUsageError("--device cuda: no CUDA device is available here")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    notes: list[str] = []
+    argv = launch_argv(view, notes)
+    callback = DoctorCallback(interval=interval, rank=rank, settings=settings, base_facts=base_facts)
+    tmp = None
+    if keep_run is not None:
+        out = str(keep_run)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="fgclip-doctor-live-")
+        out = tmp.name
+    if view.is_subject:  # the subject parses these; for other code the Trainer wrap forces them
+        argv += ["--max_steps", str(steps), "--output_dir", out, "--report_to", "none"]
+    entry = view.entry or ""
+    saved_argv = sys.argv
+    sys.argv = [entry] + argv
+    try:
+        # The training's own prints go to stderr: stdout carries the report (JSON / JUnit).
+        with forced_trainer(callback, steps, out, keep_run is not None, device, progress), \
+                contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*found in sys.modules.*", category=RuntimeWarning)
+            try:
+                if entry.endswith(".py"):
+                    if not Path(entry).is_file():
+                        raise DoctorInputError(entry, "training script not found (run from the directory the launch expects)")
+                    runpy.run_path(entry, run_name="__main__")
+                else:
+                    runpy.run_module(entry, run_name="__main__", alter_sys=True)
+            except SystemExit as err:
+                if err.code not in (None, 0):
+                    raise DoctorInputError(view.origin(), f"the training exited with {err.code!r}") from None
+            except ImportError as err:
+                raise DoctorInputError(view.origin(), f"cannot import the training code: {err}") from None
+    finally:
+        sys.argv = saved_argv
+        if tmp is not None:
+            tmp.cleanup()
+    if not callback.history:
+        raise DoctorInputError(view.origin(), "the training never reached a Trainer step: nothing was measured")
+    return LiveRun(callback, out, device, argv, notes)

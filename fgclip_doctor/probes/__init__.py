@@ -1,0 +1,1 @@
+"""Probes for live runs: statistics kept on the device inside hooks, read back once per interval."""

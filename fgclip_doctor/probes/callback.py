@@ -1,0 +1,181 @@
+"""DoctorCallback: the probes as a TrainerCallback, for `live` and for users' own long runs.
+
+It observes and only steers through `control` (transformers' callback contract): probes are
+installed at train begin and removed at train end or `close()` (also on error / Ctrl-C when
+used as a context manager); statistics stay on the device and are read back every `interval`
+optimizer steps, keyed by step (`history`). With `abort_on="fail"` a FAIL among the live rules
+sets `control.should_training_stop`. Findings go into the Trainer's logs (`doctor/...` keys),
+so they reach TensorBoard / W&B when `attach(trainer)` puts this callback first.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import TrainerCallback
+
+from fgclip_doctor.probes.accumulator import Accumulator, read_all
+from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+from fgclip_doctor.probes.subject import SubjectProbe
+
+SCALE_NAMES = {"logit_scale": "global", "logit_scale_finegrained": "finegrained",
+               "logit_scale_finegraind": "finegrained", "logit_scale_hardneg": "hardneg"}
+
+
+def _unwrap(model):
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def scale_params(model) -> dict[str, torch.nn.Parameter]:
+    """Every learnable logit scale by name (FG-CLIP's three, CLIP's one, or any `*logit_scale*`)."""
+    out = {}
+    for name, p in _unwrap(model).named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if "logit_scale" in leaf:
+            out[SCALE_NAMES.get(leaf, name)] = p
+    return out
+
+
+class DoctorCallback(TrainerCallback):
+    """Probes for a Trainer run: loss terms, candidates, bank, gradients, scales; history by step."""
+
+    def __init__(self, interval: int = 5, abort_on: str | None = None, rank: int = 0, settings=None,
+                 base_facts=None) -> None:
+        self.interval, self.abort_on, self.rank = max(1, interval), abort_on, rank
+        self.settings, self.base_facts = settings, base_facts
+        self.ce: CrossEntropyProbe | None = None
+        self.subject: SubjectProbe | None = None
+        self.grads = Accumulator(("steps", "norm", "nonfinite"), (), ("norm_max",))
+        self.group_acc: dict[str, Accumulator] = {}
+        self.handles: list = []
+        self.history: list[dict] = []
+        self.forward_calls = 0
+        self.scale_init: dict[str, float] = {}
+        self.scale_value: dict[str, float] = {}
+        self.groups: list[dict] = []
+        self.lrs: dict[str, float] = {}
+        self.logs: list[dict] = []
+        self.findings: list = []
+        self.steps_done = 0
+        self.installed = False
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def install(self, model, optimizer=None) -> None:
+        """Install every probe on `model` (idempotent)."""
+        if self.installed:
+            return
+        model = _unwrap(model)
+        self.ce = CrossEntropyProbe(self.rank).install()
+        self.subject = SubjectProbe(model, self.ce).install()
+
+        def count(mod, args):
+            self.forward_calls += 1  # a host int: no sync
+
+        self.handles.append(model.register_forward_pre_hook(count))
+        self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
+        if optimizer is not None:
+            names = {id(p): n for n, p in model.named_parameters()}
+            self.groups = [{"name": g.get("name", f"group{i}"), "lr": g.get("initial_lr", g.get("lr")), "weight_decay": g.get("weight_decay"),
+                            "params": [names[id(p)] for p in g["params"] if id(p) in names]}
+                           for i, g in enumerate(optimizer.param_groups)]
+        self.installed = True
+
+    def close(self) -> None:
+        """Remove every hook and patch (safe to call twice)."""
+        if self.ce is not None:
+            self.ce.remove()
+        if self.subject is not None:
+            self.subject.remove()
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        self.installed = False
+
+    def __enter__(self) -> "DoctorCallback":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def attach(self, trainer) -> "DoctorCallback":
+        """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks."""
+        trainer.callback_handler.callbacks.insert(0, self)
+        return self
+
+    # ---- Trainer events ------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        self.install(model, optimizer)
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if optimizer is None:
+            return
+        for i, group in enumerate(optimizer.param_groups):
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            if not grads:
+                continue
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+            name = group.get("name", f"group{i}")
+            acc = self.group_acc.setdefault(name, Accumulator(("steps", "norm", "nonfinite"), (), ("norm_max",)))
+            acc.add([1.0, norm, (~torch.isfinite(norm)).float()], (), [norm])
+            self.lrs[name] = group.get("lr")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.steps_done = state.global_step
+        if state.global_step % self.interval == 0:
+            self.snapshot(state.global_step, model)
+            if self.abort_on == "fail" and self.base_facts is not None and self._has_fail():
+                control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None:
+            return
+        self.logs.append({"step": state.global_step, **logs})
+        if self.findings:
+            from fgclip_doctor.checks.registry import Status
+
+            for status in (Status.FAIL, Status.WARN):
+                logs[f"doctor/{status.value.lower()}"] = sum(f.status is status for f in self.findings)
+            for f in self.findings:
+                if f.status is Status.FAIL:
+                    logs[f"doctor/{f.rule}{'/' + f.subject if f.subject else ''}"] = 1
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.steps_done = state.global_step
+        if not self.history or self.history[-1]["step"] != state.global_step:
+            self.snapshot(state.global_step, model)
+        self.close()
+
+    # ---- read-back ----------------------------------------------------------------------
+    def snapshot(self, step: int, model=None) -> dict:
+        """Read every device statistic back (one transfer) and append it to `history`."""
+        accs = {}
+        if self.ce is not None:
+            accs.update({f"term:{k}": a for k, a in self.ce.accumulators.items()})
+        if self.subject is not None:
+            accs.update({f"subject:{k}": a for k, a in self.subject.acc.items()})
+        accs.update({f"grad:{k}": a for k, a in self.group_acc.items()})
+        values = read_all(accs)
+        snap = {"step": step, "forward_calls": self.forward_calls,
+                "terms": {k[5:]: v for k, v in values.items() if k.startswith("term:")},
+                "subject": {k[8:]: v for k, v in values.items() if k.startswith("subject:")},
+                "grads": {k[5:]: v for k, v in values.items() if k.startswith("grad:")},
+                "bank": self.subject.bank_state() if self.subject is not None else None}
+        if model is not None:
+            snap["scales"] = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
+            self.scale_value = snap["scales"]
+        self.history.append(snap)
+        return snap
+
+    def _has_fail(self) -> bool:
+        from fgclip_doctor.checks.registry import Status, run_rules
+        from fgclip_doctor.live.facts import observed_facts
+
+        facts = observed_facts(self, self.base_facts)
+        self.findings = run_rules(facts, "L", self.settings, command="live")
+        return any(f.status is Status.FAIL for f in self.findings)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x

@@ -1,0 +1,154 @@
+"""The subject probe: FG-CLIP's own modules, found by type, for exact names and bank state.
+
+Loss heads announce their term to the cross-entropy probe (so calls are named `global`,
+`region`, `hardneg` instead of a call site); the memory bank's buffers give its switch-on call
+and fill; the region head's inputs give copies of the positive in the queue; RoIAlign outputs
+give raw box-feature norms (zero = boxes off the map); box features give the within-image
+cosine (near 1 = the model ignores the box); text inputs give rows that lost their EOS.
+All of it on the device; every handle is kept and removed.
+"""
+from __future__ import annotations
+
+import torch
+
+from fgclip_doctor.probes.accumulator import Accumulator
+from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+
+HEAD_TERMS = {"GlobalContrastiveLoss": "global", "RegionContrastiveLoss": "region", "HardNegativeLoss": "hardneg"}
+
+
+def _bank_of(model):
+    return getattr(model, "memory_bank", None)
+
+
+class SubjectProbe:
+    """Hooks on the subject's loss heads, memory bank, RoIAlign and text tower."""
+
+    def __init__(self, model: torch.nn.Module, ce: CrossEntropyProbe) -> None:
+        self.model, self.ce = model, ce
+        self.handles: list = []
+        self.patches: list[tuple[object, str, object]] = []
+        self.acc = {
+            "bank_rows": Accumulator(("calls", "same_caption_rows", "near_duplicate_rows")),
+            "roi": Accumulator(("calls", "norm_mean"), ("norm_min",)),
+            "within_image": Accumulator(("calls", "cosine", "images")),
+            "text": Accumulator(("calls", "rows", "rows_without_eos")),
+        }
+        self.heads_found: list[str] = []
+
+    # ---- loss heads: name the cross-entropy calls they make --------------------------------
+    def _head_hooks(self) -> None:
+        for name, module in self.model.named_modules():
+            term = HEAD_TERMS.get(type(module).__name__)
+            if term is None:
+                continue
+            self.heads_found.append(name)
+
+            def pre(mod, args, term=term):
+                self.ce.current_term, self.ce.calls_in_term = term, 0
+                if term == "region":
+                    self._region_inputs(args)
+
+            def post(mod, args, out):
+                self.ce.current_term = None
+
+            self.handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+
+    def _region_inputs(self, args) -> None:
+        # RegionContrastiveLoss(boxes, captions, logit_scale, caption_ids, queue, queue_ids)
+        if len(args) < 6 or args[4] is None or args[3] is None or args[4].shape[0] == 0:
+            return
+        captions, ids, queue, qids = args[1].detach(), args[3], args[4].detach(), args[5]
+        same = ids[:, None] == qids[None, :]  # [k, F] copies of the positive's caption
+        near = (captions.float() @ queue.float().t() > 0.99) & ~same
+        self.acc["bank_rows"].add([1.0, same.any(1).float().mean(), near.any(1).float().mean()])
+
+    # ---- RoIAlign and box features ---------------------------------------------------------
+    def _roi_patch(self) -> None:
+        import fgclip.model as fgmodel
+
+        original = fgmodel.roi_align
+        acc = self.acc["roi"]
+
+        def roi_align(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if out.shape[0]:
+                norms = out.detach().float().flatten(1).norm(dim=1)
+                acc.add([1.0, norms.mean()], [norms.min()])
+            return out
+
+        fgmodel.roi_align = roi_align
+        self.patches.append((fgmodel, "roi_align", original))
+
+    def _box_feature_patch(self) -> None:
+        model = self.model
+        original = model.box_features  # bound method
+        acc = self.acc["within_image"]
+
+        def box_features(fmap, boxes, valid):
+            feats = original(fmap, boxes, valid)  # [k, D] normalised, rows in row-major valid order
+            k = feats.shape[0]
+            if k > 1:
+                # Image of each row without a host sync: searchsorted on the running box counts.
+                image = torch.searchsorted(valid.sum(1).cumsum(0), torch.arange(k, device=feats.device), right=True)
+                same = (image[:, None] == image[None, :]) & ~torch.eye(k, dtype=torch.bool, device=feats.device)
+                f = feats.detach().float()
+                cos = ((f @ f.t()) * same).sum() / same.sum().clamp(min=1)  # masked mean, no indexing sync
+                acc.add([1.0, cos, (valid.sum(1) >= 2).sum()])
+            return feats
+
+        model.box_features = box_features  # instance attribute shadows the method; removed on exit
+        self.patches.append((model, "box_features", None))
+
+    # ---- text rows ---------------------------------------------------------------------------
+    def _text_hooks(self) -> None:
+        from transformers import CLIPTextModel
+
+        acc = self.acc["text"]
+        for module in self.model.modules():
+            if isinstance(module, CLIPTextModel) and module.eos_token_id not in (None, 2):
+                eos = module.eos_token_id
+
+                def pre(mod, args, kwargs, eos=eos):
+                    ids = kwargs.get("input_ids", args[0] if args else None)
+                    if ids is not None:
+                        missing = (ids != eos).all(-1).sum()
+                        acc.add([1.0, float(ids.shape[0]), missing])
+
+                self.handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+
+    def install(self) -> "SubjectProbe":
+        self._head_hooks()
+        if hasattr(self.model, "box_features") and hasattr(self.model, "patch_feature_map"):
+            self._roi_patch()
+            self._box_feature_patch()
+        self._text_hooks()
+        return self
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        for obj, attr, original in reversed(self.patches):
+            if original is None:
+                obj.__dict__.pop(attr, None)
+            else:
+                setattr(obj, attr, original)
+        self.patches.clear()
+
+    # ---- bank state, read at interval ends (outside the forward pass) ---------------------
+    def bank_state(self) -> dict | None:
+        """Queue size, fill, pointer, forward calls, switch-on call, key norm error (one read)."""
+        bank = _bank_of(self.model)
+        if bank is None:
+            return None
+        n = bank.fill.reshape(())
+        rows = torch.arange(bank.queue.shape[0], device=bank.queue.device) < n
+        norms = bank.queue.detach().float().norm(dim=1)
+        err = torch.where(rows, (norms - 1).abs(), torch.zeros_like(norms)).amax()
+        vals = torch.stack([bank.fill.double(), bank.ptr.double(), bank.forward_calls.double(),
+                            bank.enabled_at_call.double(), err.double()]).tolist()
+        return {"size": bank.size, "warmup_forward_calls": bank.warmup_forward_calls,
+                "mask_same_caption": bank.mask_same_caption, "fill": int(vals[0]), "ptr": int(vals[1]),
+                "forward_calls": int(vals[2]), "enabled_at_call": int(vals[3]), "key_norm_error": vals[4],
+                "requires_grad": bool(bank.queue.requires_grad)}
