@@ -81,6 +81,9 @@ def terms_table(terms: dict, facts, findings) -> Table:
     for term in sorted(terms, key=lambda t: (ORDER.get(t, 9), t)):
         t = terms[term]
         scale = facts.value(f"scale.{TERM_SCALE.get(term.split('/')[0], '')}.value")
+        known = [n for n in facts if n.startswith("scale.") and n.endswith(".value")]
+        if scale is None and len(known) == 1:  # code the doctor does not know, with one scale
+            scale = facts.value(known[0])
         temp = f"{math.exp(scale):.3g}" if scale is not None else "?"
         losses = [r["loss"] for r in t["series"]]
         table.add_row(term, _candidates(t), temp, f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",

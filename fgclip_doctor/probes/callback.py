@@ -72,6 +72,7 @@ class DoctorCallback(TrainerCallback):
 
         def count(mod, args):
             self.forward_calls += 1  # a host int: no sync
+            self.ce.forward_call = self.forward_calls
 
         self.handles.append(model.register_forward_pre_hook(count))
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}

@@ -68,7 +68,8 @@ class CrossEntropyProbe:
         self.current_term: str | None = None  # set by the subject probe while a loss head runs
         self.calls_in_term = 0
         self.accumulators: dict[str, Accumulator] = {}
-        self.columns: dict[str, list[tuple[int, int]]] = {}  # term -> [(call index, columns)] on change
+        self.columns: dict[str, list[tuple[int, int]]] = {}  # term -> [(forward call, columns)] on change
+        self.forward_call = 0  # the model's forward calls so far (set by the callback's hook)
         self.rows: dict[str, int] = {}
         self.dtypes: dict[str, str] = {}
         self.calls = 0
@@ -92,7 +93,7 @@ class CrossEntropyProbe:
         self.calls += 1
         cols = self.columns.setdefault(term, [])
         if not cols or cols[-1][1] != logits.shape[1]:
-            cols.append((self.calls, int(logits.shape[1])))  # shapes are host ints: no sync
+            cols.append((self.forward_call, int(logits.shape[1])))  # shapes are host ints: no sync
         self.rows[term] = int(logits.shape[0])
         self.dtypes[term] = str(logits.dtype)
 

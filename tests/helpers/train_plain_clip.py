@@ -1,0 +1,52 @@
+"""Training code the doctor has never seen: a plain transformers.CLIPModel, HfArgumentParser + Trainer.
+
+Random images and token ids, `return_loss=True`: CLIP's own symmetric cross-entropy. Run as
+`python tests/helpers/train_plain_clip.py --output_dir OUT --per_device_train_batch_size 6 ...`.
+`--offset_bug` is not a flag here: see train_unoffset_ddp.py for the DDP case.
+"""
+from dataclasses import dataclass
+
+import torch
+from transformers import CLIPConfig, CLIPModel, HfArgumentParser, Trainer, TrainingArguments
+
+
+@dataclass
+class ModelArgs:
+    logit_scale_init_value: float = 2.6592
+    seed_data: int = 0
+
+
+class RandomPairs(torch.utils.data.Dataset):
+    def __init__(self, n: int = 64, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.pixels = torch.randn(n, 3, 32, 32, generator=g)
+        self.ids = torch.randint(1, 90, (n, 8), generator=g)
+        self.ids[:, -1] = 99  # EOS, the highest id
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.pixels[i], "input_ids": self.ids[i]}
+
+
+def collate(rows):
+    return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+            "input_ids": torch.stack([r["input_ids"] for r in rows]), "return_loss": True}
+
+
+def main() -> None:
+    margs, targs = HfArgumentParser((ModelArgs, TrainingArguments)).parse_args_into_dataclasses()
+    cfg = CLIPConfig(text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=16, eos_token_id=99),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32, patch_size=8),
+                     projection_dim=16, logit_scale_init_value=margs.logit_scale_init_value)
+    torch.manual_seed(targs.seed)
+    trainer = Trainer(model=CLIPModel(cfg), args=targs, train_dataset=RandomPairs(seed=margs.seed_data),
+                      data_collator=collate)
+    trainer.train()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""live end to end: real short runs of the subject and of code the doctor has never seen."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from schema import validate
+from typer.testing import CliRunner
+
+from fgclip_doctor.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def live(*args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["live", *args, "--format", "json"])
+    assert result.exit_code in (0, 1), (result.output or "") + repr(result.exception)
+    doc = json.loads(result.stdout)
+    validate(doc, {"live"})
+    return result.exit_code, doc
+
+
+def by_rule(doc):
+    return {(f["rule"], f["subject"]): f for f in doc["findings"]}
+
+
+@pytest.fixture(scope="module")
+def default_run(synthetic_root):
+    return live("--steps", "60")
+
+
+def test_default_run_passes_and_the_bank_switches_on_at_call_50(default_run):
+    code, doc = default_run
+    bad = [(f["rule"], f["subject"], f["message"]) for f in doc["findings"] if f["status"] in ("FAIL", "WARN")]
+    assert code == 0 and not bad, bad
+    assert all(f["message"] for f in doc["findings"] if f["status"] == "SKIP")  # every SKIP says why
+    facts, terms = doc["facts"], doc["live"]["terms"]
+    assert facts["bank.enabled_at_call"]["value"] == 50
+    region = terms["region"]
+    first, last = region["columns"][0], region["columns"][-1]
+    assert first[1] <= 4 * 8 and last[1] - region["rows"] == 128  # in-batch -> in-batch + queue
+    switch = [c for c in region["columns"] if c[1] > 4 * 8][0]
+    assert switch[0] == 50  # the bank switches on at forward call 50 and its columns join that call
+    assert terms["global"]["columns_max"] == 8 and terms["hardneg"]["columns_max"] == 11
+    assert facts["scale.finegrained.init"]["value"] == pytest.approx(4.6052, abs=1e-3)
+
+
+def test_default_run_table_shows_terms(synthetic_root):
+    result = runner.invoke(app, ["live", "--steps", "3"])
+    assert result.exit_code in (0, 1), result.output
+    for word in ("Loss terms", "region", "hardneg", "Memory bank", "Gradients", "FGD101"):
+        assert word in result.stdout
+
+
+def test_seed_bug_fails_measured(tmp_path, synthetic_root):
+    # scripts/seed_bug.sh with 2 images per device instead of 8: the bank counts forward calls,
+    # so everything the seed's preset shows is unchanged, at a quarter of the CPU time.
+    text = (ROOT / "scripts" / "seed_bug.sh").read_text().replace(
+        "--per_device_train_batch_size 8", "--per_device_train_batch_size 2")
+    script = tmp_path / "seed_bug_small.sh"
+    script.write_text(text)
+    code, doc = live(str(script), "--steps", "60")
+    assert code == 1
+    f = by_rule(doc)
+    assert f[("logit-scale-init", "finegrained")]["status"] == "FAIL"
+    assert "T 14.3" in f[("logit-scale-init", "finegrained")]["message"]
+    assert doc["facts"]["scale.finegrained.init"]["source"] == "live: model parameters at train begin"
+    assert f[("step-units", "bank warmup")]["status"] == "FAIL"
+    assert {x["status"] for x in doc["findings"] if x["rule"] == "bank-active"} == {"FAIL"}
+    region = doc["live"]["terms"]["region"]
+    # In-batch only until the bank's switch-on at forward call 400 (optimizer step 50), then + queue.
+    assert doc["facts"]["bank.enabled_at_call"]["value"] == 400
+    assert region["columns"][0][1] <= 2 * 4
+    assert region["columns"][-1][1] - region["rows"] == 128
+    assert region["ln_candidates_last"] > 4.8  # ln(in-batch + 128) as measured, not ln 4
+
+
+def test_code_never_seen_plain_clip(tmp_path):
+    script = tmp_path / "train_clip.sh"
+    script.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
+                      f"  --output_dir {tmp_path}/out --per_device_train_batch_size 6 --learning_rate 1e-3 \\\n"
+                      "  --logit_scale_init_value 3.0 --report_to none --use_cpu True\n")
+    code, doc = live(str(script), "--steps", "4", "--interval", "2")
+    facts = doc["facts"]
+    assert facts["run.subject_known"]["value"] is False
+    [term] = facts["observed.terms"]["value"]
+    assert "contrastive_loss" in term  # named by call site
+    assert facts[f"observed.candidates.{term}"]["value"] == 6  # candidates = batch size
+    assert facts["scale.global.init"]["value"] == pytest.approx(3.0, abs=1e-6)  # the true logit scale
+    assert facts[f"observed.loss.{term}.chance"]["value"] == pytest.approx(torch.log(torch.tensor(6.0)).item(), rel=1e-5)
+    assert not (tmp_path / "out").exists()  # never the user's output dir
+
+
+def test_bad_target_exits_2(tmp_path):
+    result = runner.invoke(app, ["live", str(tmp_path / "nope.sh")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(app, ["live", "--preset", "nope"])
+    assert result.exit_code == 2 and "unknown preset" in result.stderr
