@@ -2,7 +2,8 @@
 
 Sources write these names (with provenance); checks read them. A fact that is unknown is absent.
 Scale values are ln-values (CLIP stores ln of the inverse temperature): temperature = exp(value).
-`<scale>` is one of SCALES; `<term>` one of TERMS.
+`<scale>` is one of SCALES; `<term>` one of TERMS (in `observed.*` facts also the call site of
+a cross-entropy in code the doctor does not know).
 """
 from __future__ import annotations
 
@@ -74,9 +75,31 @@ FACTS: dict[str, str] = {
     "text.max_seq_length": "tokens per long caption",
     "data.num_hard_negatives": "rewrites per box for the hard-negative loss",
     "observed.text.rows_without_eos": "tokenised rows that lost their EOS (live)",
+    # --- live observations (probes during a real run) ------------------------------------
+    # `<term>` here is a loss term (global, region, hardneg) or, for code the doctor does not
+    # know, the call site of the cross-entropy, e.g. "modeling_clip.py:77 clip_loss".
+    "observed.terms": "loss terms (or call sites) whose logits the live probe saw",
+    "observed.logits.<term>.dtype": "dtype of the logits given to cross-entropy, e.g. torch.float32, torch.bfloat16",
+    "observed.logits.<term>.scale": "multiplier exp(logit_scale) in use when the logits were measured (absent if unknown)",
+    "observed.logits.<term>.max_abs": "largest |logit| seen (float)",
+    "observed.ddp.<term>.gathered": "True when the logits' columns = world x rows (features gathered across ranks)",
+    "observed.ddp.<term>.target_offset_ok": "one float per rank: fraction of rows whose target is rank x rows + row index (1.0 = correctly offset)",
+    "observed.bank.key_norm_error": "max | ||key|| - 1 | over the filled queue (float)",
+    "observed.bank.requires_grad": "True when the queue tensor requires grad (keys not detached)",
+    "observed.bank.same_caption_rows": "fraction of region rows (positives) with at least one queued entry of the same caption id",
+    "observed.bank.near_duplicate_rows": "fraction of rows with an unmasked queued or in-batch candidate at cosine > 0.99 to the positive caption feature",
+    "observed.region.within_image_cosine": "mean pairwise cosine of the RoI features of different boxes of one image",
+    "observed.region.images_with_2_boxes": "images with >= 2 boxes that contributed to observed.region.within_image_cosine",
+    "observed.region.feature_norm_min": "smallest L2 norm of the raw (un-normalised) RoI features",
+    "observed.region.feature_norm_mean": "mean L2 norm of the raw (un-normalised) RoI features",
 }
 
 
 def scale_fact(scale: str, kind: str) -> str:
     """`scale.<scale>.<kind>`, e.g. scale_fact("finegrained", "init")."""
     return f"scale.{scale}.{kind}"
+
+
+def observed_fact(family: str, term: str, kind: str) -> str:
+    """`observed.<family>.<term>.<kind>`, e.g. observed_fact("logits", "region", "dtype")."""
+    return f"observed.{family}.{term}.{kind}"

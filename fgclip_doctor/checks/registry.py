@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 #: Rule-family modules (names inside `fgclip_doctor.checks`) imported before rules are listed or
 #: run, so that their `@rule` decorators register. Rule authors append their module here.
-RULE_MODULES: list[str] = ["temperature", "negatives", "schedule", "resume", "optim"]
+RULE_MODULES: list[str] = ["temperature", "negatives", "schedule", "resume", "optim", "live"]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data
 SEVERITIES = ("fail", "warn")
