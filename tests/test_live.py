@@ -101,3 +101,28 @@ def test_bad_target_exits_2(tmp_path):
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     result = runner.invoke(app, ["live", "--preset", "nope"])
     assert result.exit_code == 2 and "unknown preset" in result.stderr
+
+
+def _script(tmp_path: Path, name: str, args: str) -> Path:
+    path = tmp_path / f"{name}.sh"
+    path.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/{name}.py \\\n  {args}\n")
+    return path
+
+
+def test_nproc_2_gathers_and_offsets_targets(tmp_path):
+    script = _script(tmp_path, "train_unoffset_ddp", f"--offset True --output_dir {tmp_path}/o "
+                     "--per_device_train_batch_size 4 --report_to none --use_cpu True")
+    code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
+    facts = doc["facts"]
+    [term] = facts["observed.terms"]["value"]
+    assert facts[f"observed.candidates.{term}"]["value"] == 2 * 4  # global candidates = 2 x per-rank batch
+    assert facts[f"observed.ddp.{term}.gathered"]["value"] is True
+    assert {f["status"] for f in doc["findings"] if f["rule"] == "ddp-targets"} == {"PASS"}
+
+
+def test_nproc_2_unoffset_targets_fail(tmp_path):
+    script = _script(tmp_path, "train_unoffset_ddp", f"--output_dir {tmp_path}/o "
+                     "--per_device_train_batch_size 4 --report_to none --use_cpu True")
+    code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
+    [f] = [f for f in doc["findings"] if f["rule"] == "ddp-targets"]
+    assert code == 1 and f["status"] == "FAIL" and "rank 1" in f["message"]

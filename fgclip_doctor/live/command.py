@@ -117,10 +117,12 @@ def grads_table(history) -> Table | None:
 
 
 def build_report(target: Path | None, preset: str | None, steps: int, device: str, keep_run: Path | None,
-                 interval: int, settings) -> Report:
-    """The whole live pipeline in this process."""
+                 interval: int, settings, nproc: int = 1) -> Report:
+    """The whole live pipeline: in this process, or on `nproc` ranks under torchrun."""
     view = resolve_view(target, preset)
     base = collect_facts(view)
+    if nproc > 1:
+        return _distributed(view, base, nproc, steps, device, interval, settings)
     run = run_training(view, steps, device, keep_run, interval, progress=ProgressCallback(steps),
                        settings=settings, base_facts=base)
     facts = observed_facts(run.callback, base, world_size=1)
@@ -145,3 +147,30 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
                       "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
                       "history": history}}
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)
+
+
+def _distributed(view, base, nproc, steps, device, interval, settings) -> Report:
+    from fgclip_doctor.live.distributed import run_distributed
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name, value in (("run.nproc_per_node", nproc), ("run.nnodes", 1), ("run.world_size", nproc)):
+        base.set(name, value, f"fgclip-doctor live --nproc {nproc}")
+    gb = base.value("train.per_device_batch")
+    if gb is not None:
+        base.set("train.global_batch", gb * nproc * (base.value("train.grad_accum") or 1), "per_device × world × accumulation")
+        if base.value("features.gathered") is not False:
+            base.set("candidates.global", gb * nproc, f"per_device × world (--nproc {nproc})")
+    records, notes = run_distributed(view, nproc, steps, device, interval)
+    terms = summarize_terms(records[0])
+    offsets = {}
+    for term in terms:
+        per_rank = []
+        for rec in records:
+            series = [s["terms"][term] for s in rec.history if term in s["terms"] and s["terms"][term]["calls"]]
+            per_rank.append(series[-1]["offset_ok"] / series[-1]["calls"] if series else float("nan"))
+        offsets[term] = per_rank
+    facts = observed_facts(records[0], base, world_size=nproc, offsets=offsets)
+    return live_report(view, facts, records[0].history, terms, steps, device, nproc, notes, settings)

@@ -119,7 +119,11 @@ def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: P
                 if entry.endswith(".py"):
                     if not Path(entry).is_file():
                         raise DoctorInputError(entry, "training script not found (run from the directory the launch expects)")
-                    runpy.run_path(entry, run_name="__main__")
+                    sys.path.insert(0, str(Path(entry).resolve().parent))  # as `python script.py` does
+                    try:
+                        runpy.run_path(entry, run_name="__main__")
+                    finally:
+                        sys.path.pop(0)
                 else:
                     runpy.run_module(entry, run_name="__main__", alter_sys=True)
             except SystemExit as err:

@@ -1,0 +1,89 @@
+"""`live --nproc N`: the same run under torchrun, one probe record per rank, merged in the parent.
+
+The parent writes the parsed launch to a spec file and starts `torchrun --nproc_per_node N -m
+fgclip_doctor.live.distributed`; each rank runs the training in-process under the probes (as a
+single-process live run does) and writes its record (history, columns, scales, groups) to
+`<out>/rank<r>.json`. The parent merges: rank 0's record for the run, every rank's DDP target
+offsets for ddp-targets, and the world size for negatives-count. On the CPU the ranks use gloo
+(the Trainer needs `use_cpu=True` for DDP there, which a CPU live run forces).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.sources.target import Flag, TargetView
+
+RECORD_FIELDS = ("history", "forward_calls", "scale_init", "scale_value", "groups", "steps_done", "lrs")
+
+
+def to_record(cb) -> dict:
+    """A JSON-able record of what one rank's DoctorCallback measured."""
+    rec = {k: getattr(cb, k) for k in RECORD_FIELDS}
+    rec["ce"] = {"terms": list(cb.ce.accumulators) if cb.ce else [], "columns": cb.ce.columns if cb.ce else {},
+                 "rows": cb.ce.rows if cb.ce else {}, "dtypes": cb.ce.dtypes if cb.ce else {}}
+    return rec
+
+
+def from_record(rec: dict) -> SimpleNamespace:
+    """A read-only stand-in for a DoctorCallback, for `observed_facts` / `summarize_terms`."""
+    ce = SimpleNamespace(accumulators={t: None for t in rec["ce"]["terms"]},
+                         columns={k: [tuple(c) for c in v] for k, v in rec["ce"]["columns"].items()},
+                         rows=rec["ce"]["rows"], dtypes=rec["ce"]["dtypes"])
+    return SimpleNamespace(ce=ce, **{k: rec[k] for k in RECORD_FIELDS})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_distributed(view: TargetView, nproc: int, steps: int, device: str, interval: int,
+                    timeout: float = 1800) -> tuple[list[SimpleNamespace], list[str]]:
+    """Run the launch on `nproc` processes; return each rank's record (rank order) and notes."""
+    with tempfile.TemporaryDirectory(prefix="fgclip-doctor-nproc-") as tmp:
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({
+            "target": view.target, "entry": view.entry, "launcher": view.launcher,
+            "flags": {k: [f.value, f.source] for k, f in view.flags.items()},
+            "steps": steps, "device": device, "interval": interval}))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               "-m", "fgclip_doctor.live.distributed", str(spec), tmp]
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        records = []
+        for rank in range(nproc):
+            path = Path(tmp) / f"rank{rank}.json"
+            if not path.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise DoctorInputError(view.origin(), f"rank {rank} of the --nproc {nproc} run wrote nothing "
+                                       f"(torchrun exit {proc.returncode}: {tail[0][:200]})")
+            records.append(json.loads(path.read_text()))
+    notes = records[0].pop("notes", [])
+    return [from_record(r) for r in records], notes
+
+
+def _worker(spec_path: str, out: str) -> None:
+    from fgclip_doctor.live.runner import run_training
+
+    spec = json.loads(Path(spec_path).read_text())
+    view = TargetView(spec["target"], spec["entry"], spec["launcher"],
+                      {k: Flag(v, s) for k, (v, s) in spec["flags"].items()})
+    rank = int(os.environ.get("RANK", "0"))
+    run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank)
+    rec = to_record(run.callback)
+    rec["notes"] = run.notes
+    Path(out, f"rank{rank}.json").write_text(json.dumps(rec))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])
