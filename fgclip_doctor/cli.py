@@ -255,7 +255,7 @@ def live_command(
     from fgclip_doctor.live.command import build_report
 
     run_report("live", str(target) if target else None,
-               lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings),
+               lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
                CommonOptions(format, output, strict, select, ignore, debug))
 
 
