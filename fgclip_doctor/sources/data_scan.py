@@ -1,0 +1,577 @@
+"""check-data's source: a streaming, multi-core scan of FG-CLIP annotations -> counts, examples.
+
+Input is what FG-CLIP's `--data_path` takes (a `.jsonl`, a `.json` list, or a folder of them,
+sorted, not recursive), read as `fgclip.data.read_annotations` reads it; every box goes through
+the subject's own `fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader".
+
+Scaling (FG-CLIP: ~12M records, 40M boxes). A `.jsonl` is cut into fixed byte ranges
+(CHUNK_BYTES, whatever --workers is, so results never depend on it); a range owns the lines that
+*start* in it: its worker seeks there, skips to the next line start and streams its lines. Workers
+return counters, line counts and at most K examples per category, merged as they arrive: memory
+does not grow with the file. Example lines are range-local until the end, when the ranges' line
+counts make them absolute. A `.json` list is one document: streamed too (items decoded one at a
+time from a sliding buffer) but by one worker; a folder still spreads its files over the workers.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fgclip import boxes as subject_boxes
+from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.facts import Facts
+
+CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
+BLOCK_BYTES = 4 << 20  # read size inside a task
+MAX_JSON_ITEM = 64 << 20  # a .json list item larger than this is treated as broken JSON
+SIZE_KINDS = 1000  # distinct image sizes kept for "most common"
+#: required record fields and their JSON types (FG-CLIP's dataset indexes them directly)
+REQUIRED = (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))
+
+# category -> (unit, what it counts). Box categories are per box entry; the first six are the
+# loader's drops (box_problem's names, pixel coordinates split out of out_of_range).
+INVALID = ("malformed", "nonfinite", "inverted", "zero_area", "out_of_range", "pixel_coords")
+CATEGORIES = {
+    "malformed": ("boxes", "bbox missing or not 4 numbers"),
+    "nonfinite": ("boxes", "a coordinate is NaN or Inf"),
+    "inverted": ("boxes", "x1 > x2 or y1 > y2"),
+    "zero_area": ("boxes", "x1 == x2 or y1 == y2"),
+    "out_of_range": ("boxes", "outside [0, 1] beyond the tolerance"),
+    "pixel_coords": ("boxes", "outside [0, 1] with max > 1.5: likely pixel coordinates"),
+    "tiny": ("boxes", "valid, but smaller than one cell of the patch grid"),
+    "empty_caption": ("boxes", "valid, but short_expr and long_expr both empty"),
+    "negatives_malformed": ("boxes", "flag_short_neg set, short_expr_negs not a list/dict of strings"),
+    "negatives_short": ("boxes", "flag_short_neg set, fewer rewrites than the loss needs"),
+    "not_json": ("records", "line (or .json document) is not valid JSON / UTF-8"),
+    "not_object": ("records", "valid JSON but not an object"),
+    "missing_fields": ("records", "f_path, caption, short_caption or bbox_info missing or mistyped"),
+    "over_max": ("records", "more valid boxes than the loader keeps"),
+    "missing_image": ("records", "image not found under --image-root"),
+    "unreadable_image": ("records", "image found but PIL cannot open it"),
+}
+_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What to check (the CLI's --grid, --max-boxes, --examples, --image-root, --check-images)."""
+
+    grid: int = 14
+    max_boxes: int = 4
+    num_negatives: int = 10  # FG-CLIP / fgclip.data default num_hard_negatives
+    examples: int = 5
+    image_root: str | None = None
+    check_images: bool = False
+    tol: float = 1e-6  # box_problem's default, as the loader uses it
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: the lines starting in [start, end) of a .jsonl, or a whole .json."""
+
+    index: int
+    file: str
+    start: int
+    end: int
+    kind: str  # "lines" | "json"
+    clean_part: str | None = None
+
+
+@dataclass
+class Tally:
+    """Counters shared by one task's result and the merged scan."""
+
+    records: int = 0  # non-blank lines / list items, malformed ones included
+    boxes: int = 0
+    valid_boxes: int = 0
+    over_max_boxes: int = 0
+    images_checked: int = 0
+    counts: dict = field(default_factory=Counter)
+    sizes: Counter = field(default_factory=Counter)  # (w, h) -> images (SIZE_KINDS kinds at most)
+    size_lo: tuple[int, int] | None = None  # smallest width and smallest height seen
+    size_hi: tuple[int, int] | None = None
+
+    def add_size(self, size: tuple[int, int], n: int = 1) -> None:
+        """Count `n` images of `size` (a bounded number of distinct sizes); widen min / max."""
+        if n and (size in self.sizes or len(self.sizes) < SIZE_KINDS):
+            self.sizes[size] += n
+        lo, hi = self.size_lo or size, self.size_hi or size
+        self.size_lo = (min(lo[0], size[0]), min(lo[1], size[1]))
+        self.size_hi = (max(hi[0], size[0]), max(hi[1], size[1]))
+
+
+TALLY_INTS = ("records", "boxes", "valid_boxes", "over_max_boxes", "images_checked")
+
+
+@dataclass
+class Partial(Tally):
+    """What one task found; example lines are local to its range."""
+
+    task: int = 0
+    lines: int = 0  # lines owned by the range, blank ones included
+    examples: dict = field(default_factory=dict)  # category -> [(local line, detail)]
+    clean_records: int = 0
+    clean_boxes: int = 0
+
+
+@dataclass
+class ScanResult(Tally):
+    """The merged scan: totals, counts per category, examples ("file:line: detail")."""
+
+    path: str = ""
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    options: ScanOptions = field(default_factory=ScanOptions)
+    workers: int = 1
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    clean: tuple[str, int, int] | None = None  # (path, records, boxes) written by --write-clean
+
+    def ratio(self, category: str) -> float:
+        """count / (boxes or records, by the category's unit); 0 when there are none."""
+        total = self.boxes if CATEGORIES[category][0] == "boxes" else self.records
+        return self.counts.get(category, 0) / total if total else 0.0
+
+
+def annotation_files(path: Path) -> list[Path]:
+    """The files FG-CLIP's loader reads for `path` (DoctorInputError when there are none)."""
+    if not path.exists():
+        raise DoctorInputError(path, "no such file or directory")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file())
+        if not files:
+            raise DoctorInputError(path, "folder holds no .json or .jsonl annotation files")
+        return files
+    return [path]
+
+
+def plan(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Task]:
+    """Byte-range tasks: .jsonl files cut every chunk_bytes, .json files whole."""
+    tasks: list[Task] = []
+    for f in files:
+        size = f.stat().st_size
+        if f.suffix != ".jsonl":  # the loader json.load()s anything that is not .jsonl
+            tasks.append(Task(len(tasks), str(f), 0, size, "json"))
+            continue
+        for start in range(0, max(size, 1), chunk_bytes):
+            tasks.append(Task(len(tasks), str(f), start, min(size, start + chunk_bytes), "lines"))
+    return tasks
+
+
+# --- one record ------------------------------------------------------------------------------
+
+class _Checker:
+    """Per-task state and the per-record checks (the hot path: keep it flat)."""
+
+    def __init__(self, opts: ScanOptions, part: Partial, clean) -> None:
+        self.o, self.p, self.clean = opts, part, clean
+        self.k = opts.examples
+        self.box_problem = subject_boxes.box_problem  # looked up per task: tests may patch it
+        self.open_image = None
+        if opts.check_images:
+            from PIL import Image
+
+            self.open_image = Image.open
+
+    def note(self, cat: str, line: int, fmt: str, *args) -> None:
+        """Count one `cat`; keep it as an example while fewer than K are kept (format lazily)."""
+        self.p.counts[cat] += 1
+        ex = self.p.examples.setdefault(cat, [])
+        if len(ex) < self.k:
+            ex.append((line, (fmt % args)[:200]))
+
+    def not_json(self, line: int, err: Exception) -> None:
+        self.p.records += 1
+        col = f" (col {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        self.note("not_json", line, "not JSON: %s%s", getattr(err, "msg", err), col)
+
+    def record(self, line: int, rec, raw: str | None) -> None:
+        """Check one decoded record (the hot path: locals bound once, problems reported lazily)."""
+        p, o, note = self.p, self.o, self.note
+        p.records += 1
+        if type(rec) is not dict:
+            note("not_object", line, "a JSON %s, not an object", type(rec).__name__)
+            return
+        get = rec.get
+        bad = ()
+        if not (type(get("caption")) is str and type(get("short_caption")) is str
+                and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
+            bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
+            note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
+        info = get("bbox_info")
+        info = info if type(info) is list else ()
+        keep = self.clean is not None
+        kept, problem_of, tol, grid, nneg, valid = [], self.box_problem, o.tol, o.grid, o.num_negatives, 0
+        tiny = subject_boxes.smaller_than_cell
+        for i, entry in enumerate(info):
+            if type(entry) is dict:
+                box = entry.get("bbox")
+                problem = problem_of(box, tol)
+            else:
+                box, problem = entry, "malformed"
+            if problem is not None:
+                if problem == "out_of_range" and subject_boxes.looks_like_pixels(box):
+                    problem = "pixel_coords"
+                note(problem, line, "box %d %.80r", i, box)
+                continue
+            valid += 1
+            if keep:
+                kept.append(entry)
+            if tiny(box, grid):
+                note("tiny", line, "box %d %r under 1/%d", i, box, grid)
+            cap = entry.get("short_expr") or entry.get("long_expr")
+            if not cap or type(cap) is not str or cap.isspace():
+                note("empty_caption", line, "box %d: no short_expr / long_expr", i)
+            if entry.get("flag_short_neg") == 1:
+                # the rewrites, as fgclip.data._negatives reads them (dict in key order, or list);
+                # join / `in` / len are C loops: this runs for every box of a 40M-box dataset
+                negs = entry.get("short_expr_negs")
+                values = negs.values() if type(negs) is dict else negs
+                try:
+                    ok = type(values) is not str and "".join(values) is not None and all(values)
+                except TypeError:
+                    ok = False
+                if not ok:
+                    note("negatives_malformed", line, "box %d short_expr_negs %.60r", i, negs)
+                elif len(values) < nneg:
+                    note("negatives_short", line, "box %d: %d rewrites, %d needed", i, len(values), nneg)
+        p.boxes += len(info)
+        p.valid_boxes += valid
+        if valid > o.max_boxes:
+            p.over_max_boxes += valid - o.max_boxes
+            note("over_max", line, "%d valid boxes, the loader keeps %d", valid, o.max_boxes)
+        image_ok = True
+        if o.image_root is not None and "f_path" not in bad:
+            image_ok = self.image(line, rec["f_path"])
+        if keep and not bad and image_ok:
+            if valid != len(info):
+                rec["bbox_info"] = kept
+                raw = None
+            self.clean.write((raw if raw is not None else json.dumps(rec, ensure_ascii=False)) + "\n")
+            p.clean_records += 1
+            p.clean_boxes += valid
+
+    def image(self, line: int, f_path: str) -> bool:
+        """The record's image exists (and opens, with --check-images); its size is counted."""
+        path = os.path.join(self.o.image_root, f_path)
+        self.p.images_checked += 1
+        if self.open_image is None:
+            if os.path.isfile(path):
+                return True
+            self.note("missing_image", line, "%s", f_path)
+            return False
+        try:
+            with self.open_image(path) as im:
+                size = im.size
+        except FileNotFoundError:
+            self.note("missing_image", line, "%s", f_path)
+            return False
+        except Exception as err:  # PIL raises many types for a bad file; all mean "unreadable"
+            self.note("unreadable_image", line, "%s: %s", f_path, err)
+            return False
+        self.p.add_size(size)
+        return True
+
+
+def _field_problem(rec: dict, key: str) -> str:
+    if key not in rec:
+        return f"no {key}"
+    return f"{key} empty" if rec[key] == "" else f"{key} is {type(rec[key]).__name__}"
+
+
+_WS = json.decoder.WHITESPACE.match  # JSON's own whitespace: space, tab, newline, return
+_decode = json.JSONDecoder().decode  # = json.loads(str) without its per-call type checks
+
+
+# --- one task --------------------------------------------------------------------------------
+
+def _lines(task: Task, chk: _Checker) -> int:
+    """Stream the lines that start in [start, end); return how many (blank ones included)."""
+    n = 0
+    with open(task.file, "rb") as fh:
+        pos = task.start
+        if pos > 0:  # skip the line that started in the previous range
+            fh.seek(pos - 1)
+            pos += len(fh.readline()) - 1
+        tail = b""
+        while pos < task.end:
+            block = fh.read(BLOCK_BYTES)
+            data = tail + block
+            if not block:  # last line without a newline
+                data, tail = (data + b"\n" if data else b""), b""
+                if not data:
+                    break
+            cut = data.rfind(b"\n") + 1
+            data, tail = data[:cut], data[cut:]
+            limit = task.end - pos  # lines starting at or beyond `limit` belong to the next range
+            if limit < len(data):
+                data = data[:data.index(b"\n", limit - 1) + 1]
+            pos += len(data)
+            n = _block(data, n, chk)
+    return n
+
+
+def _block(data: bytes, n: int, chk: _Checker) -> int:
+    """Check the complete lines of `data` (decoded at once; per line if it is not UTF-8)."""
+    try:
+        lines = data.decode("utf-8").split("\n")
+        raws = None
+    except UnicodeDecodeError:
+        raws = data.split(b"\n")
+        lines = []
+        for raw in raws:
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                lines.append(err)
+    lines.pop()  # after the last newline
+    keep, record, decode = chk.clean is not None, chk.record, _decode
+    for text in lines:
+        n += 1
+        if type(text) is not str:
+            chk.p.records += 1
+            chk.note("not_json", n, "not UTF-8 (byte %d)", text.start)
+        elif text and not text.isspace():  # the loader skips blank lines
+            try:
+                rec = decode(text)
+            except (ValueError, RecursionError) as err:
+                chk.not_json(n, err)
+                continue
+            record(n, rec, text.rstrip("\r") if keep else None)
+    return n
+
+
+def _json_document(task: Task, chk: _Checker) -> int:
+    """Stream one .json document: a list of records (or one record), item by item."""
+    raw_decode = json.JSONDecoder().raw_decode
+    with open(task.file, encoding="utf-8") as fh:  # as the loader opens it (universal newlines)
+        buf, pos, line, eof = "", 0, 1, False
+
+        def more() -> bool:
+            nonlocal buf, pos, eof
+            if eof:
+                return False
+            chunk = fh.read(BLOCK_BYTES)
+            eof = not chunk
+            buf, pos = buf[pos:] + chunk, 0
+            return bool(chunk)
+
+        def skip_ws() -> str:  # the next non-blank character ("" at the end of the file)
+            nonlocal pos, line
+            while True:
+                end = _WS(buf, pos).end()
+                line += buf.count("\n", pos, end)
+                pos = end
+                if pos < len(buf) or not more():
+                    return buf[pos:pos + 1]
+
+        def broken(what: str) -> int:
+            chk.p.records += 1
+            chk.note("not_json", line, "not JSON (%s): the loader cannot read this file", what)
+            return line
+
+        def item():  # decode one value at pos, reading more while it is incomplete
+            nonlocal pos, line
+            while True:
+                try:
+                    value, end = raw_decode(buf, pos)
+                except json.JSONDecodeError as err:
+                    if len(buf) - pos > MAX_JSON_ITEM or not more():
+                        raise err
+                    continue
+                if end == len(buf) and more():  # a number may go on in the next block
+                    continue
+                line += buf.count("\n", pos, end)
+                pos = end
+                return value
+
+        try:
+            first = skip_ws()
+            if first == "":
+                return broken("empty document")
+            if first != "[":  # one record: the loader wraps it in a list
+                start = line
+                chk.record(start, item(), None)
+                return line if skip_ws() == "" else broken("extra data after the first value")
+            pos += 1
+            if skip_ws() == "]":
+                pos += 1
+            else:
+                while True:
+                    start = line
+                    chk.record(start, item(), None)
+                    c = skip_ws()
+                    pos += 1
+                    if c == "]":
+                        break
+                    if c != ",":
+                        return broken(f"expected ',' or ']', found {c!r}" if c else "unterminated list")
+                    skip_ws()
+            return line if skip_ws() == "" else broken("extra data after the list")
+        except (json.JSONDecodeError, RecursionError) as err:
+            return broken(f"{getattr(err, 'msg', err)}" + (f", col {err.colno}" if hasattr(err, "colno") else ""))
+        except UnicodeDecodeError:
+            return broken("not UTF-8")
+
+
+def run_task(job: tuple[ScanOptions, Task]) -> Partial:
+    """Worker entry: scan one task. The cyclic GC is paused meanwhile: records are acyclic and
+    die young, and json creates enough containers to trigger it every few records."""
+    opts, task = job
+    part = Partial(task=task.index)
+    clean = open(task.clean_part, "w", encoding="utf-8") if task.clean_part else None
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        chk = _Checker(opts, part, clean)
+        part.lines = (_lines if task.kind == "lines" else _json_document)(task, chk)
+    finally:
+        if enabled:
+            gc.enable()
+        if clean is not None:
+            clean.close()
+    return part
+
+
+# --- merging ---------------------------------------------------------------------------------
+
+class _Merger:
+    """Adds up task results as they arrive; keeps the first K examples per category in file order."""
+
+    def __init__(self, result: ScanResult, tasks: list[Task]) -> None:
+        self.r, self.tasks = result, tasks
+        self.lines: dict[int, int] = {}  # task -> lines it owns (one int per task)
+        self.examples: dict[str, list[tuple[int, int, str]]] = {}  # (task, local line, detail)
+        self.clean = [0, 0]  # records, boxes written by --write-clean
+
+    def add(self, part: Partial) -> None:
+        r = self.r
+        for name in TALLY_INTS:
+            setattr(r, name, getattr(r, name) + getattr(part, name))
+        r.counts.update(part.counts)
+        for cat, ex in part.examples.items():
+            kept = self.examples.setdefault(cat, [])
+            kept.extend((part.task, line, detail) for line, detail in ex)
+            kept.sort()
+            del kept[r.options.examples:]
+        for size, n in part.sizes.items():
+            r.add_size(size, n)
+        if part.size_lo is not None:  # sizes beyond SIZE_KINDS still widen the range
+            r.add_size(part.size_lo, 0)
+            r.add_size(part.size_hi, 0)
+        self.lines[part.task] = part.lines
+        self.clean[0] += part.clean_records
+        self.clean[1] += part.clean_boxes
+
+    def finish(self) -> None:
+        """Example lines made absolute: a range's offset is the lines of the ranges before it."""
+        offset, seen = {}, {}
+        for t in self.tasks:
+            offset[t.index] = seen.get(t.file, 0)
+            seen[t.file] = offset[t.index] + self.lines.get(t.index, 0)
+        for cat in sorted(self.examples, key=_ORDER.get):
+            self.r.examples[cat] = [f"{self.tasks[t].file}:{offset[t] + line}: {detail}"
+                                    for t, line, detail in self.examples[cat]]
+        self.r.counts = {c: self.r.counts.get(c, 0) for c in CATEGORIES}
+
+
+def scan(path: Path | str, opts: ScanOptions = ScanOptions(), workers: int | None = None,
+         clean_out: Path | None = None, chunk_bytes: int = CHUNK_BYTES,
+         progress: Callable[[int], None] | None = None) -> ScanResult:
+    """Scan annotations at `path` with `workers` processes (default: all cores).
+
+    `clean_out`: also write a JSONL copy with the valid records (required fields present, image
+    found when an image root is given) and only their valid boxes. `progress(n)` is called with
+    the bytes of each finished range. DoctorInputError on a missing path / image root; OSError on
+    unreadable files.
+    """
+    path = Path(path)
+    files = annotation_files(path)
+    if opts.image_root is not None and not Path(opts.image_root).is_dir():
+        raise DoctorInputError(opts.image_root, "--image-root is not a folder")
+    tasks = plan(files, chunk_bytes)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    result = ScanResult(path=str(path), files=[str(f) for f in files], options=opts, workers=workers,
+                        bytes=sum(t.end - t.start for t in tasks))
+    tmp = None
+    if clean_out is not None:
+        tmp = tempfile.mkdtemp(prefix=".fgclip-clean-", dir=Path(clean_out).resolve().parent)
+        tasks = [Task(t.index, t.file, t.start, t.end, t.kind,
+                      os.path.join(tmp, f"{t.index:06d}.jsonl")) for t in tasks]
+    merger = _Merger(result, tasks)
+    jobs = [(opts, t) for t in tasks]
+    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    try:
+        for part in (pool.imap_unordered(run_task, jobs) if pool else map(run_task, jobs)):
+            merger.add(part)
+            if progress is not None:
+                progress(tasks[part.task].end - tasks[part.task].start)
+        merger.finish()
+        if clean_out is not None:
+            _join_clean(tasks, Path(clean_out))
+            result.clean = (str(clean_out), *merger.clean)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _join_clean(tasks: list[Task], out: Path) -> None:
+    """Concatenate the per-task clean parts in order; replace `out` only when complete."""
+    partial = out.with_name(out.name + ".part")
+    with open(partial, "wb") as dst:
+        for t in tasks:
+            with open(t.clean_part, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(partial, out)
+
+
+def sizes_summary(result: ScanResult) -> dict | None:
+    """Opened image sizes: {"min", "max", "common": {"WxH": images}} (None when none opened)."""
+    if result.size_lo is None:
+        return None
+    wh = lambda s: f"{s[0]}x{s[1]}"  # noqa: E731
+    return {"min": wh(result.size_lo), "max": wh(result.size_hi),
+            "common": {wh(s): n for s, n in result.sizes.most_common(5)}}
+
+
+def to_facts(result: ScanResult) -> Facts:
+    """The scan as facts (see vocabulary.py): totals, one count per category, examples, options.
+
+    Image categories are set only when images were checked (unknown is absent, not zero).
+    """
+    o, src = result.options, f"check-data scan of {result.path}"
+    facts = Facts()
+    facts.set("data.path", result.path, "command line")
+    facts.set("data.files", result.files, src)
+    for name in ("records", "boxes", "valid_boxes", "over_max_boxes"):
+        facts.set(f"data.{name}", getattr(result, name), src)
+    facts.set("data.invalid_boxes", sum(result.counts[c] for c in INVALID), src)
+    kept = result.valid_boxes - result.over_max_boxes
+    facts.set("data.boxes_per_image", kept / result.records if result.records else None, src)
+    for cat, (unit, _) in CATEGORIES.items():
+        if cat.endswith("_image") and o.image_root is None:
+            continue
+        facts.set(f"data.{'box' if unit == 'boxes' else 'record'}.{cat}", result.counts[cat], src)
+        facts.set(f"data.examples.{cat}", result.examples.get(cat) or None, src)
+    facts.set("data.grid", o.grid, "--grid")
+    facts.set("data.max_boxes", o.max_boxes, "--max-boxes")
+    facts.set("data.num_hard_negatives", o.num_negatives, "fgclip.data default num_hard_negatives")
+    if o.image_root is not None:
+        facts.set("data.image_root", o.image_root, "--image-root")
+        facts.set("data.images.checked", result.images_checked, src)
+        facts.set("data.images.opened", o.check_images, "--check-images")
+        facts.set("data.images.sizes", sizes_summary(result), src)
+    if result.clean is not None:
+        path, records, boxes = result.clean
+        facts.set("data.clean", {"path": path, "records": records, "boxes": boxes}, "--write-clean")
+    return facts
