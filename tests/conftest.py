@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+_THREADS_BEFORE: list[int] = []  # torch thread counts that `one_torch_thread` replaced, outermost first
+
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
@@ -25,11 +27,20 @@ def synthetic_root(tmp_path_factory) -> Path:
     `--preset tiny` / `--preset seed-bug` (in-process or in a subprocess) find it instead of
     generating into ~/.cache. DEFAULT_CACHE is read at import time, hence the patch.
     """
+    import torch
+
     from fgclip import presets
 
     cache = os.environ.get("FGCLIP_CACHE")
     cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("fgclip-cache")
-    root = presets.ensure_synthetic(cache_dir / "synthetic-v1")
+    # Build at torch's default thread count, whichever module asks first (`one_torch_thread` may
+    # be active): the same base as `python -m fgclip.synthetic` or a prebuilt FGCLIP_CACHE.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_THREADS_BEFORE[0] if _THREADS_BEFORE else threads)
+    try:
+        root = presets.ensure_synthetic(cache_dir / "synthetic-v1")
+    finally:
+        torch.set_num_threads(threads)
     mp = pytest.MonkeyPatch()
     mp.setenv("FGCLIP_CACHE", str(cache_dir))
     mp.setattr(presets, "DEFAULT_CACHE", root)
@@ -59,7 +70,7 @@ def one_torch_thread():
     running anything else (many tiny parallel ops per step)."""
     import torch
 
-    old = torch.get_num_threads()
+    _THREADS_BEFORE.append(torch.get_num_threads())
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(old)
+    torch.set_num_threads(_THREADS_BEFORE.pop())
