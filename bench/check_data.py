@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -147,27 +146,24 @@ def generate(folder: Path, n: int, small: int) -> tuple[Path, Path, dict, dict]:
     return folder / "small.jsonl", folder / "big.jsonl", known_small, known_big
 
 
-def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (largest process of the tree), stdout of a cold run."""
-    gnu_time = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
-    if gnu_time:
-        with tempfile.NamedTemporaryFile("r") as rss:
-            t = time.perf_counter()
-            out = subprocess.run([gnu_time, "-o", rss.name, "-f", "%M", *cmd], cwd=ROOT,
-                                 capture_output=True, text=True)
-            wall = time.perf_counter() - t
-            peak = int(rss.read().strip().splitlines()[-1])
-    else:  # RUSAGE_CHILDREN keeps a running max: measure in a fresh child of our own
-        probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-                 "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-                 "w = time.perf_counter() - t; sys.stdout.write(p.stdout); "
-                 "sys.stderr.write(f'\\n@@{w} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}')")
-        out = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=ROOT, capture_output=True, text=True)
-        wall_s, peak_s = out.stderr.rsplit("@@", 1)[1].split()
-        wall, peak = float(wall_s), int(peak_s)
-    if out.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
-    return wall, peak, out.stdout
+# Runs `cmd` as a fresh child and reports, for it and the workers it waited for: wall seconds,
+# CPU seconds (user + system) and the peak RSS of the largest process (KiB). RUSAGE_CHILDREN keeps
+# a running max / sum, hence one probe process per measurement.
+PROBE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+         "w = time.perf_counter() - t; r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr[-2000:]); "
+         "sys.stderr.write(f'\\n@@{w} {r.ru_utime + r.ru_stime} {r.ru_maxrss} {p.returncode}')")
+
+
+def timed(cmd: list[str]) -> tuple[float, float, int, str]:
+    """(wall s, CPU s, peak RSS KiB, stdout) of one cold run of `cmd`."""
+    out = subprocess.run([sys.executable, "-c", PROBE, *cmd], cwd=ROOT, capture_output=True, text=True)
+    err, stats = out.stderr.rsplit("@@", 1)
+    wall, cpu, peak, code = stats.split()
+    if int(code) not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err}")
+    return float(wall), float(cpu), int(peak), out.stdout
 
 
 def doctor(path: Path) -> list[str]:
@@ -191,7 +187,13 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t = time.perf_counter()
-        small, big, known_small, known_big = generate(tmp, args.records, args.small)
+        meta = tmp / "known.json"  # --keep: reuse files generated with the same sizes
+        if meta.exists() and json.loads(meta.read_text())["sizes"] == [args.records, args.small]:
+            known_small, known_big = json.loads(meta.read_text())["known"]
+            small, big = tmp / "small.jsonl", tmp / "big.jsonl"
+        else:
+            small, big, known_small, known_big = generate(tmp, args.records, args.small)
+            meta.write_text(json.dumps({"sizes": [args.records, args.small], "known": [known_small, known_big]}))
         print(f"generated {args.records} records ({big.stat().st_size / 1e9:.2f} GB) and the first "
               f"{args.small} in {time.perf_counter() - t:.0f} s; known defects in {args.records}: {known_big}")
         for f in (small, big):  # warm page cache: both sides read from memory
@@ -200,7 +202,7 @@ def main() -> None:
                     pass
         base_script = tmp / "baseline.py"
         base_script.write_text(BASELINE)
-        best: dict[tuple[str, str], tuple[float, int, str]] = {}
+        best: dict[tuple[str, str], tuple[float, float, int, str]] = {}
         for _ in range(args.runs):  # interleaved, so a busy moment hits both sides
             for size, path in (("small", small), ("big", big)):
                 for name, cmd in (("baseline", [sys.executable, str(base_script), str(path)]),
@@ -209,23 +211,27 @@ def main() -> None:
                     if (name, size) not in best or run[0] < best[(name, size)][0]:
                         best[(name, size)] = run
         for size, known, n in (("small", known_small, args.small), ("big", known_big, args.records)):
-            base = json.loads(best[("baseline", size)][2])
-            records, counts = doctor_counts(best[("check-data", size)][2])
+            base = json.loads(best[("baseline", size)][3])
+            records, counts = doctor_counts(best[("check-data", size)][3])
             assert records == base["records"] == n, (records, base["records"], n)
             assert counts == base["counts"], (counts, base["counts"])
             assert {c: v for c, v in counts.items() if v} == known, (counts, known)
         cpus = os.cpu_count()
         print(f"machine: {cpus} cores; check-data counts == baseline counts == known defects (both sizes)")
-        print(f"{'':>12} {'records':>9} {'wall s':>8} {'records/s':>10} {'peak RSS MiB':>13}")
-        for (name, size), (wall, peak, _) in sorted(best.items(), key=lambda kv: (kv[0][1] != "small", kv[0][0])):
+        print(f"{'':>12} {'records':>9} {'wall s':>8} {'records/s':>10} {'CPU s':>8} {'CPU us/rec':>10} {'peak RSS MiB':>13}")
+        for (name, size), (wall, cpu, peak, _) in sorted(best.items(), key=lambda kv: (kv[0][1] != "small", kv[0][0])):
             n = args.small if size == "small" else args.records
-            print(f"{name:>12} {n:>9} {wall:>8.2f} {n / wall:>10,.0f} {peak / 1024:>13.1f}")
+            print(f"{name:>12} {n:>9} {wall:>8.2f} {n / wall:>10,.0f} {cpu:>8.2f} {cpu / n * 1e6:>10.1f} {peak / 1024:>13.1f}")
         speed = best[("baseline", "big")][0] / best[("check-data", "big")][0]
         speed_small = best[("baseline", "small")][0] / best[("check-data", "small")][0]
-        mem = best[("check-data", "big")][1] / best[("check-data", "small")][1]
-        print(f"speed-up vs baseline at {args.records}: {speed:.2f}x (target >= 3x); at {args.small}: {speed_small:.2f}x")
+        cpu_ratio = best[("baseline", "big")][1] / best[("check-data", "big")][1]
+        mem = best[("check-data", "big")][2] / best[("check-data", "small")][2]
+        print(f"speed-up (records/s) vs baseline at {args.records}: {speed:.2f}x (target >= 3x); at {args.small}: {speed_small:.2f}x")
+        print(f"CPU per record, baseline / check-data: {cpu_ratio:.2f}x (the speed-up a fully idle machine "
+              f"could add parallelism to: at most {cpu_ratio * min(cpus, 2 if cpus else 1):.2f}x on {min(cpus, 2)} cores)")
         print(f"check-data peak memory {args.records} / {args.small}: {mem:.3f}x (target <= 1.2x)")
-        print(f"load average during the run: {os.getloadavg()[0]:.1f} (other work on this machine slows both sides)")
+        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cpus} cores "
+              "(other work on the machine takes cores from check-data's workers, not from the single-process baseline)")
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

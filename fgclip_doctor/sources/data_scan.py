@@ -173,7 +173,10 @@ class _Checker:
     def __init__(self, opts: ScanOptions, part: Partial, clean) -> None:
         self.o, self.p, self.clean = opts, part, clean
         self.k = opts.examples
-        self.box_problem = subject_boxes.box_problem  # looked up per task: tests may patch it
+        self.keep = clean is not None
+        # bound once per task (tests patch fgclip.boxes.box_problem before a scan)
+        self.fast = (subject_boxes.box_problem, opts.tol, subject_boxes.smaller_than_cell,
+                     opts.grid, opts.num_negatives)
         self.open_image = None
         if opts.check_images:
             from PIL import Image
@@ -207,9 +210,8 @@ class _Checker:
             note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
         info = get("bbox_info")
         info = info if type(info) is list else ()
-        keep = self.clean is not None
-        kept, problem_of, tol, grid, nneg, valid = [], self.box_problem, o.tol, o.grid, o.num_negatives, 0
-        tiny = subject_boxes.smaller_than_cell
+        keep, kept, valid = self.keep, [], 0
+        problem_of, tol, tiny, grid, nneg = self.fast
         for i, entry in enumerate(info):
             if type(entry) is dict:
                 box = entry.get("bbox")
@@ -231,11 +233,11 @@ class _Checker:
                 note("empty_caption", line, "box %d: no short_expr / long_expr", i)
             if entry.get("flag_short_neg") == 1:
                 # the rewrites, as fgclip.data._negatives reads them (dict in key order, or list);
-                # join / `in` / len are C loops: this runs for every box of a 40M-box dataset
+                # C loops only (all, join): this runs for every box of a 40M-box dataset
                 negs = entry.get("short_expr_negs")
-                values = negs.values() if type(negs) is dict else negs
-                try:
-                    ok = type(values) is not str and "".join(values) is not None and all(values)
+                values = [*negs.values()] if type(negs) is dict else negs
+                try:  # join raises TypeError on a non-string; all() finds an empty one
+                    ok = type(values) is list and all(values) and "".join(values) is not None
                 except TypeError:
                     ok = False
                 if not ok:
