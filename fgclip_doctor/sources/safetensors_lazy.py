@@ -2,7 +2,9 @@
 
 Pure Python + numpy on purpose (no torch import): `check-config` must start fast, and the cost
 of a verdict must not grow with the checkpoint (a 2 GB file costs one header read and a few
-seeks). Files are opened read-only and nothing in them is executed: safetensors is data only.
+seeks). numpy itself is imported only when a tensor is decoded into an array: the header and
+`read_scalar` need none (importing numpy costs more than reading a header). Files are opened
+read-only and nothing in them is executed: safetensors is data only.
 
 Format (https://github.com/huggingface/safetensors): 8 bytes little-endian u64 N, N bytes of
 UTF-8 JSON `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`,
@@ -12,14 +14,16 @@ below mirror the safetensors library's own, so a file we accept is one it would 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from fgclip_doctor.errors import DoctorInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The safetensors library refuses headers above 100 MB; a larger claim means a corrupt file.
 MAX_HEADER_BYTES = 100_000_000
@@ -51,7 +55,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # 1 for a 0-d tensor; Python ints never overflow
 
 
 @dataclass
@@ -175,6 +179,8 @@ def _check_layout(path: object, header: SafetensorsHeader) -> None:
 
 def _decode(raw: bytes | bytearray, dtype: str) -> np.ndarray:
     """Little-endian bytes -> a numpy array (1-D); bf16 and f8_e5m2 widen losslessly."""
+    import numpy as np
+
     if dtype not in _NUMPY:
         raise ValueError(f"cannot decode dtype {dtype}")
     arr = np.frombuffer(raw, dtype=_NUMPY[dtype])
@@ -247,6 +253,8 @@ def tensor_stats(header: SafetensorsHeader, name: str, max_rows: int | None = No
         numel = min(info.shape[0], max_rows) * row
     total = numel * size
     step = max(size, chunk_bytes - chunk_bytes % size)  # chunks hold whole elements
+    import numpy as np
+
     count, mean, m2, sumsq, nonfinite = 0, 0.0, 0.0, 0.0, 0
     lo, hi = np.inf, -np.inf
     for start in range(0, total, step):
@@ -274,3 +282,69 @@ def tensor_stats(header: SafetensorsHeader, name: str, max_rows: int | None = No
                 "nonfinite": nonfinite, "count": 0}
     return {"mean": mean, "std": (m2 / count) ** 0.5, "min": lo, "max": hi,
             "norm": sumsq ** 0.5, "nonfinite": nonfinite, "count": count}
+
+
+def read_rows(header: SafetensorsHeader, name: str, start: int, count: int) -> np.ndarray:
+    """Rows `start .. start+count` along dim 0 of one tensor (clipped to its length), reading only
+    their bytes: a sample of a large queue costs the sample, not the queue."""
+    info = _info(header, name)
+    if info.dtype not in _NUMPY:
+        raise DoctorInputError(header.path, f"tensor {name!r}: cannot decode dtype {info.dtype}")
+    if not info.shape:
+        return read_tensor(header, name)
+    rows = info.shape[0]
+    start = max(0, min(start, rows))
+    count = max(0, min(count, rows - start))
+    row_bytes = (info.numel // rows if rows else 0) * DTYPE_SIZES[info.dtype]
+    raw = _read_range(header, name, info.begin + start * row_bytes, count * row_bytes)
+    return _decode(raw, info.dtype).reshape((count, *info.shape[1:]))
+
+
+_FLOATS = frozenset({"F16", "BF16", "F32", "F64", "F8_E5M2"})
+
+
+def count_nonfinite(header: SafetensorsHeader, name: str,
+                    progress: Callable[[int], None] | None = None,
+                    chunk_bytes: int = CHUNK_BYTES) -> int:
+    """NaN / Inf elements of one float tensor, streamed in ~16 MB chunks (0 for integer dtypes).
+
+    `progress(n_bytes)` after each chunk with the bytes just read (for a bar over many tensors).
+    """
+    info = _info(header, name)
+    total = info.end - info.begin
+    if info.dtype not in _FLOATS:  # integers and bools cannot hold NaN; their bytes still count
+        if progress is not None and total:
+            progress(total)
+        return 0
+    import numpy as np
+
+    size = DTYPE_SIZES[info.dtype]
+    step = max(size, chunk_bytes - chunk_bytes % size)
+    bad = 0
+    for start in range(0, total, step):
+        length = min(step, total - start)
+        values = _decode(_read_range(header, name, info.begin + start, length), info.dtype)
+        bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+        if progress is not None:
+            progress(length)
+    return bad
+
+
+_STRUCT = {"F64": "d", "F32": "f", "F16": "e", "I64": "q", "I32": "i", "I16": "h", "I8": "b",
+           "U64": "Q", "U32": "I", "U16": "H", "U8": "B", "BOOL": "?"}
+
+
+def read_scalar(header: SafetensorsHeader, name: str) -> float | int | bool:
+    """The value of a one-element tensor (a logit scale, a queue pointer) without numpy.
+
+    BF16 widens exactly to a float32 value. Raises ValueError for a tensor of more than one
+    element and DoctorInputError for a dtype it cannot decode."""
+    info = _info(header, name)
+    if info.numel != 1:
+        raise ValueError(f"{name!r} has {info.numel} elements, not 1")
+    raw = bytes(_read_range(header, name, info.begin, info.end - info.begin))
+    if info.dtype == "BF16":  # the top half of a float32
+        return struct.unpack("<f", b"\0\0" + raw)[0]
+    if info.dtype not in _STRUCT:
+        raise DoctorInputError(header.path, f"tensor {name!r}: cannot decode dtype {info.dtype}")
+    return struct.unpack("<" + _STRUCT[info.dtype], raw)[0]
