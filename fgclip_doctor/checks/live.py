@@ -183,9 +183,10 @@ def bank_hygiene(facts: Facts, ctx: RuleContext) -> list[Finding]:
           "captions before they are enqueued",
       what="In a live run: the fraction of region rows whose positive caption also sits in the "
            "queue (same caption id) while same-caption masking is off, and the fraction of rows "
-           "with an unmasked queued candidate at cosine > 0.999 to the positive caption "
-           "feature (the probe's near-copy line: text towers are anisotropic, and on the tiny "
-           "base 92 % of distinct captions have a neighbour above 0.99). Either above 1 % warns.",
+           "with an unmasked queued candidate at cosine > 0.9999 to the positive caption "
+           "feature (features equal up to float error; text towers are anisotropic: after the "
+           "tiny fine-tune 99.8 % of distinct captions have a neighbour above 0.999, which are "
+           "hard negatives, not copies). Either above 1 % warns.",
       why="A copy of the positive counted as a negative is a contradiction the loss cannot "
           "resolve: it pulls the box toward its caption and pushes it away from the same caption "
           "in the queue. With a small caption vocabulary (anomaly datasets, templated captions) "
@@ -232,7 +233,7 @@ def bank_false_negatives(facts: Facts, ctx: RuleContext) -> list[Finding]:
     else:
         dup = float(facts.value(dup_n))
         text = (f"{pct(dup)} of rows have an unmasked queued candidate at cosine "
-                f"> 0.999 to the positive caption")
+                f"> 0.9999 to the positive caption")
         if dup > limit:
             out.append(ctx.problem(pct(dup), expected,
                                    f"{text}: near-copies of the positive act as negatives "

@@ -171,6 +171,10 @@ def bank_active(facts: Facts, ctx: RuleContext) -> Finding:
         filled = f"; fill {fill}/{size}" if fill is not None and size is not None else ""
         if int(at) >= 0:
             step = f" = optimizer step {-(-int(at) // t.accum)}" if t.accum else ""
+            if t.reached is False:  # a live run longer than the configured one saw it switch on
+                return ctx.problem(f"on at call {at}", f"<= optimizer step {t.steps}",
+                                   f"bank enabled at forward call {at}{step} in this run, but the configured "
+                                   f"run never gets there: warmup {t.warmup_text()}; {t.run_text()}", src)
             return ctx.passed(f"on at call {at}", "on", f"bank enabled at forward call {at}{step}"
                               f"{filled}", src)
         if done is not None and t.switch_on_step is not None and done < t.switch_on_step \

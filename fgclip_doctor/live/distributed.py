@@ -64,7 +64,9 @@ def run_distributed(view: TargetView, nproc: int, steps: int, device: str, inter
         for rank in range(nproc):
             path = Path(tmp) / f"rank{rank}.json"
             if not path.exists():
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+                errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+                tail = (errors or lines)[-1:] or ["no output"]
                 raise DoctorInputError(view.origin(), f"rank {rank} of the --nproc {nproc} run wrote nothing "
                                        f"(torchrun exit {proc.returncode}: {tail[0][:200]})")
             records.append(json.loads(path.read_text()))

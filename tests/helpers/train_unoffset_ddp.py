@@ -26,7 +26,8 @@ class GatheringTrainer(Trainer):
         out = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"])
         img, txt = out.image_embeds, out.text_embeds  # [B, D] normalised
         all_txt = gather_features(txt)  # [W*B, D]
-        logits = model.logit_scale.exp() * img @ all_txt.t()
+        scale = getattr(model, "module", model).logit_scale  # DDP wraps the model on each rank
+        logits = scale.exp() * img @ all_txt.t()
         rank = world()[0]
         targets = torch.arange(img.shape[0]) + (rank * img.shape[0] if self.offset else 0)
         return F.cross_entropy(logits, targets)
