@@ -292,7 +292,7 @@ def loss_table(facts: Facts, findings: list) -> Table:
     """Per loss term: candidates, chance, first -> last with a sparkline, ratio, verdict."""
     verdict = {f.subject: f for f in findings if f.rule == "loss-chance"}
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for name in ("term", "key", "ln N", "first → last", "trend", "ratio", "verdict"):
+    for name in ("term", "key", "chance", "first → last", "trend", "ratio", "verdict"):
         table.add_column(name)
     series = facts.value("history.series") or {}
     for term, key in (facts.value("history.loss_keys") or {}).items():

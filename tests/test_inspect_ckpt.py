@@ -110,8 +110,17 @@ def _untouched(request):
     assert _hashes(root) == before
 
 
+def _inputs(args: tuple[str, ...]) -> dict[str, object]:
+    """Hashes of every existing path among the arguments (checked after each run)."""
+    paths = [Path(a) for a in args if not a.startswith("-") and Path(a).exists()]
+    return {str(p): _hashes(p) if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in paths}
+
+
 def inspect(*args: str, codes: tuple[int, ...] = (0, 1)) -> tuple[int, dict]:
+    before = _inputs(args)
     result = runner.invoke(app, ["inspect-ckpt", *args, "--format", "json"])
+    assert _inputs(args) == before
     assert result.exit_code in codes, result.output + repr(result.exception)
     doc = json.loads(result.stdout)
     validate(doc, extra={"trajectory"})
@@ -130,7 +139,9 @@ def fact(doc: dict, name: str):
 
 
 def bad_input(*args: str) -> str:
+    before = _inputs(args)
     result = runner.invoke(app, ["inspect-ckpt", *args])
+    assert _inputs(args) == before
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fgclip-doctor: error: "), result.stderr

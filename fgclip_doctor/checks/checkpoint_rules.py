@@ -304,12 +304,12 @@ def _lr_finding(facts: Facts, ctx: RuleContext) -> Finding:
 
 
 def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
-    src = ctx.sources_of(facts, "optim.group_lrs", "schedule.base_lrs", "optim.group_counts")
+    src = ctx.sources_of(facts, "optim.group_lrs", "schedule.last_lrs", "optim.group_counts")
     counts = {}
     if facts.value("optim.group_lrs") is not None:
         counts["optimizer"] = len(facts.value("optim.group_lrs"))
-    if facts.value("schedule.base_lrs") is not None:
-        counts["scheduler"] = len(facts.value("schedule.base_lrs"))
+    if facts.value("schedule.last_lrs") is not None:  # only a saved scheduler has last LRs
+        counts["scheduler"] = len(facts.value("schedule.last_lrs"))
     per_ckpt = facts.value("optim.group_counts") or {}
     for name, n in per_ckpt.items():
         counts[name] = n

@@ -277,13 +277,18 @@ class Schedule:
     source: str
 
 
-def read_schedule(folder: Path, total: int | None) -> Schedule | None:
+def read_training_args(folder: Path) -> Stub | None:
+    """training_args.bin as a data stub (None when absent or not an object)."""
+    path = folder / "training_args.bin"
+    args = read_pickle_data(path) if path.is_file() else None
+    return args if isinstance(args, Stub) else None
+
+
+def read_schedule(folder: Path, total: int | None, args: Stub | None = None) -> Schedule | None:
     """The schedule from training_args.bin (warmup_steps < 1 is a ratio, as transformers reads it)."""
     path = folder / "training_args.bin"
-    if not path.is_file():
-        return None
-    args = read_pickle_data(path)
-    if not isinstance(args, Stub):
+    args = args if args is not None else read_training_args(folder)
+    if args is None:
         return None
     kind = args.get("lr_scheduler_type")
     kind = kind.value if isinstance(kind, Stub) else kind
@@ -298,13 +303,6 @@ def read_schedule(folder: Path, total: int | None) -> Schedule | None:
                     kwargs if isinstance(kwargs, dict) else {}, display_path(path))
 
 
-def training_arg(folder: Path, name: str) -> object:
-    """One field of training_args.bin (None when absent)."""
-    path = folder / "training_args.bin"
-    args = read_pickle_data(path) if path.is_file() else None
-    return args.get(name) if isinstance(args, Stub) else None
-
-
 @dataclass
 class OptimState:
     """LR state saved with a checkpoint: the scheduler's and the optimizer's view of it."""
@@ -314,8 +312,10 @@ class OptimState:
     last_lrs: list[float] | None = None
     group_lrs: list[float] | None = None
     group_names: list[str] | None = None
+    group_initial_lrs: list[float] | None = None
     group_sizes: list[int] | None = None
-    sources: list[str] = field(default_factory=list)
+    sched_source: str = ""
+    optim_source: str = ""
 
 
 def _groups(opt: object) -> list[dict] | None:
@@ -344,7 +344,7 @@ def read_optim_state(folder: Path, ds_files: tuple[list[Path], list[Path]] = ([]
         st.last_epoch = _int(sched.get("last_epoch"))
         st.base_lrs = [float(x) for x in sched.get("base_lrs") or []] or None
         st.last_lrs = [float(x) for x in sched.get("_last_lr") or []] or None
-        st.sources.append(display_path(sched_path))
+        st.sched_source = display_path(sched_path)
     opt_path = folder / "optimizer.pt"
     if not opt_path.is_file() and optim_states:
         opt_path = optim_states[0]
@@ -353,7 +353,10 @@ def read_optim_state(folder: Path, ds_files: tuple[list[Path], list[Path]] = ([]
         st.group_lrs = [float(g.get("lr", math.nan)) for g in groups]
         st.group_names = [str(g.get("name", i)) for i, g in enumerate(groups)]
         st.group_sizes = [len(g.get("params", [])) for g in groups]
-        st.sources.append(display_path(opt_path))
+        initial = [g.get("initial_lr") for g in groups]
+        if all(isinstance(x, (int, float)) for x in initial):
+            st.group_initial_lrs = [float(x) for x in initial]
+        st.optim_source = display_path(opt_path)
     return st
 
 
@@ -386,14 +389,15 @@ def history_facts(folder: Path, facts, ds_files: tuple[list[Path], list[Path]] =
         facts.set("history.loss_keys", h.loss_keys(), f"{src}: log_history keys")
         facts.set("history.nonfinite", h.nonfinite(), f"{src}: log_history")
         facts.set("history.logging_steps", h.logging_steps, f"{src}: logging_steps")
-    accum = training_arg(folder, "gradient_accumulation_steps")
+    args = read_training_args(folder)
+    accum = args.get("gradient_accumulation_steps") if args is not None else None
     if type(accum) is int:
         facts.set("train.grad_accum", accum, f"{display_path(folder / 'training_args.bin')}: "
                                              "gradient_accumulation_steps")
     world = world_size(folder, ds_files)
     if world:
         facts.set("run.world_size", *world)
-    sched = read_schedule(folder, h.max_steps if h else None)
+    sched = read_schedule(folder, h.max_steps if h else None, args)
     if sched is not None:
         for name, value in (("type", sched.kind), ("base_lr", sched.base_lr),
                             ("warmup_steps", sched.warmup), ("total_steps", sched.total),
@@ -401,11 +405,14 @@ def history_facts(folder: Path, facts, ds_files: tuple[list[Path], list[Path]] =
             facts.set(f"schedule.{name}", value, f"{sched.source}"
                       + (" + trainer_state.json: max_steps" if name == "total_steps" else ""))
     st = read_optim_state(folder, ds_files)
-    for name, value, src in (("schedule.last_epoch", st.last_epoch, st.sources[:1]),
-                             ("schedule.base_lrs", st.base_lrs, st.sources[:1]),
-                             ("schedule.last_lrs", st.last_lrs, st.sources[:1]),
-                             ("optim.group_lrs", st.group_lrs, st.sources[-1:]),
-                             ("optim.group_names", st.group_names, st.sources[-1:]),
-                             ("optim.group_sizes", st.group_sizes, st.sources[-1:])):
-        facts.set(name, value, src[0] if src else "")
+    base_src = st.sched_source
+    if st.base_lrs is None and st.group_initial_lrs is not None:  # no scheduler state saved
+        st.base_lrs, base_src = st.group_initial_lrs, f"{st.optim_source}: initial_lr"
+    for name, value, src in (("schedule.last_epoch", st.last_epoch, st.sched_source),
+                             ("schedule.base_lrs", st.base_lrs, base_src),
+                             ("schedule.last_lrs", st.last_lrs, st.sched_source),
+                             ("optim.group_lrs", st.group_lrs, st.optim_source),
+                             ("optim.group_names", st.group_names, st.optim_source),
+                             ("optim.group_sizes", st.group_sizes, st.optim_source)):
+        facts.set(name, value, src)
     return h
