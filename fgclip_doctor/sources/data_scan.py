@@ -48,7 +48,7 @@ CATEGORIES = {
     "pixel_coords": ("boxes", "outside [0, 1] with max > 1.5: likely pixel coordinates"),
     "tiny": ("boxes", "valid, but smaller than one cell of the patch grid"),
     "empty_caption": ("boxes", "valid, but short_expr and long_expr both empty"),
-    "negatives_malformed": ("boxes", "flag_short_neg set, short_expr_negs not a list/dict of strings"),
+    "negatives_malformed": ("boxes", "flag_short_neg set, short_expr_negs not a list/dict of non-empty strings"),
     "negatives_short": ("boxes", "flag_short_neg set, fewer rewrites than the loss needs"),
     "not_json": ("records", "line (or .json document) is not valid JSON / UTF-8"),
     "not_object": ("records", "valid JSON but not an object"),
