@@ -130,7 +130,22 @@ def observed_facts(cb, base: Facts | None = None, world_size: int = 1, offsets: 
         facts.set("observed.grad_norm", {k: v["norm"] for k, v in grads.items()}, "live: grad norms per optimizer group")
         facts.set("observed.grad.nonfinite", sum(v["nonfinite"] for v in grads.values()), "live: grad norms")
     facts.set("observed.nonfinite_loss", sum(t["nonfinite_loss"] for t in terms.values()), SRC)
+    _history_facts(facts, terms)
     return facts
+
+
+def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:
+    """The measured loss series in the form the history rules read (loss-chance, milestones, nonfinite):
+    one key per term, its values at each read-back step, and ln(candidates actually in its logits)."""
+    src = "live: cross_entropy probe (interval means)"
+    facts.set("history.loss_keys", {term: term for term in terms}, src)
+    facts.set("history.series", {term: [(r["step"], r["loss"]) for r in t["series"]] for term, t in terms.items()}, src)
+    for term, t in terms.items():
+        facts.set(f"loss.chance.{term}", t["ln_candidates_last"], f"live: ln(candidates in the {term} logits)")
+    bad = [{"key": term, "value": str(r["loss"]), "step": r["step"]}
+           for term, t in terms.items() for r in t["series"] if not math.isfinite(r["loss"])]
+    facts.set("history.nonfinite", bad, src)
+    facts.set("history.logging_steps", terms and next(iter(terms.values()))["series"][0]["step"] or None, src)
 
 
 def grad_summary(history: list[dict]) -> dict[str, dict]:

@@ -289,7 +289,17 @@ def _field_problem(rec: dict, key: str) -> str:
 
 
 _WS = json.decoder.WHITESPACE.match  # JSON's own whitespace: space, tab, newline, return
-_decode = json.JSONDecoder().decode  # = json.loads(str) without its per-call type checks
+_json_decode = json.JSONDecoder().decode  # = json.loads(str) without its per-call type checks
+try:  # orjson parses a record ~3x faster; it rejects what Python's json (FG-CLIP's loader) accepts
+    import orjson  # (NaN, Infinity, huge ints), so those lines fall back to json and count as it does
+
+    def _decode(text: str, _fast=orjson.loads, _slow=_json_decode, _err=orjson.JSONDecodeError):
+        try:
+            return _fast(text)
+        except _err:
+            return _slow(text)
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+    _decode = _json_decode
 
 
 # --- one task --------------------------------------------------------------------------------
