@@ -103,17 +103,17 @@ def test_from_clip_copies_towers_and_base_scale(synthetic_root):
     emb = model.text_model.embeddings
     assert torch.equal(emb.long_position_embedding.weight,
                        stretch_positions(clip.text_model.embeddings.position_embedding.weight))
-    base_scale = float(clip.logit_scale)
+    base_scale = float(clip.logit_scale.detach())
     assert base_scale == pytest.approx(LN_100, abs=1e-3)  # the base sits at the ln 100 clamp
     for name in SCALE_NAMES:  # FG-CLIP v1: the new scales start where the base's is
-        assert float(getattr(model, name)) == pytest.approx(base_scale, abs=1e-6), name
+        assert getattr(model, name).item() == pytest.approx(base_scale, abs=1e-6), name
     assert torch.equal(model.roi_projection.weight, torch.eye(model.config.projection_dim))
     assert torch.equal(model.roi_projection.bias, torch.zeros(model.config.projection_dim))
 
     seeded = FGCLIPModel.from_clip(str(base), new_scale_init=2.6592, memory_bank_size=32)
-    assert float(seeded.logit_scale) == pytest.approx(base_scale, abs=1e-6)
-    assert float(seeded.logit_scale_finegrained) == pytest.approx(2.6592, abs=1e-6)
-    assert float(seeded.logit_scale_hardneg) == pytest.approx(2.6592, abs=1e-6)
+    assert seeded.logit_scale.item() == pytest.approx(base_scale, abs=1e-6)
+    assert seeded.logit_scale_finegrained.item() == pytest.approx(2.6592, abs=1e-6)
+    assert seeded.logit_scale_hardneg.item() == pytest.approx(2.6592, abs=1e-6)
     assert seeded.memory_bank.size == 32
 
 
@@ -126,9 +126,9 @@ def test_clamp_logit_scales(tiny_tokenizer):
         model.logit_scale_finegrained.fill_(-0.5)
         model.logit_scale_hardneg.fill_(3.0)
     model.clamp_logit_scales_()
-    assert float(model.logit_scale) == pytest.approx(math.log(100), abs=1e-6)
-    assert float(model.logit_scale_finegrained) == 0.0
-    assert float(model.logit_scale_hardneg) == pytest.approx(3.0)
+    assert model.logit_scale.item() == pytest.approx(math.log(100), abs=1e-6)
+    assert model.logit_scale_finegrained.item() == 0.0
+    assert model.logit_scale_hardneg.item() == pytest.approx(3.0)
     assert all(p.requires_grad for p in model.logit_scales().values())
 
 
