@@ -32,9 +32,11 @@ class Expectation:
     op: str
     value: float
 
-    def log_key(self) -> str:
-        """`region` and `region_loss` both name the subject's region_loss log key."""
-        return TERM_KEYS.get(self.key, self.key)
+    def keys(self) -> list[str]:
+        """Series names to look up, in order: `region` and `region_loss` name the same term
+        (trainer_state logs `region_loss`; a live run's series are named by term)."""
+        back = {v: k for k, v in TERM_KEYS.items()}
+        return list(dict.fromkeys([self.key, TERM_KEYS.get(self.key, self.key), back.get(self.key, self.key)]))
 
 
 def parse_expectation(text: str) -> Expectation:
@@ -174,7 +176,8 @@ def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
     out = []
     interval = facts.value("history.logging_steps")
     for exp in map(parse_expectation, ctx.expect):
-        key = exp.log_key()
+        series = facts.value("history.series") or {}
+        key = next((k for k in exp.keys() if k in series), TERM_KEYS.get(exp.key, exp.key))
         src = ctx.sources_of(facts, "history.series")
         points = _series(facts, key)
         if not points:
