@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel
+from transformers import initialization as hf_init
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextEmbeddings
 
@@ -124,9 +125,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 # Here, not in a LongShortTextEmbeddings branch: text_model is a PreTrainedModel, so
                 # its modules are initialised by CLIP's _init_weights and never reach this method.
                 emb = self.text_model.embeddings
-                emb.long_position_embedding.weight.copy_(
-                    stretch_positions(emb.position_embedding.weight, emb.long_position_embedding.num_embeddings,
-                                      c.keep_positions))
+                hf_init.copy_(emb.long_position_embedding.weight,  # skipped for a loaded table
+                              stretch_positions(emb.position_embedding.weight,
+                                                emb.long_position_embedding.num_embeddings, c.keep_positions))
+        elif isinstance(module, RegionMemoryBank):
+            # An empty bank for buffers a checkpoint lacks (e.g. FG-CLIP's own weights): from_pretrained
+            # leaves them uninitialised otherwise. A private generator keeps the global RNG untouched.
+            g = torch.Generator(device="cpu").manual_seed(0)
+            hf_init.copy_(module.queue, F.normalize(torch.randn(module.queue.shape, generator=g), dim=1))
+            for name in ("queue_ids", "ptr", "fill", "forward_calls"):
+                hf_init.zeros_(getattr(module, name))
+            hf_init.constant_(module.enabled_at_call, -1)
 
     # ---- scales ---------------------------------------------------------------------------
     def logit_scales(self) -> dict[str, nn.Parameter]:

@@ -201,6 +201,31 @@ def test_save_pretrained_restores_the_bank(tmp_path, tiny_batches, tiny_tokenize
         loaded.eval()(**tiny_batches[0], use_memory_bank=False)
 
 
+def test_checkpoint_without_a_bank_loads_an_empty_bank(tmp_path, tiny_batches, tiny_tokenizer):
+    """A checkpoint saved without the bank (e.g. FG-CLIP's released weights) gets a fresh, empty bank,
+    not uninitialised memory; everything it does hold is loaded as saved."""
+    model = tiny_model(tiny_tokenizer, use_memory_bank=False)
+    with torch.no_grad():
+        model.logit_scale_finegrained.fill_(1.5)
+        model.roi_projection.weight.mul_(2.0)
+    model.save_pretrained(tmp_path)
+    assert not any(k.startswith("memory_bank.") for k in load_file(tmp_path / "model.safetensors"))
+    loaded = FGCLIPModel.from_pretrained(tmp_path, use_memory_bank=True, memory_bank_size=16,
+                                         memory_bank_warmup_steps=1)
+    bank = loaded.memory_bank
+    assert [int(getattr(bank, n)) for n in ("ptr", "fill", "forward_calls", "enabled_at_call")] == [0, 0, 0, -1]
+    assert bank.queue_ids.eq(0).all() and torch.allclose(bank.queue.norm(dim=1), torch.ones(16), atol=1e-5)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    loaded.train()
+    cap = RegionCapture(loaded)
+    for batch in tiny_batches[:2]:
+        out = loaded(**batch)
+        assert torch.isfinite(out.loss)
+    k = int(tiny_batches[1]["box_nums"].sum())
+    assert cap.outputs[-1].logits.shape[1] == k + min(16, int(tiny_batches[0]["box_nums"].sum()))
+
+
 def test_trainer_resume_restores_the_bank(synthetic_root, tmp_path, monkeypatch):
     import fgclip.train
     from transformers import TrainerCallback
