@@ -248,6 +248,8 @@ def live_command(
     keep_run: Annotated[Optional[Path], typer.Option("--keep-run", help="Keep the run (and checkpoints) in DIR.")] = None,
     interval: Annotated[int, typer.Option("--interval", min=1, help="Read probes back every N steps.")] = 5,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Processes (torchrun; gloo on the CPU).")] = 1,
+    expect: Annotated[Optional[list[str]], typer.Option(
+        "--expect", help="Loss milestone, e.g. region_loss@50<1.0 (repeatable).")] = None,
     format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -256,7 +258,7 @@ def live_command(
 
     run_report("live", str(target) if target else None,
                lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
-               CommonOptions(format, output, strict, select, ignore, debug))
+               CommonOptions(format, output, strict, select, ignore, debug, expect=list(expect or [])))
 
 
 @app.command("inspect-ckpt")

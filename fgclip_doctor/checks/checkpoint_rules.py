@@ -101,7 +101,7 @@ def bank_persist(facts: Facts, ctx: RuleContext) -> Finding:
 
 
 @rule("FGD701", "loss-chance", title="each loss term is clearly below its chance level",
-      severity="fail", where="K",
+      severity="fail", where="KL",
       fix="find what keeps the term at chance: temperature (logit-scale-init), negatives "
           "(bank-active, negatives-count), box scaling (region-collapse); run `live` to measure",
       what="Each loss term's last logged value divided by its chance level, ln(candidates): "
@@ -157,7 +157,7 @@ def loss_chance(facts: Facts, ctx: RuleContext) -> list[Finding]:
 
 
 @rule("FGD702", "loss-milestones", title="loss terms reach the values asked for, by the steps "
-      "asked for", severity="fail", where="K",
+      "asked for", severity="fail", where="KL",
       fix="investigate the term that misses its milestone (loss-chance, the temperature and bank "
           "rules); or adjust the expectation if it was too strict",
       what="Opt-in: each `--expect KEY@STEP<VALUE` (repeatable; or `expect = [...]` in "
@@ -201,7 +201,7 @@ def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
 
 
 @rule("FGD703", "nonfinite", title="no NaN / Inf in the logged history or the weights",
-      severity="fail", where="K",
+      severity="fail", where="KL",
       fix="resume from the last checkpoint before the first NaN, with a lower LR, gradient "
           "clipping, fp32 logits; never fp16 for the contrastive towers",
       what="NaN / Inf in every numeric value of trainer_state.json's log_history (loss terms, "
