@@ -26,7 +26,7 @@ TINY = """
 
 SEED_BUG = TINY + """
 --logit_scale_init_value 2.6592 --memory_bank_warmup_steps 400
---gradient_accumulation_steps 8 --max_steps 40 --output_dir runs/seed-bug
+--gradient_accumulation_steps 8 --max_steps 40 --save_steps 20 --output_dir runs/seed-bug
 """
 
 PRESETS = {"tiny": TINY, "seed-bug": SEED_BUG}
