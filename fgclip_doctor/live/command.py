@@ -13,7 +13,7 @@ from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.sources.target import Flag, TargetView, preset_flags, read_target
-from fgclip_doctor.live.facts import grad_summary, observed_facts, summarize_terms
+from fgclip_doctor.live.facts import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.live.runner import run_training
 
 TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
@@ -169,8 +169,8 @@ def _distributed(view, base, nproc, steps, device, interval, settings) -> Report
     for term in terms:
         per_rank = []
         for rec in records:
-            series = [s["terms"][term] for s in rec.history if term in s["terms"] and s["terms"][term]["calls"]]
-            per_rank.append(series[-1]["offset_ok"] / series[-1]["calls"] if series else float("nan"))
+            series = term_series(rec.history, term)
+            per_rank.append(series[-1]["offset_ok"] if series else float("nan"))
         offsets[term] = per_rank
     facts = observed_facts(records[0], base, world_size=nproc, offsets=offsets)
     return live_report(view, facts, records[0].history, terms, steps, device, nproc, notes, settings)

@@ -14,17 +14,30 @@ SRC = "live: measured"
 
 
 def term_series(history: list[dict], term: str) -> list[dict]:
-    """Per-interval means of a term's statistics: [{step, loss, ratio, candidates, ...}]."""
-    out = []
+    """Per-interval means of a term's statistics: [{step, loss, ratio, candidates, ...}].
+
+    The loss is every call's; the other statistics come from the sampled calls, carried over
+    from the last interval that had one.
+    """
+    out, last = [], None
     for snap in history:
         s = snap["terms"].get(term)
-        if not s or not s.get("calls"):
+        if not s or not (s.get("calls") or s.get("loss_calls")):
             continue
-        calls = s["calls"]
-        row = {k: s[k] / calls for k in ("loss", "ratio", "ln_candidates", "candidates", "pos", "hardest",
-                                          "margin", "top1", "offset_ok")}
-        row.update(step=snap["step"], calls=calls, nonfinite_loss=s["nonfinite_loss"],
-                   logit_min=s["logit_min"], logit_max=s["logit_max"], abs_max=s["abs_max"])
+        calls = s.get("calls") or 0
+        if calls:
+            last = {k: s[k] / calls for k in ("ln_candidates", "candidates", "pos", "hardest", "margin", "top1",
+                                               "offset_ok")}
+            last.update(logit_min=s["logit_min"], logit_max=s["logit_max"], abs_max=s["abs_max"],
+                        nonfinite_loss=s["nonfinite_loss"], calls=calls)
+        if last is None:
+            continue
+        row = dict(last)
+        row["loss"] = s["loss_sum"] / s["loss_calls"] if s.get("loss_calls") else s["loss"] / calls
+        row["ratio"] = row["loss"] / row["ln_candidates"] if row["ln_candidates"] > 0 else math.nan
+        row["step"] = snap["step"]
+        if not calls:
+            row["nonfinite_loss"] = 0.0
         out.append(row)
     return out
 

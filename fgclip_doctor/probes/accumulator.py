@@ -1,6 +1,6 @@
 """Device-side accumulators: sums, minima and maxima updated in hooks without host syncs.
 
-A hook adds a row of 0-dim tensors (`add`), and `read()` brings everything back in ONE
+A hook adds one stacked row per buffer (`add`), and `read_all` brings everything back in ONE
 `.tolist()` per interval. Nothing here calls `.item()`, `.cpu()` or branches on a tensor value.
 """
 from __future__ import annotations
@@ -22,20 +22,16 @@ class Accumulator:
         self._mins = torch.full((len(self.min_names),), math.inf, dtype=torch.float64, device=device)
         self._maxs = torch.full((len(self.max_names),), -math.inf, dtype=torch.float64, device=device)
 
-    def add(self, sums: list[torch.Tensor], mins: list[torch.Tensor] = (), maxs: list[torch.Tensor] = ()) -> None:
-        """Accumulate one observation; every entry is a 0-dim tensor (or a Python number)."""
-        device = next((t.device for t in (*sums, *mins, *maxs) if isinstance(t, torch.Tensor)), "cpu")
+    def add(self, sums, mins=None, maxs=None) -> None:
+        """Accumulate one observation: `sums` / `mins` / `maxs` are 1-D device tensors in name
+        order (one stacked tensor each: a single in-place op per buffer, no per-value work)."""
         if self._sums is None:
-            self._alloc(device)
-
-        def vec(values):
-            return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])
-
-        self._sums += vec(sums)
-        if self.min_names:
-            torch.minimum(self._mins, vec(mins), out=self._mins)
-        if self.max_names:
-            torch.maximum(self._maxs, vec(maxs), out=self._maxs)
+            self._alloc(sums.device)
+        self._sums += sums
+        if mins is not None:
+            torch.minimum(self._mins, mins.to(self._mins.dtype), out=self._mins)
+        if maxs is not None:
+            torch.maximum(self._maxs, maxs.to(self._maxs.dtype), out=self._maxs)
 
     def tensors(self) -> list[torch.Tensor]:
         """The raw device buffers (for a single batched read-back across accumulators)."""

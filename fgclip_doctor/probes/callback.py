@@ -47,7 +47,6 @@ class DoctorCallback(TrainerCallback):
         self.settings, self.base_facts = settings, base_facts
         self.ce: CrossEntropyProbe | None = None
         self.subject: SubjectProbe | None = None
-        self.grads = Accumulator(("steps", "norm", "nonfinite"), (), ("norm_max",))
         self.group_acc: dict[str, Accumulator] = {}
         self.handles: list = []
         self.history: list[dict] = []
@@ -110,7 +109,8 @@ class DoctorCallback(TrainerCallback):
         self.install(model, optimizer)
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        if optimizer is None:
+        # Sampled on the step before each read-back (and the first), like Cockpit's quantities.
+        if optimizer is None or (state.global_step % self.interval != self.interval - 1 and state.global_step):
             return
         for i, group in enumerate(optimizer.param_groups):
             grads = [p.grad for p in group["params"] if p.grad is not None]
@@ -119,7 +119,7 @@ class DoctorCallback(TrainerCallback):
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
             name = group.get("name", f"group{i}")
             acc = self.group_acc.setdefault(name, Accumulator(("steps", "norm", "nonfinite"), (), ("norm_max",)))
-            acc.add([1.0, norm, (~torch.isfinite(norm)).float()], (), [norm])
+            acc.add(torch.stack([torch.ones_like(norm), norm, (~torch.isfinite(norm)).float()]), None, norm.reshape(1))
             self.lrs[name] = group.get("lr")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -154,12 +154,16 @@ class DoctorCallback(TrainerCallback):
         accs = {}
         if self.ce is not None:
             accs.update({f"term:{k}": a for k, a in self.ce.accumulators.items()})
+            accs.update({f"loss:{k}": a for k, a in self.ce.losses.items()})
         if self.subject is not None:
             accs.update({f"subject:{k}": a for k, a in self.subject.acc.items()})
         accs.update({f"grad:{k}": a for k, a in self.group_acc.items()})
         values = read_all(accs)
-        snap = {"step": step, "forward_calls": self.forward_calls,
-                "terms": {k[5:]: v for k, v in values.items() if k.startswith("term:")},
+        terms = {k[5:]: v for k, v in values.items() if k.startswith("term:")}
+        for k, v in values.items():  # the every-call loss next to the sampled statistics
+            if k.startswith("loss:") and k[5:] in terms:
+                terms[k[5:]].update(v)
+        snap = {"step": step, "forward_calls": self.forward_calls, "terms": terms,
                 "subject": {k[8:]: v for k, v in values.items() if k.startswith("subject:")},
                 "grads": {k[5:]: v for k, v in values.items() if k.startswith("grad:")},
                 "bank": self.subject.bank_state() if self.subject is not None else None}

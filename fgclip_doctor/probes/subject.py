@@ -25,8 +25,9 @@ def _bank_of(model):
 class SubjectProbe:
     """Hooks on the subject's loss heads, memory bank, RoIAlign and text tower."""
 
-    def __init__(self, model: torch.nn.Module, ce: CrossEntropyProbe) -> None:
+    def __init__(self, model: torch.nn.Module, ce: CrossEntropyProbe, sample_every: int = 5) -> None:
         self.model, self.ce = model, ce
+        self.sample_every, self.calls = max(1, sample_every), {}
         self.handles: list = []
         self.patches: list[tuple[object, str, object]] = []
         self.acc = {
@@ -36,6 +37,11 @@ class SubjectProbe:
             "text": Accumulator(("calls", "rows", "rows_without_eos")),
         }
         self.heads_found: list[str] = []
+
+    def _sampled(self, what: str) -> bool:
+        """True on one call in `sample_every` for each statistic (costlier ones are sampled)."""
+        n = self.calls[what] = self.calls.get(what, 0) + 1
+        return (n - 1) % self.sample_every == 0
 
     # ---- loss heads: name the cross-entropy calls they make --------------------------------
     def _head_hooks(self) -> None:
@@ -57,7 +63,8 @@ class SubjectProbe:
 
     def _region_inputs(self, args) -> None:
         # RegionContrastiveLoss(boxes, captions, logit_scale, caption_ids, queue, queue_ids)
-        if len(args) < 6 or args[4] is None or args[3] is None or args[4].shape[0] == 0:
+        if len(args) < 6 or args[4] is None or args[3] is None or args[4].shape[0] == 0 \
+                or not self._sampled("bank_rows"):
             return
         captions, ids, queue, qids = args[1].detach(), args[3], args[4].detach(), args[5]
         same = ids[:, None] == qids[None, :]  # [k, F] copies of the positive's caption
@@ -67,7 +74,8 @@ class SubjectProbe:
         # the 60-step fine-tune 99.8 % one above 0.999 ("circle" / "square" at 0.9998), yet at
         # scale 100 those differences are logits the loss trains apart: hard, not false, negatives.
         near = (captions.float() @ queue.float().t() > NEAR_COPY_COSINE) & ~same
-        self.acc["bank_rows"].add([1.0, same.any(1).float().mean(), near.any(1).float().mean()])
+        one = torch.ones((), device=same.device)
+        self.acc["bank_rows"].add(torch.stack([one, same.any(1).float().mean(), near.any(1).float().mean()]))
 
     # ---- RoIAlign and box features ---------------------------------------------------------
     def _roi_patch(self) -> None:
@@ -78,9 +86,9 @@ class SubjectProbe:
 
         def roi_align(*args, **kwargs):
             out = original(*args, **kwargs)
-            if out.shape[0]:
+            if out.shape[0] and self._sampled("roi"):
                 norms = out.detach().float().flatten(1).norm(dim=1)
-                acc.add([1.0, norms.mean()], [norms.min()])
+                acc.add(torch.stack([torch.ones_like(norms[0]), norms.mean()]), norms.min().reshape(1))
             return out
 
         fgmodel.roi_align = roi_align
@@ -94,13 +102,13 @@ class SubjectProbe:
         def box_features(fmap, boxes, valid):
             feats = original(fmap, boxes, valid)  # [k, D] normalised, rows in row-major valid order
             k = feats.shape[0]
-            if k > 1:
+            if k > 1 and self._sampled("within_image"):
                 # Image of each row without a host sync: searchsorted on the running box counts.
                 image = torch.searchsorted(valid.sum(1).cumsum(0), torch.arange(k, device=feats.device), right=True)
                 same = (image[:, None] == image[None, :]) & ~torch.eye(k, dtype=torch.bool, device=feats.device)
                 f = feats.detach().float()
                 cos = ((f @ f.t()) * same).sum() / same.sum().clamp(min=1)  # masked mean, no indexing sync
-                acc.add([1.0, cos, (valid.sum(1) >= 2).sum()])
+                acc.add(torch.stack([torch.ones_like(cos), cos, (valid.sum(1) >= 2).sum().float()]))
             return feats
 
         model.box_features = box_features  # instance attribute shadows the method; removed on exit
@@ -117,9 +125,9 @@ class SubjectProbe:
 
                 def pre(mod, args, kwargs, eos=eos):
                     ids = kwargs.get("input_ids", args[0] if args else None)
-                    if ids is not None:
-                        missing = (ids != eos).all(-1).sum()
-                        acc.add([1.0, float(ids.shape[0]), missing])
+                    if ids is not None and self._sampled("text"):  # truncation is systematic: sampled calls see it
+                        missing = (ids != eos).all(-1).sum().float()
+                        acc.add(torch.stack([torch.ones_like(missing), missing * 0 + ids.shape[0], missing]))
 
                 self.handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
 
