@@ -8,6 +8,10 @@ a cross-entropy in code the doctor does not know).
 from __future__ import annotations
 
 SCALES = ("global", "finegrained", "hardneg")
+# The parameter each scale is stored in (FG-CLIP / the subject), and other spellings seen in the wild.
+SCALE_PARAMS = {"global": "logit_scale", "finegrained": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
+SCALE_ALIASES = {"logit_scale_finegraind": "logit_scale_finegrained"}  # FG-CLIP v1's spelling
+SCALE_OF_PARAM = {**{p: s for s, p in SCALE_PARAMS.items()}, "logit_scale_finegraind": "finegrained"}
 TERMS = ("global", "region", "hardneg")
 
 FACTS: dict[str, str] = {

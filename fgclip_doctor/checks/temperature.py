@@ -10,13 +10,11 @@ import math
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.vocabulary import SCALES, scale_fact
+from fgclip_doctor.vocabulary import SCALE_PARAMS, SCALES, scale_fact
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
 LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
 #: parameter name of each scale in FG-CLIP-style models (possibly behind a "module." prefix)
-SCALE_PARAMS = {"global": "logit_scale", "finegrained": "logit_scale_finegrained",
-                "hardneg": "logit_scale_hardneg"}
 
 
 def temperature(ln_value: float) -> str:

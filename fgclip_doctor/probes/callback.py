@@ -17,9 +17,7 @@ from transformers import TrainerCallback
 from fgclip_doctor.probes.accumulator import Accumulator, read_all
 from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
 from fgclip_doctor.probes.subject import SubjectProbe
-
-SCALE_NAMES = {"logit_scale": "global", "logit_scale_finegrained": "finegrained",
-               "logit_scale_finegraind": "finegrained", "logit_scale_hardneg": "hardneg"}
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM as SCALE_NAMES
 
 
 def _unwrap(model):

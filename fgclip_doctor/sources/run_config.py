@@ -19,10 +19,9 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources import checkpoint as ckpt
 from fgclip_doctor.sources.annotations import annotation_stats
 from fgclip_doctor.sources.target import TargetView
+from fgclip_doctor.vocabulary import SCALE_ALIASES, SCALE_PARAMS
 
 HF_DEFAULT = "transformers.TrainingArguments default"
-SCALE_PARAMS = {"global": "logit_scale", "finegrained": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
-SCALE_ALIASES = {"logit_scale_finegraind": "logit_scale_finegrained"}  # FG-CLIP v1's spelling
 
 
 def _parser_for(view: TargetView):

@@ -11,9 +11,9 @@ from pathlib import Path
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources import checkpoint as ckpt
 from fgclip_doctor.sources.effective import build_subject_model, optimizer_groups
+from fgclip_doctor.vocabulary import SCALE_PARAMS as SCALES
 
 BUILT = "fgclip.train build_model (built on meta)"
-SCALES = {"global": "logit_scale", "finegrained": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
 
 
 def _cite(value, flag: str, sources: dict, values: dict, what: str) -> str:
