@@ -13,7 +13,10 @@ Then, in the same run and interleaved (A B C D, B C D A, ...), each a fresh proc
             argument, i.e. the CLI's own start-up (typer builds pydantic adapters for every argument,
             rich, the rule registry); inspect's own work is what it takes above this floor
 and prints medians and the ratios: load / inspect at 600 MB (target >= 5x) and inspect 6 GB /
-inspect 600 MB (target <= 1.2x). Pages cannot be dropped from the cache here (no root / no
+inspect 600 MB (target <= 1.2x). Every process runs with PYTHONDONTWRITEBYTECODE unset, so the
+untimed first pass leaves the doctor's modules byte-compiled, as a `pip install` leaves both
+libraries (an editable install under PYTHONDONTWRITEBYTECODE=1 recompiles the doctor's ~40
+modules on every start: +0.1 s that no installed user pays). Pages cannot be dropped from the cache here (no root / no
 /proc/sys/vm/drop_caches), so every load is warm-cache: the file bytes are in RAM after the
 write; "cold" means a fresh interpreter each time. Warm cache flatters the full load, so the
 ratios are lower bounds of what a cold disk gives.
@@ -23,8 +26,10 @@ ratios are lower bounds of what a cold disk gives.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
+import os
 import shutil
 import statistics
 import struct
@@ -104,9 +109,13 @@ def write_checkpoint(folder: Path, shapes: dict[str, list[int]]) -> Path:
     return path
 
 
+#: the environment of every timed process: bytecode caches written and used, as after `pip install`
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str]) -> float:
     t = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     elapsed = time.perf_counter() - t
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
@@ -124,6 +133,8 @@ def main() -> None:
     need = nbytes(small) + nbytes(big)
     free = shutil.disk_usage(base).free
     print(f"disk: {free / 1e9:.1f} GB free in {base}; need {need / 1e9:.1f} GB")
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("typer", "safetensors", "torch"))
+    print(f"python {sys.version.split()[0]}; {versions}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     if free < need * 1.1:
         raise SystemExit(f"not enough space in {base}: use --dir on a disk with {need / 1e9:.1f} GB free")
     work = Path(tempfile.mkdtemp(prefix="fgclip-bench-", dir=base))

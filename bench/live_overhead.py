@@ -1,38 +1,71 @@
-"""Benchmark: optimizer-step time of the tiny CPU run with the default probes vs without.
+"""Benchmark: optimizer-step time of a training step with the default probes vs without.
 
 One process, one model, one optimizer: blocks of steps alternate between probes installed
 (DoctorCallback: cross-entropy probe, subject probe, forward counter, per-group gradient norms,
 a read-back every `interval` steps, as `live` runs them) and probes removed. Medians over
 many steps; the first round is warm-up. Target: <= 1.05x (Cockpit's cheapest config: 1.5x).
 
-    python bench/live_overhead.py [--rounds 8] [--block 5]
+    python bench/live_overhead.py [--rounds 8] [--block 5]                       # tiny, CPU, fp32
+    python bench/live_overhead.py --device cuda --bf16 --size b16 --batch 32     # GPU check
+
+--size tiny is the tiny preset (64-wide towers, 64 px); --size b16 trains ViT-B/16-shaped towers
+from random weights (vision 768 x 12 at 224 px / patch 16, text 512 x 12, projection 512) on the
+same synthetic data, so a GPU step has a realistic amount of work. --bf16 wraps forward + loss in
+autocast(bfloat16) with fp32 weights, as Trainer's --bf16 does. On CUDA each step is timed between
+two synchronisations (both modes alike), so the time includes the queued kernels.
+`--write-config FILE` writes the b16 config.json (the tokenizer's vocabulary) and exits: a launch
+with `--model_config FILE` then runs the same towers under `fgclip-doctor live`.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import time
 
 import torch
 
 
-def build():
-    from fgclip.presets import preset_args
-    from fgclip.train import parse, build_model, image_stats
-    from fgclip.data import FGCLIPDataset, collate
+def vit_b16_config(tokenizer) -> dict:
+    """HF CLIP ViT-B/16 tower shapes with the synthetic tokenizer's vocabulary and special ids."""
+    text = dict(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                num_attention_heads=8, max_position_embeddings=77, eos_token_id=tokenizer.eos_token_id,
+                bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  image_size=224, patch_size=16)
+    return {"model_type": "clip", "text_config": text, "vision_config": vision, "projection_dim": 512}
+
+
+def build(size: str, batch: int, device: str, config_path: str):
     from transformers import AutoTokenizer
 
-    margs, dargs, targs = parse(preset_args("tiny") + ["--output_dir", "/tmp/fgclip-bench-live"])
+    from fgclip.data import FGCLIPDataset, collate
+    from fgclip.presets import preset_args
+    from fgclip.trainer import parameter_groups
+    from fgclip.train import build_model, image_stats, parse
+
+    argv = preset_args("tiny") + ["--output_dir", "/tmp/fgclip-bench-live"]
+    if size == "b16":  # from scratch with the b16 towers: drop the tiny base's weights
+        i = argv.index("--from_openai")
+        argv[i:i + 2] = []
+        i = argv.index("--model_name_or_path")
+        argv[i:i + 2] = []
+        argv += ["--model_config", config_path, "--base_image_size", "224"]
+    margs, dargs, targs = parse(argv)
     tok = AutoTokenizer.from_pretrained(margs.base_model)
+    if size == "b16":
+        with open(config_path, "w") as fh:
+            json.dump(vit_b16_config(tok), fh)
     data = FGCLIPDataset(dargs.data_path, dargs.image_folder, tok, image_size=dargs.base_image_size,
                          add_box_loss=True, use_hard_neg=True, **image_stats(margs.base_model))
-    model = build_model(margs, dargs, targs, tok).train()
-    from fgclip.trainer import parameter_groups
-
+    model = build_model(margs, dargs, targs, tok).train().to(device)
     opt = torch.optim.AdamW(parameter_groups(model, 5e-4, 0.0), lr=5e-4)
-    loader = torch.utils.data.DataLoader(data, batch_size=8, shuffle=True, collate_fn=collate,
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(0))
-    batches = [b for _, b in zip(range(16), loader)]  # decoded once: time the step, not the JPEGs
+    batches = []  # decoded once and kept on the device: time the step, not the JPEGs or the copies
+    for _, b in zip(range(16), loader):
+        batches.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()})
     return model, opt, batches
 
 
@@ -41,13 +74,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--block", type=int, default=5)
     ap.add_argument("--interval", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="autocast(bfloat16) around forward + loss")
+    ap.add_argument("--size", choices=("tiny", "b16"), default="tiny")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--config", default="/tmp/fgclip-bench-b16.json", help="where the b16 config.json goes")
+    ap.add_argument("--write-config", default=None, help="write the b16 config.json here and exit")
     args = ap.parse_args()
+    if args.write_config:
+        from transformers import AutoTokenizer
+
+        from fgclip.presets import ensure_synthetic
+
+        tok = AutoTokenizer.from_pretrained(str(ensure_synthetic() / "base"))
+        with open(args.write_config, "w") as fh:
+            json.dump(vit_b16_config(tok), fh, indent=1)
+        print(f"wrote {args.write_config}")
+        return
     from types import SimpleNamespace
 
     from fgclip_doctor.probes.callback import DoctorCallback
 
     torch.manual_seed(0)
-    model, opt, batches = build()
+    cuda = args.device.startswith("cuda")
+    model, opt, batches = build(args.size, args.batch, args.device, args.config)
+    autocast = (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)) if args.bf16 \
+        else contextlib.nullcontext
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = {"probes": [], "bare": []}
     state, i = SimpleNamespace(global_step=0), 0
     for r in range(args.rounds):
@@ -58,8 +111,10 @@ def main() -> None:
             for _ in range(args.block):
                 batch = batches[i % len(batches)]
                 i += 1
+                sync()
                 t = time.perf_counter()
-                loss = model(**batch).loss
+                with autocast():
+                    loss = model(**batch).loss
                 loss.backward()
                 if cb:
                     cb.on_pre_optimizer_step(None, state, None, optimizer=opt)
@@ -68,12 +123,15 @@ def main() -> None:
                 state.global_step += 1
                 if cb:
                     cb.on_step_end(None, state, SimpleNamespace(should_training_stop=False), model=model)
+                sync()
                 if r > 0:
                     times[mode].append(time.perf_counter() - t)
             if cb:
                 cb.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["probes"] / med["bare"]
+    where = torch.cuda.get_device_name() if cuda else "cpu"
+    print(f"{args.size} · batch {args.batch} · {where} · {'bf16 autocast' if args.bf16 else 'fp32'}")
     print(f"steps per mode: {len(times['bare'])} (after a warm-up round)")
     print(f"bare   median {1000 * med['bare']:.1f} ms/step")
     print(f"probes median {1000 * med['probes']:.1f} ms/step")

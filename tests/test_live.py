@@ -127,3 +127,27 @@ def test_nproc_2_unoffset_targets_fail(tmp_path):
     code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
     [f] = [f for f in doc["findings"] if f["rule"] == "ddp-targets"]
     assert code == 1 and f["status"] == "FAIL" and "rank 1" in f["message"]
+
+
+def test_training_that_raises_is_one_line_exit_2(tmp_path):
+    # --bf16 without --use_cpu: transformers refuses it on a CPU inside the script's own argument parsing
+    script = tmp_path / "train_clip.sh"
+    script.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
+                      f"  --output_dir {tmp_path}/out --bf16 True --report_to none\n")
+    result = runner.invoke(app, ["live", str(script), "--steps", "2", "--device", "cpu"])
+    [line] = result.stderr.strip().splitlines()
+    assert result.exit_code == 2
+    assert "the training raised ValueError" in line and "bf16" in line
+    assert "train_plain_clip.py:" in line  # the launched code's frame, not the library's
+    assert "--device cuda" in line  # the hint
+
+
+def test_subject_bf16_launch_runs_on_the_cpu(tmp_path, synthetic_root):
+    # The subject gets --use_cpu before TrainingArguments validates, so a bf16 launch runs on a CPU too
+    text = (ROOT / "scripts" / "train_tiny.sh").read_text().replace("--seed 0", "--seed 0 --bf16 True")
+    script = tmp_path / "tiny_bf16.sh"
+    script.write_text(text.replace("OUT=${OUT:-runs/tiny}", f"OUT={tmp_path}/out"))
+    code, doc = live(str(script), "--steps", "2", "--interval", "1", "--device", "cpu")
+    dtypes = {t["dtype"] for t in doc["live"]["terms"].values()}
+    assert dtypes == {"torch.bfloat16"}, dtypes  # the logits ran in bf16 autocast, as the launch says
+    assert not (tmp_path / "out").exists()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import runpy
 import sys
-import warnings
+import sysconfig
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,22 @@ def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: 
         callback.close()
 
 
+def training_error(err: BaseException, device: str) -> str:
+    """`the training raised ValueError: ... (at file.py:12)`, the innermost frame, plus a hint for bf16 on a CPU."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    libraries = ("site-packages", "dist-packages", sysconfig.get_paths()["stdlib"], str(Path(__file__).parents[1]))
+    own = [f for f in frames if not f.filename.startswith("<") and not any(p in f.filename for p in libraries)]
+    frame = (own or frames or [None])[-1]
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+    text = " ".join(str(err).split()) or "no message"
+    hint = ""
+    if device == "cpu" and "bf16" in text:
+        hint = "; live runs on the CPU here: --device cuda on a GPU machine, or --use_cpu True in the launch"
+    return f"the training raised {type(err).__name__}: {text}{where}{hint}"
+
+
 def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: Path | None = None,
                  interval: int = 5, rank: int = 0, progress=None, settings=None, base_facts=None) -> LiveRun:
     """Run the launch's training for `steps` optimizer steps under the probes."""
@@ -107,6 +124,8 @@ def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: P
         out = tmp.name
     if view.is_subject:  # the subject parses these; for other code the Trainer wrap forces them
         argv += ["--max_steps", str(steps), "--output_dir", out, "--report_to", "none"]
+        if device == "cpu":  # before TrainingArguments validates: a --bf16 launch is refused on a CPU without it
+            argv += ["--use_cpu", "True"]
     entry = view.entry or ""
     saved_argv = sys.argv
     sys.argv = [entry] + argv
@@ -131,6 +150,10 @@ def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: P
                     raise DoctorInputError(view.origin(), f"the training exited with {err.code!r}") from None
             except ImportError as err:
                 raise DoctorInputError(view.origin(), f"cannot import the training code: {err}") from None
+            except (DoctorInputError, DoctorUsageError):
+                raise
+            except Exception as err:  # the user's training crashed: say where, in one line (--debug: traceback)
+                raise DoctorInputError(view.origin(), training_error(err, device)) from err
     finally:
         sys.argv = saved_argv
         if tmp is not None:

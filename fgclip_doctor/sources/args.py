@@ -10,8 +10,6 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from fgclip_doctor.errors import DoctorInputError
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -153,6 +151,8 @@ def _json_key_lines(text: str) -> dict[str, int]:
 
 
 def _load_yaml(path: object, text: str) -> tuple[object, dict[str, int]]:
+    import yaml  # here, not at the top: 20 ms of start-up for commands that never read YAML
+
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
