@@ -390,3 +390,25 @@ def test_frozen_needs_optimizer_steps_to_blame_an_unchanged_value():
     moved = facts_of(drop=["optim.groups"], scale__hardneg__value=2.70)
     [f] = check("logit-scale-frozen", moved)
     assert f.status is Status.PASS and "hardneg moved 2.6592 (T 14.3) -> 2.7000 (T 14.9)" in f.message
+
+
+def test_frozen_does_not_blame_the_clamp_or_a_first_warmup_step():
+    # global starts at ln 100 and the clamp holds it there: not evidence of a missing gradient
+    pinned = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
+                      scale__clamp=True, scale__clamp_max=4.6052,
+                      train__optimizer_steps_done=(3, "live"))
+    found = by_subject(check("logit-scale-frozen", pinned))
+    assert found["global"].status is Status.SKIP and "clamp ceiling" in found["global"].message
+    unclamped = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
+                         scale__clamp=False, train__optimizer_steps_done=(3, "live"))
+    assert by_subject(check("logit-scale-frozen", unclamped))["global"].status is Status.WARN
+    # one step: a warmup schedule's first step runs at LR 0
+    one = facts_of(drop=["optim.groups"], scale__hardneg__value=2.6592, train__optimizer_steps_done=(1, "live"))
+    found = by_subject(check("logit-scale-frozen", one))
+    assert found["hardneg"].status is Status.SKIP and "only 1 optimizer step" in found["hardneg"].message
+    two = facts_of(drop=["optim.groups"], scale__hardneg__value=2.6592, train__optimizer_steps_done=(2, "live"))
+    assert by_subject(check("logit-scale-frozen", two))["hardneg"].status is Status.WARN
+    both = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
+                    scale__hardneg__value=2.70, train__optimizer_steps_done=(3, "live"))
+    found = by_subject(check("logit-scale-frozen", both))
+    assert "clamp" not in found["hardneg"].message  # each scale speaks for itself

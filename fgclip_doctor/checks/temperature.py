@@ -193,30 +193,39 @@ def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
       severity="warn", where="KL",
       fix="make the scales trainable (requires_grad) and put them in an optimizer group",
       what="After optimizer steps, each scale differs from its init by at least 1e-6, and every "
-           "trainable scale parameter is in some optimizer group.",
+           "trainable scale parameter is in some optimizer group. An unchanged value proves "
+           "nothing after fewer than `min_steps` steps (a warmup schedule's first step has LR 0) "
+           "or while the scale sits at the clamp ceiling (the clamp, not a missing gradient, "
+           "holds it there).",
       why="A scale with no gradient, left out of the optimizer, or rounded away in bf16 stays at "
           "its init: a wrong init is then never corrected by training.",
       example="finegrained still 2.6592 (T 14.3) after 40 optimizer steps -> WARN",
       evidence="open_clip model.py makes logit_scale an nn.Parameter trained with the rest "
                "(src/open_clip_train/optim.py puts it in the no-decay group, not outside the "
                "optimizer).",
-      thresholds={"tol": 1e-6})
+      thresholds={"tol": 1e-6, "min_steps": 2})
 def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale that could be checked."""
     steps = facts.value("train.optimizer_steps_done")
     groups, params = facts.value("optim.groups"), facts.value("model.parameters")
     in_groups = {p for g in groups or [] for p in g.get("params", [])}
+    clamp_max = facts.value("scale.clamp_max") if facts.value("scale.clamp") else None
     out = []
     for s in SCALES:
-        problems, checked, src, measured = [], [], [], "not in the optimizer"
+        problems, checked, unproven, src, measured = [], [], [], [], "not in the optimizer"
         init_n, value_n = scale_fact(s, "init"), scale_fact(s, "value")
         if init_n in facts and value_n in facts:
             init, value = float(facts.value(init_n)), float(facts.value(value_n))
             src += ctx.sources_of(facts, init_n, value_n, "train.optimizer_steps_done")
             if abs(value - init) < ctx.threshold("tol"):
-                if steps:  # unchanged before any optimizer step (or unknown steps) proves nothing
+                if clamp_max is not None and abs(value - float(clamp_max)) < ctx.threshold("tol"):
+                    src += ctx.sources_of(facts, "scale.clamp", "scale.clamp_max")
+                    unproven.append(f"{s} at the clamp ceiling {fmt_scale(value)}: the clamp holds it")
+                elif steps and steps >= ctx.threshold("min_steps"):
                     problems.append(f"{s} still at {fmt_scale(value)} after {steps} optimizer steps")
                     measured = f"unchanged after {steps} steps"
+                elif steps:  # the first step of a warmup schedule runs at LR 0
+                    unproven.append(f"{s} unchanged after only {steps} optimizer step(s) (< {ctx.threshold('min_steps'):g})")
             else:
                 during = f" in {steps} steps" if steps else ""
                 checked.append(f"{s} moved {fmt_scale(init)} -> {fmt_scale(value)}{during}")
@@ -230,7 +239,9 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
         if problems:
             out.append(ctx.problem(measured, "moves", "; ".join(problems), src, s))
         elif checked:
-            out.append(ctx.passed("moves", "moves", "; ".join(checked), src, s))
+            out.append(ctx.passed("moves", "moves", "; ".join(checked + unproven), src, s))
+        elif unproven:
+            out.append(ctx.skip("; ".join(unproven), src, s))
     return out or [ctx.skip("scale values unknown: scale.<scale>.value and "
                             "train.optimizer_steps_done come from a checkpoint (inspect-ckpt) or "
                             "a live run")]

@@ -143,7 +143,7 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
     grads = grads_table(history)
     if grads is not None:
         sections.append(("Gradients", grads))
-    extra = {"live": {"steps": steps, "device": device, "world_size": world,
+    extra = {"live": {"steps": steps, "device": device, "world_size": world, "notes": list(notes),
                       "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
                       "history": history}}
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)
