@@ -108,7 +108,7 @@ FACTS: dict[str, str] = {
     "observed.bank.key_norm_error": "max | ||key|| - 1 | over the filled queue (float)",
     "observed.bank.requires_grad": "True when the queue tensor requires grad (keys not detached)",
     "observed.bank.same_caption_rows": "fraction of region rows (positives) with at least one queued entry of the same caption id",
-    "observed.bank.near_duplicate_rows": "fraction of rows with an unmasked queued or in-batch candidate at cosine > 0.99 to the positive caption feature",
+    "observed.bank.near_duplicate_rows": "fraction of rows with an unmasked queued or in-batch candidate at cosine > 0.9999 (a copy up to float error) to the positive caption feature",
     "observed.region.within_image_cosine": "mean pairwise cosine of the RoI features of different boxes of one image",
     "observed.region.images_with_2_boxes": "images with >= 2 boxes that contributed to observed.region.within_image_cosine",
     "observed.region.feature_norm_min": "smallest L2 norm of the raw (un-normalised) RoI features",

@@ -158,7 +158,14 @@ def test_bank_hygiene_fails_a_raw_graph_queue():
 
 def test_bank_hygiene_skips_without_a_bank():
     [skip] = check("bank-hygiene", facts_of(bank__enabled=(False, "args.json")))
-    assert skip.status is Status.SKIP and skip.message == "no memory bank observed"
+    assert skip.status is Status.SKIP and skip.message == "no memory bank in this model"
+    # a bank that exists but never switched on in the run (warmup 50, a 3-step live run)
+    [never] = check("bank-hygiene", facts_of(bank__enabled=True, bank__enabled_at_call=-1,
+                                             bank__warmup_forward_calls=50))
+    assert never.status is Status.SKIP
+    assert never.message.startswith("the memory bank never switched on in this run (it switches on after 50")
+    [unknown] = check("bank-hygiene", Facts())
+    assert unknown.message == "no memory bank observed"
     half = by_subject(check("bank-hygiene", facts_of(observed__bank__requires_grad=False)))
     assert half["key norms"].status is Status.SKIP and half["detached"].status is Status.PASS
 

@@ -10,12 +10,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from fgclip_doctor.checks.negatives import NO_BANK
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.history import TERM_KEYS, lr_factor, value_at
 
-NO_BANK = "no memory bank in this model"
 _EXPECT = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
                      r"(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 
+from fgclip_doctor.checks.negatives import no_bank_reason
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.vocabulary import observed_fact
 
-NO_BANK = "no memory bank observed"
 #: explicit mantissa bits of the low-precision float formats (bfloat16: 7 + the implicit one = 8)
 MANTISSA_BITS = {"bfloat16": 7, "float16": 10}
 FULL_PRECISION = ("float32", "float64")
@@ -140,7 +140,7 @@ def bank_hygiene(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the key norms, one for detachment (each when observed)."""
     norm_n, grad_n = "observed.bank.key_norm_error", "observed.bank.requires_grad"
     if norm_n not in facts and grad_n not in facts:
-        return [ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))]
+        return [ctx.skip(no_bank_reason(facts), ctx.sources_of(facts, "bank.enabled", "bank.enabled_at_call"))]
     out = []
     tol = ctx.threshold("norm_tol")
     src = ctx.sources_of(facts, norm_n, "bank.fill")
@@ -203,8 +203,8 @@ def bank_false_negatives(facts: Facts, ctx: RuleContext) -> list[Finding]:
     same_n, dup_n, mask_n = ("observed.bank.same_caption_rows", "observed.bank.near_duplicate_rows",
                              "bank.mask_same_caption")
     if same_n not in facts and dup_n not in facts:
-        return [ctx.skip(f"{NO_BANK} (not known: {same_n}, {dup_n})",
-                         ctx.sources_of(facts, "bank.enabled"))]
+        return [ctx.skip(f"{no_bank_reason(facts)} (not known: {same_n}, {dup_n})",
+                         ctx.sources_of(facts, "bank.enabled", "bank.enabled_at_call"))]
     limit = ctx.threshold("max_fraction")
     expected = f"<= {pct(limit)} of rows"
     out = []

@@ -14,6 +14,18 @@ from fgclip_doctor.vocabulary import TERMS
 NO_BANK = "no memory bank in this model"
 
 
+def no_bank_reason(facts: Facts) -> str:
+    """Why no queue was observed: no bank in the model, a bank that never switched on, or unknown."""
+    enabled, at_call = facts.value("bank.enabled"), facts.value("bank.enabled_at_call")
+    if enabled is False:
+        return NO_BANK
+    if enabled and at_call is not None and int(at_call) < 0:
+        warmup = facts.value("bank.warmup_forward_calls")
+        after = f" (it switches on after {warmup} forward calls)" if warmup is not None else ""
+        return f"the memory bank never switched on in this run{after}: nothing queued to inspect"
+    return "no memory bank observed"
+
+
 def _observed(facts: Facts, term: str) -> int | None:
     """Candidates the live probe saw for `term` (the largest, if it reports several)."""
     seen = facts.value(f"observed.candidates.{term}")
