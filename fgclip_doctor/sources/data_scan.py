@@ -1,8 +1,8 @@
 """check-data's source: a streaming, multi-core scan of FG-CLIP annotations -> counts, examples.
 
 Input is what FG-CLIP's `--data_path` takes (a `.jsonl`, a `.json` list, or a folder of them,
-sorted, not recursive), read as `fgclip.data.read_annotations` reads it; every box goes through
-the subject's own `fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader".
+sorted, not recursive), read as `fgclip.data.read_annotations` reads it; each record goes through
+`data_record.RecordChecker` (the subject's own `fgclip.boxes.box_problem` for every box).
 
 Scaling (FG-CLIP: ~12M records, 40M boxes). A `.jsonl` is cut into fixed byte ranges
 (CHUNK_BYTES, whatever --workers is, so results never depend on it); a range owns the lines that
@@ -25,52 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from fgclip import boxes as subject_boxes
 from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.sources.data_record import CATEGORIES, INVALID, RecordChecker, ScanOptions, decode
 from fgclip_doctor.facts import Facts
 
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
 BLOCK_BYTES = 4 << 20  # read size inside a task
 MAX_JSON_ITEM = 64 << 20  # a .json list item larger than this is treated as broken JSON
 SIZE_KINDS = 1000  # distinct image sizes kept for "most common"
-#: required record fields and their JSON types (FG-CLIP's dataset indexes them directly)
-REQUIRED = (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))
-
-# category -> (unit, what it counts). Box categories are per box entry; the first six are the
-# loader's drops (box_problem's names, pixel coordinates split out of out_of_range).
-INVALID = ("malformed", "nonfinite", "inverted", "zero_area", "out_of_range", "pixel_coords")
-CATEGORIES = {
-    "malformed": ("boxes", "bbox missing or not 4 numbers"),
-    "nonfinite": ("boxes", "a coordinate is NaN or Inf"),
-    "inverted": ("boxes", "x1 > x2 or y1 > y2"),
-    "zero_area": ("boxes", "x1 == x2 or y1 == y2"),
-    "out_of_range": ("boxes", "outside [0, 1] beyond the tolerance"),
-    "pixel_coords": ("boxes", "outside [0, 1] with max > 1.5: likely pixel coordinates"),
-    "tiny": ("boxes", "valid, but smaller than one cell of the patch grid"),
-    "empty_caption": ("boxes", "valid, but short_expr and long_expr both empty"),
-    "negatives_malformed": ("boxes", "flag_short_neg set, short_expr_negs not a list/dict of non-empty strings"),
-    "negatives_short": ("boxes", "flag_short_neg set, fewer rewrites than the loss needs"),
-    "not_json": ("records", "line (or .json document) is not valid JSON / UTF-8"),
-    "not_object": ("records", "valid JSON but not an object"),
-    "missing_fields": ("records", "f_path, caption, short_caption or bbox_info missing or mistyped"),
-    "over_max": ("records", "more valid boxes than the loader keeps"),
-    "missing_image": ("records", "image not found under --image-root"),
-    "unreadable_image": ("records", "image found but PIL cannot open it"),
-}
 _ORDER = {c: i for i, c in enumerate(CATEGORIES)}
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """What to check (the CLI's --grid, --max-boxes, --examples, --image-root, --check-images)."""
-
-    grid: int = 14
-    max_boxes: int = 4
-    num_negatives: int = 10  # FG-CLIP / fgclip.data default num_hard_negatives
-    examples: int = 5
-    image_root: str | None = None
-    check_images: bool = False
-    tol: float = 1e-6  # box_problem's default, as the loader uses it
 
 
 @dataclass(frozen=True)
@@ -165,146 +128,9 @@ def plan(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Task]:
     return tasks
 
 
-# --- one record ------------------------------------------------------------------------------
-
-class _Checker:
-    """Per-task state and the per-record checks (the hot path: keep it flat)."""
-
-    def __init__(self, opts: ScanOptions, part: Partial, clean) -> None:
-        self.o, self.p, self.clean = opts, part, clean
-        self.k = opts.examples
-        self.keep = clean is not None
-        # bound once per task (tests patch fgclip.boxes.box_problem before a scan)
-        self.fast = (subject_boxes.box_problem, opts.tol, subject_boxes.smaller_than_cell,
-                     opts.grid, opts.num_negatives)
-        self.open_image = None
-        if opts.check_images:
-            from PIL import Image
-
-            self.open_image = Image.open
-
-    def note(self, cat: str, line: int, fmt: str, *args) -> None:
-        """Count one `cat`; keep it as an example while fewer than K are kept (format lazily)."""
-        self.p.counts[cat] += 1
-        ex = self.p.examples.setdefault(cat, [])
-        if len(ex) < self.k:
-            ex.append((line, (fmt % args)[:200]))
-
-    def not_json(self, line: int, err: Exception) -> None:
-        self.p.records += 1
-        col = f" (col {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
-        self.note("not_json", line, "not JSON: %s%s", getattr(err, "msg", err), col)
-
-    def record(self, line: int, rec, raw: str | None) -> None:
-        """Check one decoded record (the hot path: locals bound once, problems reported lazily)."""
-        p, o, note = self.p, self.o, self.note
-        p.records += 1
-        if type(rec) is not dict:
-            note("not_object", line, "a JSON %s, not an object", type(rec).__name__)
-            return
-        get = rec.get
-        bad = ()
-        if not (type(get("caption")) is str and type(get("short_caption")) is str
-                and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
-            bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
-            note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
-        info = get("bbox_info")
-        info = info if type(info) is list else ()
-        keep, kept, valid = self.keep, [], 0
-        problem_of, tol, tiny, grid, nneg = self.fast
-        for i, entry in enumerate(info):
-            if type(entry) is dict:
-                box = entry.get("bbox")
-                problem = problem_of(box, tol)
-            else:
-                box, problem = entry, "malformed"
-            if problem is not None:
-                if problem == "out_of_range" and subject_boxes.looks_like_pixels(box):
-                    problem = "pixel_coords"
-                note(problem, line, "box %d %.80r", i, box)
-                continue
-            valid += 1
-            if keep:
-                kept.append(entry)
-            if tiny(box, grid):
-                note("tiny", line, "box %d %r under 1/%d", i, box, grid)
-            cap = entry.get("short_expr") or entry.get("long_expr")
-            if not cap or type(cap) is not str or cap.isspace():
-                note("empty_caption", line, "box %d: no short_expr / long_expr", i)
-            if entry.get("flag_short_neg") == 1:
-                # the rewrites, as fgclip.data._negatives reads them (dict in key order, or list);
-                # C loops only (all, join): this runs for every box of a 40M-box dataset
-                negs = entry.get("short_expr_negs")
-                values = [*negs.values()] if type(negs) is dict else negs
-                try:  # join raises TypeError on a non-string; all() finds an empty one
-                    ok = type(values) is list and all(values) and "".join(values) is not None
-                except TypeError:
-                    ok = False
-                if not ok:
-                    note("negatives_malformed", line, "box %d short_expr_negs %.60r", i, negs)
-                elif len(values) < nneg:
-                    note("negatives_short", line, "box %d: %d rewrites, %d needed", i, len(values), nneg)
-        p.boxes += len(info)
-        p.valid_boxes += valid
-        if valid > o.max_boxes:
-            p.over_max_boxes += valid - o.max_boxes
-            note("over_max", line, "%d valid boxes, the loader keeps %d", valid, o.max_boxes)
-        image_ok = True
-        if o.image_root is not None and "f_path" not in bad:
-            image_ok = self.image(line, rec["f_path"])
-        if keep and not bad and image_ok:
-            if valid != len(info):
-                rec["bbox_info"] = kept
-                raw = None
-            self.clean.write((raw if raw is not None else json.dumps(rec, ensure_ascii=False)) + "\n")
-            p.clean_records += 1
-            p.clean_boxes += valid
-
-    def image(self, line: int, f_path: str) -> bool:
-        """The record's image exists (and opens, with --check-images); its size is counted."""
-        path = os.path.join(self.o.image_root, f_path)
-        self.p.images_checked += 1
-        if self.open_image is None:
-            if os.path.isfile(path):
-                return True
-            self.note("missing_image", line, "%s", f_path)
-            return False
-        try:
-            with self.open_image(path) as im:
-                size = im.size
-        except FileNotFoundError:
-            self.note("missing_image", line, "%s", f_path)
-            return False
-        except Exception as err:  # PIL raises many types for a bad file; all mean "unreadable"
-            self.note("unreadable_image", line, "%s: %s", f_path, err)
-            return False
-        self.p.add_size(size)
-        return True
-
-
-def _field_problem(rec: dict, key: str) -> str:
-    if key not in rec:
-        return f"no {key}"
-    return f"{key} empty" if rec[key] == "" else f"{key} is {type(rec[key]).__name__}"
-
-
-_WS = json.decoder.WHITESPACE.match  # JSON's own whitespace: space, tab, newline, return
-_json_decode = json.JSONDecoder().decode  # = json.loads(str) without its per-call type checks
-try:  # orjson parses a record ~3x faster; it rejects what Python's json (FG-CLIP's loader) accepts
-    import orjson  # (NaN, Infinity, huge ints), so those lines fall back to json and count as it does
-
-    def _decode(text: str, _fast=orjson.loads, _slow=_json_decode, _err=orjson.JSONDecodeError):
-        try:
-            return _fast(text)
-        except _err:
-            return _slow(text)
-except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
-    _decode = _json_decode
-
-
 # --- one task --------------------------------------------------------------------------------
 
-def _lines(task: Task, chk: _Checker) -> int:
+def _lines(task: Task, chk: RecordChecker) -> int:
     """Stream the lines that start in [start, end); return how many (blank ones included)."""
     n = 0
     with open(task.file, "rb") as fh:
@@ -330,7 +156,7 @@ def _lines(task: Task, chk: _Checker) -> int:
     return n
 
 
-def _block(data: bytes, n: int, chk: _Checker) -> int:
+def _block(data: bytes, n: int, chk: RecordChecker) -> int:
     """Check the complete lines of `data` (decoded at once; per line if it is not UTF-8)."""
     try:
         lines = data.decode("utf-8").split("\n")
@@ -344,7 +170,7 @@ def _block(data: bytes, n: int, chk: _Checker) -> int:
             except UnicodeDecodeError as err:
                 lines.append(err)
     lines.pop()  # after the last newline
-    keep, record, decode = chk.clean is not None, chk.record, _decode
+    keep, record, loads = chk.clean is not None, chk.record, decode
     for text in lines:
         n += 1
         if type(text) is not str:
@@ -352,7 +178,7 @@ def _block(data: bytes, n: int, chk: _Checker) -> int:
             chk.note("not_json", n, "not UTF-8 (byte %d)", text.start)
         elif text and not text.isspace():  # the loader skips blank lines
             try:
-                rec = decode(text)
+                rec = loads(text)
             except (ValueError, RecursionError) as err:
                 chk.not_json(n, err)
                 continue
@@ -360,7 +186,10 @@ def _block(data: bytes, n: int, chk: _Checker) -> int:
     return n
 
 
-def _json_document(task: Task, chk: _Checker) -> int:
+_WS = json.decoder.WHITESPACE.match  # JSON's own whitespace: space, tab, newline, return
+
+
+def _json_document(task: Task, chk: RecordChecker) -> int:
     """Stream one .json document: a list of records (or one record), item by item."""
     raw_decode = json.JSONDecoder().raw_decode
     with open(task.file, encoding="utf-8") as fh:  # as the loader opens it (universal newlines)
@@ -442,7 +271,7 @@ def run_task(job: tuple[ScanOptions, Task]) -> Partial:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        chk = _Checker(opts, part, clean)
+        chk = RecordChecker(opts, part, clean)
         part.lines = (_lines if task.kind == "lines" else _json_document)(task, chk)
     finally:
         if enabled:

@@ -1,0 +1,190 @@
+"""check-data's record checks: what is wrong with one FG-CLIP annotation record, and its boxes.
+
+`RecordChecker.record` is the hot path of the scan (40M boxes in FG-CLIP's data): flat code,
+locals bound once, examples formatted only while fewer than K are kept. Every box goes through
+the subject's own `fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader".
+`decode` reads a record as Python's json (FG-CLIP's loader) does, through orjson when it can.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fgclip import boxes as subject_boxes
+
+if TYPE_CHECKING:
+    from fgclip_doctor.sources.data_scan import Partial
+
+#: required record fields and their JSON types (FG-CLIP's dataset indexes them directly)
+REQUIRED = (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))
+
+# category -> (unit, what it counts). Box categories are per box entry; the first six are the
+# loader's drops (box_problem's names, pixel coordinates split out of out_of_range).
+INVALID = ("malformed", "nonfinite", "inverted", "zero_area", "out_of_range", "pixel_coords")
+CATEGORIES = {
+    "malformed": ("boxes", "bbox missing or not 4 numbers"),
+    "nonfinite": ("boxes", "a coordinate is NaN or Inf"),
+    "inverted": ("boxes", "x1 > x2 or y1 > y2"),
+    "zero_area": ("boxes", "x1 == x2 or y1 == y2"),
+    "out_of_range": ("boxes", "outside [0, 1] beyond the tolerance"),
+    "pixel_coords": ("boxes", "outside [0, 1] with max > 1.5: likely pixel coordinates"),
+    "tiny": ("boxes", "valid, but smaller than one cell of the patch grid"),
+    "empty_caption": ("boxes", "valid, but short_expr and long_expr both empty"),
+    "negatives_malformed": ("boxes", "flag_short_neg set, short_expr_negs not a list/dict of non-empty strings"),
+    "negatives_short": ("boxes", "flag_short_neg set, fewer rewrites than the loss needs"),
+    "not_json": ("records", "line (or .json document) is not valid JSON / UTF-8"),
+    "not_object": ("records", "valid JSON but not an object"),
+    "missing_fields": ("records", "f_path, caption, short_caption or bbox_info missing or mistyped"),
+    "over_max": ("records", "more valid boxes than the loader keeps"),
+    "missing_image": ("records", "image not found under --image-root"),
+    "unreadable_image": ("records", "image found but PIL cannot open it"),
+}
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What to check (the CLI's --grid, --max-boxes, --examples, --image-root, --check-images)."""
+
+    grid: int = 14
+    max_boxes: int = 4
+    num_negatives: int = 10  # FG-CLIP / fgclip.data default num_hard_negatives
+    examples: int = 5
+    image_root: str | None = None
+    check_images: bool = False
+    tol: float = 1e-6  # box_problem's default, as the loader uses it
+
+
+class RecordChecker:
+    """Per-task state and the per-record checks (the hot path: keep it flat)."""
+
+    def __init__(self, opts: ScanOptions, part: Partial, clean) -> None:
+        self.o, self.p, self.clean = opts, part, clean
+        self.k = opts.examples
+        self.keep = clean is not None
+        # bound once per task (tests patch fgclip.boxes.box_problem before a scan)
+        self.fast = (subject_boxes.box_problem, opts.tol, subject_boxes.smaller_than_cell,
+                     opts.grid, opts.num_negatives)
+        self.open_image = None
+        if opts.check_images:
+            from PIL import Image
+
+            self.open_image = Image.open
+
+    def note(self, cat: str, line: int, fmt: str, *args) -> None:
+        """Count one `cat`; keep it as an example while fewer than K are kept (format lazily)."""
+        self.p.counts[cat] += 1
+        ex = self.p.examples.setdefault(cat, [])
+        if len(ex) < self.k:
+            ex.append((line, (fmt % args)[:200]))
+
+    def not_json(self, line: int, err: Exception) -> None:
+        self.p.records += 1
+        col = f" (col {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        self.note("not_json", line, "not JSON: %s%s", getattr(err, "msg", err), col)
+
+    def record(self, line: int, rec, raw: str | None) -> None:
+        """Check one decoded record (the hot path: locals bound once, problems reported lazily)."""
+        p, o, note = self.p, self.o, self.note
+        p.records += 1
+        if type(rec) is not dict:
+            note("not_object", line, "a JSON %s, not an object", type(rec).__name__)
+            return
+        get = rec.get
+        bad = ()
+        if not (type(get("caption")) is str and type(get("short_caption")) is str
+                and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
+            bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
+            note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
+        info = get("bbox_info")
+        info = info if type(info) is list else ()
+        keep, kept, valid = self.keep, [], 0
+        problem_of, tol, tiny, grid, nneg = self.fast
+        for i, entry in enumerate(info):
+            if type(entry) is dict:
+                box = entry.get("bbox")
+                problem = problem_of(box, tol)
+            else:
+                box, problem = entry, "malformed"
+            if problem is not None:
+                if problem == "out_of_range" and subject_boxes.looks_like_pixels(box):
+                    problem = "pixel_coords"
+                note(problem, line, "box %d %.80r", i, box)
+                continue
+            valid += 1
+            if keep:
+                kept.append(entry)
+            if tiny(box, grid):
+                note("tiny", line, "box %d %r under 1/%d", i, box, grid)
+            cap = entry.get("short_expr") or entry.get("long_expr")
+            if not cap or type(cap) is not str or cap.isspace():
+                note("empty_caption", line, "box %d: no short_expr / long_expr", i)
+            if entry.get("flag_short_neg") == 1:
+                # the rewrites, as fgclip.data._negatives reads them (dict in key order, or list);
+                # C loops only (all, join): this runs for every box of a 40M-box dataset
+                negs = entry.get("short_expr_negs")
+                values = [*negs.values()] if type(negs) is dict else negs
+                try:  # join raises TypeError on a non-string; all() finds an empty one
+                    ok = type(values) is list and all(values) and "".join(values) is not None
+                except TypeError:
+                    ok = False
+                if not ok:
+                    note("negatives_malformed", line, "box %d short_expr_negs %.60r", i, negs)
+                elif len(values) < nneg:
+                    note("negatives_short", line, "box %d: %d rewrites, %d needed", i, len(values), nneg)
+        p.boxes += len(info)
+        p.valid_boxes += valid
+        if valid > o.max_boxes:
+            p.over_max_boxes += valid - o.max_boxes
+            note("over_max", line, "%d valid boxes, the loader keeps %d", valid, o.max_boxes)
+        image_ok = True
+        if o.image_root is not None and "f_path" not in bad:
+            image_ok = self.image(line, rec["f_path"])
+        if keep and not bad and image_ok:
+            if valid != len(info):
+                rec["bbox_info"] = kept
+                raw = None
+            self.clean.write((raw if raw is not None else json.dumps(rec, ensure_ascii=False)) + "\n")
+            p.clean_records += 1
+            p.clean_boxes += valid
+
+    def image(self, line: int, f_path: str) -> bool:
+        """The record's image exists (and opens, with --check-images); its size is counted."""
+        path = os.path.join(self.o.image_root, f_path)
+        self.p.images_checked += 1
+        if self.open_image is None:
+            if os.path.isfile(path):
+                return True
+            self.note("missing_image", line, "%s", f_path)
+            return False
+        try:
+            with self.open_image(path) as im:
+                size = im.size
+        except FileNotFoundError:
+            self.note("missing_image", line, "%s", f_path)
+            return False
+        except Exception as err:  # PIL raises many types for a bad file; all mean "unreadable"
+            self.note("unreadable_image", line, "%s: %s", f_path, err)
+            return False
+        self.p.add_size(size)
+        return True
+
+
+def _field_problem(rec: dict, key: str) -> str:
+    if key not in rec:
+        return f"no {key}"
+    return f"{key} empty" if rec[key] == "" else f"{key} is {type(rec[key]).__name__}"
+
+
+_json_decode = json.JSONDecoder().decode  # = json.loads(str) without its per-call type checks
+try:  # orjson parses a record ~3x faster; it rejects what Python's json (FG-CLIP's loader) accepts
+    import orjson  # (NaN, Infinity, huge ints), so those lines fall back to json and count as it does
+
+    def decode(text: str, _fast=orjson.loads, _slow=_json_decode, _err=orjson.JSONDecodeError):
+        try:
+            return _fast(text)
+        except _err:
+            return _slow(text)
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+    decode = _json_decode
