@@ -14,5 +14,14 @@ class DoctorInputError(Exception):
         super().__init__(f"{self.path}: {problem}")
 
 
+def read_error(path: object, err: OSError, expected: str = "a file") -> DoctorInputError:
+    """The one-line DoctorInputError for an OSError met while opening or reading `path`."""
+    if isinstance(err, FileNotFoundError):
+        return DoctorInputError(path, "no such file")
+    if isinstance(err, IsADirectoryError):
+        return DoctorInputError(path, f"is a directory, expected {expected}")
+    return DoctorInputError(path, f"cannot read: {err.strerror or err}")
+
+
 class DoctorUsageError(Exception):
     """Bad usage the CLI parser could not catch (e.g. an unknown rule name in --select)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from fgclip_doctor.checks import negatives, optim, resume, schedule, temperature  # noqa: F401 (register)
-from fgclip_doctor.checks.registry import Finding, RuleContext, Status, get_rule, run_rules
+from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
+from rule_check import by_subject, check_rule
 
 S = "scripts/seed_bug.sh"
 BUILT = "fgclip/model.py (built on meta)"
@@ -89,13 +90,7 @@ def only(**values) -> Facts:
 
 
 def check(name: str, facts: Facts, **thresholds) -> list[Finding]:
-    r = get_rule(name)
-    out = r.func(facts, RuleContext(r, {**r.thresholds, **thresholds}, "check-config"))
-    return [out] if isinstance(out, Finding) else out
-
-
-def by_subject(findings: list[Finding]) -> dict[str, Finding]:
-    return {f.subject: f for f in findings}
+    return check_rule(name, facts, "check-config", **thresholds)
 
 
 def statuses(findings) -> dict[tuple[str, str], Status]:

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from fgclip.memory_bank import RegionMemoryBank
 from fgclip.roi_align import roi_align
 from fgclip_doctor.checks import live
-from fgclip_doctor.checks.registry import Finding, RuleContext, Status, get_rule, run_rules
+from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
+from rule_check import by_subject, check_rule
 from fgclip_doctor.vocabulary import FACTS
 
 PROBE = "live probe: cross_entropy"
@@ -30,13 +31,7 @@ def facts_of(**values) -> Facts:
 
 
 def check(name: str, facts: Facts, **thresholds) -> list[Finding]:
-    r = get_rule(name)
-    out = r.func(facts, RuleContext(r, {**r.thresholds, **thresholds}, "live"))
-    return [out] if isinstance(out, Finding) else out
-
-
-def by_subject(findings: list[Finding]) -> dict[str, Finding]:
-    return {f.subject: f for f in findings}
+    return check_rule(name, facts, "live", **thresholds)
 
 
 def test_rules_registered_live_only_and_documented():

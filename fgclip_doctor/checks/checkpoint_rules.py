@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from fgclip_doctor.checks.negatives import NO_BANK
+from fgclip_doctor.checks.negatives import skip_without_bank
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
@@ -72,10 +72,8 @@ def _last_finite(points: list[tuple[int, float]]) -> tuple[int, float] | None:
                "facebookresearch/moco moco/builder.py (queue and queue_ptr are registered buffers).")
 def bank_persist(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding on the saved bank."""
-    if skip := ctx.require(facts, "bank.enabled"):
+    if skip := skip_without_bank(facts, ctx):
         return skip
-    if not facts.value("bank.enabled"):
-        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
     saved = facts.value("bank.persisted") or {}
     src = ctx.sources_of(facts, "bank.persisted", "bank.queue_random", "bank.fill",
                          "train.optimizer_steps_done")

@@ -14,6 +14,15 @@ from fgclip_doctor.vocabulary import TERMS
 NO_BANK = "no memory bank in this model"
 
 
+def skip_without_bank(facts: Facts, ctx: RuleContext) -> Finding | None:
+    """SKIP when it is unknown whether the model has a memory bank, or it has none; else None."""
+    if skip := ctx.require(facts, "bank.enabled"):
+        return skip
+    if not facts.value("bank.enabled"):
+        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
+    return None
+
+
 def no_bank_reason(facts: Facts) -> str:
     """Why no queue was observed: no bank in the model, a bank that never switched on, or unknown."""
     enabled, at_call = facts.value("bank.enabled"), facts.value("bank.enabled_at_call")
@@ -169,10 +178,8 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
                "built); the seed incident (bank never enabled, region loss at ln 4).")
 def bank_active(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding: the enabled_at_call buffer if known (K/L), else the config arithmetic."""
-    if skip := ctx.require(facts, "bank.enabled"):
+    if skip := skip_without_bank(facts, ctx):
         return skip
-    if not facts.value("bank.enabled"):
-        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
     t = warmup_timing(facts)
     src = ctx.sources_of(facts, "bank.enabled", *TIMING_FACTS)
     if "bank.enabled_at_call" in facts:
@@ -221,10 +228,8 @@ def bank_active(facts: Facts, ctx: RuleContext) -> Finding:
                "_dequeue_and_enqueue.")
 def bank_size(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding on the queue length."""
-    if skip := ctx.require(facts, "bank.enabled"):
+    if skip := skip_without_bank(facts, ctx):
         return skip
-    if not facts.value("bank.enabled"):
-        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
     if skip := ctx.require(facts, "bank.size", "candidates.region.in_batch"):
         return skip
     size, k = int(facts.value("bank.size")), int(facts.value("candidates.region.in_batch"))

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.errors import DoctorInputError, read_error
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -33,12 +33,8 @@ def read_text_file(path: object) -> str:
     p = Path(str(path))
     try:
         data = p.read_bytes()
-    except FileNotFoundError:
-        raise DoctorInputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DoctorInputError(path, "is a directory, expected a file") from None
     except OSError as err:
-        raise DoctorInputError(path, f"cannot read: {err.strerror or err}") from None
+        raise read_error(path, err) from None
     # NUL bytes never occur in scripts or configs; they mark a binary (checkpoint, archive, ...).
     if b"\0" in data:
         raise DoctorInputError(path, "binary file, expected text")

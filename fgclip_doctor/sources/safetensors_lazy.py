@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.errors import DoctorInputError, read_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,12 +109,8 @@ def read_header(path: object) -> SafetensorsHeader:
                 raise DoctorInputError(path, f"truncated safetensors: the header claims {n} bytes "
                                              f"but the file has only {file_size} bytes")
             raw = fh.read(n)
-    except FileNotFoundError:
-        raise DoctorInputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DoctorInputError(path, "is a directory, expected a .safetensors file") from None
     except OSError as err:
-        raise DoctorInputError(path, f"cannot read: {err.strerror or err}") from None
+        raise read_error(path, err, "a .safetensors file") from None
     try:
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
