@@ -151,3 +151,10 @@ def test_subject_bf16_launch_runs_on_the_cpu(tmp_path, synthetic_root):
     dtypes = {t["dtype"] for t in doc["live"]["terms"].values()}
     assert dtypes == {"torch.bfloat16"}, dtypes  # the logits ran in bf16 autocast, as the launch says
     assert not (tmp_path / "out").exists()
+    # Real-run silences: global starts at ln 100 and the clamp holds it there (not a frozen scale);
+    # the bank (warmup 50 forward calls) never switched on in 2 steps, and the SKIP says so.
+    frozen = by_rule(doc)[("logit-scale-frozen", "global")]
+    assert frozen["status"] == "PASS" and "clamp ceiling" in frozen["message"]
+    assert all(f["status"] != "WARN" for f in doc["findings"] if f["rule"] == "logit-scale-frozen")
+    [fneg] = [f for f in doc["findings"] if f["rule"] == "bank-false-negatives"]
+    assert fneg["status"] == "SKIP" and "never switched on in this run" in fneg["message"]
