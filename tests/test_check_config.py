@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,14 +15,17 @@ from typer.testing import CliRunner
 from fgclip_doctor.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
+SCRIPTS = Path("scripts")  # the copy in the test's folder (see _in_clean_dir)
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _in_repo(synthetic_root, monkeypatch):
-    # Launch scripts use relative output dirs; run where a user would (the repository root).
-    monkeypatch.chdir(ROOT)
+def _in_clean_dir(synthetic_root, monkeypatch, tmp_path):
+    # Launch scripts use relative output dirs (runs/tiny): run from an empty folder, so a user's
+    # own runs/ in the checkout (the README's training command makes one) is not resumed here.
+    # The launch scripts come along, so sources read `scripts/seed_bug.sh:NN` as in the checkout.
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    monkeypatch.chdir(tmp_path)
 
 
 def check(*args: str) -> tuple[int, dict]:
