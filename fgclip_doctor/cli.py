@@ -223,7 +223,7 @@ def check_config_command(
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Check a launch before it runs: scales, warmups in both step units, negatives, resume, precision."""
-    from fgclip_doctor.check_config import build_report
+    from fgclip_doctor.commands.check_config import build_report
 
     run_report("check-config", str(target) if target else None,
                lambda settings: build_report(target, settings, dataset_size),
@@ -254,7 +254,7 @@ def live_command(
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
 ) -> None:
     """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
-    from fgclip_doctor.live.command import build_report
+    from fgclip_doctor.commands.live.command import build_report
 
     run_report("live", str(target) if target else None,
                lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
@@ -276,7 +276,7 @@ def inspect_ckpt_command(
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Verdicts from checkpoints without loading them: scales, bank, losses vs chance, NaN, LR state."""
-    from fgclip_doctor.inspect_ckpt import build_report
+    from fgclip_doctor.commands.inspect_ckpt import build_report
 
     run_report("inspect-ckpt", str(paths[0]) if len(paths) == 1 else None,
                lambda settings: build_report(paths, settings, scan, plot, output),
@@ -299,7 +299,7 @@ def check_data_command(
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Check annotations at dataset scale: box validity, tiny boxes, records, hard negatives, images."""
-    from fgclip_doctor.check_data import build_report
+    from fgclip_doctor.commands.check_data import build_report
 
     run_report("check-data", str(data), lambda settings: build_report(
         data, settings, image_root, check_images, grid, workers, max_boxes, examples, write_clean=write_clean),

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.args import coerce, load_args_file
+from fgclip_doctor.sources.launch.args import coerce, load_args_file
 
 
 def test_json_values_keep_types_and_lines(tmp_path, monkeypatch):

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 import fgclip.boxes
 import fgclip.data
-from fgclip_doctor.check_data import build_report
+from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.checks.registry import Status, get_rule
 from fgclip_doctor.cli import app
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources import data_scan
-from fgclip_doctor.sources.data_scan import CATEGORIES, ScanOptions, scan
+from fgclip_doctor.sources.data import scan as data_scan
+from fgclip_doctor.sources.data.scan import CATEGORIES, ScanOptions, scan
 
 runner = CliRunner()
 NEGS = {str(i): f"rewrite {i}" for i in range(10)}

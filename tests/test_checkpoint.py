@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources import checkpoint as ck
+from fgclip_doctor.sources.checkpoint import layout as ck
 
 
 def _tiny_clip(scale: float = 4.6052):

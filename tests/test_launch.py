@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch import (
+from fgclip_doctor.sources.launch.script import (
     NO_LAUNCH, ArgValue, Launch, format_source, parse_launch_script)
 
 

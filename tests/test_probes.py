@@ -98,7 +98,7 @@ def test_callback_abort_on_fail_stops_training(synthetic_root, tmp_path):
     from fgclip.train import main
     from fgclip_doctor.settings import Settings
     from fgclip_doctor.sources.run_config import collect_facts
-    from fgclip_doctor.sources.target import read_target
+    from fgclip_doctor.sources.launch.target import read_target
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     base = collect_facts(read_target(__import__("pathlib").Path(root, "scripts", "seed_bug.sh")))

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources import safetensors_lazy as stl
+from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -190,7 +190,7 @@ def test_missing_and_directory(tmp_path):
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, fgclip_doctor.sources.safetensors_lazy; print('torch' in sys.modules)"
+    code = "import sys, fgclip_doctor.sources.checkpoint.safetensors_lazy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

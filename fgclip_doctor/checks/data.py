@@ -1,6 +1,6 @@
 """Data rules (FGD5xx, where D): what check-data's scan counted, against ratio thresholds.
 
-The scan (fgclip_doctor.sources.data_scan) writes one count per category as `data.box.<name>`
+The scan (fgclip_doctor.sources.data.scan) writes one count per category as `data.box.<name>`
 (per box entry) or `data.record.<name>` (per record), the totals `data.records` / `data.boxes` /
 `data.valid_boxes`, and up to K examples per category as `data.examples.<name>` ("file:line:
 detail"), which the findings cite as their sources. Every threshold is a ratio: a finding fails

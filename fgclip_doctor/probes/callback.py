@@ -173,7 +173,7 @@ class DoctorCallback(TrainerCallback):
 
     def _has_fail(self) -> bool:
         from fgclip_doctor.checks.registry import Status, run_rules
-        from fgclip_doctor.live.facts import observed_facts
+        from fgclip_doctor.sources.live import observed_facts
 
         facts = observed_facts(self, self.base_facts)
         self.findings = run_rules(facts, "L", self.settings, command="live")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources import checkpoint as ckpt
-from fgclip_doctor.sources.annotations import annotation_stats
-from fgclip_doctor.sources.target import TargetView
+from fgclip_doctor.sources.checkpoint import layout as ckpt
+from fgclip_doctor.sources.data.annotations import annotation_stats
+from fgclip_doctor.sources.launch.target import TargetView
 from fgclip_doctor.vocabulary import SCALE_ALIASES, SCALE_PARAMS
 
 HF_DEFAULT = "transformers.TrainingArguments default"
@@ -99,7 +99,7 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
 
     if view.is_subject:
-        from fgclip_doctor.sources.subject_facts import subject_facts
+        from fgclip_doctor.sources.code.subject_facts import subject_facts
 
         subject_facts(facts, values, sources)
     _derive(facts, values, sources, dataset_size)

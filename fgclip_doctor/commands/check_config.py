@@ -11,7 +11,7 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.run_config import collect_facts
-from fgclip_doctor.sources.target import read_target
+from fgclip_doctor.sources.launch.target import read_target
 
 # The run summary shown above the findings: (label, fact name, formatter).
 SUMMARY = [

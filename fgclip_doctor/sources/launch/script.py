@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.args import display_path, read_text_file
-from fgclip_doctor.sources.shell import Expander, Field, Lexer, Word, plain
+from fgclip_doctor.sources.launch.args import display_path, read_text_file
+from fgclip_doctor.sources.launch.shell import Expander, Field, Lexer, Word, plain
 
 NO_LAUNCH = ("no training launch found "
              "(looked for deepspeed / torchrun / python -m / accelerate launch)")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources import checkpoint as ckpt
-from fgclip_doctor.sources.effective import build_subject_model, optimizer_groups
+from fgclip_doctor.sources.checkpoint import layout as ckpt
+from fgclip_doctor.sources.code.effective import build_subject_model, optimizer_groups
 from fgclip_doctor.vocabulary import SCALE_PARAMS as SCALES
 
 BUILT = "fgclip.train build_model (built on meta)"
@@ -57,7 +57,7 @@ def subject_facts(facts: Facts, values: dict, sources: dict) -> None:
     if base and not base_here:
         # The base is not on this machine (a GPU path): the code's defaults + flags, no weights.
         from fgclip.model import FGCLIPModel
-        from fgclip_doctor.sources.effective import lazy_build
+        from fgclip_doctor.sources.code.effective import lazy_build
 
         with lazy_build(ckpt.read_scalars):
             cfg = FGCLIPConfig(**train.config_overrides(margs, dargs))

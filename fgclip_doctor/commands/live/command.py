@@ -12,9 +12,9 @@ from transformers import TrainerCallback
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.run_config import collect_facts
-from fgclip_doctor.sources.target import Flag, TargetView, preset_flags, read_target
-from fgclip_doctor.live.facts import grad_summary, observed_facts, summarize_terms, term_series
-from fgclip_doctor.live.runner import run_training
+from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
+from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
+from fgclip_doctor.commands.live.runner import run_training
 
 TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
@@ -150,7 +150,7 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
 
 
 def _distributed(view, base, nproc, steps, device, interval, settings) -> Report:
-    from fgclip_doctor.live.distributed import run_distributed
+    from fgclip_doctor.commands.live.distributed import run_distributed
 
     if device == "auto":
         import torch

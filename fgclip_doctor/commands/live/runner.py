@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.probes.callback import DoctorCallback
-from fgclip_doctor.sources.target import TargetView
+from fgclip_doctor.sources.launch.target import TargetView
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`live --nproc N`: the same run under torchrun, one probe record per rank, merged in the parent.
 
 The parent writes the parsed launch to a spec file and starts `torchrun --nproc_per_node N -m
-fgclip_doctor.live.distributed`; each rank runs the training in-process under the probes (as a
+fgclip_doctor.commands.live.distributed`; each rank runs the training in-process under the probes (as a
 single-process live run does) and writes its record (history, columns, scales, groups) to
 `<out>/rank<r>.json`. The parent merges: rank 0's record for the run, every rank's DDP target
 offsets for ddp-targets, and the world size for negatives-count. On the CPU the ranks use gloo
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.target import Flag, TargetView
+from fgclip_doctor.sources.launch.target import Flag, TargetView
 
 RECORD_FIELDS = ("history", "forward_calls", "scale_init", "scale_value", "groups", "steps_done", "lrs")
 
@@ -57,7 +57,7 @@ def run_distributed(view: TargetView, nproc: int, steps: int, device: str, inter
             "steps": steps, "device": device, "interval": interval}))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "fgclip_doctor.live.distributed", str(spec), tmp]
+               "-m", "fgclip_doctor.commands.live.distributed", str(spec), tmp]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         records = []
@@ -75,7 +75,7 @@ def run_distributed(view: TargetView, nproc: int, steps: int, device: str, inter
 
 
 def _worker(spec_path: str, out: str) -> None:
-    from fgclip_doctor.live.runner import run_training
+    from fgclip_doctor.commands.live.runner import run_training
 
     spec = json.loads(Path(spec_path).read_text())
     view = TargetView(spec["target"], spec["entry"], spec["launcher"],

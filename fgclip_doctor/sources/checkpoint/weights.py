@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Callable
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources import safetensors_lazy as stl
-from fgclip_doctor.sources.args import display_path, read_text_file
-from fgclip_doctor.sources.checkpoint import _tensors_of, find_weights, load_torch_file
+from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
+from fgclip_doctor.sources.launch.args import display_path, read_text_file
+from fgclip_doctor.sources.checkpoint.layout import _tensors_of, find_weights, load_torch_file
 
 if TYPE_CHECKING:
     import numpy as np

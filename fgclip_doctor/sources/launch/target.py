@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.args import display_path, load_args_file
-from fgclip_doctor.sources.launch import format_source, parse_launch_script
+from fgclip_doctor.sources.launch.args import display_path, load_args_file
+from fgclip_doctor.sources.launch.script import format_source, parse_launch_script
 
 SUBJECT_MODULE = "fgclip.train"
 SUBJECT_PRESETS_FILE = "fgclip/presets.py"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.data_record import CATEGORIES, INVALID, RecordChecker, ScanOptions, decode
+from fgclip_doctor.sources.data.record import CATEGORIES, INVALID, RecordChecker, ScanOptions, decode
 from fgclip_doctor.facts import Facts
 
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance

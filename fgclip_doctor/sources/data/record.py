@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from fgclip import boxes as subject_boxes
 
 if TYPE_CHECKING:
-    from fgclip_doctor.sources.data_scan import Partial
+    from fgclip_doctor.sources.data.scan import Partial
 
 #: required record fields and their JSON types (FG-CLIP's dataset indexes them directly)
 REQUIRED = (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.args import display_path
-from fgclip_doctor.sources.checkpoint import read_trainer_state
+from fgclip_doctor.sources.launch.args import display_path
+from fgclip_doctor.sources.checkpoint.layout import read_trainer_state
 
 #: loss term -> its key in the subject's (FG-CLIP's) log_history
 TERM_KEYS = {"global": "global_loss", "region": "region_loss", "hardneg": "hardneg_loss"}

@@ -16,7 +16,7 @@ from fgclip_doctor.checks.registry import run_rules, selected_rules
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.data_scan import (CATEGORIES, CHUNK_BYTES, ScanOptions, ScanResult,
+from fgclip_doctor.sources.data.scan import (CATEGORIES, CHUNK_BYTES, ScanOptions, ScanResult,
                                              annotation_files, scan, sizes_summary, to_facts)
 
 

@@ -16,17 +16,17 @@ from typing import Callable
 
 from rich.table import Table
 
-from fgclip_doctor.checks.checkpoint_rules import parse_expectation
+from fgclip_doctor.checks.loss_health import parse_expectation
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.checks.temperature import fmt_scale
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.args import display_path
-from fgclip_doctor.sources.checkpoint import checkpoint_step, find_weights, list_checkpoints
-from fgclip_doctor.sources.ckpt_facts import open_weights, read_config, scan_facts, weight_facts
-from fgclip_doctor.sources.history import history_facts, trend as _trend, value_at
+from fgclip_doctor.sources.launch.args import display_path
+from fgclip_doctor.sources.checkpoint.layout import checkpoint_step, find_weights, list_checkpoints
+from fgclip_doctor.sources.checkpoint.weights import open_weights, read_config, scan_facts, weight_facts
+from fgclip_doctor.sources.checkpoint.history import history_facts, trend as _trend, value_at
 
 MAX_BOXES = 4  # the subject's DataArguments.max_boxes default: an upper bound on boxes per image
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)

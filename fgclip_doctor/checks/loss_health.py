@@ -1,7 +1,7 @@
 """Checkpoint rules (K): bank persistence, losses against chance and milestones, NaN / Inf, and
 whether the saved LR state matches the schedule a resume will continue.
 
-Facts come from `fgclip_doctor.sources.ckpt_facts` (weights) and `...history` (trainer_state,
+Facts come from `fgclip_doctor.sources.checkpoint.weights` (weights) and `...history` (trainer_state,
 training_args, optimizer / scheduler state); see the vocabulary for their meaning.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fgclip_doctor.checks.negatives import skip_without_bank
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.history import TERM_KEYS, lr_factor, value_at
+from fgclip_doctor.sources.checkpoint.history import TERM_KEYS, lr_factor, value_at
 
 _EXPECT = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
                      r"(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
