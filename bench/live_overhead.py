@@ -93,7 +93,7 @@ def main() -> None:
         return
     from types import SimpleNamespace
 
-    from fgclip_doctor.probes.callback import DoctorCallback
+    from fgclip_doctor.callback import DoctorCallback
 
     torch.manual_seed(0)
     cuda = args.device.startswith("cuda")

@@ -13,6 +13,8 @@ SCALE_PARAMS = {"global": "logit_scale", "finegrained": "logit_scale_finegrained
 SCALE_ALIASES = {"logit_scale_finegraind": "logit_scale_finegrained"}  # FG-CLIP v1's spelling
 SCALE_OF_PARAM = {**{p: s for s, p in SCALE_PARAMS.items()}, "logit_scale_finegraind": "finegrained"}
 TERMS = ("global", "region", "hardneg")
+#: loss term -> its key in the subject's (FG-CLIP's) log_history
+TERM_KEYS = {"global": "global_loss", "region": "region_loss", "hardneg": "hardneg_loss"}
 
 FACTS: dict[str, str] = {
     # --- the launch ----------------------------------------------------------------------
@@ -44,6 +46,7 @@ FACTS: dict[str, str] = {
     # --- the model -----------------------------------------------------------------------
     "model.fine_tuning": "True when training starts from pretrained weights",
     "model.base": "the pretrained weights the run starts from",
+    "model.base_readable": "True when the pretrained base is a folder readable here (its architecture and scale are read)",
     "scale.global.base": "ln-scale the pretrained base learned (read from its weights)",
     "scale.<scale>.init": "ln-value the scale starts at in this run",
     "scale.<scale>.value": "ln-value of the scale now (checkpoint or live)",
@@ -61,7 +64,7 @@ FACTS: dict[str, str] = {
     "bank.fill": "queue entries filled so far (checkpoint or live)",
     "data.max_boxes": "boxes kept per image by the loader",
     "data.boxes_per_image": "mean valid boxes per image in the annotations",
-    # --- check-data (a full scan of the annotations; <category> as in sources/data_scan.py) --
+    # --- check-data (a full scan of the annotations; <category> as in sources/data/record.py) --
     "data.path": "the annotations given to check-data (.jsonl, .json list, or a folder of them)",
     "data.files": "annotation files scanned",
     "data.records": "records scanned (non-blank lines / list items, malformed ones included)",
@@ -100,6 +103,16 @@ FACTS: dict[str, str] = {
     # `<term>` here is a loss term (global, region, hardneg) or, for code the doctor does not
     # know, the call site of the cross-entropy, e.g. "modeling_clip.py:77 clip_loss".
     "observed.terms": "loss terms (or call sites) whose logits the live probe saw",
+    "observed.forward_calls": "forward calls of the model the live run made (this process)",
+    "observed.extra_columns.<term>": "columns of the term's last logits beyond its rows (queued candidates, for the region term)",
+    "observed.loss.<term>.first": "the term's loss in the first read-back interval (interval mean)",
+    "observed.loss.<term>.last": "the term's loss in the last read-back interval (interval mean)",
+    "observed.loss.<term>.chance": "ln(candidates) in the term's logits at the last read-back",
+    "observed.loss.<term>.ratio": "last loss / its chance level",
+    "observed.loss.<term>.series": "the term's loss at each read-back (interval means)",
+    "observed.nonfinite_loss": "cross-entropy calls that returned NaN / Inf (sampled calls)",
+    "observed.grad_norm": "{optimizer group: mean gradient norm} over the sampled steps",
+    "observed.grad.nonfinite": "sampled steps with a NaN / Inf gradient norm, over all groups",
     "observed.logits.<term>.dtype": "dtype of the logits given to cross-entropy, e.g. torch.float32, torch.bfloat16",
     "observed.logits.<term>.scale": "multiplier exp(logit_scale) in use when the logits were measured (absent if unknown)",
     "observed.logits.<term>.max_abs": "largest |logit| seen (float)",

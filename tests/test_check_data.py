@@ -17,6 +17,7 @@ from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.checks.registry import Status, get_rule
 from fgclip_doctor.cli import app
 from fgclip_doctor.settings import Settings
+from fgclip_doctor.sources.data import formats as data_formats
 from fgclip_doctor.sources.data import scan as data_scan
 from fgclip_doctor.sources.data.scan import CATEGORIES, ScanOptions, scan
 
@@ -208,7 +209,7 @@ def test_json_list_streams_and_matches_the_loader(tmp_path):
 
 
 def test_json_list_items_across_read_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_scan, "BLOCK_BYTES", 64)  # every item spans several reads
+    monkeypatch.setattr(data_formats, "BLOCK_BYTES", 64)  # every item spans several reads
     records = [rec(i) for i in range(10)] + [rec(10, [entry([10, 20, 30, 40])])]
     path = tmp_path / "train.json"
     path.write_text(json.dumps(records, indent=2))

@@ -469,7 +469,7 @@ def test_bad_inputs(runs, tmp_path):
 def test_lr_factor_matches_transformers(kind):
     from transformers import get_scheduler
 
-    from fgclip_doctor.sources.checkpoint.history import lr_factor
+    from fgclip_doctor.checks.schedule import lr_factor
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = get_scheduler(kind, opt, num_warmup_steps=7, num_training_steps=50)

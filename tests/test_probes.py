@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fgclip.model as fgmodel
-from fgclip_doctor.probes.callback import DoctorCallback
+from fgclip_doctor.callback import DoctorCallback
 from fgclip_doctor.probes.cross_entropy import ce_observation
 
 

@@ -1,8 +1,7 @@
-"""Checkpoint rules (K): bank persistence, losses against chance and milestones, NaN / Inf, and
-whether the saved LR state matches the schedule a resume will continue.
+"""Loss-health rules (FGD7xx): losses against chance and milestones, NaN / Inf.
 
-Facts come from `fgclip_doctor.sources.checkpoint.weights` (weights) and `...history` (trainer_state,
-training_args, optimizer / scheduler state); see the vocabulary for their meaning.
+Facts come from a checkpoint's trainer_state.json (sources/checkpoint/history.py) or from the
+live probes (sources/live.py) in the same form; see the vocabulary for their meaning.
 """
 from __future__ import annotations
 
@@ -10,11 +9,11 @@ import math
 import re
 from dataclasses import dataclass
 
-from fgclip_doctor.checks.negatives import skip_without_bank
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.checkpoint.history import TERM_KEYS, lr_factor, value_at
+from fgclip_doctor.series import value_at
+from fgclip_doctor.vocabulary import TERM_KEYS
 
 _EXPECT = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
                      r"(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
@@ -55,47 +54,6 @@ def _series(facts: Facts, key: str) -> list[tuple[int, float]]:
 def _last_finite(points: list[tuple[int, float]]) -> tuple[int, float] | None:
     finite = [p for p in points if math.isfinite(p[1])]
     return finite[-1] if finite else None
-
-
-@rule("FGD206", "bank-persist", title="the memory bank is saved in the checkpoint, and filled",
-      severity="fail", where="K",
-      fix="register the queue and its pointer as persistent buffers (register_buffer(..., "
-          "persistent=True)) and check that enqueue runs in training",
-      what="A model with a memory bank saves its queue and pointer in the checkpoint, and the "
-           "saved queue is not its random init: the pairwise cosine of queued rows is compared "
-           "with that of random unit vectors (mean 0, spread 1/sqrt(D)).",
-      why="A non-persistent queue is not saved: a resume restarts it random and the bank adds "
-          "noise columns; a queue still random after training was never filled.",
-      example="memory_bank.queue missing from model.safetensors -> FAIL; queue cosine 0.00 ± "
-              "0.125 at D 64 after 40 steps -> FAIL (never filled)",
-      evidence="lightly PR #993 (non-persistent queue buffers are not saved); "
-               "facebookresearch/moco moco/builder.py (queue and queue_ptr are registered buffers).")
-def bank_persist(facts: Facts, ctx: RuleContext) -> Finding:
-    """One finding on the saved bank."""
-    if skip := skip_without_bank(facts, ctx):
-        return skip
-    saved = facts.value("bank.persisted") or {}
-    src = ctx.sources_of(facts, "bank.persisted", "bank.queue_random", "bank.fill",
-                         "train.optimizer_steps_done")
-    missing = [b for b in ("queue", "ptr") if not saved.get(b)]
-    if missing:
-        return ctx.problem("missing: " + ", ".join(missing), "queue and ptr saved",
-                           "the checkpoint holds no memory_bank." + " / memory_bank.".join(missing)
-                           + ": a resume restarts the bank from a random queue", src)
-    if "bank.queue_random" not in facts:
-        return ctx.skip("queue not readable (dtype or shape)", src)
-    spread = facts.value("bank.queue_cosine") or {}
-    shown = (f"cosine {spread.get('mean', math.nan):.3f} ± {spread.get('std', math.nan):.3f} "
-             f"(random: 0 ± {spread.get('random_std', math.nan):.3f})")
-    if facts.value("bank.queue_random"):
-        calls, steps = facts.value("bank.forward_calls"), facts.value("train.optimizer_steps_done")
-        if calls == 0 or (calls is None and steps == 0):
-            return ctx.passed("not filled yet", "filled", f"no forward call yet: {shown}", src)
-        fill = facts.value("bank.fill")
-        claim = f"; its fill counter says {fill}" if fill else ""
-        return ctx.problem("random", "filled", f"queue still random after {steps} optimizer steps: "
-                           f"{shown}{claim}: never filled", src)
-    return ctx.passed("saved, filled", "saved, filled", f"queue and pointer saved; {shown}", src)
 
 
 @rule("FGD701", "loss-chance", title="each loss term is clearly below its chance level",
@@ -238,90 +196,3 @@ def nonfinite(facts: Facts, ctx: RuleContext) -> list[Finding]:
     else:
         out.append(ctx.passed("none", "none", f"all finite in {scope}", src, "weights"))
     return out
-
-
-def _close(a: float, b: float, tol: float) -> bool:
-    return abs(a - b) <= tol * max(abs(a), abs(b)) + 1e-12
-
-
-@rule("FGD302", "resume-schedule", title="the saved LR state continues the schedule at the "
-      "checkpoint's step", severity="fail", where="K",
-      fix="resume with the same lr_scheduler_type / warmup / max_steps / optimizer groups as the "
-          "run that saved the checkpoint, or restart the schedule deliberately",
-      what="The saved scheduler's step equals the trainer's global_step; each group's LR in "
-           "scheduler.pt and optimizer.pt equals its initial LR times the schedule recomputed "
-           "from training_args (type, warmup) and trainer_state (max_steps) at that step; the "
-           "number of optimizer groups agrees between optimizer, scheduler and checkpoints.",
-      why="A resume continues from the saved state: a scheduler stepped per forward call, a "
-          "changed max_steps or warmup, or a different group layout gives an LR the schedule "
-          "never meant (or a load error) without any message.",
-      example="scheduler at step 480 while global_step is 60 (stepped per micro-batch) -> FAIL",
-      evidence="transformers #18070 / #23099 (resume pitfalls: restored schedule and groups).",
-      thresholds={"tol": 0.01})
-def resume_schedule(facts: Facts, ctx: RuleContext) -> list[Finding]:
-    """One finding for the LR, one for the parameter groups."""
-    if "schedule.last_epoch" not in facts and "optim.group_lrs" not in facts:
-        return [ctx.skip("no saved scheduler / optimizer state (scheduler.pt, optimizer.pt or "
-                         "DeepSpeed states) in the checkpoint")]
-    return [_lr_finding(facts, ctx), _groups_finding(facts, ctx)]
-
-
-def _lr_finding(facts: Facts, ctx: RuleContext) -> Finding:
-    tol = ctx.threshold("tol")
-    src = ctx.sources_of(facts, "schedule.last_epoch", "optim.group_lrs", "schedule.type",
-                         "schedule.total_steps", "train.optimizer_steps_done")
-    step, at = facts.value("train.optimizer_steps_done"), facts.value("schedule.last_epoch")
-    if step is not None and at is not None and int(at) != int(step):
-        return ctx.problem(f"scheduler at step {at}", f"step {step}", f"the saved scheduler is at "
-                           f"step {at} but global_step is {step}: a resume continues the "
-                           f"schedule from the wrong point", src, "lr")
-    kind, total = facts.value("schedule.type"), facts.value("schedule.total_steps")
-    base = facts.value("schedule.base_lrs")
-    if base is None and facts.value("optim.group_lrs") is not None and facts.value("schedule.base_lr"):
-        base = [float(facts.value("schedule.base_lr"))] * len(facts.value("optim.group_lrs"))
-    at = step if at is None else at
-    if kind is None or total is None or base is None or at is None:
-        missing = [n for n, v in (("schedule.type", kind), ("schedule.total_steps", total),
-                                  ("schedule.base_lrs", base), ("global step", at)) if v is None]
-        return ctx.skip("schedule not recomputable: not known " + ", ".join(missing), src, "lr")
-    factor = lr_factor(str(kind), int(at), int(facts.value("schedule.warmup_steps") or 0),
-                       int(total), facts.value("schedule.kwargs") or {})
-    if factor is None:
-        return ctx.skip(f"lr_scheduler_type {kind!r} is not recomputed", src, "lr")
-    expected = [b * factor for b in base]
-    wrong = []
-    for what in ("schedule.last_lrs", "optim.group_lrs"):
-        for i, (got, want) in enumerate(zip(facts.value(what) or [], expected)):
-            if not _close(float(got), want, tol):
-                names = facts.value("optim.group_names") or []
-                name = names[i] if i < len(names) else i
-                wrong.append(f"{what.split('.')[0]} group {name}: {got:.4g}")
-    shown = f"{kind} at step {at}: factor {factor:.4g} x initial {base[0]:.4g} = {expected[0]:.4g}"
-    if wrong:
-        return ctx.problem("; ".join(wrong[:3]), f"{expected[0]:.4g} (±{tol:.0%})",
-                           f"saved LRs differ from the schedule ({shown})", src, "lr")
-    return ctx.passed(f"{expected[0]:.4g}", f"{expected[0]:.4g} (±{tol:.0%})",
-                      f"saved LRs follow the schedule ({shown})", src, "lr")
-
-
-def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
-    src = ctx.sources_of(facts, "optim.group_lrs", "schedule.last_lrs", "optim.group_counts")
-    counts = {}
-    if facts.value("optim.group_lrs") is not None:
-        counts["optimizer"] = len(facts.value("optim.group_lrs"))
-    if facts.value("schedule.last_lrs") is not None:  # only a saved scheduler has last LRs
-        counts["scheduler"] = len(facts.value("schedule.last_lrs"))
-    per_ckpt = facts.value("optim.group_counts") or {}
-    for name, n in per_ckpt.items():
-        counts[name] = n
-    if not counts:
-        return ctx.skip("no optimizer groups saved", src, "param groups")
-    shown = ", ".join(f"{k} {v}" for k, v in counts.items())
-    names = facts.value("optim.group_names")
-    if len(set(counts.values())) > 1:
-        return ctx.problem(shown, "the same count everywhere", f"optimizer group counts differ "
-                           f"({shown}): a resume fails to load or maps LRs to the wrong "
-                           "parameters", src, "param groups")
-    named = f": {', '.join(map(str, names))}" if names else ""
-    return ctx.passed(f"{next(iter(counts.values()))} groups", "the same count everywhere",
-                      f"{shown}{named}", src, "param groups")

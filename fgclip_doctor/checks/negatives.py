@@ -1,38 +1,18 @@
-"""Negatives and memory-bank rules (FGD2xx): how many candidates each contrastive loss sees.
+"""Negatives rules (FGD2xx): how many candidates each contrastive loss sees, gathered across
+ranks with the right targets, and not multiplied by gradient accumulation.
 
 A loss row with N candidates has chance level ln N; the candidates are the in-batch ones
 (global: per_device x world when features are gathered; region: the boxes on the rank) plus,
-for the region loss, the memory bank's queue once its warmup is over.
+for the region loss, the memory bank's queue once its warmup is over (checks/bank.py).
 """
 from __future__ import annotations
 
+from fgclip_doctor.checks.bank import NO_BANK
+from fgclip_doctor.checks.observed import observed_terms, pct
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.vocabulary import TERMS
-
-NO_BANK = "no memory bank in this model"
-
-
-def skip_without_bank(facts: Facts, ctx: RuleContext) -> Finding | None:
-    """SKIP when it is unknown whether the model has a memory bank, or it has none; else None."""
-    if skip := ctx.require(facts, "bank.enabled"):
-        return skip
-    if not facts.value("bank.enabled"):
-        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
-    return None
-
-
-def no_bank_reason(facts: Facts) -> str:
-    """Why no queue was observed: no bank in the model, a bank that never switched on, or unknown."""
-    enabled, at_call = facts.value("bank.enabled"), facts.value("bank.enabled_at_call")
-    if enabled is False:
-        return NO_BANK
-    if enabled and at_call is not None and int(at_call) < 0:
-        warmup = facts.value("bank.warmup_forward_calls")
-        after = f" (it switches on after {warmup} forward calls)" if warmup is not None else ""
-        return f"the memory bank never switched on in this run{after}: nothing queued to inspect"
-    return "no memory bank observed"
+from fgclip_doctor.vocabulary import TERMS, observed_fact
 
 
 def _observed(facts: Facts, term: str) -> int | None:
@@ -165,87 +145,6 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
     return [judge[t](facts, ctx) for t in TERMS if t in terms]
 
 
-@rule("FGD202", "bank-active", title="the memory bank switches on within the run",
-      severity="fail", where="CKL",
-      fix="lower the bank warmup below the run's forward calls (the seed: 400 -> 50)",
-      what="The region memory bank's warmup ends before the run does (config), and a checkpoint "
-           "or live run shows it enabled (its enabled_at_call buffer >= 0).",
-      why="A bank that never switches on adds no columns: the region loss competes only among "
-          "the boxes on the rank, its chance level stays ln(k), and nothing says so.",
-      example="warmup 400 forward calls = optimizer step 50 at accumulation 8; the run has 40 "
-              "optimizer steps (320 forward calls) -> FAIL",
-      evidence="facebookresearch/moco moco/builder.py (the queue is part of every forward once "
-               "built); the seed incident (bank never enabled, region loss at ln 4).")
-def bank_active(facts: Facts, ctx: RuleContext) -> Finding:
-    """One finding: the enabled_at_call buffer if known (K/L), else the config arithmetic."""
-    if skip := skip_without_bank(facts, ctx):
-        return skip
-    t = warmup_timing(facts)
-    src = ctx.sources_of(facts, "bank.enabled", *TIMING_FACTS)
-    if "bank.enabled_at_call" in facts:
-        at, fill, size = (facts.value(n) for n in ("bank.enabled_at_call", "bank.fill", "bank.size"))
-        done = facts.value("train.optimizer_steps_done")
-        src = (*src, *ctx.sources_of(facts, "bank.enabled_at_call", "bank.fill",
-                                     "train.optimizer_steps_done"))
-        filled = f"; fill {fill}/{size}" if fill is not None and size is not None else ""
-        if int(at) >= 0:
-            step = f" = optimizer step {-(-int(at) // t.accum)}" if t.accum else ""
-            if t.reached is False:  # a live run longer than the configured one saw it switch on
-                return ctx.problem(f"on at call {at}", f"<= optimizer step {t.steps}",
-                                   f"bank enabled at forward call {at}{step} in this run, but the configured "
-                                   f"run never gets there: warmup {t.warmup_text()}; {t.run_text()}", src)
-            return ctx.passed(f"on at call {at}", "on", f"bank enabled at forward call {at}{step}"
-                              f"{filled}", src)
-        if done is not None and t.switch_on_step is not None and done < t.switch_on_step \
-                and t.reached:
-            return ctx.passed("not yet on", "on", f"bank not yet enabled after {done} optimizer "
-                              f"steps; due at {t.warmup_text()}{filled}", src)
-        return ctx.problem("never on", "on", f"bank never enabled (enabled_at_call {at}){filled}",
-                           src)
-    if t.switch_on_step is None:
-        return ctx.skip("not known: bank.warmup_forward_calls / bank.switch_on_step (the bank's "
-                        "warmup)", src)
-    if t.reached is None:
-        return ctx.skip(RUN_LENGTH_UNKNOWN, src)
-    measured = f"optimizer step {t.switch_on_step}"
-    expected = f"<= optimizer step {t.steps}"
-    if not t.reached:
-        calls = f" ({t.calls} forward calls)" if t.calls is not None else ""
-        return ctx.problem(measured, expected, f"never enabled within the run: warmup "
-                           f"{t.warmup_text()}; the run has {t.steps} optimizer steps{calls}", src)
-    return ctx.passed(measured, expected,
-                      f"bank on from warmup {t.warmup_text()}, within the {t.steps}-step run", src)
-
-
-@rule("FGD203", "bank-size", title="the queue holds whole batches of keys", severity="fail",
-      where="C", fix="make bank.size a multiple of the keys enqueued per forward, at least one batch",
-      what="The memory bank's queue length is at least the keys enqueued per forward "
-           "(candidates.region.in_batch) and a multiple of it, unless the enqueue wraps around.",
-      why="A queue smaller than one batch overwrites its own keys in the same enqueue; a size "
-          "that is not a multiple makes a non-wrapping enqueue write past the end or skip slots.",
-      example="bank 100 with 32 keys per forward and no wrap-around -> FAIL",
-      evidence="facebookresearch/moco moco/builder.py `assert self.K % batch_size == 0` in "
-               "_dequeue_and_enqueue.")
-def bank_size(facts: Facts, ctx: RuleContext) -> Finding:
-    """One finding on the queue length."""
-    if skip := skip_without_bank(facts, ctx):
-        return skip
-    if skip := ctx.require(facts, "bank.size", "candidates.region.in_batch"):
-        return skip
-    size, k = int(facts.value("bank.size")), int(facts.value("candidates.region.in_batch"))
-    wraps = facts.value("bank.wraps")
-    src = ctx.sources_of(facts, "bank.size", "candidates.region.in_batch", "bank.wraps")
-    expected = f">= {k}, a multiple of {k} or wrap-around"
-    if size < k:
-        return ctx.problem(size, expected, f"queue of {size} is smaller than the {k} keys "
-                           f"enqueued per forward: one enqueue overwrites itself", src)
-    if size % k and not wraps:
-        how = "does not handle" if wraps is False else "is not known to handle"
-        make = ctx.problem if wraps is False else ctx.warned
-        return make(size, expected, f"queue of {size} is not a multiple of {k} keys per forward "
-                    f"and the enqueue {how} wrap-around", src)
-    note = "a multiple of" if size % k == 0 else "wrap-around handles"
-    return ctx.passed(size, expected, f"queue of {size}: {note} {k} keys per forward", src)
 
 
 @rule("FGD208", "grad-accum-negatives", title="gradient accumulation does not add negatives",
@@ -279,3 +178,70 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
         "only the candidates of one forward call"
     return ctx.problem(accum, 1, f"accumulation {accum} multiplies the batch per optimizer step"
                        f"{g} but not the negatives: each loss sees {each}", src)
+
+
+# --- FGD207 ddp-targets -------------------------------------------------------------------------
+
+@rule("FGD207", "ddp-targets", title="gathered logits have their targets offset by rank",
+      severity="fail", where="L",
+      fix="offset the targets when the columns hold every rank's features: "
+          "labels = torch.arange(rows) + rank * rows",
+      what="For each loss whose logits have world x rows columns (features gathered across "
+           "ranks), every rank's targets point at rank x rows + i (at least 99 % of its rows).",
+      why="After an all-gather, rank r's own positives sit in columns r x batch .. r x batch + "
+          "batch - 1. Targets left at 0..batch-1 point every row of ranks > 0 at another rank's "
+          "sample: those ranks learn to match the wrong pairs while rank 0 looks fine, and the "
+          "loss stays high.",
+      example="world 2, batch 8, labels = arange(8) on both ranks -> rank 1: 0 % of targets at "
+              "rank × batch + i -> FAIL",
+      evidence="open_clip src/open_clip/loss.py ClipLoss.get_ground_truth (labels + num_logits * "
+               "rank when world_size > 1 and local_loss); transformers#22252 (HF CLIP does not "
+               "gather across GPUs, so gathering is added by hand, and the labels with it).",
+      thresholds={"min_fraction": 0.99})
+def ddp_targets(facts: Facts, ctx: RuleContext) -> list[Finding]:
+    """One finding per observed term (a single SKIP in a one-process run)."""
+    world = facts.value("run.world_size")
+    wsrc = ctx.sources_of(facts, "run.world_size")
+    if world is not None and int(world) <= 1:
+        return [ctx.skip("single process: nothing gathered", wsrc)]
+    terms = observed_terms(facts, "ddp", ("gathered", "target_offset_ok"))
+    if world is None:
+        seen = [facts.value(observed_fact("ddp", t, "target_offset_ok")) or [] for t in terms]
+        if max((len(s) for s in seen), default=0) <= 1:
+            return [ctx.skip("not known: run.world_size")]
+    if not terms:
+        return [ctx.skip("not known: observed.terms / observed.ddp.<term>.gathered (a live run "
+                         "with --nproc > 1 records them)", wsrc)]
+    return [_ddp_term(facts, ctx, term, world, wsrc) for term in terms]
+
+
+def _ddp_term(facts: Facts, ctx: RuleContext, term: str, world, wsrc) -> Finding:
+    gathered_n = observed_fact("ddp", term, "gathered")
+    offsets_n = observed_fact("ddp", term, "target_offset_ok")
+    src = (*wsrc, *ctx.sources_of(facts, gathered_n, offsets_n))
+    gathered = facts.value(gathered_n)
+    limit = ctx.threshold("min_fraction")
+    expected = f">= {pct(limit)} on every rank"
+    if gathered is None:
+        return ctx.skip(f"not known: {gathered_n}", src, term)
+    if not gathered:
+        on = f" on world {world}" if world is not None else ""
+        return ctx.passed("not gathered", "local targets",
+                          f"{term}: columns are not world × rows{on}: targets need no rank offset "
+                          f"(whether each row sees every rank's candidates: negatives-count)",
+                          src, term)
+    offsets = facts.value(offsets_n)
+    if offsets is None:
+        return ctx.skip(f"{term}: gathered across ranks, but not known: {offsets_n}", src, term)
+    offsets = [float(v) for v in offsets]
+    bad = [(r, v) for r, v in enumerate(offsets) if not v >= limit]
+    if bad:
+        where = "; ".join(f"rank {r}: {pct(v)} of targets at rank × batch + i" for r, v in bad)
+        measured = "; ".join(f"rank {r}: {pct(v)}" for r, v in bad)
+        return ctx.problem(measured, expected,
+                           f"{term}: {where}: labels not offset; positives sit in another rank's "
+                           f"columns", src, term)
+    lowest = min(offsets) if offsets else 1.0
+    return ctx.passed(f"min {pct(lowest)}", expected,
+                      f"{term}: targets at rank × batch + i on all {len(offsets)} ranks "
+                      f"(lowest {pct(lowest)})", src, term)

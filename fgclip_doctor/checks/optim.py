@@ -1,4 +1,4 @@
-"""Optimizer, precision and text-tower rules (FGD6xx, and FGD504 text-eos).
+"""Optimizer and precision rules (FGD6xx).
 
 Optimizer groups are `optim.groups`: a list of {name, lr, weight_decay, params: [names]}.
 """
@@ -95,53 +95,3 @@ def head_lr(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.passed(f"lr {fmt_lr(lr)}", "own LR",
                                   f"{HEAD} in its own group {gname!r} at lr {fmt_lr(lr)}{same}", src, HEAD))
     return out
-
-
-@rule("FGD504", "text-eos", title="text rows keep their EOS and fit the position table",
-      severity="fail", where="CL",
-      fix="use the tokenizer the text tower was trained with; keep max_seq_length <= the long "
-          "position table (248); truncate so the EOS stays",
-      what="The text tower pools at the tokenizer's EOS id; the long-caption position table has "
-           "at least max_seq_length rows; live, every tokenised row keeps its EOS.",
-      why="CLIP's text feature is the hidden state at the EOS token: a wrong EOS id or a "
-          "truncated row pools at the wrong token, and tokens past the position table fail or "
-          "wrap silently.",
-      example="text.eos_token_id 2 vs tokenizer eos 49407 -> FAIL; max_seq_length 300 with 248 "
-              "positions -> FAIL",
-      evidence="transformers CLIPTextTransformer pools at eos_token_id (argmax when it is 2); "
-               "FG-CLIP stretches positions 77 -> 248 for long captions.")
-def text_eos(facts: Facts, ctx: RuleContext) -> list[Finding]:
-    """One finding per checkable subject: eos-id, positions, rows (live)."""
-    v = facts.value
-    out = []
-    if "text.eos_token_id" in facts and "text.tokenizer_eos_id" in facts:
-        model_eos, tok_eos = v("text.eos_token_id"), v("text.tokenizer_eos_id")
-        src = ctx.sources_of(facts, "text.eos_token_id", "text.tokenizer_eos_id")
-        if model_eos != tok_eos:
-            out.append(ctx.problem(model_eos, tok_eos, f"the text tower pools at eos id {model_eos}; "
-                                   f"the tokenizer's eos is {tok_eos}", src, "eos-id"))
-        else:
-            out.append(ctx.passed(model_eos, tok_eos, f"eos id {model_eos} in both the text tower "
-                                  "and the tokenizer", src, "eos-id"))
-    if "text.long_positions" in facts and "text.max_seq_length" in facts:
-        rows, length = int(v("text.long_positions")), int(v("text.max_seq_length"))
-        src = ctx.sources_of(facts, "text.long_positions", "text.max_seq_length")
-        if rows < length:
-            out.append(ctx.problem(f"{rows} positions", f">= {length} positions",
-                                   f"long captions are {length} tokens, longer than the {rows}-row "
-                                   "position table", src, "positions"))
-        else:
-            out.append(ctx.passed(f"{rows} positions", f">= {length} positions",
-                                  f"{length}-token captions fit the {rows}-row position table",
-                                  src, "positions"))
-    if "observed.text.rows_without_eos" in facts:
-        n = int(v("observed.text.rows_without_eos"))
-        src = ctx.sources_of(facts, "observed.text.rows_without_eos")
-        if n > 0:
-            out.append(ctx.problem(f"{n} rows", "0 rows", f"{n} tokenised rows without EOS: "
-                                   "truncation cut it off", src, "rows"))
-        else:
-            out.append(ctx.passed("0 rows", "0 rows", "every tokenised row keeps its EOS", src, "rows"))
-    return out or [ctx.skip("not known: text.eos_token_id with text.tokenizer_eos_id, "
-                            "text.long_positions with text.max_seq_length (the model config and "
-                            "the tokenizer give them)")]

@@ -12,6 +12,7 @@ from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.sources.launch.target import read_target
+from fgclip_doctor.units import forward_calls_text
 
 # The run summary shown above the findings: (label, fact name, formatter).
 SUMMARY = [
@@ -46,7 +47,7 @@ def _row(facts: Facts, label: str, name: str | None, fmt) -> tuple[str, str, str
         text = _scale(v)
     elif name == "bank.warmup_forward_calls":
         step = facts.value("bank.switch_on_step")
-        text = f"{v} forward calls" + (f" = optimizer step {step}" if step is not None else "")
+        text = forward_calls_text(v, step)
     elif name == "candidates.region.in_batch":
         after = facts.value("candidates.region.with_bank")
         text = f"{v}" + (f" → {after} with the bank" if after is not None else "")

@@ -1,174 +1,29 @@
 """inspect-ckpt: target(s) -> facts per checkpoint -> K rules -> report. Never loads a model.
 
-A target is a checkpoint folder (HF Trainer / DeepSpeed), a run folder holding checkpoint-*
-(expanded to its checkpoints, oldest first), or a bare weights file. The rules judge the newest
-checkpoint, whose trainer_state.json carries the whole history; the others become rows of the
-trajectory table (scales, bank, losses per checkpoint) and feed the across-checkpoint checks.
-Files are only ever opened for reading.
+Reading is sources/checkpoint/read.py; this module is the pipeline and its presentation. The
+rules judge the newest checkpoint, whose trainer_state.json carries the whole history; the
+others become rows of the trajectory table (scales, bank, losses per checkpoint) and feed the
+across-checkpoint checks. Files are only ever opened for reading.
 """
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rich.table import Table
 
 from fgclip_doctor.checks.loss_health import parse_expectation
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.checks.temperature import fmt_scale
-from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
+from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report, sparkline
+from fgclip_doctor.series import trend
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.launch.args import display_path
-from fgclip_doctor.sources.checkpoint.layout import checkpoint_step, find_weights, list_checkpoints
-from fgclip_doctor.sources.checkpoint.weights import open_weights, read_config, scan_facts, weight_facts
-from fgclip_doctor.sources.checkpoint.history import history_facts, trend as _trend, value_at
-
-MAX_BOXES = 4  # the subject's DataArguments.max_boxes default: an upper bound on boxes per image
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-@dataclass
-class Checkpoint:
-    """One inspected checkpoint: its facts and its row of the trajectory."""
-
-    path: Path
-    step: int | None
-    facts: Facts
-    row: dict
-
-
-def expand(paths: list[Path]) -> list[Path]:
-    """Run folders -> their checkpoint-* (oldest first); checkpoint folders and files as given."""
-    out: list[Path] = []
-    for p in paths:
-        if not p.exists():
-            raise DoctorInputError(p, "no such file or directory")
-        if p.is_dir() and not any(p.iterdir()):
-            raise DoctorInputError(p, "empty directory: no checkpoint to inspect")
-        found = list_checkpoints(p) if p.is_dir() else []
-        out += found or [p]
-    unique = list(dict.fromkeys(q.resolve() for q in out))
-    steps = {q: checkpoint_step(q) if q.is_dir() else None for q in unique}
-    if all(s is not None for s in steps.values()):
-        unique.sort(key=lambda q: steps[q])
-    return unique
-
-
-def _chance_facts(facts: Facts) -> None:
-    """Candidates per loss row, and each term's chance level, from batch, world, bank, config."""
-    batch, layout = facts.value("train.per_device_batch"), facts.value("ckpt.layout")
-    world = int(facts.value("run.world_size") or 1)
-    wsrc = facts.source("run.world_size") or "world size not recorded: 1 assumed"
-    subject = layout in ("fgclip", "fgclip-v1")
-    if subject and facts.value("history.loss_keys") == {"global": "loss"}:
-        # FG-CLIP's `loss` is global + 0.1 region + 0.5 hardneg: no single chance level
-        facts.set("history.loss_keys", {"total": "loss"}, facts.source("history.loss_keys")
-                  + " (FG-CLIP's loss is the weighted sum of its terms)")
-    if batch:
-        gathered = facts.value("features.gathered")
-        n = int(batch) * (world if gathered else 1)
-        how = f"train_batch_size {batch}" + (f" x world {world}" if gathered else " (not gathered)")
-        facts.set("candidates.global", n, f"{facts.source('train.per_device_batch')}; {wsrc}")
-        parts, why = (2, "FG-CLIP sums the long- and short-caption losses") if subject else (1, "")
-        facts.set("loss.chance.global", parts * math.log(n),
-                  f"{parts} x ln {n} ({how}" + (f"; {why})" if why else ")"))
-    terms = facts.value("loss.terms") or []
-    if subject and batch and "region" in terms:
-        k = int(batch) * MAX_BOXES
-        ksrc = f"train_batch_size {batch} x {MAX_BOXES} boxes (max_boxes default, an upper bound)"
-        est = _boxes_from_fill(facts)
-        if est is not None:
-            k, ksrc = est
-        facts.set("candidates.region.in_batch", k, ksrc)
-        queue = 0.0
-        at, fill = facts.value("bank.enabled_at_call"), facts.value("bank.fill")
-        if at is not None and int(at) >= 0 and fill:
-            same = facts.value("bank.same_caption_mean") if facts.value("bank.mask_same_caption") else 0
-            queue = max(0.0, float(fill) - float(same or 0))
-            facts.set("candidates.region.with_bank", round(k + queue, 1),
-                      f"{ksrc} + queue fill {fill} - {same or 0:.1f} same-caption (masked)")
-        if k > 1:
-            chance = (math.log(k + queue) + math.log(k)) / 2
-            facts.set("loss.chance.region", chance, f"(ln {k + queue:.4g} box->caption + ln {k:.4g} "
-                                                    f"caption->box) / 2; {ksrc}")
-    hard = facts.value("data.num_hard_negatives")
-    if subject and "hardneg" in terms and hard:
-        facts.set("candidates.hardneg", 1 + int(hard), facts.source("data.num_hard_negatives"))
-        facts.set("loss.chance.hardneg", math.log(1 + int(hard)), f"ln(1 + {hard} rewrites)")
-
-
-def _boxes_from_fill(facts: Facts) -> tuple[float, str] | None:
-    """Mean boxes per forward call, from the bank's fill before it first wrapped (fill / calls)."""
-    series = (facts.value("history.series") or {}).get("memory_bank_fill", [])
-    size, accum = facts.value("bank.size"), int(facts.value("train.grad_accum") or 1)
-    for step, fill in series:
-        if step > 0 and size and 0 < fill < size:
-            k = round(fill / (step * accum), 1)
-            return k, (f"{k} boxes per forward call: memory_bank_fill {fill:g} after {step * accum} "
-                       "forward calls (trainer_state.json)")
-    return None
-
-
-def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = None) -> Checkpoint:
-    """Facts of one checkpoint folder or weights file."""
-    facts = Facts()
-    config, csrc, history = None, "", None
-    if path.is_dir():
-        ds = find_weights(path).deepspeed
-        ds_files = (ds.model_states, ds.optim_states) if ds else ([], [])
-        config = read_config(path)
-        csrc = display_path(path / "config.json")
-        history = history_facts(path, facts, ds_files)
-    weights = open_weights(path)
-    row = weight_facts(weights, config, csrc, facts)
-    if scan:
-        done, total = [0], weights.data_bytes
-
-        def tick(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], total)
-
-        row["nonfinite"] = sum(scan_facts(weights, facts, tick).values())
-    _chance_facts(facts)
-    step = checkpoint_step(path) if path.is_dir() else None
-    step = facts.value("train.optimizer_steps_done", step)
-    row.update(checkpoint=display_path(path), step=step,
-               losses={t: v for t, k in (facts.value("history.loss_keys") or {}).items()
-                       if (v := _at(facts, k, step)) is not None},
-               lr=_at(facts, "learning_rate", step), groups=len(facts.value("optim.group_lrs") or []))
-    if history is None and path.is_dir():
-        row["note"] = "no trainer_state.json"
-    return Checkpoint(path, step, facts, row)
-
-
-def _at(facts: Facts, key: str, step: int | None) -> float | None:
-    points = [(int(s), float(v)) for s, v in (facts.value("history.series") or {}).get(key, [])]
-    if step is None:
-        return points[-1][1] if points else None
-    hit = value_at([p for p in points if p[0] <= step], step)
-    return hit[1] if hit else None
-
-
-def _trajectory_facts(ckpts: list[Checkpoint], facts: Facts) -> None:
-    """Across checkpoints: names, optimizer group counts, and (for layouts whose config does not
-    give the true init) the earliest checkpoint's scales as the baseline of logit-scale-frozen."""
-    facts.set("ckpt.checkpoints", [c.row["checkpoint"] for c in ckpts], "the targets given")
-    counts = {c.row["checkpoint"]: c.row["groups"] for c in ckpts if c.row["groups"]}
-    if len(counts) > 1:
-        facts.set("optim.group_counts", counts, "optimizer.pt of each checkpoint")
-    first, last = ckpts[0], ckpts[-1]
-    if len(ckpts) < 2 or first.step is None or last.step is None:
-        return
-    for scale, value in first.row["scales"].items():
-        if f"scale.{scale}.init" not in facts and f"scale.{scale}.value" in facts:
-            facts.set(f"scale.{scale}.init", value, f"{first.facts.source(f'scale.{scale}.value')}"
-                                                    f" (step {first.step}, the earliest checkpoint)")
+from fgclip_doctor.sources.checkpoint.read import Progress, expand, read_checkpoint, trajectory_facts
+from fgclip_doctor.sources.files import display_path
+from fgclip_doctor.units import forward_call_text
 
 
 def build_report(paths: list[Path], settings: Settings, scan: bool = False, plot: Path | None = None,
@@ -188,7 +43,7 @@ def build_report(paths: list[Path], settings: Settings, scan: bool = False, plot
             bar.close()
     latest = ckpts[-1]
     facts = latest.facts
-    _trajectory_facts(ckpts, facts)
+    trajectory_facts(ckpts, facts)
     findings = run_rules(facts, "K", settings, command="inspect-ckpt")
     sections = [("Checkpoint", summary_table(facts))]
     if facts.value("history.loss_keys"):
@@ -231,7 +86,7 @@ def _bank_text(facts: Facts) -> str | None:
              if facts.value("bank." + k) is not None]
     at, accum = facts.value("bank.enabled_at_call"), int(facts.value("train.grad_accum") or 1)
     if at is not None:
-        parts.append(f"on at forward call {at} = optimizer step {-(-int(at) // accum)}"
+        parts.append(f"on at {forward_call_text(at, accum)}"
                      if int(at) >= 0 else "never on (enabled_at_call -1)")
     c = facts.value("bank.queue_cosine") or {}
     if c:
@@ -301,7 +156,7 @@ def loss_table(facts: Facts, findings: list) -> Table:
         f = verdict.get(term)
         table.add_row(term, key, f"{chance:.3g}" if chance is not None else "?",
                       f"{vals[0]:.4g} → {vals[-1]:.4g} {sparkline(vals, 24)}" if vals else "—",
-                      _trend([tuple(p) for p in series.get(key, [])]),
+                      trend([tuple(p) for p in series.get(key, [])]),
                       f.measured if f and f.status is not Status.SKIP else "—",
                       f.status.value if f else "—")
     return table

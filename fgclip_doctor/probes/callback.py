@@ -1,23 +1,31 @@
-"""DoctorCallback: the probes as a TrainerCallback, for `live` and for users' own long runs.
+"""ProbeCallback: the probes as a TrainerCallback; `fgclip_doctor.callback.DoctorCallback` adds the rules.
 
 It observes and only steers through `control` (transformers' callback contract): probes are
 installed at train begin and removed at train end or `close()` (also on error / Ctrl-C when
 used as a context manager); statistics stay on the device and are read back every `interval`
-optimizer steps, keyed by step (`history`). With `abort_on="fail"` a FAIL among the live rules
-sets `control.should_training_stop`. Findings go into the Trainer's logs (`doctor/...` keys),
-so they reach TensorBoard / W&B when `attach(trainer)` puts this callback first.
+optimizer steps, keyed by step (`history`). `record()` is what was measured, as a ProbeRecord.
+A `judge(record) -> findings` given by the constructor is asked at each read-back when
+`abort_on="fail"`; a FAIL sets `control.should_training_stop`. Findings go into the Trainer's
+logs (`doctor/...` keys), so they reach TensorBoard / W&B when `attach(trainer)` puts this
+callback first. Probes never import the rules: the judge comes from above.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from transformers import TrainerCallback
 
 from fgclip_doctor.probes.accumulator import Accumulator, read_all
 from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.probes.subject import SubjectProbe
-from fgclip_doctor.vocabulary import SCALE_OF_PARAM as SCALE_NAMES
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM
+
+#: a record -> the findings of the live rules on it (objects with .status "PASS" / "WARN" /
+#: "FAIL" / "SKIP", .rule and .subject); fgclip_doctor/callback.py gives the default one
+Judge = Callable[[ProbeRecord], list]
 
 
 def _unwrap(model):
@@ -32,17 +40,17 @@ def scale_params(model) -> dict[str, torch.nn.Parameter]:
     for name, p in _unwrap(model).named_parameters():
         leaf = name.rsplit(".", 1)[-1]
         if "logit_scale" in leaf:
-            out[SCALE_NAMES.get(leaf, name)] = p
+            out[SCALE_OF_PARAM.get(leaf, name)] = p
     return out
 
 
-class DoctorCallback(TrainerCallback):
+class ProbeCallback(TrainerCallback):
     """Probes for a Trainer run: loss terms, candidates, bank, gradients, scales; history by step."""
 
-    def __init__(self, interval: int = 5, abort_on: str | None = None, rank: int = 0, settings=None,
-                 base_facts=None) -> None:
+    def __init__(self, interval: int = 5, abort_on: str | None = None, rank: int = 0,
+                 judge: Judge | None = None) -> None:
         self.interval, self.abort_on, self.rank = max(1, interval), abort_on, rank
-        self.settings, self.base_facts = settings, base_facts
+        self.judge = judge
         self.ce: CrossEntropyProbe | None = None
         self.subject: SubjectProbe | None = None
         self.group_acc: dict[str, Accumulator] = {}
@@ -91,13 +99,13 @@ class DoctorCallback(TrainerCallback):
         self.handles.clear()
         self.installed = False
 
-    def __enter__(self) -> "DoctorCallback":
+    def __enter__(self) -> "ProbeCallback":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def attach(self, trainer) -> "DoctorCallback":
+    def attach(self, trainer) -> "ProbeCallback":
         """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks."""
         trainer.callback_handler.callbacks.insert(0, self)
         return self
@@ -124,7 +132,7 @@ class DoctorCallback(TrainerCallback):
         self.steps_done = state.global_step
         if state.global_step % self.interval == 0:
             self.snapshot(state.global_step, model)
-            if self.abort_on == "fail" and self.base_facts is not None and self._has_fail():
+            if self.abort_on == "fail" and self.judge is not None and self._has_fail():
                 control.should_training_stop = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -132,12 +140,10 @@ class DoctorCallback(TrainerCallback):
             return
         self.logs.append({"step": state.global_step, **logs})
         if self.findings:
-            from fgclip_doctor.checks.registry import Status
-
-            for status in (Status.FAIL, Status.WARN):
-                logs[f"doctor/{status.value.lower()}"] = sum(f.status is status for f in self.findings)
+            for status in ("FAIL", "WARN"):
+                logs[f"doctor/{status.lower()}"] = sum(f.status == status for f in self.findings)
             for f in self.findings:
-                if f.status is Status.FAIL:
+                if f.status == "FAIL":
                     logs[f"doctor/{f.rule}{'/' + f.subject if f.subject else ''}"] = 1
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
@@ -171,13 +177,18 @@ class DoctorCallback(TrainerCallback):
         self.history.append(snap)
         return snap
 
-    def _has_fail(self) -> bool:
-        from fgclip_doctor.checks.registry import Status, run_rules
-        from fgclip_doctor.sources.live import observed_facts
+    def record(self) -> ProbeRecord:
+        """What was measured so far (the probes' column history is copied, not shared)."""
+        ce = self.ce
+        return ProbeRecord(
+            history=self.history, forward_calls=self.forward_calls, steps_done=self.steps_done,
+            scale_init=self.scale_init, scale_value=self.scale_value, groups=self.groups, lrs=self.lrs,
+            terms=list(ce.accumulators) if ce else [], columns={t: list(c) for t, c in ce.columns.items()} if ce else {},
+            rows=dict(ce.rows) if ce else {}, dtypes=dict(ce.dtypes) if ce else {})
 
-        facts = observed_facts(self, self.base_facts)
-        self.findings = run_rules(facts, "L", self.settings, command="live")
-        return any(f.status is Status.FAIL for f in self.findings)
+    def _has_fail(self) -> bool:
+        self.findings = self.judge(self.record())
+        return any(f.status == "FAIL" for f in self.findings)
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fgclip_doctor.probes.accumulator import Accumulator
+from fgclip_doctor.probes.record import ColumnChange
 
 SUMS = ("calls", "rows", "loss", "ratio", "ln_candidates", "candidates", "pos", "hardest", "margin", "top1",
         "offset_ok", "nonfinite_loss")
@@ -69,7 +70,7 @@ class CrossEntropyProbe:
         self.current_term: str | None = None  # set by the subject probe while a loss head runs
         self.calls_in_term = 0
         self.accumulators: dict[str, Accumulator] = {}
-        self.columns: dict[str, list[tuple[int, int]]] = {}  # term -> [(forward call, columns)] on change
+        self.columns: dict[str, list[ColumnChange]] = {}  # term -> [(forward call, columns)] on change
         self.forward_call = 0  # the model's forward calls so far (set by the callback's hook)
         self.rows: dict[str, int] = {}
         self.dtypes: dict[str, str] = {}
@@ -110,7 +111,7 @@ class CrossEntropyProbe:
         self.calls += 1
         cols = self.columns.setdefault(term, [])
         if not cols or cols[-1][1] != logits.shape[1]:
-            cols.append((self.forward_call, int(logits.shape[1])))  # shapes are host ints: no sync
+            cols.append(ColumnChange(self.forward_call, int(logits.shape[1])))  # shapes are host ints: no sync
         self.rows[term] = int(logits.shape[0])
         self.dtypes[term] = str(logits.dtype)
 

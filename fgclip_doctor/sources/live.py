@@ -1,4 +1,5 @@
-"""Probe history -> observed facts (names in fgclip_doctor/vocabulary.py), on top of the config facts.
+"""A probe record (probes/record.py) -> observed facts (names in fgclip_doctor/vocabulary.py),
+on top of the config facts.
 
 The launch's own facts (what check-config derives) are the expectation; what the probes saw
 is written over them where it is a measurement (scales at step 0, the bank's switch-on call),
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.probes.record import ProbeRecord
 
 SRC = "live: measured"
 
@@ -46,19 +48,20 @@ def _finite(values):
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def summarize_terms(cb) -> dict[str, dict]:
+def summarize_terms(record: ProbeRecord) -> dict[str, dict]:
     """Every term the cross-entropy probe saw, summarised over the whole run."""
     out = {}
-    for term in (cb.ce.accumulators if cb.ce else {}):
-        series = term_series(cb.history, term)
+    for term in record.terms:
+        series = term_series(record.history, term)
         if not series:
             continue
-        cols = cb.ce.columns.get(term, [])
+        cols = record.columns.get(term, [])
         mins, maxs = _finite(r["logit_min"] for r in series), _finite(r["logit_max"] for r in series)
         out[term] = {
-            "series": series, "rows": cb.ce.rows.get(term), "dtype": cb.ce.dtypes.get(term),
-            "columns": cols, "columns_first": cols[0][1] if cols else None, "columns_last": cols[-1][1] if cols else None,
-            "columns_max": max((c for _, c in cols), default=None),
+            "series": series, "rows": record.rows.get(term), "dtype": record.dtypes.get(term),
+            "columns": cols, "columns_first": cols[0].columns if cols else None,
+            "columns_last": cols[-1].columns if cols else None,
+            "columns_max": max((c.columns for c in cols), default=None),
             "loss_first": series[0]["loss"], "loss_last": series[-1]["loss"],
             "ln_candidates_last": series[-1]["ln_candidates"], "ratio_last": series[-1]["ratio"],
             "ratio_first": series[0]["ratio"],
@@ -82,16 +85,17 @@ def _subject_totals(history: list[dict], key: str) -> dict | None:
     return out
 
 
-def observed_facts(cb, base: Facts | None = None, world_size: int = 1, offsets: dict | None = None) -> Facts:
+def observed_facts(record: ProbeRecord, base: Facts | None = None, world_size: int = 1,
+                   offsets: dict | None = None) -> Facts:
     """Facts for the L rules: the launch's config facts plus what this run measured."""
     facts = Facts()
     if base is not None:
         for name, fact in base.items():
             facts.set(name, fact.value, fact.source)
-    terms = summarize_terms(cb)
+    terms = summarize_terms(record)
     facts.set("observed.terms", list(terms), SRC)
-    facts.set("train.optimizer_steps_done", cb.steps_done, "live: Trainer state.global_step")
-    facts.set("observed.forward_calls", cb.forward_calls, "live: forward pre-hook on the model")
+    facts.set("train.optimizer_steps_done", record.steps_done, "live: Trainer state.global_step")
+    facts.set("observed.forward_calls", record.forward_calls, "live: forward pre-hook on the model")
     for term, t in terms.items():
         where = f"live: cross_entropy probe, term {term}"
         facts.set(f"observed.candidates.{term}", t["columns_max"], where)
@@ -108,37 +112,37 @@ def observed_facts(cb, base: Facts | None = None, world_size: int = 1, offsets: 
             facts.set(f"observed.ddp.{term}.gathered", world_size > 1 and cols == world_size * rows, where)
             facts.set(f"observed.ddp.{term}.target_offset_ok",
                       (offsets or {}).get(term, t["offset_ok"]), where)
-    for name, value in cb.scale_init.items():
+    for name, value in record.scale_init.items():
         facts.set(f"scale.{name}.init", round(value, 6), "live: model parameters at train begin")
-    for name, value in cb.scale_value.items():
-        facts.set(f"scale.{name}.value", round(value, 6), f"live: model parameters after step {cb.steps_done}")
-    if cb.groups:
-        facts.set("optim.groups", cb.groups, "live: the Trainer's optimizer param_groups")
-        facts.set("model.parameters", [p for g in cb.groups for p in g["params"]], "live: optimizer params")
-    bank = next((s["bank"] for s in reversed(cb.history) if s.get("bank")), None)
+    for name, value in record.scale_value.items():
+        facts.set(f"scale.{name}.value", round(value, 6), f"live: model parameters after step {record.steps_done}")
+    if record.groups:
+        facts.set("optim.groups", record.groups, "live: the Trainer's optimizer param_groups")
+        facts.set("model.parameters", [p for g in record.groups for p in g["params"]], "live: optimizer params")
+    bank = next((s["bank"] for s in reversed(record.history) if s.get("bank")), None)
     if bank:
         src = "live: memory bank buffers"
         for key in ("fill", "enabled_at_call"):
             facts.set(f"bank.{key}", bank[key], src)
         facts.set("observed.bank.key_norm_error", bank["key_norm_error"], src)
         facts.set("observed.bank.requires_grad", bank["requires_grad"], src)
-    rows = _subject_totals(cb.history, "bank_rows")
+    rows = _subject_totals(record.history, "bank_rows")
     if rows:
         facts.set("observed.bank.same_caption_rows", rows["same_caption_rows"], "live: region head inputs")
         facts.set("observed.bank.near_duplicate_rows", rows["near_duplicate_rows"], "live: region head inputs")
-    roi = _subject_totals(cb.history, "roi")
+    roi = _subject_totals(record.history, "roi")
     if roi:
         facts.set("observed.region.feature_norm_min", roi["norm_min"], "live: RoIAlign outputs")
         facts.set("observed.region.feature_norm_mean", roi["norm_mean"], "live: RoIAlign outputs")
-    within = _subject_totals(cb.history, "within_image")
+    within = _subject_totals(record.history, "within_image")
     if within:
         facts.set("observed.region.within_image_cosine", within["cosine"], "live: box features")
         facts.set("observed.region.images_with_2_boxes", within["images"] * within["calls"], "live: box features")
-    text = _subject_totals(cb.history, "text")
+    text = _subject_totals(record.history, "text")
     if text:
         facts.set("observed.text.rows_without_eos", round(text["rows_without_eos"] * text["calls"]),
                   "live: text tower inputs")
-    grads = grad_summary(cb.history)
+    grads = grad_summary(record.history)
     if grads:
         facts.set("observed.grad_norm", {k: v["norm"] for k, v in grads.items()}, "live: grad norms per optimizer group")
         facts.set("observed.grad.nonfinite", sum(v["nonfinite"] for v in grads.values()), "live: grad norms")

@@ -10,62 +10,15 @@ Three layers, each citing where its numbers come from:
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from pathlib import Path
 
-from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.checkpoint import layout as ckpt
+from fgclip_doctor.sources.checkpoint.layout import read_scalars
+from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
+from fgclip_doctor.sources.derived import derive_run
+from fgclip_doctor.sources.launch.flags import typed_args
 from fgclip_doctor.sources.launch.target import TargetView
-from fgclip_doctor.vocabulary import SCALE_ALIASES, SCALE_PARAMS
-
-HF_DEFAULT = "transformers.TrainingArguments default"
-
-
-def _parser_for(view: TargetView):
-    """HfArgumentParser over the subject's dataclasses, or transformers' TrainingArguments only."""
-    from transformers import HfArgumentParser, TrainingArguments
-
-    if view.is_subject:
-        from fgclip import train
-
-        return HfArgumentParser((train.ModelArguments, train.DataArguments, train.TrainingArguments))
-    return HfArgumentParser((TrainingArguments,))
-
-
-def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
-    """Every argument the parser knows: value (typed, default when not given) and its source."""
-    parser = _parser_for(view)
-
-    def error(message: str):
-        raise DoctorInputError(view.origin(), f"bad arguments for {view.entry}: {message}")
-
-    parser.error = error
-    argv, skipped = [], []
-    for name, flag in view.flags.items():
-        if name in ("deepspeed", "preset"):  # a path / a name: nothing to type, and no DeepSpeed needed
-            continue
-        if flag.value is None:
-            skipped.append(name)
-            continue
-        value = flag.value
-        argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
-    ns, unknown = parser.parse_known_args(argv)
-    unknown_flags = [u for u in unknown if u.startswith("--")]
-    if unknown_flags and view.is_subject:
-        raise DoctorInputError(view.origin(), f"unknown flags for {view.entry}: {' '.join(unknown_flags)}")
-    defaults_from = "fgclip/train.py default" if view.is_subject else HF_DEFAULT
-    values, sources = {}, {}
-    for name, value in vars(ns).items():
-        values[name] = value
-        sources[name] = view.flags[name].source if name in view.flags else defaults_from
-    for name in skipped:
-        values[name] = None  # depends on something unresolved in the script
-    if "deepspeed" in view.flags:
-        values["deepspeed"], sources["deepspeed"] = view.flags["deepspeed"].value, view.flags["deepspeed"].source
-    return values, sources
 
 
 def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) -> None:
@@ -101,20 +54,17 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     if view.is_subject:
         from fgclip_doctor.sources.code.subject_facts import subject_facts
 
-        subject_facts(facts, values, sources)
-    _derive(facts, values, sources, dataset_size)
-    _resume(facts)
+        subject_facts(facts, values, sources, read_scalars)
+    if None not in (facts.value("run.world_size"), facts.value("train.per_device_batch"),
+                    facts.value("train.grad_accum")):
+        _dataset_size(facts, values, dataset_size)
+    derive_run(facts)
+    resume_facts(facts)
     return facts
 
 
-def _derive(facts: Facts, values: dict, sources: dict, dataset_size: int | None) -> None:
-    world = facts.value("run.world_size")
-    per_device, accum = facts.value("train.per_device_batch"), facts.value("train.grad_accum")
-    if None in (world, per_device, accum):
-        return
-    ws, ps, acs = (facts.source(n) for n in ("run.world_size", "train.per_device_batch", "train.grad_accum"))
-    facts.set("train.global_batch", per_device * world * accum, "per_device × world × accumulation")
-    # Dataset size: --dataset-size, else the annotations when readable here.
+def _dataset_size(facts: Facts, values: dict, dataset_size: int | None) -> None:
+    """Training records: --dataset-size, else the annotations when readable here."""
     data_path = values.get("data_path")
     if dataset_size is not None:
         facts.set("train.dataset_size", dataset_size, "--dataset-size")
@@ -124,68 +74,5 @@ def _derive(facts: Facts, values: dict, sources: dict, dataset_size: int | None)
         if stats.sampled:
             facts.set("data.boxes_per_image", round(stats.boxes_per_image, 3),
                       f"{data_path} (mean valid boxes, capped at max_boxes, over {stats.sampled} records)")
-    if "train.max_steps" in facts:
-        steps, src = facts.value("train.max_steps"), facts.source("train.max_steps")
-    elif "train.dataset_size" in facts and "train.epochs" in facts:
-        # As HF Trainer: batches per epoch per process, then optimizer steps per epoch.
-        batches = math.ceil(facts.value("train.dataset_size") / (per_device * world))
-        steps = math.ceil(facts.value("train.epochs") * max(batches // accum, 1))
-        src = "num_train_epochs × ceil(dataset_size ÷ (per_device × world)) ÷ accumulation"
-    else:
-        steps = None
-    if steps is not None:
-        facts.set("train.optimizer_steps", steps, src)
-        facts.set("train.forward_calls", steps * accum, "optimizer_steps × accumulation")
-    # Candidates per loss row.
-    if facts.value("features.gathered", False) or world == 1:
-        facts.set("candidates.global", per_device * world, f"per_device ({ps}) × world ({ws})")
-    else:
-        facts.set("candidates.global", per_device, f"per_device ({ps}); features not gathered across ranks")
-    if "data.max_boxes" in facts and "region" in facts.value("loss.terms", ()):
-        per_image = min(facts.value("data.boxes_per_image", facts.value("data.max_boxes")), facts.value("data.max_boxes"))
-        k = max(1, round(per_device * per_image))
-        how = "mean boxes per image" if "data.boxes_per_image" in facts else "max_boxes (upper bound)"
-        facts.set("candidates.region.in_batch", k, f"per_device × {how}, this rank's boxes")
-        if facts.value("bank.enabled"):
-            facts.set("candidates.region.with_bank", k + facts.value("bank.size"), "in-batch + bank.size")
-    if "bank.warmup_forward_calls" in facts:
-        facts.set("bank.switch_on_step", math.ceil(facts.value("bank.warmup_forward_calls") / accum),
-                  f"{facts.source('bank.warmup_forward_calls')} ÷ accumulation ({acs})")
 
 
-def _resume(facts: Facts) -> None:
-    out = facts.value("train.output_dir")
-    if not out:
-        return
-    if not Path(out).is_dir():
-        facts.set("resume.checkpoints", [], f"{out} does not exist yet (relative to {Path.cwd()})")
-        return
-    found = ckpt.list_checkpoints(Path(out))
-    facts.set("resume.checkpoints", [str(p) for p in found], f"{out} (listed)")
-    explicit = facts.value("train.resume_from_checkpoint")
-    target = None
-    if explicit and str(explicit).lower() not in ("true", "false", "none"):
-        target = Path(str(explicit))
-        if not target.is_dir():
-            raise DoctorInputError(target, "--resume_from_checkpoint names no checkpoint dir")
-    elif facts.value("train.auto_resume") or str(explicit).lower() == "true":
-        target = ckpt.latest_checkpoint(Path(out))
-    if target is None:
-        return
-    facts.set("resume.checkpoint", str(target), facts.source("train.auto_resume") or facts.source("train.resume_from_checkpoint"))
-    step = ckpt.checkpoint_step(target)
-    if step is not None:
-        facts.set("resume.step", step, f"{target}/trainer_state.json")
-    names = list(SCALE_PARAMS.values()) + list(SCALE_ALIASES)
-    scalars = ckpt.read_scalars(target, names)
-    for scale, param in SCALE_PARAMS.items():
-        for key in [param] + [a for a, p in SCALE_ALIASES.items() if p == param]:
-            if key in scalars:
-                value, source = scalars[key]
-                facts.set(f"resume.scale.{scale}", float(value), source)
-                break
-
-
-def dataclass_subset(cls, values: dict):
-    """Instantiate a plain dataclass from the typed values (for the subject's own builders)."""
-    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})

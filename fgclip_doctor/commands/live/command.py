@@ -13,7 +13,9 @@ from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
+from fgclip_doctor.sources.derived import derive_world
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
+from fgclip_doctor.units import forward_call_text
 from fgclip_doctor.commands.live.runner import run_training
 
 TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
@@ -96,7 +98,7 @@ def bank_line(facts) -> Text | None:
     if facts.value("bank.enabled") is not True or "bank.fill" not in facts:
         return None
     at, accum = facts.value("bank.enabled_at_call"), facts.value("train.grad_accum") or 1
-    on = f"on at forward call {at} = optimizer step {math.ceil(at / accum)}" if at is not None and at >= 0 \
+    on = f"on at {forward_call_text(at, accum)}" if at is not None and at >= 0 \
         else "never switched on in this run"
     masked = facts.value("observed.bank.same_caption_rows")
     extra = f" · rows with a queued copy of their caption {100 * masked:.0f} %" + \
@@ -125,8 +127,9 @@ def build_report(target: Path | None, preset: str | None, steps: int, device: st
         return _distributed(view, base, nproc, steps, device, interval, settings)
     run = run_training(view, steps, device, keep_run, interval, progress=ProgressCallback(steps),
                        settings=settings, base_facts=base)
-    facts = observed_facts(run.callback, base, world_size=1)
-    return live_report(view, facts, run.callback.history, summarize_terms(run.callback), steps, run.device, 1,
+    record = run.callback.record()
+    facts = observed_facts(record, base, world_size=1)
+    return live_report(view, facts, record.history, summarize_terms(record), steps, run.device, 1,
                        run.notes, settings)
 
 
@@ -156,13 +159,7 @@ def _distributed(view, base, nproc, steps, device, interval, settings) -> Report
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    for name, value in (("run.nproc_per_node", nproc), ("run.nnodes", 1), ("run.world_size", nproc)):
-        base.set(name, value, f"fgclip-doctor live --nproc {nproc}")
-    gb = base.value("train.per_device_batch")
-    if gb is not None:
-        base.set("train.global_batch", gb * nproc * (base.value("train.grad_accum") or 1), "per_device × world × accumulation")
-        if base.value("features.gathered") is not False:
-            base.set("candidates.global", gb * nproc, f"per_device × world (--nproc {nproc})")
+    derive_world(base, nproc)
     records, notes = run_distributed(view, nproc, steps, device, interval)
     terms = summarize_terms(records[0])
     offsets = {}

@@ -16,29 +16,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.sources.launch.target import Flag, TargetView
-
-RECORD_FIELDS = ("history", "forward_calls", "scale_init", "scale_value", "groups", "steps_done", "lrs")
-
-
-def to_record(cb) -> dict:
-    """A JSON-able record of what one rank's DoctorCallback measured."""
-    rec = {k: getattr(cb, k) for k in RECORD_FIELDS}
-    rec["ce"] = {"terms": list(cb.ce.accumulators) if cb.ce else [], "columns": cb.ce.columns if cb.ce else {},
-                 "rows": cb.ce.rows if cb.ce else {}, "dtypes": cb.ce.dtypes if cb.ce else {}}
-    return rec
-
-
-def from_record(rec: dict) -> SimpleNamespace:
-    """A read-only stand-in for a DoctorCallback, for `observed_facts` / `summarize_terms`."""
-    ce = SimpleNamespace(accumulators={t: None for t in rec["ce"]["terms"]},
-                         columns={k: [tuple(c) for c in v] for k, v in rec["ce"]["columns"].items()},
-                         rows=rec["ce"]["rows"], dtypes=rec["ce"]["dtypes"])
-    return SimpleNamespace(ce=ce, **{k: rec[k] for k in RECORD_FIELDS})
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -47,7 +28,7 @@ def _free_port() -> int:
 
 
 def run_distributed(view: TargetView, nproc: int, steps: int, device: str, interval: int,
-                    timeout: float = 1800) -> tuple[list[SimpleNamespace], list[str]]:
+                    timeout: float = 1800) -> tuple[list[ProbeRecord], list[str]]:
     """Run the launch on `nproc` processes; return each rank's record (rank order) and notes."""
     with tempfile.TemporaryDirectory(prefix="fgclip-doctor-nproc-") as tmp:
         spec = Path(tmp) / "spec.json"
@@ -70,8 +51,8 @@ def run_distributed(view: TargetView, nproc: int, steps: int, device: str, inter
                 raise DoctorInputError(view.origin(), f"rank {rank} of the --nproc {nproc} run wrote nothing "
                                        f"(torchrun exit {proc.returncode}: {tail[0][:200]})")
             records.append(json.loads(path.read_text()))
-    notes = records[0].pop("notes", [])
-    return [from_record(r) for r in records], notes
+    notes = [r.pop("notes", []) for r in records][0]  # every rank notes the same launch
+    return [ProbeRecord.from_json(r) for r in records], notes
 
 
 def _worker(spec_path: str, out: str) -> None:
@@ -82,7 +63,7 @@ def _worker(spec_path: str, out: str) -> None:
                       {k: Flag(v, s) for k, (v, s) in spec["flags"].items()})
     rank = int(os.environ.get("RANK", "0"))
     run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank)
-    rec = to_record(run.callback)
+    rec = run.callback.record().to_json()
     rec["notes"] = run.notes
     Path(out, f"rank{rank}.json").write_text(json.dumps(rec))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
-from fgclip_doctor.probes.callback import DoctorCallback
+from fgclip_doctor.callback import DoctorCallback
 from fgclip_doctor.sources.launch.target import TargetView
 
 

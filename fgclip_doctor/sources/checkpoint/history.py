@@ -1,153 +1,26 @@
 """What a checkpoint folder says about its run, besides the weights: loss history, schedule, batch.
 
 - `trainer_state.json` (HF Trainer): log_history -> one series per logged key (loss terms,
-  logit scales, bank fill, grad_norm, learning_rate), its trend, last value, value at a step,
-  NaN / Inf; train_batch_size; global_step / max_steps.
+  logit scales, bank fill, grad_norm, learning_rate) and its NaN / Inf; train_batch_size;
+  global_step / max_steps.
 - `training_args.bin`, `optimizer.pt`, `scheduler.pt` (and DeepSpeed's `*_model_states.pt` /
-  `*_optim_states.pt`): read by `read_pickle_data`, an unpickler that maps an allow-list of
-  globals to inert data stand-ins. Nothing inside is ever called (not even torch's own rebuild
-  functions), torch is not imported, and tensors come back as `TensorRef` (dtype, shape) only.
-- the LR schedule transformers would follow, recomputed in pure Python (`lr_factor`).
+  `*_optim_states.pt`): read as data only (sources/checkpoint/pickles.py): the schedule the
+  training arguments ask for, and the LR state the optimizer and scheduler saved.
 """
 from __future__ import annotations
 
-import collections
 import math
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch.args import display_path
 from fgclip_doctor.sources.checkpoint.layout import read_trainer_state
+from fgclip_doctor.sources.checkpoint.pickles import Stub, read_pickle_data
+from fgclip_doctor.sources.files import display_path
+from fgclip_doctor.vocabulary import TERM_KEYS
 
-#: loss term -> its key in the subject's (FG-CLIP's) log_history
-TERM_KEYS = {"global": "global_loss", "region": "region_loss", "hardneg": "hardneg_loss"}
 _SUMMARY_KEYS = ("train_runtime", "train_loss")  # the end-of-training entry, not a training log
-
-
-# ---- data-only pickles ------------------------------------------------------------------------
-
-class Stub:
-    """A pickled object rebuilt as data: its class name, constructor args and state; never code."""
-
-    args: tuple = ()  # class defaults: NEWOBJ builds instances without calling __init__
-    state: object = None
-
-    def __init__(self, *args: object) -> None:
-        self.args = args
-
-    def __setstate__(self, state: object) -> None:
-        self.state = state
-
-    def get(self, key: str, default: object = None) -> object:
-        """A field of the pickled object (its __dict__ / dataclass fields)."""
-        s = self.state[1] if isinstance(self.state, tuple) and len(self.state) == 2 else self.state
-        if isinstance(s, tuple):  # (dict, slots) from __reduce_ex__ of slotted classes
-            s = next((x for x in s if isinstance(x, dict)), None)
-        return s.get(key, default) if isinstance(s, dict) else default
-
-    @property
-    def value(self) -> object:
-        """An enum / device member: the value it was built from."""
-        return self.args[0] if len(self.args) == 1 else None
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    """A tensor inside a torch pickle, as dtype and shape only (its bytes are never read)."""
-
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def _stub_class(qualname: str) -> type:
-    return type(qualname.rsplit(".", 1)[-1], (Stub,), {"qualname": qualname})
-
-
-def _rebuild_tensor(storage, offset, size, *_rest) -> TensorRef:
-    return TensorRef(storage if isinstance(storage, str) else "?", tuple(size))
-
-
-def _reconstructor(cls, base, state=None):  # copyreg._reconstructor, without calling base
-    return cls() if isinstance(cls, type) and issubclass(cls, Stub) else Stub(cls, state)
-
-
-_EXACT = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex, ("builtins", "tuple"): tuple, ("builtins", "list"): list,
-    ("builtins", "dict"): dict, ("copyreg", "_reconstructor"): _reconstructor,
-    ("copyreg", "__newobj__"): lambda cls, *_: _reconstructor(cls, None),
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): lambda data, *_: data,
-    ("torch._tensor", "_rebuild_from_type_v2"): lambda func, _type, args, _state: func(*args),
-    ("torch", "Size"): tuple,
-}
-#: modules whose classes (enums, dataclasses, loss scalers) become stubs; their code never runs
-_STUB_MODULES = ("transformers.", "accelerate.", "deepspeed.", "peft.", "trl.")
-_STUB_NAMES = re.compile(r"\w*(Arguments|Args)")  # a project's own TrainingArguments subclass
-
-
-class _DataUnpickler(pickle.Unpickler):
-    """Resolves globals to the stand-ins above; anything else is refused before it is called."""
-
-    def find_class(self, module: str, name: str):  # noqa: D102 - pickle's hook
-        module = "builtins" if module == "__builtin__" else module
-        if (module, name) in _EXACT:
-            return _EXACT[(module, name)]
-        if module == "torch" and name.endswith("Storage"):
-            return name[:-len("Storage")] or "Untyped"  # a dtype label for TensorRef
-        if module == "torch" and name in ("device", "dtype"):
-            return _stub_class(f"torch.{name}")
-        if module == "torch":  # torch.float32 and friends: a dtype object, kept as its name
-            if re.fullmatch(r"(b?float|u?int|complex|bool)\w*", name):
-                return f"torch.{name}"
-        if module.startswith(_STUB_MODULES) or _STUB_NAMES.fullmatch(name):
-            return _stub_class(f"{module}.{name}")
-        raise pickle.UnpicklingError(f"global {module}.{name}")
-
-    def persistent_load(self, pid):  # torch.save's storages: ('storage', type, key, location, n)
-        if isinstance(pid, tuple) and len(pid) >= 2 and pid[0] == "storage":
-            return pid[1]
-        raise pickle.UnpicklingError("unsupported persistent id")
-
-
-def read_pickle_data(path: object) -> object:
-    """A torch.save file (zip) or plain pickle, as data: dicts, lists, numbers, Stub, TensorRef.
-
-    Raises DoctorInputError for a pickle naming any global outside the allow-list ("refused:
-    the pickle wants to run code (os.system)") and for files that are not pickles.
-    """
-    p = Path(str(path))
-    try:
-        if zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as zf:
-                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                if member is None:
-                    raise DoctorInputError(path, "not a torch checkpoint (zip without data.pkl)")
-                with zf.open(member) as fh:
-                    return _DataUnpickler(fh).load()
-        with p.open("rb") as fh:
-            return _DataUnpickler(fh).load()
-    except DoctorInputError:
-        raise
-    except pickle.UnpicklingError as err:
-        m = re.match(r"global (\S+)", str(err))
-        if m:
-            raise DoctorInputError(path, f"refused: the pickle wants to run code ({m.group(1)}); "
-                                         "only data is read from it") from None
-        raise DoctorInputError(path, f"not a readable pickle ({str(err)[:120]})") from None
-    except FileNotFoundError:
-        raise DoctorInputError(path, "no such file") from None
-    except OSError as err:
-        raise DoctorInputError(path, f"cannot read: {err.strerror or err}") from None
-    except Exception as err:  # noqa: BLE001 - truncated / junk: one line, never a traceback
-        raise DoctorInputError(path, f"not a readable pickle ({type(err).__name__}: "
-                                     f"{str(err)[:120]})") from None
 
 
 # ---- trainer_state.json -------------------------------------------------------------------------
@@ -211,59 +84,7 @@ def load_history(folder: object) -> RunHistory | None:
     return h
 
 
-def value_at(points: list[tuple[int, float]], step: int,
-             interval: int | None = None) -> tuple[int, float] | None:
-    """(logged step, value) of the log nearest to `step` (earlier wins a tie), or None when the
-    run has not reached `step` (the last log is more than one logging interval before it)."""
-    if not points:
-        return None
-    gap = interval or (points[-1][0] - points[-2][0] if len(points) > 1 else 0)
-    if step > points[-1][0] + max(gap, 0) // 2:
-        return None
-    return min(points, key=lambda p: (abs(p[0] - step), p[0]))
-
-
-def trend(points: list[tuple[int, float]]) -> str:
-    """falling / flat / rising: mean of the last third against the first third (5 % band)."""
-    vals = [v for _, v in points if math.isfinite(v)]
-    if len(vals) < 3:
-        return "too short"
-    third = max(1, len(vals) // 3)
-    a, b = sum(vals[:third]) / third, sum(vals[-third:]) / third
-    if abs(b - a) <= 0.05 * max(abs(a), 1e-12):
-        return "flat"
-    return "falling" if b < a else "rising"
-
-
 # ---- learning-rate schedule ---------------------------------------------------------------------
-
-def lr_factor(kind: str, step: int, warmup: int, total: int, kwargs: dict | None = None) -> float | None:
-    """The multiplier transformers' `get_scheduler(kind)` applies to each group's initial LR at
-    `step` (transformers/optimization.py, re-derived); None for schedules it cannot recompute."""
-    kw = kwargs or {}
-    if kind == "constant":
-        return 1.0
-    if kind not in ("constant_with_warmup", "linear", "cosine", "cosine_with_min_lr",
-                    "cosine_with_restarts"):
-        return None
-    if step < warmup:  # every schedule above warms up linearly from 0
-        return float(step) / float(max(1, warmup))
-    if kind == "constant_with_warmup":
-        return 1.0
-    progress = float(step - warmup) / float(max(1, total - warmup))
-    if kind == "linear":
-        return max(0.0, float(total - step) / float(max(1, total - warmup)))
-    if kind in ("cosine", "cosine_with_min_lr"):
-        cycles = float(kw.get("num_cycles", 0.5))
-        f = 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress))
-        rate = kw.get("min_lr_rate", 0.0) if kind == "cosine_with_min_lr" else 0.0
-        return max(0.0, f * (1 - float(rate or 0.0)) + float(rate or 0.0))
-    if kind == "cosine_with_restarts":
-        if progress >= 1.0:
-            return 0.0
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(kw.get("num_cycles", 1)) * progress) % 1.0))))
-    return None
-
 
 @dataclass
 class Schedule:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
-from fgclip_doctor.sources.launch.args import display_path, read_text_file
+from fgclip_doctor.sources.files import display_path, read_text_file
 
 # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR / _re_checkpoint, copied (not imported) so
 # that reading a run dir does not import transformers; a test keeps the two in step.

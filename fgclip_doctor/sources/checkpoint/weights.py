@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
-from fgclip_doctor.sources.launch.args import display_path, read_text_file
+from fgclip_doctor.sources.files import display_path, read_text_file
 from fgclip_doctor.sources.checkpoint.layout import _tensors_of, find_weights, load_torch_file
 
 if TYPE_CHECKING:

@@ -6,12 +6,17 @@ weights are read lazily: only the scalars (logit scales) leave the file.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Callable
 
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.checkpoint import layout as ckpt
 from fgclip_doctor.sources.code.effective import build_subject_model, optimizer_groups
-from fgclip_doctor.vocabulary import SCALE_PARAMS as SCALES
+from fgclip_doctor.vocabulary import SCALE_PARAMS
+
+#: `read_scalars(path, names)` -> {name: (value, source)}: the single-element tensors of a model's
+#: weights (sources/checkpoint/layout.py); given by the caller, so reading code needs no checkpoint code
+ScalarReader = Callable[..., dict]
 
 BUILT = "fgclip.train build_model (built on meta)"
 
@@ -36,11 +41,15 @@ def _tokenizer(path: str | None):
         return None
 
 
-def subject_facts(facts: Facts, values: dict, sources: dict) -> None:
+def dataclass_subset(cls, values: dict):
+    """Instantiate a plain dataclass from the typed values (for the subject's own builders)."""
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: ScalarReader) -> None:
     """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train."""
     from fgclip import train
     from fgclip.config import FGCLIPConfig
-    from fgclip_doctor.sources.run_config import dataclass_subset
 
     margs = dataclass_subset(train.ModelArguments, values)
     dargs = dataclass_subset(train.DataArguments, values)
@@ -59,7 +68,7 @@ def subject_facts(facts: Facts, values: dict, sources: dict) -> None:
         from fgclip.model import FGCLIPModel
         from fgclip_doctor.sources.code.effective import lazy_build
 
-        with lazy_build(ckpt.read_scalars):
+        with lazy_build(read_scalars):
             cfg = FGCLIPConfig(**train.config_overrides(margs, dargs))
             model = FGCLIPModel(cfg)
         note = f"{base} is not readable here: architecture and base scale unknown"
@@ -68,14 +77,14 @@ def subject_facts(facts: Facts, values: dict, sources: dict) -> None:
             for s in ("finegrained", "hardneg"):
                 facts.set(f"scale.{s}.init", margs.logit_scale_init_value, sources["logit_scale_init_value"])
     else:
-        model = build_subject_model(margs, dargs, bool(values.get("from_openai")), tokenizer, ckpt.read_scalars)
+        model = build_subject_model(margs, dargs, bool(values.get("from_openai")), tokenizer, read_scalars)
         if base_here:
             facts.set("model.base_readable", True, base)
-            base_scalars = ckpt.read_scalars(base, ["logit_scale"])
+            base_scalars = read_scalars(base, ["logit_scale"])
             if "logit_scale" in base_scalars:
                 value, src = base_scalars["logit_scale"]
                 facts.set("scale.global.base", float(value), src)
-        for s, param in SCALES.items():
+        for s, param in SCALE_PARAMS.items():
             v = float(getattr(model, param).detach())
             flag = "logit_scale_init_value"
             if s != "global" and values.get(flag) is not None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import Counter
+from dataclasses import dataclass, field
 
 from fgclip import boxes as subject_boxes
 
-if TYPE_CHECKING:
-    from fgclip_doctor.sources.data.scan import Partial
+SIZE_KINDS = 1000  # distinct image sizes kept for "most common"
 
 #: required record fields and their JSON types (FG-CLIP's dataset indexes them directly)
 REQUIRED = (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))
@@ -54,6 +53,43 @@ class ScanOptions:
     image_root: str | None = None
     check_images: bool = False
     tol: float = 1e-6  # box_problem's default, as the loader uses it
+
+
+@dataclass
+class Tally:
+    """Counters shared by one task's result and the merged scan."""
+
+    records: int = 0  # non-blank lines / list items, malformed ones included
+    boxes: int = 0
+    valid_boxes: int = 0
+    over_max_boxes: int = 0
+    images_checked: int = 0
+    counts: dict = field(default_factory=Counter)
+    sizes: Counter = field(default_factory=Counter)  # (w, h) -> images (SIZE_KINDS kinds at most)
+    size_lo: tuple[int, int] | None = None  # smallest width and smallest height seen
+    size_hi: tuple[int, int] | None = None
+
+    def add_size(self, size: tuple[int, int], n: int = 1) -> None:
+        """Count `n` images of `size` (a bounded number of distinct sizes); widen min / max."""
+        if n and (size in self.sizes or len(self.sizes) < SIZE_KINDS):
+            self.sizes[size] += n
+        lo, hi = self.size_lo or size, self.size_hi or size
+        self.size_lo = (min(lo[0], size[0]), min(lo[1], size[1]))
+        self.size_hi = (max(hi[0], size[0]), max(hi[1], size[1]))
+
+
+TALLY_INTS = ("records", "boxes", "valid_boxes", "over_max_boxes", "images_checked")
+
+
+@dataclass
+class Partial(Tally):
+    """What one task found; example lines are local to its range."""
+
+    task: int = 0
+    lines: int = 0  # lines owned by the range, blank ones included
+    examples: dict = field(default_factory=dict)  # category -> [(local line, detail)]
+    clean_records: int = 0
+    clean_boxes: int = 0
 
 
 class RecordChecker:

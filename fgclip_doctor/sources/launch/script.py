@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch.args import display_path, read_text_file
+from fgclip_doctor.sources.files import display_path, read_text_file
 from fgclip_doctor.sources.launch.shell import Expander, Field, Lexer, Word, plain
 
 NO_LAUNCH = ("no training launch found "

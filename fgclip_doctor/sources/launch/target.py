@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch.args import display_path, load_args_file
+from fgclip_doctor.sources.files import display_path
+from fgclip_doctor.sources.launch.args import load_args_file
 from fgclip_doctor.sources.launch.script import format_source, parse_launch_script
 
 SUBJECT_MODULE = "fgclip.train"
