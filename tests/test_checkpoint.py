@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import layout as ck
+from fgclip_doctor.sources.checkpoint import run_folder
 
 
 def _tiny_clip(scale: float = 4.6052):
@@ -255,36 +256,36 @@ def test_real_deepspeed_checkpoint(tmp_path):
 def test_checkpoints_like_transformers(tmp_path):
     from transformers.trainer_utils import _re_checkpoint, get_last_checkpoint
 
-    assert ck._RE_CHECKPOINT.pattern == _re_checkpoint.pattern
-    assert ck.latest_checkpoint(tmp_path) is None is get_last_checkpoint(str(tmp_path))
-    assert ck.latest_checkpoint(tmp_path / "missing") is None and ck.list_checkpoints(tmp_path / "missing") == []
+    assert run_folder._RE_CHECKPOINT.pattern == _re_checkpoint.pattern
+    assert run_folder.latest_checkpoint(tmp_path) is None is get_last_checkpoint(str(tmp_path))
+    assert run_folder.latest_checkpoint(tmp_path / "missing") is None and run_folder.list_checkpoints(tmp_path / "missing") == []
     for name in ["checkpoint-5", "checkpoint-10", "checkpoint-9", "checkpoint-abc", "checkpoint-20x",
                  "old-checkpoint-99", "checkpoint-007", "checkpoint-7"]:
         (tmp_path / name).mkdir()
     (tmp_path / "checkpoint-50").write_text("a file, not a checkpoint")
-    assert [p.name for p in ck.list_checkpoints(tmp_path)] == [
+    assert [p.name for p in run_folder.list_checkpoints(tmp_path)] == [
         "checkpoint-5", "checkpoint-007", "checkpoint-7", "checkpoint-9", "checkpoint-10"]
-    assert str(ck.latest_checkpoint(tmp_path)) == get_last_checkpoint(str(tmp_path))
-    assert ck.latest_checkpoint(tmp_path).name == "checkpoint-10"
+    assert str(run_folder.latest_checkpoint(tmp_path)) == get_last_checkpoint(str(tmp_path))
+    assert run_folder.latest_checkpoint(tmp_path).name == "checkpoint-10"
     (tmp_path / "checkpoint-10").rmdir()
     (tmp_path / "checkpoint-9").rmdir()
-    assert str(ck.latest_checkpoint(tmp_path)) == get_last_checkpoint(str(tmp_path))  # a tie at 7
+    assert str(run_folder.latest_checkpoint(tmp_path)) == get_last_checkpoint(str(tmp_path))  # a tie at 7
 
 
 def test_trainer_state(tmp_path):
     folder = tmp_path / "checkpoint-40"
     folder.mkdir()
     assert ck.read_trainer_state(folder) is None
-    assert ck.checkpoint_step(folder) == 40
+    assert run_folder.checkpoint_step(folder) == 40
     state = {"global_step": 40, "log_history": [{"loss": float("nan"), "step": 40}]}
     (folder / "trainer_state.json").write_text(json.dumps(state, indent=2))
     got = ck.read_trainer_state(folder)
     assert got["global_step"] == 40 and got["log_history"][0]["loss"] != got["log_history"][0]["loss"]
     other = tmp_path / "final"
     other.mkdir()
-    assert ck.checkpoint_step(other) is None
+    assert run_folder.checkpoint_step(other) is None
     (other / "trainer_state.json").write_text('{"global_step": 12}')
-    assert ck.checkpoint_step(other) == 12
+    assert run_folder.checkpoint_step(other) == 12
     (other / "trainer_state.json").write_text('{\n  "global_step": 12,\n  "log_history": [\n}')
     with pytest.raises(DoctorInputError) as err:
         ck.read_trainer_state(other)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fgclip.memory_bank import RegionMemoryBank
 from fgclip.roi_align import roi_align
-from fgclip_doctor.checks import bank, data, negatives, observed, temperature
+from fgclip_doctor.checks import bank, features, logits, negatives, observed
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
@@ -53,9 +53,9 @@ def test_fact_names_are_in_the_vocabulary():
     # the code of the live-only rules and their helpers (one module, checks/live.py, before the
     # rule families were regrouped by code range)
     code = "".join(inspect.getsource(f) for f in (
-        temperature.bf16_logits, temperature._bf16_term, temperature.dtype_name, temperature.float_step,
+        logits.bf16_logits, logits._bf16_term, logits.dtype_name, logits.float_step,
         bank.bank_hygiene, bank.bank_false_negatives, negatives.ddp_targets, negatives._ddp_term,
-        data.roi_scale, data.region_collapse, observed.observed_terms, observed.pct))
+        features.roi_scale, features.region_collapse, observed.observed_terms, observed.pct))
     used = set(re.findall(r'"((?:observed|bank|run)\.[a-z_.<>0-9]+)"', code))
     used |= {f"observed.{fam}.<term>.{k}" for fam, ks in
              [("logits", ("dtype", "scale", "max_abs")), ("ddp", ("gathered", "target_offset_ok"))]
@@ -72,13 +72,13 @@ def scaled_logits(dtype: torch.dtype, scale: float) -> torch.Tensor:
 
 
 def test_bf16_step_is_what_torch_rounds_to():
-    assert temperature.float_step("bfloat16", 100.0) == 0.5
+    assert logits.float_step("bfloat16", 100.0) == 0.5
     assert torch.tensor(100.2).bfloat16().item() == 100.0  # a 0.2 logit gap vanishes
     assert torch.tensor(100.5).bfloat16().item() == 100.5
-    assert temperature.float_step("float16", 100.0) == 0.0625
+    assert logits.float_step("float16", 100.0) == 0.0625
     assert torch.tensor(100.0625).half().item() == 100.0625
-    assert temperature.dtype_name(torch.randn(2).bfloat16().dtype) == "bfloat16"
-    assert temperature.dtype_name("bf16") == "bfloat16" and temperature.dtype_name("torch.float32") == "float32"
+    assert logits.dtype_name(torch.randn(2).bfloat16().dtype) == "bfloat16"
+    assert logits.dtype_name("bf16") == "bfloat16" and logits.dtype_name("torch.float32") == "float32"
 
 
 def test_bf16_logits_fire_at_scale_100_and_pass_in_fp32_or_small():

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 #: Rule-family modules (names inside `fgclip_doctor.checks`) imported before rules are listed or
 #: run, so that their `@rule` decorators register. Rule authors append their module here.
-RULE_MODULES: list[str] = ["temperature", "negatives", "bank", "schedule", "resume", "data", "optim",
-                          "loss_health"]
+RULE_MODULES: list[str] = ["temperature", "logits", "negatives", "bank", "schedule", "resume", "data",
+                          "features", "optim", "loss_health"]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data
 SEVERITIES = ("fail", "warn")

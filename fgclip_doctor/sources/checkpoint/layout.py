@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import io
 import json
-import os
 import pickletools
 import re
 import warnings
@@ -23,9 +22,6 @@ from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
 from fgclip_doctor.sources.files import display_path, read_text_file
 
-# transformers.trainer_utils.PREFIX_CHECKPOINT_DIR / _re_checkpoint, copied (not imported) so
-# that reading a run dir does not import transformers; a test keeps the two in step.
-_RE_CHECKPOINT = re.compile(r"^checkpoint\-(\d+)$")
 _NO_WEIGHTS = ("no model weights (looked for model.safetensors, model-*-of-*.safetensors + index, "
                "pytorch_model.bin, DeepSpeed global_step*/)")
 _DS_FILE = re.compile(r"_(model|optim)_states\.pt$")
@@ -336,42 +332,7 @@ def _small_tensors(path: Path, wanted: set[str] | None, max_numel: int):
         raise DoctorInputError(path, "unsupported weights file (expected .safetensors, .bin, .pt)")
 
 
-# ---- run folders -----------------------------------------------------------------------------
-
-def list_checkpoints(output_dir: object) -> list[Path]:
-    """`checkpoint-N` sub-folders of a run's output_dir, by step (ties by name).
-
-    Same match as transformers: exactly `checkpoint-<digits>` and a directory. A missing
-    output_dir has no checkpoints (a run would start fresh), so it gives [].
-    """
-    d = Path(str(output_dir))
-    if not d.exists():
-        return []
-    if not d.is_dir():
-        raise DoctorInputError(output_dir, "not a directory")
-    found = [(int(m.group(1)), name) for name in os.listdir(d)
-             if (m := _RE_CHECKPOINT.search(name)) and (d / name).is_dir()]
-    return [d / name for _, name in sorted(found)]
-
-
-def latest_checkpoint(output_dir: object) -> Path | None:
-    """The checkpoint `Trainer.train(resume_from_checkpoint=True)` would restore, or None.
-
-    Mirrors transformers.trainer_utils.get_last_checkpoint step for step (same regex, same
-    directory test, `max` over os.listdir order, so even equal steps like checkpoint-07 /
-    checkpoint-7 resolve the same way); a missing output_dir gives None instead of raising.
-    """
-    folder = str(output_dir)
-    if not os.path.exists(folder):
-        return None
-    if not os.path.isdir(folder):
-        raise DoctorInputError(output_dir, "not a directory")
-    found = [n for n in os.listdir(folder)
-             if _RE_CHECKPOINT.search(n) is not None and os.path.isdir(os.path.join(folder, n))]
-    if not found:
-        return None
-    return Path(os.path.join(folder, max(found, key=lambda x: int(_RE_CHECKPOINT.search(x).groups()[0]))))
-
+# ---- trainer_state.json -----------------------------------------------------------------------------
 
 def read_trainer_state(folder: object) -> dict | None:
     """`trainer_state.json` of a checkpoint folder (global_step, log_history, ...), or None.
@@ -386,13 +347,3 @@ def read_trainer_state(folder: object) -> dict | None:
     if not isinstance(doc, dict):
         raise DoctorInputError(path, "expected a JSON object")
     return doc
-
-
-def checkpoint_step(folder: object) -> int | None:
-    """Step of a checkpoint folder: from its `checkpoint-N` name, else trainer_state's global_step."""
-    m = _RE_CHECKPOINT.search(Path(str(folder)).name)
-    if m:
-        return int(m.group(1))
-    state = read_trainer_state(folder)
-    step = state.get("global_step") if state else None
-    return step if type(step) is int else None

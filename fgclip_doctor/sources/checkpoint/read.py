@@ -15,7 +15,8 @@ from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.series import value_at
 from fgclip_doctor.sources.checkpoint.history import history_facts
-from fgclip_doctor.sources.checkpoint.layout import checkpoint_step, find_weights, list_checkpoints
+from fgclip_doctor.sources.checkpoint.layout import find_weights
+from fgclip_doctor.sources.checkpoint.run_folder import checkpoint_step, list_checkpoints
 from fgclip_doctor.sources.checkpoint.weights import open_weights, read_config, scan_facts, weight_facts
 from fgclip_doctor.sources.derived import derive_checkpoint_candidates
 from fgclip_doctor.sources.files import display_path

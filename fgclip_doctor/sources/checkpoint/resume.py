@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.checkpoint.layout import checkpoint_step, latest_checkpoint, list_checkpoints, read_scalars
+from fgclip_doctor.sources.checkpoint.layout import read_scalars
+from fgclip_doctor.sources.checkpoint.run_folder import checkpoint_step, latest_checkpoint, list_checkpoints
 from fgclip_doctor.vocabulary import SCALE_ALIASES, SCALE_PARAMS
 
 

@@ -31,6 +31,8 @@ CHUNK_BYTES = 16 * 1024 * 1024
 
 # Bytes per element for every dtype safetensors defines (validation needs sizes even for dtypes
 # we cannot decode); the decoders below cover the ones training checkpoints use.
+# lookup tables, kept as tables:
+# fmt: off
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E5M2FNUZ": 1, "F8_E4M3FNUZ": 1,
     "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
@@ -41,6 +43,7 @@ _NUMPY = {
     "U32": "<u4", "F32": "<f4", "I64": "<i8", "U64": "<u8", "F64": "<f8",
     "BF16": "<u2", "F8_E5M2": "u1",
 }
+# fmt: on
 DECODABLE = frozenset(_NUMPY)  # dtypes read_tensor can turn into numpy
 
 
@@ -326,8 +329,10 @@ def count_nonfinite(header: SafetensorsHeader, name: str,
     return bad
 
 
+# fmt: off
 _STRUCT = {"F64": "d", "F32": "f", "F16": "e", "I64": "q", "I32": "i", "I16": "h", "I8": "b",
            "U64": "Q", "U32": "I", "U16": "H", "U8": "B", "BOOL": "?"}
+# fmt: on
 
 
 def read_scalar(header: SafetensorsHeader, name: str) -> float | int | bool:

@@ -94,6 +94,8 @@ _BLOCK_OPEN = {"if", "while", "until", "for", "case", "select"}
 _PREFIX_KEYWORDS = {"then", "else", "do", "{", "!"}
 _WRAPPERS = {"nohup", "exec", "time", "command", "builtin"}
 _NOT_TRAINING = {"pip", "venv", "ensurepip", "pytest", "fgclip_doctor", "json.tool", "http.server"}
+# lookup tables, kept as tables:
+# fmt: off
 _LAUNCHER_MODULES = {"torch.distributed.run": "torchrun", "torch.distributed.launch": "torchrun",
                      "deepspeed.launcher.runner": "deepspeed",
                      "accelerate.commands.launch": "accelerate"}
@@ -110,6 +112,7 @@ _BOOL_OPTS = {
 _SHORT_OPTS = {"deepspeed": {"H": "hostfile", "i": "include", "e": "exclude"},
                "torchrun": {"m": "module", "r": "redirects", "t": "tee"},
                "accelerate": {"m": "module", "q": "quiet"}}
+# fmt: on
 
 
 class _Interpreter(Expander):
@@ -269,9 +272,8 @@ class _Interpreter(Expander):
                 return None
             entry, rest = rest[j], rest[j + 1:]
             kind = "module" if "module" in opts else "script"
-        launch = Launch(self.path, launcher, entry.text, entry.line, kind,
-                        launcher_args=opts, env=env, unresolved=list(self.unresolved),
-                        notes=list(self.notes))
+        found = (self.path, launcher, entry.text, entry.line, kind)
+        launch = Launch(*found, launcher_args=opts, env=env, unresolved=list(self.unresolved), notes=list(self.notes))
         self._train_args(launch, rest)
         self._world(launch)
         return launch
