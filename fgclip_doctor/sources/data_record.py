@@ -40,7 +40,16 @@ CATEGORIES = {
     "over_max": ("records", "more valid boxes than the loader keeps"),
     "missing_image": ("records", "image not found under --image-root"),
     "unreadable_image": ("records", "image found but PIL cannot open it"),
+    "loader_crash": ("records", "FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
+                                "an inverted or malformed box among the first max_boxes, or a "
+                                "missing field; the run stops there"),
 }
+#: what FG-CLIP's own loader does with each invalid box among the first max_anns of a record
+#: (train_fgclip.py / train_fgclip2.py __getitem__): it raises on an inverted one
+#: (ValueError("Box coordinates are invalid.")) or one it cannot make a 4-number tensor of, and
+#: hands the others to RoIAlign without a word (NaN compares False, so NaN boxes pass too).
+CRASH = ("malformed", "inverted")
+SILENT = ("nonfinite", "zero_area", "out_of_range", "pixel_coords")
 
 
 @dataclass(frozen=True)
@@ -90,13 +99,15 @@ class RecordChecker:
         p.records += 1
         if type(rec) is not dict:
             note("not_object", line, "a JSON %s, not an object", type(rec).__name__)
+            note("loader_crash", line, "TypeError: item is a %s", type(rec).__name__)
             return
         get = rec.get
-        bad = ()
+        bad, crash = (), None
         if not (type(get("caption")) is str and type(get("short_caption")) is str
                 and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
             bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
-            note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
+            crash = ", ".join(_field_problem(rec, k) for k in bad)
+            note("missing_fields", line, "%s", crash)
         info = get("bbox_info")
         info = info if type(info) is list else ()
         keep, kept, valid = self.keep, [], 0
@@ -111,6 +122,8 @@ class RecordChecker:
                 if problem == "out_of_range" and subject_boxes.looks_like_pixels(box):
                     problem = "pixel_coords"
                 note(problem, line, "box %d %.80r", i, box)
+                if crash is None and i < o.max_boxes and problem in CRASHY:
+                    crash = fgclip_raises(entry, i)
                 continue
             valid += 1
             if keep:
@@ -135,6 +148,8 @@ class RecordChecker:
                     note("negatives_short", line, "box %d: %d rewrites, %d needed", i, len(values), nneg)
         p.boxes += len(info)
         p.valid_boxes += valid
+        if crash is not None:
+            note("loader_crash", line, "%s", crash)
         if valid > o.max_boxes:
             p.over_max_boxes += valid - o.max_boxes
             note("over_max", line, "%d valid boxes, the loader keeps %d", valid, o.max_boxes)
@@ -169,6 +184,29 @@ class RecordChecker:
             return False
         self.p.add_size(size)
         return True
+
+
+CRASHY = ("malformed", "nonfinite", "inverted")  # box_problem names FG-CLIP may raise on
+_NUMBER = (int, float, bool)
+
+
+def fgclip_raises(entry, i: int) -> str | None:
+    """What FG-CLIP's __getitem__ raises on bbox_info[i] (one of the first max_anns), or None.
+
+    It reads entry["bbox"], copies torch.tensor(box[:4]) into a 4-vector, then raises when
+    box[0] > box[2] or box[1] > box[3]: a NaN compares False and passes, a 5th number is cut.
+    """
+    if type(entry) is not dict:
+        return f"box {i}: TypeError (the entry is a {type(entry).__name__})"
+    box = entry.get("bbox")
+    if "bbox" not in entry:
+        return f"box {i}: KeyError 'bbox'"
+    if (type(box) not in (list, tuple) or len(box) < 4
+            or not all(type(v) in _NUMBER for v in box[:4])):
+        return f"box {i}: no 4-number tensor from {str(box)[:60]}"
+    if box[0] > box[2] or box[1] > box[3]:
+        return f'box {i} {str(box)[:60]}: ValueError("Box coordinates are invalid.")'
+    return None
 
 
 def _field_problem(rec: dict, key: str) -> str:

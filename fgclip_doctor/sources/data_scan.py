@@ -1,21 +1,21 @@
 """check-data's source: a streaming, multi-core scan of FG-CLIP annotations -> counts, examples.
 
-Input is what FG-CLIP's `--data_path` takes (a `.jsonl`, a `.json` list, or a folder of them,
-sorted, not recursive), read as `fgclip.data.read_annotations` reads it; each record goes through
-`data_record.RecordChecker` (the subject's own `fgclip.boxes.box_problem` for every box).
+Input is what FG-CLIP's `--data_path` takes (a file, a `.txt` list of files, or a folder of
+`*.json` then `*.jsonl`; each file one JSON array or JSON Lines: sources/data/formats.py), read as
+`fgclip.data.read_annotations` reads it; each record goes through `data_record.RecordChecker`
+(the subject's own `fgclip.boxes.box_problem` for every box).
 
 Scaling (FG-CLIP: ~12M records, 40M boxes). A `.jsonl` is cut into fixed byte ranges
 (CHUNK_BYTES, whatever --workers is, so results never depend on it); a range owns the lines that
 *start* in it: its worker seeks there, skips to the next line start and streams its lines. Workers
 return counters, line counts and at most K examples per category, merged as they arrive: memory
 does not grow with the file. Example lines are range-local until the end, when the ranges' line
-counts make them absolute. A `.json` list is one document: streamed too (items decoded one at a
-time from a sliding buffer) but by one worker; a folder still spreads its files over the workers.
+counts make them absolute. A JSON array is one document: streamed too (ijson, one item at a
+time; examples cite the item's index) but by one worker; a folder spreads its files over them.
 """
 from __future__ import annotations
 
 import gc
-import json
 import multiprocessing
 import os
 import shutil
@@ -26,25 +26,25 @@ from pathlib import Path
 from typing import Callable
 
 from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.sources.data.formats import annotation_files, layout, read_array
 from fgclip_doctor.sources.data_record import CATEGORIES, INVALID, RecordChecker, ScanOptions, decode
 from fgclip_doctor.facts import Facts
 
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
 BLOCK_BYTES = 4 << 20  # read size inside a task
-MAX_JSON_ITEM = 64 << 20  # a .json list item larger than this is treated as broken JSON
 SIZE_KINDS = 1000  # distinct image sizes kept for "most common"
 _ORDER = {c: i for i, c in enumerate(CATEGORIES)}
 
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: the lines starting in [start, end) of a .jsonl, or a whole .json."""
+    """One unit of work: the lines starting in [start, end) of a JSON Lines file, or a whole array."""
 
     index: int
     file: str
     start: int
     end: int
-    kind: str  # "lines" | "json"
+    kind: str  # "lines" | "array"
     clean_part: str | None = None
 
 
@@ -52,7 +52,7 @@ class Task:
 class Tally:
     """Counters shared by one task's result and the merged scan."""
 
-    records: int = 0  # non-blank lines / list items, malformed ones included
+    records: int = 0  # non-blank lines / array items, malformed ones included
     boxes: int = 0
     valid_boxes: int = 0
     over_max_boxes: int = 0
@@ -103,25 +103,13 @@ class ScanResult(Tally):
         return self.counts.get(category, 0) / total if total else 0.0
 
 
-def annotation_files(path: Path) -> list[Path]:
-    """The files FG-CLIP's loader reads for `path` (DoctorInputError when there are none)."""
-    if not path.exists():
-        raise DoctorInputError(path, "no such file or directory")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file())
-        if not files:
-            raise DoctorInputError(path, "folder holds no .json or .jsonl annotation files")
-        return files
-    return [path]
-
-
 def plan(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Task]:
-    """Byte-range tasks: .jsonl files cut every chunk_bytes, .json files whole."""
+    """Byte-range tasks: JSON Lines files cut every chunk_bytes, JSON arrays whole."""
     tasks: list[Task] = []
     for f in files:
         size = f.stat().st_size
-        if f.suffix != ".jsonl":  # the loader json.load()s anything that is not .jsonl
-            tasks.append(Task(len(tasks), str(f), 0, size, "json"))
+        if layout(f) == "array":  # by the first byte, whatever the suffix (FG-CLIP json.load()s it)
+            tasks.append(Task(len(tasks), str(f), 0, size, "array"))
             continue
         for start in range(0, max(size, 1), chunk_bytes):
             tasks.append(Task(len(tasks), str(f), start, min(size, start + chunk_bytes), "lines"))
@@ -186,82 +174,6 @@ def _block(data: bytes, n: int, chk: RecordChecker) -> int:
     return n
 
 
-_WS = json.decoder.WHITESPACE.match  # JSON's own whitespace: space, tab, newline, return
-
-
-def _json_document(task: Task, chk: RecordChecker) -> int:
-    """Stream one .json document: a list of records (or one record), item by item."""
-    raw_decode = json.JSONDecoder().raw_decode
-    with open(task.file, encoding="utf-8") as fh:  # as the loader opens it (universal newlines)
-        buf, pos, line, eof = "", 0, 1, False
-
-        def more() -> bool:
-            nonlocal buf, pos, eof
-            if eof:
-                return False
-            chunk = fh.read(BLOCK_BYTES)
-            eof = not chunk
-            buf, pos = buf[pos:] + chunk, 0
-            return bool(chunk)
-
-        def skip_ws() -> str:  # the next non-blank character ("" at the end of the file)
-            nonlocal pos, line
-            while True:
-                end = _WS(buf, pos).end()
-                line += buf.count("\n", pos, end)
-                pos = end
-                if pos < len(buf) or not more():
-                    return buf[pos:pos + 1]
-
-        def broken(what: str) -> int:
-            chk.p.records += 1
-            chk.note("not_json", line, "not JSON (%s): the loader cannot read this file", what)
-            return line
-
-        def item():  # decode one value at pos, reading more while it is incomplete
-            nonlocal pos, line
-            while True:
-                try:
-                    value, end = raw_decode(buf, pos)
-                except json.JSONDecodeError as err:
-                    if len(buf) - pos > MAX_JSON_ITEM or not more():
-                        raise err
-                    continue
-                if end == len(buf) and more():  # a number may go on in the next block
-                    continue
-                line += buf.count("\n", pos, end)
-                pos = end
-                return value
-
-        try:
-            first = skip_ws()
-            if first == "":
-                return broken("empty document")
-            if first != "[":  # one record: the loader wraps it in a list
-                start = line
-                chk.record(start, item(), None)
-                return line if skip_ws() == "" else broken("extra data after the first value")
-            pos += 1
-            if skip_ws() == "]":
-                pos += 1
-            else:
-                while True:
-                    start = line
-                    chk.record(start, item(), None)
-                    c = skip_ws()
-                    pos += 1
-                    if c == "]":
-                        break
-                    if c != ",":
-                        return broken(f"expected ',' or ']', found {c!r}" if c else "unterminated list")
-                    skip_ws()
-            return line if skip_ws() == "" else broken("extra data after the list")
-        except (json.JSONDecodeError, RecursionError) as err:
-            return broken(f"{getattr(err, 'msg', err)}" + (f", col {err.colno}" if hasattr(err, "colno") else ""))
-        except UnicodeDecodeError:
-            return broken("not UTF-8")
-
-
 def run_task(job: tuple[ScanOptions, Task]) -> Partial:
     """Worker entry: scan one task. The cyclic GC is paused meanwhile: records are acyclic and
     die young, and json creates enough containers to trigger it every few records."""
@@ -272,7 +184,7 @@ def run_task(job: tuple[ScanOptions, Task]) -> Partial:
     gc.disable()
     try:
         chk = RecordChecker(opts, part, clean)
-        part.lines = (_lines if task.kind == "lines" else _json_document)(task, chk)
+        part.lines = (_lines if task.kind == "lines" else read_array)(task, chk)
     finally:
         if enabled:
             gc.enable()
