@@ -40,9 +40,9 @@ CATEGORIES = {
     "over_max": ("records", "more valid boxes than the loader keeps"),
     "missing_image": ("records", "image not found under --image-root"),
     "unreadable_image": ("records", "image found but PIL cannot open it"),
-    "loader_crash": ("records", "FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
-                                "an inverted or malformed box among the first max_boxes, or a "
-                                "missing field; the run stops there"),
+    "loader_crash": ("records", ("FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
+                                 "an inverted or malformed box among the first max_boxes, or a "
+                                 "missing field; the run stops there")),
 }
 #: what FG-CLIP's own loader does with each invalid box among the first max_anns of a record
 #: (train_fgclip.py / train_fgclip2.py __getitem__): it raises on an inverted one

@@ -309,6 +309,8 @@ def to_facts(result: ScanResult) -> Facts:
     for name in ("records", "boxes", "valid_boxes", "over_max_boxes"):
         facts.set(f"data.{name}", getattr(result, name), src)
     facts.set("data.invalid_boxes", sum(result.counts[c] for c in INVALID), src)
+    crashes = result.examples.get("loader_crash")
+    facts.set("data.crash.first", crashes[0] if crashes else None, src)
     kept = result.valid_boxes - result.over_max_boxes
     facts.set("data.boxes_per_image", kept / result.records if result.records else None, src)
     for cat, (unit, _) in CATEGORIES.items():

@@ -93,11 +93,12 @@ def _exact_items(file: str, chk) -> int:
     with open(file, encoding="utf-8") as fh:  # as the loader opens it
         buf, pos, eof = "", 0, False
 
-        def more() -> bool:
+        def more() -> bool:  # append a block (dropping what is before pos); False at the end
             nonlocal buf, pos, eof
             chunk = "" if eof else fh.read(BUF_BYTES)
             eof = not chunk
-            buf, pos = buf[pos:] + chunk, 0
+            if chunk:
+                buf, pos = buf[pos:] + chunk, 0
             return bool(chunk)
 
         def peek() -> str:  # the next non-blank character ("" at the end of the file)
