@@ -44,12 +44,6 @@ CATEGORIES = {
                                  "an inverted or malformed box among the first max_boxes, or a "
                                  "missing field; the run stops there")),
 }
-#: what FG-CLIP's own loader does with each invalid box among the first max_anns of a record
-#: (train_fgclip.py / train_fgclip2.py __getitem__): it raises on an inverted one
-#: (ValueError("Box coordinates are invalid.")) or one it cannot make a 4-number tensor of, and
-#: hands the others to RoIAlign without a word (NaN compares False, so NaN boxes pass too).
-CRASH = ("malformed", "inverted")
-SILENT = ("nonfinite", "zero_area", "out_of_range", "pixel_coords")
 
 
 @dataclass(frozen=True)
@@ -186,7 +180,9 @@ class RecordChecker:
         return True
 
 
-CRASHY = ("malformed", "nonfinite", "inverted")  # box_problem names FG-CLIP may raise on
+# box_problem names FG-CLIP's loader may raise on (NaN: only when another pair is inverted); it
+# hands zero-area and out-of-range boxes to RoIAlign without a word (checks/data.py CRASH, SILENT)
+CRASHY = ("malformed", "nonfinite", "inverted")
 _NUMBER = (int, float, bool)
 
 
