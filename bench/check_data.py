@@ -11,7 +11,15 @@ first 100k records and the whole 1M. Then, in the same run and on warm page cach
 Targets (issue 6): check-data >= 3x the baseline's records/s on the 2-core machine; peak memory
 within 1.2x between 100k and 1M records.
 
-    python bench/check_data.py [--records 1000000] [--small 100000] [--runs 1] [--keep DIR]
+`--layout array` (issue 11): the same records as one JSON array per file (FG-CLIP's native
+layout) at 100k, 300k (--mid) and 1M; the baseline `json.load`s the file and loops over it
+(at 100k and 300k only: at 1M it needs ~10 GB). Targets: check-data's records/s at 300k at least
+the baseline's; its peak memory 1M / 100k <= 1.2x while the baseline's grows with the file.
+In an array a truncated record would break the whole file, so that defect slot is a zero-area
+box there.
+
+    python bench/check_data.py [--layout jsonl|array] [--records 1000000] [--small 100000]
+                               [--mid 300000] [--runs 1] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -38,25 +46,39 @@ import json, sys
 from fgclip.boxes import box_problem, looks_like_pixels, smaller_than_cell
 counts = dict.fromkeys(["not_json", "not_object", "missing_fields", "malformed", "nonfinite",
     "inverted", "zero_area", "out_of_range", "pixel_coords", "tiny", "empty_caption",
-    "negatives_malformed", "negatives_short", "over_max"], 0)
+    "negatives_malformed", "negatives_short", "over_max", "loader_crash"], 0)
 records = boxes = 0
-with open(sys.argv[1], encoding="utf-8") as f:
+
+def fgclip_raises(e):  # FG-CLIP's __getitem__ on one of a record's first 4 entries
+    if not isinstance(e, dict) or "bbox" not in e:
+        return True
+    b = e["bbox"]
+    if not isinstance(b, (list, tuple)) or len(b) < 4 or not all(type(v) in (int, float, bool) for v in b[:4]):
+        return True
+    return b[0] > b[2] or b[1] > b[3]
+
+def lines(f):
     for line in f:
-        if not line.strip():
-            continue
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                yield ValueError
+with open(sys.argv[1], encoding="utf-8") as f:
+    for rec in (json.load(f) if sys.argv[2:] == ["array"] else lines(f)):
         records += 1
-        try:
-            rec = json.loads(line)
-        except ValueError:
+        if rec is ValueError:
             counts["not_json"] += 1
             continue
         if not isinstance(rec, dict):
             counts["not_object"] += 1
+            counts["loader_crash"] += 1
             continue
-        if any(not isinstance(rec.get(k), t) for k, t in
-               (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))) or not rec["f_path"]:
-            counts["missing_fields"] += 1
+        missing = any(not isinstance(rec.get(k), t) for k, t in
+               (("f_path", str), ("caption", str), ("short_caption", str), ("bbox_info", list))) or not rec["f_path"]
+        counts["missing_fields"] += missing
         info = rec.get("bbox_info") if isinstance(rec.get("bbox_info"), list) else []
+        counts["loader_crash"] += missing or any(fgclip_raises(e) for e in info[:4])
         valid = 0
         for e in info:
             boxes += 1
@@ -109,41 +131,54 @@ def templates(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def defect(i: int, good: str) -> tuple[str, str]:
-    """The defect for defect slot i: (line, category it adds one to)."""
+def defect(i: int, good: str, layout: str) -> tuple[str, tuple[str, ...]]:
+    """The defect for defect slot i: (record text, categories it adds one to)."""
     kind = (i // DEFECT_EVERY) % 4
-    if kind == 0:
-        return good[: len(good) // 2], "not_json"  # a truncated write
+    rec = json.loads(good)
+    if kind == 0 and layout == "jsonl":
+        return good[: len(good) // 2], ("not_json",)  # a truncated write
+    if kind == 0:  # in an array a truncated record breaks the file: a zero-area box instead
+        b = rec["bbox_info"][2]["bbox"]
+        rec["bbox_info"][2]["bbox"] = [b[0], b[1], b[0], b[3]]
+        return json.dumps(rec), ("zero_area",)
     if kind == 1:
-        rec = json.loads(good)
         rec["bbox_info"][0]["bbox"] = [12, 30, 200, 180]
-        return json.dumps(rec), "pixel_coords"
-    if kind == 2:
-        rec = json.loads(good)
+        return json.dumps(rec), ("pixel_coords",)
+    if kind == 2:  # among the first 4: FG-CLIP's loader raises on it
         b = rec["bbox_info"][1]["bbox"]
         rec["bbox_info"][1]["bbox"] = [b[2], b[1], b[0], b[3]]
-        return json.dumps(rec), "inverted"
-    rec = json.loads(good)
+        return json.dumps(rec), ("inverted", "loader_crash")
     del rec["bbox_info"]
-    return json.dumps(rec), "missing_fields"
+    return json.dumps(rec), ("missing_fields", "loader_crash")
 
 
-def generate(folder: Path, n: int, small: int) -> tuple[Path, Path, dict, dict]:
-    """Write big.jsonl (n records) and small.jsonl (its first `small`); known defect counts of each."""
-    pool = templates(1000)
-    known_small, known_big = {}, {}
-    with open(folder / "big.jsonl", "w") as big, open(folder / "small.jsonl", "w") as sm:
+def generate(folder: Path, sizes: dict[str, int], layout: str) -> dict[str, tuple[Path, dict]]:
+    """Write one file per size (each the first n records of the largest) in `layout`
+    ("jsonl" or "array"); {size name: (path, known defect counts)}."""
+    pool, n = templates(1000), max(sizes.values())
+    suffix = ".jsonl" if layout == "jsonl" else ".json"
+    out = {name: (folder / f"{name}{suffix}", {}) for name in sizes}
+    files = {name: open(path, "w") for name, (path, _) in out.items()}
+    try:
+        if layout == "array":
+            for f in files.values():
+                f.write("[")
         for i in range(n):
-            line = pool[i % len(pool)].replace("{IDX}", str(i), 1)
+            line, cats = pool[i % len(pool)].replace("{IDX}", str(i), 1), ()
             if i % DEFECT_EVERY == DEFECT_EVERY - 1:
-                line, cat = defect(i, line)
-                known_big[cat] = known_big.get(cat, 0) + 1
-                if i < small:
-                    known_small[cat] = known_small.get(cat, 0) + 1
-            big.write(line + "\n")
-            if i < small:
-                sm.write(line + "\n")
-    return folder / "small.jsonl", folder / "big.jsonl", known_small, known_big
+                line, cats = defect(i, line, layout)
+            for name, f in files.items():
+                if i < sizes[name]:
+                    f.write(line + "\n" if layout == "jsonl" else ("," if i else "") + line)
+                    for cat in cats:
+                        out[name][1][cat] = out[name][1].get(cat, 0) + 1
+        if layout == "array":
+            for f in files.values():
+                f.write("]\n")
+    finally:
+        for f in files.values():
+            f.close()
+    return out
 
 
 # Runs `cmd` as a fresh child and reports, for it and the workers it waited for: wall seconds,
@@ -178,58 +213,73 @@ def doctor_counts(stdout: str) -> tuple[int, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--layout", choices=("jsonl", "array"), default="jsonl")
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--small", type=int, default=100_000)
+    ap.add_argument("--mid", type=int, default=300_000, help="--layout array: the speed comparison's size")
     ap.add_argument("--runs", type=int, default=1, help="runs of each command (best is reported)")
     ap.add_argument("--keep", type=Path, help="generate into (or reuse) this folder instead of a temp dir")
     args = ap.parse_args()
+    array = args.layout == "array"
+    sizes = {"small": args.small, "big": args.records} | ({"mid": args.mid} if array else {})
+    baseline_sizes = ("small", "mid") if array else ("small", "big")  # json.load of 1M: ~10 GB
+    speed_size = "mid" if array else "big"
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bench-check-data-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t = time.perf_counter()
-        meta = tmp / "known.json"  # --keep: reuse files generated with the same sizes
-        if meta.exists() and json.loads(meta.read_text())["sizes"] == [args.records, args.small]:
-            known_small, known_big = json.loads(meta.read_text())["known"]
-            small, big = tmp / "small.jsonl", tmp / "big.jsonl"
+        meta = tmp / f"known-{args.layout}.json"  # --keep: reuse files generated with the same sizes
+        if meta.exists() and json.loads(meta.read_text())["sizes"] == sizes:
+            files = {k: (Path(p), known) for k, (p, known) in json.loads(meta.read_text())["files"].items()}
         else:
-            small, big, known_small, known_big = generate(tmp, args.records, args.small)
-            meta.write_text(json.dumps({"sizes": [args.records, args.small], "known": [known_small, known_big]}))
-        print(f"generated {args.records} records ({big.stat().st_size / 1e9:.2f} GB) and the first "
-              f"{args.small} in {time.perf_counter() - t:.0f} s; known defects in {args.records}: {known_big}")
-        for f in (small, big):  # warm page cache: both sides read from memory
+            files = generate(tmp, sizes, args.layout)
+            meta.write_text(json.dumps({"sizes": sizes, "files": {k: (str(p), kn) for k, (p, kn) in files.items()}}))
+        big = files["big"][0]
+        print(f"layout {args.layout}: generated {args.records} records ({big.stat().st_size / 1e9:.2f} GB) and the "
+              f"first {', '.join(str(sizes[k]) for k in sizes if k != 'big')} in {time.perf_counter() - t:.0f} s; "
+              f"known defects in {args.records}: {files['big'][1]}")
+        for f, _ in files.values():  # warm page cache: both sides read from memory
             with open(f, "rb") as fh:
                 while fh.read(1 << 24):
                     pass
         base_script = tmp / "baseline.py"
         base_script.write_text(BASELINE)
         best: dict[tuple[str, str], tuple[float, float, int, str]] = {}
+        order = sorted(sizes, key=sizes.get)
         for _ in range(args.runs):  # interleaved, so a busy moment hits both sides
-            for size, path in (("small", small), ("big", big)):
-                for name, cmd in (("baseline", [sys.executable, str(base_script), str(path)]),
-                                  ("check-data", doctor(path))):
+            for size in order:
+                path = files[size][0]
+                cmds = [("check-data", doctor(path))]
+                if size in baseline_sizes:
+                    cmds.insert(0, ("baseline", [sys.executable, str(base_script), str(path), args.layout]))
+                for name, cmd in cmds:
                     run = timed(cmd)
                     if (name, size) not in best or run[0] < best[(name, size)][0]:
                         best[(name, size)] = run
-        for size, known, n in (("small", known_small, args.small), ("big", known_big, args.records)):
-            base = json.loads(best[("baseline", size)][3])
+        for size in order:
+            known, n = files[size][1], sizes[size]
             records, counts = doctor_counts(best[("check-data", size)][3])
-            assert records == base["records"] == n, (records, base["records"], n)
-            assert counts == base["counts"], (counts, base["counts"])
-            assert {c: v for c, v in counts.items() if v} == known, (counts, known)
+            assert records == n and {c: v for c, v in counts.items() if v} == known, (size, counts, known)
+            if size in baseline_sizes:
+                base = json.loads(best[("baseline", size)][3])
+                assert base["records"] == n and counts == base["counts"], (size, counts, base)
         cpus = os.cpu_count()
-        print(f"machine: {cpus} cores; check-data counts == baseline counts == known defects (both sizes)")
+        print(f"machine: {cpus} cores; check-data counts == known defects (every size) == baseline counts "
+              f"({', '.join(baseline_sizes)})")
         print(f"{'':>12} {'records':>9} {'wall s':>8} {'records/s':>10} {'CPU s':>8} {'CPU us/rec':>10} {'peak RSS MiB':>13}")
-        for (name, size), (wall, cpu, peak, _) in sorted(best.items(), key=lambda kv: (kv[0][1] != "small", kv[0][0])):
-            n = args.small if size == "small" else args.records
+        for (name, size), (wall, cpu, peak, _) in sorted(best.items(), key=lambda kv: (sizes[kv[0][1]], kv[0][0])):
+            n = sizes[size]
             print(f"{name:>12} {n:>9} {wall:>8.2f} {n / wall:>10,.0f} {cpu:>8.2f} {cpu / n * 1e6:>10.1f} {peak / 1024:>13.1f}")
-        speed = best[("baseline", "big")][0] / best[("check-data", "big")][0]
-        speed_small = best[("baseline", "small")][0] / best[("check-data", "small")][0]
-        cpu_ratio = best[("baseline", "big")][1] / best[("check-data", "big")][1]
+        speed = best[("baseline", speed_size)][0] / best[("check-data", speed_size)][0]
+        cpu_ratio = best[("baseline", speed_size)][1] / best[("check-data", speed_size)][1]
         mem = best[("check-data", "big")][2] / best[("check-data", "small")][2]
-        print(f"speed-up (records/s) vs baseline at {args.records}: {speed:.2f}x (target >= 3x); at {args.small}: {speed_small:.2f}x")
-        print(f"CPU per record, baseline / check-data: {cpu_ratio:.2f}x (the speed-up a fully idle machine "
-              f"could add parallelism to: at most {cpu_ratio * min(cpus, 2 if cpus else 1):.2f}x on {min(cpus, 2)} cores)")
+        target = "1x" if array else "3x"
+        print(f"speed-up (records/s) vs baseline at {sizes[speed_size]}: {speed:.2f}x (target >= {target}); "
+              f"CPU per record, baseline / check-data: {cpu_ratio:.2f}x")
         print(f"check-data peak memory {args.records} / {args.small}: {mem:.3f}x (target <= 1.2x)")
+        if array:
+            grow = best[("baseline", "mid")][2] / best[("baseline", "small")][2]
+            print(f"baseline (json.load) peak memory {args.mid} / {args.small}: {grow:.2f}x")
         print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cpus} cores "
               "(other work on the machine takes cores from check-data's workers, not from the single-process baseline)")
     finally:

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from fgclip.boxes import box_problem
+from fgclip.data_files import data_files, layout
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -33,17 +34,17 @@ _MASK63 = (1 << 63) - 1
 
 
 def read_annotations(path) -> list[dict]:
-    """Load records from a ``.json`` list, a ``.jsonl`` file, or a folder of both (sorted by name)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
-        return [r for f in files for r in read_annotations(f)]
-    if path.suffix == ".jsonl":
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    with open(path) as f:
-        data = json.load(f)
-    return data if isinstance(data, list) else [data]
+    """Load records the way FG-CLIP's --data_path is read (fgclip.data_files): a file holding one
+    JSON array or JSON Lines (told apart by its first byte), a ``.txt`` list of such files, or a
+    folder of ``*.json`` then ``*.jsonl`` files."""
+    records: list = []
+    for file in data_files(path):
+        with open(file, encoding="utf-8") as f:
+            if layout(file) == "array":
+                records += json.load(f)
+            else:
+                records += [json.loads(line) for line in f if line.strip()]
+    return records
 
 
 def caption_id(text: str) -> int:

@@ -13,6 +13,8 @@ from fgclip_doctor.facts import Facts
 
 #: what the loader drops (fgclip.boxes.box_problem's names; pixel coordinates split out)
 INVALID = ("malformed", "nonfinite", "inverted", "zero_area", "out_of_range", "pixel_coords")
+#: FG-CLIP's own loader raises on the first two, and feeds the others to RoIAlign without a word
+CRASH, SILENT = ("malformed", "inverted"), ("nonfinite", "zero_area", "out_of_range", "pixel_coords")
 MALFORMED_RECORDS = ("not_json", "not_object", "missing_fields")
 SCAN_FIX = "`fgclip-doctor check-data DATA --write-clean CLEAN.jsonl` writes a filtered copy"
 TORCHVISION = "torchvision.ops.roi_align docs: boxes (x1, y1, x2, y2) with 0 <= x1 < x2, 0 <= y1 < y2"
@@ -69,9 +71,13 @@ def ratio_finding(facts: Facts, ctx: RuleContext, names: list[str], total_fact: 
            "(fgclip/boxes.py): not 4 numbers, NaN / Inf, inverted (x1 > x2 or y1 > y2), zero "
            "area, outside [0, 1] beyond 1e-6. Out-of-range boxes whose max coordinate is > 1.5 "
            "are counted as pixel coordinates. Fails when invalid / boxes exceeds "
-           "max_invalid_ratio; any pixel-coordinate box fails on its own.",
+           "max_invalid_ratio; any pixel-coordinate box fails on its own. A third finding "
+           "names the records FG-CLIP's own loader raises on (an inverted or malformed box "
+           "among the first max_boxes, a missing field): any fails, citing the first.",
       why="An invalid box gives a zero RoI feature and NaN after normalisation, or is silently "
-          "dropped by the loader (FG-CLIP's raised on inverted boxes and trained on the rest). "
+          "dropped by the subject's loader. FG-CLIP's own loader raises ValueError('Box "
+          "coordinates are invalid.') on an inverted box: the run stops at that record, hours "
+          "in; zero-area, out-of-range and NaN boxes it passes into RoIAlign without a word. "
           "Pixel coordinates in a pipeline that expects [0, 1] put every box outside the "
           "image: zero features everywhere, and a region loss stuck at chance.",
       example="bbox [120, 40, 380, 290] -> FAIL (pixel coordinates); [0.5, 0.2, 0.3, 0.4] -> "
@@ -82,8 +88,13 @@ def ratio_finding(facts: Facts, ctx: RuleContext, names: list[str], total_fact: 
 def box_valid(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """Two findings: invalid boxes against the ratio, and pixel coordinates (any fails)."""
     names = [box(n) for n in INVALID]
-    out = [ratio_finding(facts, ctx, names, "data.boxes", "boxes", "max_invalid_ratio",
-                         "boxes the loader drops", "invalid boxes")]
+    found = ratio_finding(facts, ctx, names, "data.boxes", "boxes", "max_invalid_ratio",
+                          "boxes the loader drops", "invalid boxes")
+    if found.status.value != "SKIP":
+        found.message += (f" (FG-CLIP's loader raises on {counted(facts, [box(n) for n in CRASH])}"
+                          f" among a record's first {facts.value('data.max_boxes')}; passes "
+                          f"{counted(facts, [box(n) for n in SILENT])} silently into RoIAlign)")
+    out = [found, loader_crash(facts, ctx)]
     if skip := ctx.require(facts, "data.boxes", box("pixel_coords"), subject="pixel coordinates"):
         return out + [skip]
     pixels, total = facts.value(box("pixel_coords")), facts.value("data.boxes")
@@ -96,6 +107,24 @@ def box_valid(facts: Facts, ctx: RuleContext) -> list[Finding]:
         out.append(ctx.passed(measured, "0", "no box looks like pixel coordinates",
                               ctx.sources_of(facts, "data.boxes"), "pixel coordinates"))
     return out
+
+
+def loader_crash(facts: Facts, ctx: RuleContext) -> Finding:
+    """Records FG-CLIP's own loader raises on: any fails, citing the first (the run stops there)."""
+    subject = "FG-CLIP loader crash"
+    if skip := ctx.require(facts, "data.records", record("loader_crash"), subject=subject):
+        return skip
+    n, total = facts.value(record("loader_crash")), facts.value("data.records")
+    silent = sum(facts.value(box(c), 0) for c in SILENT)
+    measured, expected = f"{n} of {total} records", "0"
+    if n:
+        return ctx.failed(measured, expected,
+                          f"FG-CLIP's loader (add_box_loss / use_hard_neg) raises on {n} records: "
+                          f"the run stops at record {facts.value('data.crash.first')}",
+                          examples(facts, "loader_crash"), subject)
+    return ctx.passed(measured, expected, "no record stops FG-CLIP's loader; "
+                      f"{silent} invalid boxes pass it silently into RoIAlign",
+                      ctx.sources_of(facts, "data.records"), subject)
 
 
 @rule("FGD505", "box-tiny", title="boxes cover at least one patch cell", severity="warn",

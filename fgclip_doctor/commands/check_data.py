@@ -16,6 +16,7 @@ from fgclip_doctor.checks.registry import run_rules, selected_rules
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
+from fgclip_doctor.sources.data.formats import layout
 from fgclip_doctor.sources.data.scan import (CATEGORIES, CHUNK_BYTES, ScanOptions, ScanResult,
                                              annotation_files, scan, sizes_summary, to_facts)
 
@@ -150,8 +151,8 @@ def build_report(path: Path, settings: Settings, image_root: Path | None = None,
     facts = to_facts(result)
     findings = run_rules(facts, "D", settings, command="check-data")
     lines = [f"fgclip-doctor check-data · {path} · {result.records} records · {result.boxes} boxes"]
-    if any(f.endswith(".json") for f in result.files) and len(result.files) == 1:
-        lines.append("note: a .json list is one document: streamed, but by one worker")
+    if len(result.files) == 1 and layout(result.files[0]) == "array":
+        lines.append("note: a JSON array is one document: streamed, but by one worker")
     return Report("check-data", str(path), facts, findings, title_lines=lines,
                   sections=[("Data", summary_table(result, seconds)),
                             ("Defects", defects_table(result))],

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgclip.data_files import data_files, layout
 from fgclip_doctor.errors import DoctorInputError
 
 
@@ -17,12 +18,6 @@ class AnnotationStats:
     records: int
     sampled: int
     boxes_per_image: float  # mean valid boxes kept per image (capped at max_boxes) in the sample
-
-
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
-    return [path]
 
 
 def _count_lines(path: Path) -> int:
@@ -35,12 +30,13 @@ def _count_lines(path: Path) -> int:
 
 
 def annotation_stats(path: Path, max_boxes: int = 4, sample: int = 2000) -> AnnotationStats:
-    """Records in a .json list / .jsonl / folder of them, and mean valid boxes per image."""
+    """Records in FG-CLIP's data layouts (JSON arrays or JSON Lines; a file, a .txt list of them, a
+    folder: fgclip.data_files), and mean valid boxes per image."""
     from fgclip.boxes import is_valid_box
 
     records, sampled_boxes, sampled = 0, 0, []
-    for file in _files(path):
-        if file.suffix == ".jsonl":
+    for file in data_files(path):
+        if layout(file) == "lines":
             records += _count_lines(file)
             with open(file, encoding="utf-8", errors="replace") as fh:
                 for line in fh:

@@ -39,6 +39,9 @@ CATEGORIES = {
     "over_max": ("records", "more valid boxes than the loader keeps"),
     "missing_image": ("records", "image not found under --image-root"),
     "unreadable_image": ("records", "image found but PIL cannot open it"),
+    "loader_crash": ("records", ("FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
+                                 "an inverted or malformed box among the first max_boxes, or a "
+                                 "missing field; the run stops there")),
 }
 
 
@@ -126,13 +129,15 @@ class RecordChecker:
         p.records += 1
         if type(rec) is not dict:
             note("not_object", line, "a JSON %s, not an object", type(rec).__name__)
+            note("loader_crash", line, "TypeError: item is a %s", type(rec).__name__)
             return
         get = rec.get
-        bad = ()
+        bad, crash = (), None
         if not (type(get("caption")) is str and type(get("short_caption")) is str
                 and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
             bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
-            note("missing_fields", line, "%s", ", ".join(_field_problem(rec, k) for k in bad))
+            crash = ", ".join(_field_problem(rec, k) for k in bad)
+            note("missing_fields", line, "%s", crash)
         info = get("bbox_info")
         info = info if type(info) is list else ()
         keep, kept, valid = self.keep, [], 0
@@ -147,6 +152,8 @@ class RecordChecker:
                 if problem == "out_of_range" and subject_boxes.looks_like_pixels(box):
                     problem = "pixel_coords"
                 note(problem, line, "box %d %.80r", i, box)
+                if crash is None and i < o.max_boxes and problem in CRASHY:
+                    crash = fgclip_raises(entry, i)
                 continue
             valid += 1
             if keep:
@@ -171,6 +178,8 @@ class RecordChecker:
                     note("negatives_short", line, "box %d: %d rewrites, %d needed", i, len(values), nneg)
         p.boxes += len(info)
         p.valid_boxes += valid
+        if crash is not None:
+            note("loader_crash", line, "%s", crash)
         if valid > o.max_boxes:
             p.over_max_boxes += valid - o.max_boxes
             note("over_max", line, "%d valid boxes, the loader keeps %d", valid, o.max_boxes)
@@ -205,6 +214,31 @@ class RecordChecker:
             return False
         self.p.add_size(size)
         return True
+
+
+# box_problem names FG-CLIP's loader may raise on (NaN: only when another pair is inverted); it
+# hands zero-area and out-of-range boxes to RoIAlign without a word (checks/data.py CRASH, SILENT)
+CRASHY = ("malformed", "nonfinite", "inverted")
+_NUMBER = (int, float, bool)
+
+
+def fgclip_raises(entry, i: int) -> str | None:
+    """What FG-CLIP's __getitem__ raises on bbox_info[i] (one of the first max_anns), or None.
+
+    It reads entry["bbox"], copies torch.tensor(box[:4]) into a 4-vector, then raises when
+    box[0] > box[2] or box[1] > box[3]: a NaN compares False and passes, a 5th number is cut.
+    """
+    if type(entry) is not dict:
+        return f"box {i}: TypeError (the entry is a {type(entry).__name__})"
+    box = entry.get("bbox")
+    if "bbox" not in entry:
+        return f"box {i}: KeyError 'bbox'"
+    if (type(box) not in (list, tuple) or len(box) < 4
+            or not all(type(v) in _NUMBER for v in box[:4])):
+        return f"box {i}: no 4-number tensor from {str(box)[:60]}"
+    if box[0] > box[2] or box[1] > box[3]:
+        return f'box {i} {str(box)[:60]}: ValueError("Box coordinates are invalid.")'
+    return None
 
 
 def _field_problem(rec: dict, key: str) -> str:

@@ -1,16 +1,17 @@
 """check-data's source: a streaming, multi-core scan of FG-CLIP annotations -> counts, examples.
 
-Input is what FG-CLIP's `--data_path` takes (a `.jsonl`, a `.json` list, or a folder of them,
-sorted, not recursive), read as `fgclip.data.read_annotations` reads it; each record goes through
-`record.RecordChecker` (the subject's own `fgclip.boxes.box_problem` for every box).
+Input is what FG-CLIP's `--data_path` takes (a file, a `.txt` list of files, or a folder of
+`*.json` then `*.jsonl`; each file one JSON array or JSON Lines: sources/data/formats.py), read as
+`fgclip.data.read_annotations` reads it; each record goes through `record.RecordChecker`
+(the subject's own `fgclip.boxes.box_problem` for every box).
 
 Scaling (FG-CLIP: ~12M records, 40M boxes). A `.jsonl` is cut into fixed byte ranges
 (CHUNK_BYTES, whatever --workers is, so results never depend on it); a range owns the lines that
 *start* in it: its worker seeks there, skips to the next line start and streams its lines. Workers
 return counters, line counts and at most K examples per category, merged as they arrive: memory
 does not grow with the file. Example lines are range-local until the end, when the ranges' line
-counts make them absolute. A `.json` list is one document: streamed too (items decoded one at a
-time from a sliding buffer) but by one worker; a folder still spreads its files over the workers.
+counts make them absolute. A JSON array is one document: streamed too (ijson, one item at a
+time; examples cite the item's index) but by one worker; a folder spreads its files over them.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from typing import Callable
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.data.formats import CHUNK_BYTES, Task, annotation_files, plan, read_task
+from fgclip_doctor.sources.data.formats import annotation_files
+from fgclip_doctor.sources.data.tasks import CHUNK_BYTES, Task, plan, read_task
 from fgclip_doctor.sources.data.record import (CATEGORIES, INVALID, TALLY_INTS, Partial, RecordChecker, ScanOptions,
                                                Tally)
 
@@ -185,6 +187,8 @@ def to_facts(result: ScanResult) -> Facts:
     for name in ("records", "boxes", "valid_boxes", "over_max_boxes"):
         facts.set(f"data.{name}", getattr(result, name), src)
     facts.set("data.invalid_boxes", sum(result.counts[c] for c in INVALID), src)
+    crashes = result.examples.get("loader_crash")
+    facts.set("data.crash.first", crashes[0] if crashes else None, src)
     kept = result.valid_boxes - result.over_max_boxes
     facts.set("data.boxes_per_image", kept / result.records if result.records else None, src)
     for cat, (unit, _) in CATEGORIES.items():

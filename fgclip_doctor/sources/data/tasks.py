@@ -1,0 +1,106 @@
+"""check-data's units of work: the files of a --data_path (formats.py) cut into tasks (`plan`:
+byte ranges of a JSON Lines file, a whole JSON array), and each task's records streamed through a
+RecordChecker (`read_task`).
+
+A range owns the lines that *start* in it: its worker seeks there, skips to the next line start
+and streams its lines. A JSON array is one document: streamed too (formats.read_array, one item
+at a time) but by one worker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fgclip_doctor.sources.data.formats import layout, read_array
+from fgclip_doctor.sources.data.record import RecordChecker, decode
+
+CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
+BLOCK_BYTES = 4 << 20  # read size inside a task
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: the lines starting in [start, end) of a JSON Lines file, or a whole array."""
+
+    index: int
+    file: str
+    start: int
+    end: int
+    kind: str  # "lines" | "array"
+    clean_part: str | None = None
+
+
+def plan(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Task]:
+    """Byte-range tasks: JSON Lines files cut every chunk_bytes, JSON arrays whole."""
+    tasks: list[Task] = []
+    for f in files:
+        size = f.stat().st_size
+        if layout(f) == "array":  # by the first byte, whatever the suffix (FG-CLIP json.load()s it)
+            tasks.append(Task(len(tasks), str(f), 0, size, "array"))
+            continue
+        for start in range(0, max(size, 1), chunk_bytes):
+            tasks.append(Task(len(tasks), str(f), start, min(size, start + chunk_bytes), "lines"))
+    return tasks
+
+
+# --- one task --------------------------------------------------------------------------------
+
+def _lines(task: Task, chk: RecordChecker) -> int:
+    """Stream the lines that start in [start, end); return how many (blank ones included)."""
+    n = 0
+    with open(task.file, "rb") as fh:
+        pos = task.start
+        if pos > 0:  # skip the line that started in the previous range
+            fh.seek(pos - 1)
+            pos += len(fh.readline()) - 1
+        tail = b""
+        while pos < task.end:
+            block = fh.read(BLOCK_BYTES)
+            data = tail + block
+            if not block:  # last line without a newline
+                data, tail = (data + b"\n" if data else b""), b""
+                if not data:
+                    break
+            cut = data.rfind(b"\n") + 1
+            data, tail = data[:cut], data[cut:]
+            limit = task.end - pos  # lines starting at or beyond `limit` belong to the next range
+            if limit < len(data):
+                data = data[:data.index(b"\n", limit - 1) + 1]
+            pos += len(data)
+            n = _block(data, n, chk)
+    return n
+
+
+def _block(data: bytes, n: int, chk: RecordChecker) -> int:
+    """Check the complete lines of `data` (decoded at once; per line if it is not UTF-8)."""
+    try:
+        lines = data.decode("utf-8").split("\n")
+        raws = None
+    except UnicodeDecodeError:
+        raws = data.split(b"\n")
+        lines = []
+        for raw in raws:
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                lines.append(err)
+    lines.pop()  # after the last newline
+    keep, record, loads = chk.clean is not None, chk.record, decode
+    for text in lines:
+        n += 1
+        if type(text) is not str:
+            chk.p.records += 1
+            chk.note("not_json", n, "not UTF-8 (byte %d)", text.start)
+        elif text and not text.isspace():  # the loader skips blank lines
+            try:
+                rec = loads(text)
+            except (ValueError, RecursionError) as err:
+                chk.not_json(n, err)
+                continue
+            record(n, rec, text.rstrip("\r") if keep else None)
+    return n
+
+
+def read_task(task: Task, chk: RecordChecker) -> int:
+    """Stream the task's records through `chk`; the lines the task owns (blank ones included)."""
+    return (_lines if task.kind == "lines" else read_array)(task, chk)
