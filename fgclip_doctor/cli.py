@@ -24,6 +24,7 @@ from fgclip_doctor.checks.registry import Rule, all_rules, get_rule
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.report import Report, emit
 from fgclip_doctor.settings import Settings, load_settings
+from fgclip_doctor.terminal import make_console
 
 class OneLineErrors(TyperGroup):
     """Usage errors (unknown option, bad value) as the one line every error gets, exit 2."""
@@ -73,6 +74,8 @@ SelectOpt = Annotated[Optional[list[str]], typer.Option(
 IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
     "--ignore", help="Skip these rules (slug, code or code prefix; repeatable or a,b).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Table: passes and skips as a count only.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Table: passes and skips in full too.")]
 
 
 @dataclass
@@ -86,6 +89,14 @@ class CommonOptions:
     ignore: Optional[list[str]] = None
     debug: bool = False
     expect: list[str] = field(default_factory=list)
+    quiet: bool = False
+    verbose: bool = False
+
+    def verbosity(self) -> int:
+        """-1 with -q, 1 with -v, else 0 (both given: a usage error)."""
+        if self.quiet and self.verbose:
+            raise DoctorUsageError("--quiet and --verbose together: choose one")
+        return -1 if self.quiet else 1 if self.verbose else 0
 
     def cli_values(self) -> dict[str, object]:
         """The values that override file settings (None / empty = not given)."""
@@ -116,7 +127,7 @@ def fail(err: BaseException, debug: bool = False) -> NoReturn:
 
 
 def _stdout_console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=False)
+    return make_console(sys.stdout)
 
 
 def _check_output(target: Optional[str], output: Optional[Path]) -> None:
@@ -136,12 +147,13 @@ def run_report(command: str, target: Optional[str], build: Callable[[Settings], 
     DoctorInputError, DoctorUsageError, OSError -> one line on stderr).
     """
     try:
+        verbosity = opts.verbosity()
         settings, _origin = load_settings(Path.cwd())
         settings = settings.merge(opts.cli_values())
         _check_output(target, opts.output)
         report = build(settings)
         report.strict = settings.strict
-        code = emit(report, settings.format or "table", opts.output, _stdout_console())
+        code = emit(report, settings.format or "table", opts.output, _stdout_console(), verbosity)
     except HANDLED_ERRORS as err:
         fail(err, opts.debug)
     raise typer.Exit(code)
@@ -221,13 +233,14 @@ def check_config_command(
         "--dataset-size", min=1, help="Training records, when the annotations are not readable here.")] = None,
     format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+    quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Check a launch before it runs: scales, warmups in both step units, negatives, resume, precision."""
     from fgclip_doctor.commands.check_config import build_report
 
     run_report("check-config", str(target) if target else None,
                lambda settings: build_report(target, settings, dataset_size),
-               CommonOptions(format, output, strict, select, ignore, debug))
+               CommonOptions(format, output, strict, select, ignore, debug, quiet=quiet, verbose=verbose))
 
 
 class Device(str, Enum):
@@ -252,13 +265,14 @@ def live_command(
         "--expect", help="Loss milestone, e.g. region_loss@50<1.0 (repeatable).")] = None,
     format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+    quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
     from fgclip_doctor.commands.live.command import build_report
 
     run_report("live", str(target) if target else None,
                lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
-               CommonOptions(format, output, strict, select, ignore, debug, expect=list(expect or [])))
+               CommonOptions(format, output, strict, select, ignore, debug, expect=list(expect or []), quiet=quiet, verbose=verbose))
 
 
 @app.command("inspect-ckpt")
@@ -274,13 +288,14 @@ def inspect_ckpt_command(
                                        "(needs matplotlib).")] = None,
     format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+    quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Verdicts from checkpoints without loading them: scales, bank, losses vs chance, NaN, LR state."""
     from fgclip_doctor.commands.inspect_ckpt import build_report
 
     run_report("inspect-ckpt", str(paths[0]) if len(paths) == 1 else None,
                lambda settings: build_report(paths, settings, scan, plot, output),
-               CommonOptions(format, output, strict, select, ignore, debug, list(expect or [])))
+               CommonOptions(format, output, strict, select, ignore, debug, list(expect or []), quiet=quiet, verbose=verbose))
 
 
 @app.command("check-data")
@@ -297,10 +312,11 @@ def check_data_command(
         "--write-clean", dir_okay=False, help="Write valid records with only valid boxes to this .jsonl (never in place).")] = None,
     format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
     select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+    quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Check annotations at dataset scale: box validity, tiny boxes, records, hard negatives, images."""
     from fgclip_doctor.commands.check_data import build_report
 
     run_report("check-data", str(data), lambda settings: build_report(
         data, settings, image_root, check_images, grid, workers, max_boxes, examples, write_clean=write_clean),
-        CommonOptions(format, output, strict, select, ignore, debug))
+        CommonOptions(format, output, strict, select, ignore, debug, quiet=quiet, verbose=verbose))

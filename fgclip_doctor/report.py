@@ -1,4 +1,5 @@
-"""The report: findings of one command as a rich table, JSON (a stable public schema) or JUnit XML.
+"""The report: findings of one command as a table for a person (laid out by report_layout), JSON
+(a stable public schema) or JUnit XML.
 
 JSON schema (stable; extra top-level keys come from `Report.extra`):
 
@@ -14,7 +15,6 @@ the output is strict JSON.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from fgclip_doctor import __version__
-from fgclip_doctor.checks.registry import Finding, Status, get_rule
+from fgclip_doctor.checks.registry import Finding, Status
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.report_layout import INDENT, finding_block, group_findings, one_liners, section_lines
+from fgclip_doctor.terminal import terminal_width
+from fgclip_doctor.text_wrap import display, wrap
 
-STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red",
-                Status.SKIP: "dim"}
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -169,73 +169,71 @@ def footer(findings: list[Finding], strict: bool) -> str:
             f" · exit {exit_code(findings, strict)}")
 
 
-def _title(f: Finding) -> str:
-    try:
-        return get_rule(f.code).title
-    except DoctorUsageError:  # a finding from a rule no longer registered
-        return f.rule
+def render_table(report: Report, console: Console, verbosity: int = 0) -> None:
+    """Print the report for a person, within `console.width` columns: the title lines, the
+    sections, the problems (FAIL, then WARN) as blocks, passes and skips one line each (only a
+    count with verbosity -1, blocks too with verbosity 1), then the footer line."""
+    for line in report_lines(report, console.width, verbosity):
+        console.print(line, soft_wrap=True)
 
 
-def findings_table(findings: list[Finding]) -> Table:
-    """The findings table: status, rule, what was checked, measured (+ sources), expected, fix."""
-    table = Table(show_lines=False, header_style="bold", expand=False)
-    for name in ("status", "rule", "what was checked", "measured", "expected", "fix"):
-        table.add_column(name, no_wrap=(name == "status"), overflow="fold")
-    for f in findings:
-        status = Status(f.status)
-        what = Text(_title(f))
-        if f.subject:
-            what.append(f" · {f.subject}", style="bold")
-        if f.message:
-            what.append("\n" + f.message, style="dim" if status is Status.PASS else "")
-        measured = Text(f.measured or "—")
-        for src in f.sources:
-            measured.append("\n" + src, style="dim")
-        table.add_row(Text(status.value, style=STATUS_STYLE[status]),
-                      Text(f"{f.code}\n{f.rule}"), what, measured, Text(f.expected or "—"),
-                      Text(f.fix if status in (Status.FAIL, Status.WARN) else ""))
-    return table
+def report_lines(report: Report, width: int, verbosity: int = 0) -> list[Text]:
+    """The lines `render_table` prints (each at most `width` cells)."""
+    lines: list[Text] = []
+    for i, title in enumerate(report.title_lines):
+        lines += wrap(Text(display(title), style="bold" if i == 0 else ""), width, indent=INDENT,
+                      first_indent=0)
+    for i, (title, body) in enumerate(report.sections):
+        lines += ([Text("")] if i else []) + section_lines(title, body, width)
+    order = (Status.FAIL, Status.WARN, Status.PASS, Status.SKIP)
+    ranked = sorted(report.findings, key=lambda f: order.index(Status(f.status)))
+    as_block = [verbosity > 0 or Status(f.status) in (Status.FAIL, Status.WARN) for f in ranked]
+    blocks = [f for f, b in zip(ranked, as_block) if b]
+    rest = [f for f, b in zip(ranked, as_block) if not b]
+    if blocks:  # one blank line above the problems; the blocks follow each other like mypy's
+        lines.append(Text(""))
+    for group in group_findings(blocks):
+        lines += finding_block(group, width)
+    if rest:
+        lines.append(Text(""))
+        if verbosity < 0:
+            c = summary(rest)
+            lines += wrap(Text(f"{c['pass']} PASS and {c['skip']} SKIP not listed (-q)", style="dim"), width)
+        else:
+            lines += one_liners(rest, width)
+    if not report.findings:
+        lines += [Text(""), Text("(no rules ran)")]
+    lines += [Text("")] + wrap(footer(report.findings, report.strict), width)
+    return lines
 
 
-def render_table(report: Report, console: Console) -> None:
-    """Print title lines, the sections, the findings table and the footer line."""
-    for i, line in enumerate(report.title_lines):
-        console.print(Text(line, style="bold" if i == 0 else ""))
-    for title, body in report.sections:
-        console.print(Group(Text(title, style="bold underline"), body))
-    console.print(Text("Findings", style="bold underline"))
-    if report.findings:
-        console.print(findings_table(report.findings))
-    else:
-        console.print("(no rules ran)")
-    console.print(footer(report.findings, report.strict))
-
-
-def render(report: Report, format: str, width: int = 120) -> str:
-    """The report as text in `format` (for table: plain text, no colour)."""
+def render(report: Report, format: str, width: int | None = None, verbosity: int = 0) -> str:
+    """The report as text in `format` (a table: plain text, no colour, `width` or the width
+    terminal.terminal_width gives)."""
     if format == "json":
         return json.dumps(to_json(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if format == "junit":
         return to_junit(report)
     if format == "table":
-        console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
-        render_table(report, console)
-        return console.export_text()
+        width = terminal_width() if width is None else width
+        return "".join(line.plain.rstrip() + "\n" for line in report_lines(report, width, verbosity))
     raise DoctorUsageError(f"unknown format {format!r} (table, json, junit)")
 
 
-def emit(report: Report, format: str, output: Path | None, console: Console) -> int:
+def emit(report: Report, format: str, output: Path | None, console: Console, verbosity: int = 0) -> int:
     """Write the report in `format` to `output`, or to the console when no output is given.
 
     The chosen format goes to exactly one place: with `--output FILE` the file gets it (a table
     as plain text) and nothing is printed; without, a table is printed with colour through
-    `console` and JSON / JUnit go to the console's file verbatim. Returns the exit code.
+    `console` and JSON / JUnit go to the console's file verbatim. A table written to a file has
+    the console's width. `verbosity`: -1 passes as a count (-q), 0 one line each, 1 in full (-v).
+    Returns the exit code.
     """
     if output is not None:
-        text = render(report, format)
+        text = render(report, format, console.width, verbosity)
         output.write_text(text, encoding="utf-8")
     elif format == "table":
-        render_table(report, console)
+        render_table(report, console, verbosity)
     else:
         console.file.write(render(report, format))
         console.file.flush()

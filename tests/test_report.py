@@ -123,10 +123,11 @@ def test_render_table():
     text = console.export_text()
     lines = text.splitlines()
     assert lines[0] == "fgclip-doctor check-config · train.sh"
-    assert text.index("Loss terms") < text.index("global 4.1 → 0.9") < text.index("Findings")
-    for word in ("status", "what was checked", "measured", "expected", "fix", "FGD901",
-                 "scale-max", "logit scale within its clamp", "· global", "train.sh:3 --scale",
-                 "fail message", "clamp it"):
+    # sections, then the problems (FAIL before WARN) as blocks, then passes and skips one line each
+    assert text.index("Loss terms") < text.index("global 4.1 → 0.9") < text.index("FAIL FGD901") \
+        < text.index("WARN FGD901") < text.index("PASS FGD901") < text.index("SKIP FGD901")
+    for word in ("scale-max · global", "fail message", "measured: 4.9", "expected: <= 4.6052",
+                 "from: train.sh:3 --scale", "fix: clamp it", "SKIP FGD901 scale-max  skip message"):
         assert word in text, word
     assert lines[-1] == "1 PASS · 1 WARN · 1 FAIL · 1 SKIP · exit 1"
 
