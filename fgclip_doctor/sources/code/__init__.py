@@ -1,0 +1,1 @@
+"""Reading training code: the static reader (reader/) and, after the layout move, subject facts."""
