@@ -162,6 +162,28 @@ FACTS: dict[str, str] = {
     "optim.group_names": "names of the saved optimizer groups (their index when unnamed)",
     "optim.group_sizes": "parameters in each saved optimizer group",
     "optim.group_counts": "{checkpoint: optimizer groups} over the checkpoints inspected",
+    # --- the static code reader (sources/code/reader): the launch's own training code --------
+    # `<term>` is a loss term (global, region, hardneg); sources are `file:line` in that code.
+    "code.entry_file": "the file the launch runs, as the launcher resolves it from its working directory",
+    "code.train_function": "`file:line name` of the function the entry's __main__ calls (through thin wrappers)",
+    "code.files_read": "the user's own modules the reader parsed (never site-packages)",
+    "code.parser": "the training code's parser: HfArgumentParser(<dataclasses>) or argparse.ArgumentParser",
+    "code.flags_known": "dests the real parser accepts (absent when a base TrainingArguments is not importable)",
+    "code.flags_accepted": "{dest: value} of the launch's flags, converted as the real parser converts them",
+    "code.flags_rejected": "[{flag, value, reason, source}] the real parser rejects (unknown, ambiguous, wrong type / choice)",
+    "code.logit_params": "{parameter: {init_from, at}} of every nn.Parameter named *logit_scale* / *logit_bias*",
+    "code.model": "the library model that computes the loss, e.g. `transformers AutoModel`",
+    "train.auto_resume_guards": "flags whose truth turns the auto-resume off (`not args.overwrite_output_dir`)",
+    "scale.<scale>.init_from": "where the scale's start value comes from: config.logit_scale_init_value, copy of logit_scale, flag <dest>, constant, random, pretrained weights",
+    "scale.<scale>.decayed": "True when the code's optimizer groups put the scale under weight decay",
+    "bias.global.init_from": "where the sigmoid loss's logit_bias starts (as scale.<scale>.init_from)",
+    "optim.group_lr_flags": "flags that give optimizer groups their own LR (text_model_lr)",
+    "features.gathered.<term>": "True when the term's features are gathered across ranks before its logits",
+    "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | mixed",
+    "loss.<term>.logit_bias": "True when a learned logit_bias enters the term's logits (SigLIP-style)",
+    "loss.<term>.errors_swallowed": "True when a bare `except:` / `except Exception:` without re-raise wraps the term",
+    "loss.world_size_from": "where the loss takes its world size: flag <dest>, torch.distributed, local batch only",
+    "loss.world_size": "the world size the loss uses when it comes from a flag (launch value or the code's default)",
 }
 
 

@@ -1,0 +1,250 @@
+"""Static reader of training code the doctor has never seen: stdlib `ast`, never import, never run.
+
+    reading = read_training_code("fgclip/train/train_mem.py", "script", cwd=checkout,
+                                 pythonpath=[], flags=[FlagInput("--learning_rate", "1e-6", "scripts/train.sh:31 --learning_rate")])
+    reading.facts       # Facts, every one with file:line provenance (names in vocabulary.FACTS)
+    reading.notes       # what could not be read, `path:line: why` (never a traceback)
+    reading.parser      # ParserSpec: the real options, types and defaults (None: no parser found)
+    reading.flags       # FlagTyping: accepted {dest: value+source}, rejected [flag, reason, source]
+    reading.default("learning_rate")   # (value, "file:line") of the code's own default, or None
+
+How check-config uses it (the lead wires this; the reader imports only the ground floor):
+1. From the launch (sources/launch): entry + entry_kind, the working directory the launch runs
+   in (the script's `cd` / `pushd`, else the directory check-config runs from), and the
+   launch's PYTHONPATH (`export PYTHONPATH=...` in the script, else the environment's, with
+   the doctor's own install dir left out). Flags: one FlagInput per `Launch.args` item, with
+   `option=ArgValue.flag`, `value=None` when the raw text has no value (`--do_train`),
+   `known=False` when `ArgValue.value is None`.
+2. When the entry is the bundled subject (`fgclip.train` in the doctor's own checkout), keep
+   the meta build; otherwise call read_training_code instead of falling back to HF defaults.
+3. Typed values and code defaults replace HF defaults: train.per_device_batch, train.grad_accum,
+   train.learning_rate, train.weight_decay, train.fp16 / bf16, train.epochs, train.max_steps,
+   train.output_dir come from `reading.flags.accepted[dest]` (source = the launch's line) or,
+   not given, from `reading.default(dest)` (source = the code's file:line, or the installed
+   TrainingArguments when the code's dataclass inherits it). A dest the parser does not have
+   gives no fact (open_clip: --batch-size -> batch_size, --precision amp is not fp16/bf16 in
+   HF's sense: map `precision` values amp/fp16 -> train.fp16, bf16/amp_bf16 -> train.bf16).
+4. Rules read: unknown-flag FGD303 <- code.flags_rejected (FAIL per item, PASS on []);
+   world-size FGD209 <- loss.world_size_from + loss.world_size (+ run.world_size);
+   loss-errors-swallowed FGD704 <- loss.<term>.errors_swallowed; resume-auto <- train.auto_resume;
+   logit-scale-decay <- scale.<scale>.decayed; logit-scale-clamp <- scale.clamp / clamp_max;
+   logit-scale-init: scale.<scale>.init_from == "copy of logit_scale" -> init = scale.global.base;
+   negatives-count: features.gathered.global False -> candidates.global = per_device_batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fgclip_doctor.facts import Facts
+from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
+from fgclip_doctor.sources.code.reader.entry import (
+    find_entry,
+    load_reachable,
+    search_roots,
+)
+from fgclip_doctor.sources.code.reader.flag_types import (
+    FlagInput,
+    FlagTyping,
+    type_flags,
+)
+from fgclip_doctor.sources.code.reader.losses import LossReading, read_losses
+from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
+from fgclip_doctor.sources.code.reader.program import Program
+from fgclip_doctor.sources.code.reader.resume import find_resume
+from fgclip_doctor.sources.code.reader.scales import (
+    ScaleParam,
+    find_clamps,
+    find_decay_rule,
+    find_scale_params,
+)
+from fgclip_doctor.sources.code.reader.source import Notes
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM
+
+__all__ = ["CodeReading", "FlagInput", "read_training_code"]
+
+
+@dataclass
+class CodeReading:
+    facts: Facts
+    notes: list[str]
+    files: list[str] = field(default_factory=list)  # user files read, as shown
+    parser: ParserSpec | None = None
+    flags: FlagTyping | None = None
+    losses: LossReading | None = None
+
+    def default(self, dest: str) -> tuple[Any, str] | None:
+        """The code's own default for `dest` and where it is declared (None: unknown)."""
+        opt = self.parser.option(dest) if self.parser else None
+        if opt is None or opt.default is UNKNOWN:
+            return None
+        return opt.default, opt.declared
+
+
+def read_training_code(entry: str, kind: str, cwd: str | Path, pythonpath: Sequence[str] = (),
+                       flags: Sequence[FlagInput] = ()) -> CodeReading:
+    """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts."""
+    cwd = Path(cwd).resolve()
+    notes = Notes()
+    program = Program(cwd, search_roots(entry, kind, cwd, list(pythonpath)), notes)
+    facts = Facts()
+    found = find_entry(program, entry, kind)
+    if found is None:
+        return CodeReading(facts, notes.lines)
+    files = load_reachable(program, [found.file])
+    complete = not notes.unread  # False facts ("no clamp") only from code read in full
+    facts.set("code.entry_file", found.file.rel, f"{found.file.rel}:1")
+    if found.main is not None:
+        fn = found.main
+        facts.set("code.train_function", f"{fn.file.rel}:{fn.node.lineno} {fn.node.name}", found.call_site)
+    facts.set("code.files_read", [f.rel for f in files], f"{found.file.rel}:1 and its imports")
+    reading = CodeReading(facts, notes.lines, [f.rel for f in files])
+    _parser_facts(reading, program, files, list(flags))
+    _resume_facts(reading, files, complete)
+    reading.losses = read_losses(program, files)
+    _scale_facts(reading, program, files, complete)
+    _loss_facts(reading, complete)
+    return reading
+
+
+def _parser_facts(reading: CodeReading, program: Program, files, flags: list[FlagInput]) -> None:
+    spec = find_parser(program, files)
+    if spec is None:
+        return
+    facts = reading.facts
+    reading.parser = spec
+    facts.set("code.parser", spec.describe(), spec.where)
+    if spec.unknown_base:
+        reading.notes.append(f"{spec.where}: {spec.unknown_base}")
+    else:
+        facts.set("code.flags_known", sorted({o.dest for o in spec.options}), spec.where)
+    if not flags:
+        return
+    reading.flags = typed = type_flags(spec, flags)
+    if spec.unknown_base:
+        return  # a flag may be one of the unknown base fields: nothing can be called rejected
+    facts.set("code.flags_rejected", [{"flag": r.option, "value": r.value, "reason": r.reason,
+                                       "source": r.source} for r in typed.rejected],
+              typed.rejected[0].source if typed.rejected else spec.where)
+    facts.set("code.flags_accepted", {d: a.value for d, a in typed.accepted.items()}, spec.where)
+
+
+def _resume_facts(reading: CodeReading, files, complete: bool) -> None:
+    resume = find_resume(files)
+    facts = reading.facts
+    if resume is None:
+        if complete and files:
+            facts.set("train.auto_resume", False, f"{files[0].rel}: no checkpoint-* glob nor "
+                      "get_last_checkpoint in the code read")
+        return
+    guards_given = [g for g in resume.guards if reading.flags and g in reading.flags.accepted
+                    and reading.flags.accepted[g].value]
+    if resume.auto and guards_given:
+        a = reading.flags.accepted[guards_given[0]]
+        facts.set("train.auto_resume", False, f"{resume.source} {resume.how}, off by {a.source}")
+    else:
+        facts.set("train.auto_resume", resume.auto, f"{resume.source} {resume.how}")
+    if resume.guards:
+        facts.set("train.auto_resume_guards", resume.guards, resume.source)
+
+
+def _flag_value(reading: CodeReading, dest: str) -> tuple[Any, str] | None:
+    if reading.flags and dest in reading.flags.accepted and reading.flags.accepted[dest].value is not None:
+        a = reading.flags.accepted[dest]
+        return a.value, a.source
+    return reading.default(dest)
+
+
+def _effective(params: list[ScaleParam], loaded_pretrained: bool) -> dict[str, ScaleParam]:
+    """attr -> the assignment that holds at the start (a later one in the train code wins)."""
+    out: dict[str, ScaleParam] = {}
+    for p in params:
+        canonical = SCALE_OF_PARAM.get(p.attr) or p.attr
+        key = canonical if "logit_bias" not in p.attr else p.attr
+        out[key] = p
+    return out
+
+
+def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) -> None:
+    facts, losses = reading.facts, reading.losses
+    params = find_scale_params(files)
+    pretrained = bool(losses and losses.model_at)
+    if losses and losses.hf_model:
+        at = losses.hf_at
+        params.append(ScaleParam("logit_scale", "pretrained weights", None, at, True))
+        if "Siglip" in losses.hf_model:
+            params.append(ScaleParam("logit_bias", "pretrained weights", None, at, True))
+    facts.set("code.logit_params", {p.attr: {"init_from": p.init_from, "at": p.at} for p in params} or None,
+              params[0].at if params else "")
+    for p in _effective(params, pretrained).values():
+        if "logit_bias" in p.attr:
+            facts.set("bias.global.init_from", p.init_from, p.at)
+            continue
+        scale = SCALE_OF_PARAM.get(p.attr)
+        if scale is None:
+            continue
+        from_weights = p.in_init and pretrained  # from_pretrained replaces an __init__ value
+        shown = f"{p.init_from} (replaced by the pretrained weights when they hold {p.attr})" \
+            if from_weights and p.init_from != "pretrained weights" else p.init_from
+        facts.set(f"scale.{scale}.init_from", shown, p.at)
+        if from_weights:
+            continue
+        if p.init_from == "constant":
+            facts.set(f"scale.{scale}.init", p.value, p.at)
+        elif p.init_from.startswith("flag ") and (v := _flag_value(reading, p.value)) is not None:
+            if isinstance(v[0], (int, float)) and not isinstance(v[0], bool):
+                facts.set(f"scale.{scale}.init", float(v[0]), f"{p.at} {p.init_from} = {v[1]}")
+    clamps = find_clamps(files)
+    if clamps:
+        facts.set("scale.clamp", True, clamps[0].at)
+        bounds = [c for c in clamps if c.max is not None]
+        if bounds:
+            top = max(bounds, key=lambda c: c.max)
+            facts.set("scale.clamp_max", top.max, top.at)
+    elif complete and params:
+        facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
+    rule = find_decay_rule(program, files)
+    if rule is not None:
+        for p in _effective(params, pretrained).values():
+            scale = SCALE_OF_PARAM.get(p.attr)
+            if scale:
+                facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), rule.at)
+        if rule.lr_flags:
+            facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
+
+
+def _loss_facts(reading: CodeReading, complete: bool) -> None:
+    facts, losses = reading.facts, reading.losses
+    if losses is None or not losses.terms:
+        return
+    if losses.hf_model:
+        facts.set("code.model", f"transformers {losses.hf_model}", losses.hf_at)
+    facts.set("loss.terms", sorted(losses.terms), next(iter(losses.terms.values())).gathered.get(
+        True, next(iter(losses.terms.values())).gathered.get(False, "")))
+    for name, term in losses.terms.items():
+        if len(term.kinds) == 1:
+            kind, at = next(iter(term.kinds.items()))
+            facts.set(f"loss.{name}.kind", kind, at)
+        elif term.kinds:
+            facts.set(f"loss.{name}.kind", "mixed", ", ".join(term.kinds.values()))
+        if len(term.gathered) == 1:
+            gathered, at = next(iter(term.gathered.items()))
+            note = " (transformers#22252: HF models compute the loss on the local batch)" if losses.hf_model else ""
+            facts.set(f"features.gathered.{name}", gathered, at + note)
+        if term.bias:
+            facts.set(f"loss.{name}.logit_bias", True, term.bias)
+        if term.swallowed:
+            facts.set(f"loss.{name}.errors_swallowed", True, term.swallowed)
+        elif complete:
+            where = next(iter(term.kinds.values()), "") or next(iter(term.gathered.values()), "")
+            facts.set(f"loss.{name}.errors_swallowed", False, where)
+    if "features.gathered.global" in facts:
+        facts.set("features.gathered", facts.value("features.gathered.global"), facts.source("features.gathered.global"))
+    if losses.world_size_from:
+        facts.set("loss.world_size_from", losses.world_size_from, losses.world_size_at)
+        if losses.world_size_from.startswith("flag "):
+            dest = losses.world_size_from[5:]
+            if (v := _flag_value(reading, dest)) is not None:
+                facts.set("loss.world_size", v[0], f"{losses.world_size_at} = {v[1]}")

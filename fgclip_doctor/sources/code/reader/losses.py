@@ -1,0 +1,294 @@
+"""Each loss term in the code: its kind, whether its features are gathered, its world size,
+whether errors around it are swallowed.
+
+The walk starts at the model's `forward` (the class the training function loads with
+`from_pretrained` or builds) and at every `*Loss` module's `forward`, and follows calls into the
+user's functions, binding arguments to parameters. A loss primitive (`F.cross_entropy`,
+`F.logsigmoid`, `binary_cross_entropy_with_logits`) belongs to the term of the logit scale its
+function reads: `logit_scale` -> global, `logit_scale_finegraind` / `_finegrained` -> region,
+`logit_scale_hardneg` -> hardneg, whether read as `self.<scale>`, through a local alias
+(`logit_scale = self.logit_scale.exp()`), or as a parameter the caller passed it to.
+A term is gathered when a function on the way to its primitive calls `all_gather`
+(torch.distributed or torch.distributed.nn), `torch.distributed.nn.all_reduce`, or a helper
+that does. A transformers model (AutoModel / CLIPModel ...) computes its loss on the local batch
+only (transformers#22252).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from fgclip_doctor.sources.code.reader.astutil import call_name, last
+from fgclip_doctor.sources.code.reader.program import Defn, External, Program
+from fgclip_doctor.sources.code.reader.source import SourceFile
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM
+
+SOFTMAX = {"cross_entropy", "CrossEntropyLoss", "nll_loss", "log_softmax"}
+SIGMOID = {"logsigmoid", "binary_cross_entropy_with_logits", "BCEWithLogitsLoss"}
+GATHER = {"all_gather", "all_gather_into_tensor", "all_gather_tensor_autograd", "_all_gather_base"}
+TERM_OF_SCALE = {"global": "global", "finegrained": "region", "hardneg": "hardneg"}
+HF_SIGMOID_MODELS = ("Siglip", "Siglip2")
+MAX_DEPTH = 12
+
+
+@dataclass
+class Term:
+    """What the walk learned about one loss term (merged over its primitives)."""
+
+    kinds: dict[str, str] = field(default_factory=dict)  # softmax|sigmoid -> file:line of the primitive
+    gathered: dict[bool, str] = field(default_factory=dict)  # gathered? -> file:line (the gather or the primitive)
+    swallowed: str = ""  # file:line of an `except` that swallows errors around it
+    bias: str = ""  # file:line where a logit_bias enters it
+    world_size_attr: str = ""  # file:line where it reads a `.world_size` attribute
+
+
+@dataclass
+class LossReading:
+    terms: dict[str, Term] = field(default_factory=dict)
+    hf_model: str = ""  # "AutoModel" when a transformers model computes the loss
+    hf_at: str = ""
+    model_at: str = ""  # where the model is loaded / built
+    world_size_from: str = ""  # "flag <dest>" | "torch.distributed" | "constant N" | "local batch only"
+    world_size_at: str = ""
+
+
+def _scale_of(attr: str) -> str | None:
+    """The scale an attribute is (`logit_scale_finegraind` -> finegrained); "bias" for a logit_bias."""
+    return "bias" if "logit_bias" in attr else SCALE_OF_PARAM.get(attr)
+
+
+def _swallowing(handler: ast.ExceptHandler) -> bool:
+    """A bare `except:` / `except Exception:` (or BaseException) whose body never re-raises."""
+    names = []
+    if handler.type is not None:
+        items = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        names = [last(ast.unparse(i)) for i in items]
+    broad = handler.type is None or any(n in ("Exception", "BaseException") for n in names)
+    return broad and not any(isinstance(n, ast.Raise) for s in handler.body for n in ast.walk(s))
+
+
+def _swallow_sites(fn: ast.AST, file: SourceFile) -> dict[int, str]:
+    """{id(node): file:line of the except} for every node inside a swallowing try body."""
+    out: dict[int, str] = {}
+    for t in ast.walk(fn):
+        if isinstance(t, ast.Try):
+            bad = next((h for h in t.handlers if _swallowing(h)), None)
+            if bad is not None:
+                for stmt in t.body:
+                    for n in ast.walk(stmt):
+                        out.setdefault(id(n), file.at(bad))
+    return out
+
+
+class _Walker:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.reading = LossReading()
+        self._seen: set[tuple] = set()
+        self._gathers: dict[int, bool] = {}
+        self._has_loss: dict[int, bool] = {}
+        self._frame_gather: dict[int, str] = {}  # id(function node) -> file:line of its gather
+
+    # --- per-function summaries (memoised, cycle-safe) --------------------------------------
+    def _callees(self, fn: Defn) -> list[tuple[ast.Call, Defn]]:
+        out = []
+        for n in ast.walk(fn.node):
+            if isinstance(n, ast.Call):
+                callee = self._resolve_call(fn, n)
+                if callee is not None:
+                    out.append((n, callee))
+        return out
+
+    def _resolve_call(self, fn: Defn, call: ast.Call) -> Defn | None:
+        func = call.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            cls = self._class_of(fn)
+            return self.program.method(cls, func.attr) if cls else None
+        sym = self.program.resolve(fn.file, func)
+        if isinstance(sym, Defn) and isinstance(sym.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return sym
+        return None
+
+    def _class_of(self, fn: Defn) -> Defn | None:
+        for node in ast.walk(fn.file.tree):
+            if isinstance(node, ast.ClassDef) and fn.node in node.body:
+                return Defn(fn.file, node)
+        return None
+
+    def _summary(self, fn: Defn, memo: dict[int, bool], direct, stack: frozenset = frozenset()) -> bool:
+        key = id(fn.node)
+        if key in memo:
+            return memo[key]
+        if key in stack:
+            return False
+        found = direct(fn) or any(self._summary(c, memo, direct, stack | {key}) for _, c in self._callees(fn))
+        memo[key] = found
+        return found
+
+    def gathers(self, fn: Defn) -> bool:
+        return self._summary(fn, self._gathers, _direct_gather)
+
+    def has_loss(self, fn: Defn) -> bool:
+        return self._summary(fn, self._has_loss, _direct_loss)
+
+    # --- the walk ---------------------------------------------------------------------------
+    def walk(self, fn: Defn, bindings: dict[str, frozenset], stack: list[Defn], swallowed: str) -> None:
+        key = (id(fn.node), tuple(sorted(bindings.items())), swallowed)
+        if key in self._seen or len(stack) > MAX_DEPTH:
+            return
+        self._seen.add(key)
+        stack = [*stack, fn]
+        aliases = _aliases(fn.node, bindings)
+        scales_here = _scales(fn.node, bindings, aliases)
+        sites = _swallow_sites(fn.node, fn.file)
+        gather_at = ""
+        for n in ast.walk(fn.node):
+            if not isinstance(n, ast.Call):
+                continue
+            name = last(call_name(n))
+            if name in GATHER or call_name(n).endswith("nn.all_reduce"):
+                gather_at = gather_at or fn.file.at(n)
+            elif (callee := self._resolve_call(fn, n)) and self.gathers(callee) and not self.has_loss(callee):
+                gather_at = gather_at or fn.file.at(n)  # a gather helper (open_clip's gather_features)
+        self._frame_gather[id(fn.node)] = gather_at
+        for n in ast.walk(fn.node):
+            if not isinstance(n, ast.Call):
+                continue
+            here = swallowed or sites.get(id(n), "")
+            name = last(call_name(n))
+            if name in SOFTMAX or name in SIGMOID:
+                own = _expr_scales(n, bindings, aliases)  # the logits' own scale, through aliases
+                scales = own if own - {"bias"} else own | scales_here
+                self._record(fn, n, "softmax" if name in SOFTMAX else "sigmoid", scales, stack, here)
+            elif (callee := self._resolve_call(fn, n)) is not None and self.has_loss(callee):
+                self.walk(callee, _bind(callee, n, bindings, aliases), stack, here)
+
+    def _record(self, fn: Defn, call: ast.Call, kind: str, scales: frozenset, stack: list[Defn],
+                swallowed: str) -> None:
+        at = fn.file.at(call)
+        gather = next((self._frame_gather[id(f.node)] for f in reversed(stack)
+                       if self._frame_gather.get(id(f.node))), "")
+        bias = at if "bias" in scales else ""
+        world = next((f.file.at(n) for f in stack[1:] or stack for n in ast.walk(f.node)
+                      if isinstance(n, ast.Attribute) and n.attr == "world_size"), "")
+        for scale in scales - {"bias"}:
+            term = self.reading.terms.setdefault(TERM_OF_SCALE[scale], Term())
+            term.kinds.setdefault(kind, at)
+            term.gathered.setdefault(bool(gather), gather or at)
+            term.swallowed = term.swallowed or swallowed
+            term.bias = term.bias or bias
+            term.world_size_attr = term.world_size_attr or world
+
+
+def _direct_gather(fn: Defn) -> bool:
+    return any(isinstance(n, ast.Call) and (last(call_name(n)) in GATHER or call_name(n).endswith("nn.all_reduce"))
+               for n in ast.walk(fn.node))
+
+
+def _direct_loss(fn: Defn) -> bool:
+    return any(isinstance(n, ast.Call) and last(call_name(n)) in SOFTMAX | SIGMOID for n in ast.walk(fn.node))
+
+
+def _expr_scales(expr: ast.AST, bindings: dict[str, frozenset], aliases: dict[str, frozenset]) -> frozenset:
+    out: set[str] = set()
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Attribute) and _scale_of(n.attr):
+            out.add(_scale_of(n.attr))
+        elif isinstance(n, ast.Name):
+            out |= bindings.get(n.id, aliases.get(n.id, frozenset()))
+    return frozenset(out)
+
+
+def _aliases(fn: ast.AST, bindings: dict[str, frozenset]) -> dict[str, frozenset]:
+    """Local names assigned from a scale (`logit_scale = self.logit_scale.exp()`), two passes for chains."""
+    aliases: dict[str, frozenset] = {}
+    for _ in range(2):
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+                s = _expr_scales(n.value, bindings, aliases)
+                if s:
+                    aliases[n.targets[0].id] = s
+    return aliases
+
+
+def _scales(fn: ast.AST, bindings: dict[str, frozenset], aliases: dict[str, frozenset]) -> frozenset:
+    """Scales a function reads: its own attributes, its bound parameters, its aliases."""
+    return _expr_scales(fn, bindings, aliases)
+
+
+def _bind(callee: Defn, call: ast.Call, bindings: dict, aliases: dict) -> dict[str, frozenset]:
+    params = [a.arg for a in callee.node.args.posonlyargs + callee.node.args.args]
+    if params and params[0] in ("self", "cls"):
+        params = params[1:]
+    out = {}
+    for p, arg in zip(params, call.args):
+        s = _expr_scales(arg, bindings, aliases)
+        if s:
+            out[p] = s
+    for kw in call.keywords:
+        if kw.arg and (s := _expr_scales(kw.value, bindings, aliases)):
+            out[kw.arg] = s
+    return out
+
+
+def _from_pretrained_models(program: Program, files: list[SourceFile]) -> list[tuple[SourceFile, ast.Call, object]]:
+    """(file, call, class symbol) for `X.from_pretrained(...)` / `X(config)` of a model class."""
+    out = []
+    for f in files:
+        for n in ast.walk(f.tree):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "from_pretrained":
+                sym = program.resolve(f, n.func.value)
+                if isinstance(sym, External) and sym.dotted.startswith("transformers") and last(sym.dotted).endswith("Model") or isinstance(sym, Defn) and isinstance(sym.node, ast.ClassDef) and program.method(sym, "forward"):
+                    out.append((f, n, sym))
+    return out
+
+
+def read_losses(program: Program, files: list[SourceFile]) -> LossReading:
+    walker = _Walker(program)
+    reading = walker.reading
+    roots: list[Defn] = []
+    for f, call, sym in _from_pretrained_models(program, files):
+        reading.model_at = reading.model_at or f.at(call)
+        if isinstance(sym, External):
+            reading.hf_model, reading.hf_at = last(sym.dotted), f.at(call)
+        elif (fwd := program.method(sym, "forward")) is not None:
+            roots.append(fwd)
+    for f in files:
+        for n in ast.walk(f.tree):
+            if isinstance(n, ast.ClassDef) and n.name.endswith("Loss"):
+                fwd = program.method(Defn(f, n), "forward")
+                if fwd is not None:
+                    roots.append(fwd)
+    for root in roots:  # a root's own parameter named like a scale (`logit_scale`) is that scale
+        params = [a.arg for a in root.node.args.args + root.node.args.kwonlyargs]
+        walker.walk(root, {p: frozenset({s}) for p in params if (s := _scale_of(p))}, [], "")
+    if reading.hf_model and not reading.terms:
+        kind = "sigmoid" if reading.hf_model.startswith(HF_SIGMOID_MODELS) else \
+            "softmax" if reading.hf_model != "AutoModel" else ""
+        reading.terms["global"] = Term({kind: reading.hf_at} if kind else {}, {False: reading.hf_at})
+        reading.world_size_from, reading.world_size_at = "local batch only", reading.hf_at
+    else:
+        _world_size(reading, files)
+    return reading
+
+
+def _world_size(reading: LossReading, files: list[SourceFile]) -> None:
+    """Where the world size the loss uses comes from: a flag, torch.distributed, a constant."""
+    if not reading.terms:
+        return
+    if any(t.world_size_attr for t in reading.terms.values()):
+        for f in files:
+            for n in ast.walk(f.tree):
+                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "world_size"
+                                                     for t in n.targets):
+                    v = n.value
+                    if isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and v.value.id.endswith("args") \
+                            and v.attr != "world_size":
+                        reading.world_size_from, reading.world_size_at = f"flag {v.attr}", f.at(n)
+                        return
+                    if any(isinstance(c, ast.Call) and last(call_name(c)) == "get_world_size" for c in ast.walk(v)):
+                        reading.world_size_from, reading.world_size_at = "torch.distributed", f.at(n)
+        return
+    gathered = [t.gathered[True] for t in reading.terms.values() if True in t.gathered]
+    if gathered:
+        reading.world_size_from, reading.world_size_at = "torch.distributed", gathered[0]

@@ -1,0 +1,227 @@
+"""Logit scales and biases in the code: where each starts, whether it is clamped, whether it decays.
+
+- Start: every `X.<name> = nn.Parameter(expr)` whose name holds `logit_scale` (FG-CLIP's
+  `logit_scale_finegraind` included) or `logit_bias`. `expr` says where the value comes from:
+  `config.logit_scale_init_value`, a constant (`np.log(1 / 0.07)`, `torch.ones([]) * 4.6052`),
+  a copy of the global scale (`torch.ones([]) * model.logit_scale`), a flag
+  (`torch.ones([]) * model_args.log_scale`), or random (`torch.randn(1)`). An assignment in the
+  training function, after `from_pretrained`, overrides the model's `__init__`.
+- Clamp: `.clamp(...)` / `.clamp_(...)` / `torch.clamp(...)` on a scale, its `.data`, or its
+  `.exp()` (a bound on exp(s) is a bound ln(bound) on s).
+- Decay: the functions that build optimizer groups (dicts with a "weight_decay" key, such as a
+  Trainer's `create_optimizer` override or open_clip's `exclude` lambda): a scale stays out of
+  weight decay only when a name test (`"logit_scale" in n`) or a shape test (`p.ndim < 2`) there
+  excludes it. A transformers Trainer without such an override decays every parameter but
+  norms and biases, logit scales included.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from fgclip_doctor.sources.code.reader.astutil import (
+    UNKNOWN,
+    call_name,
+    constant,
+    keyword,
+    last,
+)
+from fgclip_doctor.sources.code.reader.program import Defn, External, Program, dotted
+from fgclip_doctor.sources.code.reader.source import SourceFile
+
+HF_DEFAULT_DECAY = ("transformers Trainer.create_optimizer default: weight decay on every "
+                    "parameter but norms and biases")
+
+
+@dataclass
+class ScaleParam:
+    attr: str  # logit_scale_finegraind
+    init_from: str  # "config.logit_scale_init_value" | "copy of logit_scale" | "flag <dest>" | "constant" | "random" | "unknown"
+    value: Any  # the constant (ln-value), or the flag's dest for "flag"
+    at: str  # file:line of the assignment
+    in_init: bool  # assigned in a class's __init__ (weights loaded with from_pretrained replace it)
+
+
+@dataclass
+class Clamp:
+    at: str
+    max: float | None  # ln-value bound, None when only a minimum is given
+
+
+@dataclass
+class DecayRule:
+    at: str  # the function building the groups (or the HF default)
+    excluded_names: list[str] = field(default_factory=list)
+    excludes_scalars: bool = False
+    lr_flags: list[str] = field(default_factory=list)  # per-group LRs from args (text_model_lr)
+
+    def decays(self, param: str) -> bool:
+        return not (self.excludes_scalars or any(s in param for s in self.excluded_names))
+
+
+def is_logit_param(attr: str) -> bool:
+    return "logit_scale" in attr or "logit_bias" in attr
+
+
+def _ones_times(expr: ast.expr) -> ast.expr | None:
+    """`torch.ones([]) * x` / `x * torch.ones([])` -> x."""
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Mult):
+        for a, b in ((expr.left, expr.right), (expr.right, expr.left)):
+            if isinstance(a, ast.Call) and last(call_name(a)) in ("ones", "ones_like", "full"):
+                return b
+    return None
+
+
+def _param_default(fn: ast.FunctionDef | ast.AsyncFunctionDef | None, name: str) -> Any:
+    if fn is None:
+        return UNKNOWN
+    args = fn.args
+    pos = args.posonlyargs + args.args
+    for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
+        if a.arg == name:
+            return constant(d)
+    for a, d in zip(args.kwonlyargs, args.kw_defaults):
+        if a.arg == name and d is not None:
+            return constant(d)
+    return UNKNOWN
+
+
+def classify_init(expr: ast.expr, fn: ast.FunctionDef | ast.AsyncFunctionDef | None) -> tuple[str, Any]:
+    """(init_from, value) of the expression a scale Parameter is built from."""
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Attribute) and n.attr.endswith("logit_scale_init_value"):
+            return "config.logit_scale_init_value", None
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Attribute) and n.attr == "logit_scale":
+            return "copy of logit_scale", None
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id.endswith("args"):
+            return f"flag {n.attr}", n.attr
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Call) and last(call_name(n)) in ("randn", "rand", "randn_like", "empty"):
+            return "random", None
+    inner = _ones_times(expr) or expr
+    if isinstance(inner, ast.Call) and last(call_name(inner)) == "tensor" and inner.args:
+        inner = inner.args[0]
+    value = constant(inner)
+    if value is UNKNOWN and isinstance(inner, ast.Name):
+        value = _param_default(fn, inner.id)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "constant", float(value)
+    return "unknown", ast.unparse(expr)[:80]
+
+
+def find_scale_params(files: list[SourceFile]) -> list[ScaleParam]:
+    """Every logit scale / bias Parameter assignment, model __init__ ones first."""
+    out: list[ScaleParam] = []
+    for f in files:
+        for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for node in ast.walk(fn):
+                if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                        and last(call_name(node.value)) == "Parameter" and node.value.args):
+                    continue
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and is_logit_param(target.attr):
+                        init_from, value = classify_init(node.value.args[0], fn)
+                        out.append(ScaleParam(target.attr, init_from, value, f.at(node), fn.name == "__init__"))
+    out.sort(key=lambda p: not p.in_init)
+    return out
+
+
+def _scale_ref(node: ast.AST) -> str | None:
+    """The logit-scale attribute an expression reads (through `.data`, `.exp()`), if any."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute) and "logit_scale" in n.attr:
+            return n.attr
+    return None
+
+
+def _bound(call: ast.Call, method: bool) -> Any:
+    kw = keyword(call, "max")
+    if kw is not None:
+        return constant(kw)
+    index = 1 if method else 2  # x.clamp_(min, max) / torch.clamp(x, min, max)
+    return constant(call.args[index]) if len(call.args) > index else UNKNOWN
+
+
+def find_clamps(files: list[SourceFile]) -> list[Clamp]:
+    out = []
+    for f in files:
+        for node in ast.walk(f.tree):
+            if not isinstance(node, ast.Call) or last(call_name(node)) not in ("clamp", "clamp_", "clip", "clip_"):
+                continue
+            method = isinstance(node.func, ast.Attribute) and dotted(node.func.value) not in ("torch",)
+            subject = node.func.value if method else (node.args[0] if node.args else None)
+            if subject is None or _scale_ref(subject) is None:
+                continue
+            bound = _bound(node, method)
+            on_exp = any(isinstance(n, ast.Call) and last(call_name(n)) == "exp" for n in ast.walk(subject))
+            if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+                value = math.log(bound) if on_exp and bound > 0 else float(bound)
+                out.append(Clamp(f.at(node), value))
+            else:
+                out.append(Clamp(f.at(node), None))
+    return out
+
+
+def _exclusions(fn: ast.AST) -> tuple[list[str], bool]:
+    """Name substrings tested with `in` and whether a shape test (`p.ndim < 2`) excludes scalars."""
+    names, scalars = [], False
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Compare) and len(n.ops) == 1:
+            left, op, right = n.left, n.ops[0], n.comparators[0]
+            if isinstance(op, (ast.In, ast.NotIn)) and isinstance(left, ast.Constant) and isinstance(left.value, str):
+                names.append(left.value)
+            if isinstance(left, ast.Attribute) and left.attr == "ndim" and isinstance(op, (ast.Lt, ast.LtE)):
+                scalars = True
+    return list(dict.fromkeys(names)), scalars
+
+
+def _group_dicts(fn: ast.AST) -> list[ast.Dict]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Dict)
+            and any(isinstance(k, ast.Constant) and k.value == "weight_decay" for k in n.keys)]
+
+
+def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
+    out = []
+    for d in dicts:
+        for k, v in zip(d.keys, d.values):
+            if isinstance(k, ast.Constant) and k.value == "lr" and isinstance(v, ast.Attribute):
+                out.append(v.attr)
+    return list(dict.fromkeys(out))
+
+
+def find_decay_rule(program: Program, files: list[SourceFile]) -> DecayRule | None:
+    """How the code splits parameters into decay / no-decay groups (None: not seen)."""
+    for f in files:
+        for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            dicts = _group_dicts(fn)
+            if not dicts:
+                continue
+            names, scalars = _exclusions(fn)
+            for sub in ast.walk(f.tree):  # module-level `exclude = lambda n, p: ...` used by fn
+                if isinstance(sub, ast.Lambda) and sub.lineno < fn.lineno:
+                    more, s = _exclusions(sub)
+                    names, scalars = names + more, scalars or s
+            return DecayRule(f.at(fn), names, scalars, _lr_flags(dicts))
+    if _uses_hf_trainer(program, files):
+        return DecayRule(HF_DEFAULT_DECAY, ["bias", "layernorm", "norm"], False)
+    return None
+
+
+def _uses_hf_trainer(program: Program, files: list[SourceFile]) -> bool:
+    for f in files:
+        for node in ast.walk(f.tree):
+            if isinstance(node, ast.ClassDef):
+                for base in program.bases(Defn(f, node)):
+                    if isinstance(base, External) and base.dotted.startswith("transformers") \
+                            and last(base.dotted).endswith("Trainer"):
+                        return True
+            if isinstance(node, ast.Call):
+                sym = program.resolve(f, node.func)
+                if isinstance(sym, External) and sym.dotted.startswith("transformers") \
+                        and last(sym.dotted) == "Trainer":
+                    return True
+    return False
