@@ -8,6 +8,7 @@ doctor builds the model on the meta device and reads scalars lazily, so weights 
 
     python bench/check_config.py [--runs 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = [sys.executable, "-c", "import torch, transformers; from transformers import CLIPModel"]
 
-TINY = dict(text=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4),
-            vision=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                        image_size=64, patch_size=8), projection_dim=64)
-VIT_L14 = dict(text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
-               vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                           image_size=224, patch_size=14), projection_dim=768)
+TINY = dict(
+    text=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4),
+    vision=dict(
+        hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, image_size=64, patch_size=8
+    ),
+    projection_dim=64,
+)
+VIT_L14 = dict(
+    text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+    vision=dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+    ),
+    projection_dim=768,
+)
 
 
 def make_base(root: Path, spec: dict, tokenizer: Path) -> Path:
@@ -39,8 +53,14 @@ def make_base(root: Path, spec: dict, tokenizer: Path) -> Path:
 
     root.mkdir(parents=True)
     text = dict(spec["text"], vocab_size=49408, max_position_embeddings=77, eos_token_id=49407, bos_token_id=49406)
-    cfg = {"model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": spec["projection_dim"],
-           "logit_scale_init_value": 2.6592, "text_config": text, "vision_config": spec["vision"]}
+    cfg = {
+        "model_type": "clip",
+        "architectures": ["CLIPModel"],
+        "projection_dim": spec["projection_dim"],
+        "logit_scale_init_value": 2.6592,
+        "text_config": text,
+        "vision_config": spec["vision"],
+    }
     (root / "config.json").write_text(json.dumps(cfg))
     save_file({"logit_scale": np.array(math.log(100), dtype=np.float32)}, str(root / "model.safetensors"))
     for f in tokenizer.iterdir():
@@ -52,7 +72,7 @@ def launch(path: Path, base: Path) -> Path:
     path.write_text(f"""#!/usr/bin/env bash
 python -m fgclip.train --model_name_or_path {base} --base_model {base} --from_openai True \\
     --add_box_loss True --use_hard_neg True --per_device_train_batch_size 32 \\
-    --gradient_accumulation_steps 4 --max_steps 1000 --output_dir {path.parent / 'out'}
+    --gradient_accumulation_steps 4 --max_steps 1000 --output_dir {path.parent / "out"}
 """)
     return path
 
@@ -73,9 +93,11 @@ def main() -> None:
         tmp = Path(tmp)
         tok = generate(tmp / "data", n_train=4, n_val=1, images=False)["tokenizer"]
         doctor = [sys.executable, "-m", "fgclip_doctor", "check-config", "--format", "json"]
-        cmds = {"floor": FLOOR,
-                "doctor tiny": doctor + [str(launch(tmp / "tiny.sh", make_base(tmp / "tiny", TINY, tok)))],
-                "doctor ViT-L/14": doctor + [str(launch(tmp / "l14.sh", make_base(tmp / "l14", VIT_L14, tok)))]}
+        cmds = {
+            "floor": FLOOR,
+            "doctor tiny": doctor + [str(launch(tmp / "tiny.sh", make_base(tmp / "tiny", TINY, tok)))],
+            "doctor ViT-L/14": doctor + [str(launch(tmp / "l14.sh", make_base(tmp / "l14", VIT_L14, tok)))],
+        }
         check = subprocess.run(cmds["doctor tiny"], cwd=ROOT, capture_output=True, text=True)
         assert check.returncode in (0, 1), check.stderr
         times = {k: [] for k in cmds}

@@ -21,6 +21,7 @@ box there.
     python bench/check_data.py [--layout jsonl|array] [--records 1000000] [--small 100000]
                                [--mid 300000] [--runs 1] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ PLACES = ("at the top left", "at the top right", "in the centre", "at the bottom
 DEFECT_EVERY = 10_007  # a prime: defects land at varied offsets inside the byte ranges
 
 # The baseline: what one would write by hand. Same categories, same fgclip.boxes functions.
-BASELINE = r'''
+BASELINE = r"""
 import json, sys
 from fgclip.boxes import box_problem, looks_like_pixels, smaller_than_cell
 counts = dict.fromkeys(["not_json", "not_object", "missing_fields", "malformed", "nonfinite",
@@ -105,7 +106,7 @@ with open(sys.argv[1], encoding="utf-8") as f:
         if valid > 4:
             counts["over_max"] += 1
 print(json.dumps({"records": records, "boxes": boxes, "counts": counts}))
-'''
+"""
 
 
 def caption(rng: random.Random) -> str:
@@ -119,15 +120,34 @@ def templates(n: int, seed: int = 0) -> list[str]:
         info = []
         for _ in range(4):
             x1, y1 = rng.uniform(0, 0.5), rng.uniform(0, 0.5)
-            box = [round(x1, 4), round(y1, 4), round(x1 + rng.uniform(0.1, 0.5), 4), round(y1 + rng.uniform(0.1, 0.5), 4)]
+            box = [
+                round(x1, 4),
+                round(y1, 4),
+                round(x1 + rng.uniform(0.1, 0.5), 4),
+                round(y1 + rng.uniform(0.1, 0.5), 4),
+            ]
             short = caption(rng)
-            info.append({"bbox": box, "short_expr": short, "long_expr": f"a {short} of the image, drawn on grey",
-                         "flag_short_neg": 1, "short_expr_negs": {str(j): caption(rng) for j in range(10)}})
-        out.append(json.dumps({"f_path": "images/{IDX}.jpg",
-                               "caption": "a picture with four shapes on a plain grey background. there is "
-                                          + ", ".join(f"a {e['short_expr']}" for e in info) + ".",
-                               "short_caption": ", ".join(e["short_expr"].split(" at ")[0] for e in info),
-                               "bbox_info": info}))
+            info.append(
+                {
+                    "bbox": box,
+                    "short_expr": short,
+                    "long_expr": f"a {short} of the image, drawn on grey",
+                    "flag_short_neg": 1,
+                    "short_expr_negs": {str(j): caption(rng) for j in range(10)},
+                }
+            )
+        out.append(
+            json.dumps(
+                {
+                    "f_path": "images/{IDX}.jpg",
+                    "caption": "a picture with four shapes on a plain grey background. there is "
+                    + ", ".join(f"a {e['short_expr']}" for e in info)
+                    + ".",
+                    "short_caption": ", ".join(e["short_expr"].split(" at ")[0] for e in info),
+                    "bbox_info": info,
+                }
+            )
+        )
     return out
 
 
@@ -184,11 +204,13 @@ def generate(folder: Path, sizes: dict[str, int], layout: str) -> dict[str, tupl
 # Runs `cmd` as a fresh child and reports, for it and the workers it waited for: wall seconds,
 # CPU seconds (user + system) and the peak RSS of the largest process (KiB). RUSAGE_CHILDREN keeps
 # a running max / sum, hence one probe process per measurement.
-PROBE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-         "w = time.perf_counter() - t; r = resource.getrusage(resource.RUSAGE_CHILDREN); "
-         "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr[-2000:]); "
-         "sys.stderr.write(f'\\n@@{w} {r.ru_utime + r.ru_stime} {r.ru_maxrss} {p.returncode}')")
+PROBE = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "w = time.perf_counter() - t; r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr[-2000:]); "
+    "sys.stderr.write(f'\\n@@{w} {r.ru_utime + r.ru_stime} {r.ru_maxrss} {p.returncode}')"
+)
 
 
 def timed(cmd: list[str]) -> tuple[float, float, int, str]:
@@ -235,9 +257,11 @@ def main() -> None:
             files = generate(tmp, sizes, args.layout)
             meta.write_text(json.dumps({"sizes": sizes, "files": {k: (str(p), kn) for k, (p, kn) in files.items()}}))
         big = files["big"][0]
-        print(f"layout {args.layout}: generated {args.records} records ({big.stat().st_size / 1e9:.2f} GB) and the "
-              f"first {', '.join(str(sizes[k]) for k in sizes if k != 'big')} in {time.perf_counter() - t:.0f} s; "
-              f"known defects in {args.records}: {files['big'][1]}")
+        print(
+            f"layout {args.layout}: generated {args.records} records ({big.stat().st_size / 1e9:.2f} GB) and the "
+            f"first {', '.join(str(sizes[k]) for k in sizes if k != 'big')} in {time.perf_counter() - t:.0f} s; "
+            f"known defects in {args.records}: {files['big'][1]}"
+        )
         for f, _ in files.values():  # warm page cache: both sides read from memory
             with open(f, "rb") as fh:
                 while fh.read(1 << 24):
@@ -264,24 +288,36 @@ def main() -> None:
                 base = json.loads(best[("baseline", size)][3])
                 assert base["records"] == n and counts == base["counts"], (size, counts, base)
         cpus = os.cpu_count()
-        print(f"machine: {cpus} cores; check-data counts == known defects (every size) == baseline counts "
-              f"({', '.join(baseline_sizes)})")
-        print(f"{'':>12} {'records':>9} {'wall s':>8} {'records/s':>10} {'CPU s':>8} {'CPU us/rec':>10} {'peak RSS MiB':>13}")
+        print(
+            f"machine: {cpus} cores; check-data counts == known defects (every size) == baseline counts "
+            f"({', '.join(baseline_sizes)})"
+        )
+        print(
+            f"{'':>12} {'records':>9} {'wall s':>8} {'records/s':>10} {'CPU s':>8} {'CPU us/rec':>10} "
+            f"{'peak RSS MiB':>13}"
+        )
         for (name, size), (wall, cpu, peak, _) in sorted(best.items(), key=lambda kv: (sizes[kv[0][1]], kv[0][0])):
             n = sizes[size]
-            print(f"{name:>12} {n:>9} {wall:>8.2f} {n / wall:>10,.0f} {cpu:>8.2f} {cpu / n * 1e6:>10.1f} {peak / 1024:>13.1f}")
+            print(
+                f"{name:>12} {n:>9} {wall:>8.2f} {n / wall:>10,.0f} {cpu:>8.2f} {cpu / n * 1e6:>10.1f} "
+                f"{peak / 1024:>13.1f}"
+            )
         speed = best[("baseline", speed_size)][0] / best[("check-data", speed_size)][0]
         cpu_ratio = best[("baseline", speed_size)][1] / best[("check-data", speed_size)][1]
         mem = best[("check-data", "big")][2] / best[("check-data", "small")][2]
         target = "1x" if array else "3x"
-        print(f"speed-up (records/s) vs baseline at {sizes[speed_size]}: {speed:.2f}x (target >= {target}); "
-              f"CPU per record, baseline / check-data: {cpu_ratio:.2f}x")
+        print(
+            f"speed-up (records/s) vs baseline at {sizes[speed_size]}: {speed:.2f}x (target >= {target}); "
+            f"CPU per record, baseline / check-data: {cpu_ratio:.2f}x"
+        )
         print(f"check-data peak memory {args.records} / {args.small}: {mem:.3f}x (target <= 1.2x)")
         if array:
             grow = best[("baseline", "mid")][2] / best[("baseline", "small")][2]
             print(f"baseline (json.load) peak memory {args.mid} / {args.small}: {grow:.2f}x")
-        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cpus} cores "
-              "(other work on the machine takes cores from check-data's workers, not from the single-process baseline)")
+        print(
+            f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cpus} cores "
+            "(other work on the machine takes cores from check-data's workers, not from the single-process baseline)"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ ratios are lower bounds of what a cold disk gives.
 
     python bench/inspect_ckpt.py [--dir DIR] [--runs 5] [--keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,21 +47,26 @@ CHUNK = 4 * 1024 * 1024  # floats per write (16 MB)
 
 def vit_b16_shapes(m: float = 1.0) -> dict[str, list[int]]:
     """HF CLIPModel ViT-B/16 tensor names and shapes; widths times `m` (m=1: ~150 M params)."""
+
     def w(x: int) -> int:
         return int(round(x * m / 64)) * 64
 
     vw, tw, pd = w(768), w(512), w(512)
     shapes: dict[str, list[int]] = {
         "logit_scale": [],
-        "visual_projection.weight": [pd, vw], "text_projection.weight": [pd, tw],
+        "visual_projection.weight": [pd, vw],
+        "text_projection.weight": [pd, tw],
         "vision_model.embeddings.class_embedding": [vw],
         "vision_model.embeddings.patch_embedding.weight": [vw, 3, 16, 16],
         "vision_model.embeddings.position_embedding.weight": [197, vw],
-        "vision_model.pre_layrnorm.weight": [vw], "vision_model.pre_layrnorm.bias": [vw],
-        "vision_model.post_layernorm.weight": [vw], "vision_model.post_layernorm.bias": [vw],
+        "vision_model.pre_layrnorm.weight": [vw],
+        "vision_model.pre_layrnorm.bias": [vw],
+        "vision_model.post_layernorm.weight": [vw],
+        "vision_model.post_layernorm.bias": [vw],
         "text_model.embeddings.token_embedding.weight": [49408, tw],
         "text_model.embeddings.position_embedding.weight": [77, tw],
-        "text_model.final_layer_norm.weight": [tw], "text_model.final_layer_norm.bias": [tw],
+        "text_model.final_layer_norm.weight": [tw],
+        "text_model.final_layer_norm.bias": [tw],
     }
     for tower, width in (("vision_model", vw), ("text_model", tw)):
         for i in range(12):
@@ -144,24 +150,31 @@ def main() -> None:
             t = time.perf_counter()
             path = write_checkpoint(work / label, shapes)
             sizes[label] = path
-            print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB, {len(shapes)} tensors) "
-                  f"in {time.perf_counter() - t:.1f} s")
+            print(
+                f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB, {len(shapes)} tensors) "
+                f"in {time.perf_counter() - t:.1f} s"
+            )
         py = sys.executable
         cmds = {}
         for label, path in sizes.items():
-            cmds[f"inspect {label}"] = [py, "-m", "fgclip_doctor", "inspect-ckpt", str(path.parent),
-                                        "--format", "json"]
-            cmds[f"load {label}"] = [py, "-c", f"from safetensors.torch import load_file; "
-                                               f"print(len(load_file({str(path)!r})))"]
-            cmds[f"load-np {label}"] = [py, "-c", f"from safetensors.numpy import load_file; "
-                                                  f"print(len(load_file({str(path)!r})))"]
+            cmds[f"inspect {label}"] = [py, "-m", "fgclip_doctor", "inspect-ckpt", str(path.parent), "--format", "json"]
+            cmds[f"load {label}"] = [
+                py,
+                "-c",
+                f"from safetensors.torch import load_file; print(len(load_file({str(path)!r})))",
+            ]
+            cmds[f"load-np {label}"] = [
+                py,
+                "-c",
+                f"from safetensors.numpy import load_file; print(len(load_file({str(path)!r})))",
+            ]
         cmds["floor (rules X)"] = [py, "-m", "fgclip_doctor", "rules", "logit-scale-init"]
         names = list(cmds)
         times: dict[str, list[float]] = {n: [] for n in names}
         for n in names:  # one untimed pass: imports compiled, file pages in the cache
             timed(cmds[n])
         for r in range(args.runs):
-            order = names[r % len(names):] + names[:r % len(names)]  # interleaved, rotated
+            order = names[r % len(names) :] + names[: r % len(names)]  # interleaved, rotated
             for n in order:
                 times[n].append(timed(cmds[n]))
         med = {n: statistics.median(v) for n, v in times.items()}
@@ -177,8 +190,10 @@ def main() -> None:
         print(f"load / inspect at 6 GB:          {r3:5.1f}x")
         print(f"inspect 6 GB / inspect 600 MB:   {r2:5.2f}x  (target <= 1.2x) {'OK' if r2 <= 1.2 else 'MISSED'}")
         floor = med["floor (rules X)"]
-        print(f"inspect above the CLI floor:     {med['inspect 600MB'] - floor:.3f} s (600 MB), "
-              f"{med['inspect 6GB'] - floor:.3f} s (6 GB); floor {floor:.3f} s")
+        print(
+            f"inspect above the CLI floor:     {med['inspect 600MB'] - floor:.3f} s (600 MB), "
+            f"{med['inspect 6GB'] - floor:.3f} s (6 GB); floor {floor:.3f} s"
+        )
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -16,6 +16,7 @@ two synchronisations (both modes alike), so the time includes the queued kernels
 `--write-config FILE` writes the b16 config.json (the tokenizer's vocabulary) and exits: a launch
 with `--model_config FILE` then runs the same towers under `fgclip-doctor live`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,25 @@ import torch
 
 def vit_b16_config(tokenizer) -> dict:
     """HF CLIP ViT-B/16 tower shapes with the synthetic tokenizer's vocabulary and special ids."""
-    text = dict(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                num_attention_heads=8, max_position_embeddings=77, eos_token_id=tokenizer.eos_token_id,
-                bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                  image_size=224, patch_size=16)
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=12,
+        num_attention_heads=8,
+        max_position_embeddings=77,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=16,
+    )
     return {"model_type": "clip", "text_config": text, "vision_config": vision, "projection_dim": 512}
 
 
@@ -42,27 +57,35 @@ def build(size: str, batch: int, device: str, config_path: str):
 
     from fgclip.data import FGCLIPDataset, collate
     from fgclip.presets import preset_args
-    from fgclip.trainer import parameter_groups
     from fgclip.train import build_model, image_stats, parse
+    from fgclip.trainer import parameter_groups
 
     argv = preset_args("tiny") + ["--output_dir", "/tmp/fgclip-bench-live"]
     if size == "b16":  # from scratch with the b16 towers: drop the tiny base's weights
         i = argv.index("--from_openai")
-        argv[i:i + 2] = []
+        argv[i : i + 2] = []
         i = argv.index("--model_name_or_path")
-        argv[i:i + 2] = []
+        argv[i : i + 2] = []
         argv += ["--model_config", config_path, "--base_image_size", "224"]
     margs, dargs, targs = parse(argv)
     tok = AutoTokenizer.from_pretrained(margs.base_model)
     if size == "b16":
         with open(config_path, "w") as fh:
             json.dump(vit_b16_config(tok), fh)
-    data = FGCLIPDataset(dargs.data_path, dargs.image_folder, tok, image_size=dargs.base_image_size,
-                         add_box_loss=True, use_hard_neg=True, **image_stats(margs.base_model))
+    data = FGCLIPDataset(
+        dargs.data_path,
+        dargs.image_folder,
+        tok,
+        image_size=dargs.base_image_size,
+        add_box_loss=True,
+        use_hard_neg=True,
+        **image_stats(margs.base_model),
+    )
     model = build_model(margs, dargs, targs, tok).train().to(device)
     opt = torch.optim.AdamW(parameter_groups(model, 5e-4, 0.0), lr=5e-4)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=batch, shuffle=True, collate_fn=collate, generator=torch.Generator().manual_seed(0)
+    )
     batches = []  # decoded once and kept on the device: time the step, not the JPEGs or the copies
     for _, b in zip(range(16), loader):
         batches.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()})
@@ -98,8 +121,11 @@ def main() -> None:
     torch.manual_seed(0)
     cuda = args.device.startswith("cuda")
     model, opt, batches = build(args.size, args.batch, args.device, args.config)
-    autocast = (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)) if args.bf16 \
+    autocast = (
+        (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16))
+        if args.bf16
         else contextlib.nullcontext
+    )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = {"probes": [], "bare": []}
     state, i = SimpleNamespace(global_step=0), 0

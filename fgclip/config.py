@@ -3,6 +3,7 @@
 Every value here is a *default*; the training entry (fgclip/train.py) overrides them from flags.
 The doctor reads these defaults (on the meta device) to know what a launch will really use.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,16 +46,38 @@ class FGCLIPConfig(CLIPConfig):
     memory_bank_mask_same_caption: bool = True
 
 
-def tiny_config(vocab_size: int, eos_token_id: int, bos_token_id: int, pad_token_id: int = 0,
-                image_size: int = 64, patch_size: int = 8, width: int = 64, layers: int = 2,
-                projection_dim: int = 64, **overrides) -> FGCLIPConfig:
+def tiny_config(
+    vocab_size: int,
+    eos_token_id: int,
+    bos_token_id: int,
+    pad_token_id: int = 0,
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 64,
+    layers: int = 2,
+    projection_dim: int = 64,
+    **overrides,
+) -> FGCLIPConfig:
     """The CPU-sized towers used by the offline synthetic runs (seconds per step)."""
-    text = dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 4,
-                num_hidden_layers=layers, num_attention_heads=4, max_position_embeddings=77,
-                eos_token_id=eos_token_id, bos_token_id=bos_token_id, pad_token_id=pad_token_id,
-                projection_dim=projection_dim)
-    vision = dict(hidden_size=width, intermediate_size=width * 4, num_hidden_layers=layers,
-                  num_attention_heads=4, image_size=image_size, patch_size=patch_size,
-                  projection_dim=projection_dim)
-    return FGCLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim,
-                        **overrides)
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=width * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        eos_token_id=eos_token_id,
+        bos_token_id=bos_token_id,
+        pad_token_id=pad_token_id,
+        projection_dim=projection_dim,
+    )
+    vision = dict(
+        hidden_size=width,
+        intermediate_size=width * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=projection_dim,
+    )
+    return FGCLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim, **overrides)

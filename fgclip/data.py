@@ -77,9 +77,21 @@ class FGCLIPDataset(torch.utils.data.Dataset):
     valid boxes beyond ``max_boxes``).
     """
 
-    def __init__(self, data_path, image_folder, tokenizer, image_size=224, max_boxes=4,
-                 base_seq_length=77, max_seq_length=248, add_box_loss=True, use_hard_neg=True,
-                 num_hard_negatives=10, image_mean=CLIP_MEAN, image_std=CLIP_STD):
+    def __init__(
+        self,
+        data_path,
+        image_folder,
+        tokenizer,
+        image_size=224,
+        max_boxes=4,
+        base_seq_length=77,
+        max_seq_length=248,
+        add_box_loss=True,
+        use_hard_neg=True,
+        num_hard_negatives=10,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    ):
         if isinstance(tokenizer, (str, Path)):
             from transformers import AutoTokenizer
 
@@ -116,8 +128,9 @@ class FGCLIPDataset(torch.utils.data.Dataset):
 
     def _tok(self, texts: list[str], length: int) -> torch.Tensor:
         # [len(texts), length] long; truncation keeps eos (post-processor counts it)
-        return self.tokenizer(texts, max_length=length, padding="max_length", truncation=True,
-                              return_tensors="pt").input_ids
+        return self.tokenizer(
+            texts, max_length=length, padding="max_length", truncation=True, return_tensors="pt"
+        ).input_ids
 
     def _image(self, f_path: str) -> torch.Tensor:
         img = Image.open(self.image_folder / f_path).convert("RGB")
@@ -159,7 +172,7 @@ class FGCLIPDataset(torch.utils.data.Dataset):
             captions[k], ids[k] = cap, caption_id(cap)
             negs = _negatives(entry)
             if entry.get("flag_short_neg") == 1 and len(negs) >= N:
-                hard[k * (1 + N):(k + 1) * (1 + N)] = [cap] + negs[:N]
+                hard[k * (1 + N) : (k + 1) * (1 + N)] = [cap] + negs[:N]
                 valid[k] = True
         # one tokenizer call for every L-length text: [1 + K + K*(1+N), L]
         tok = self._tok([short] + captions + hard, L)
@@ -167,9 +180,9 @@ class FGCLIPDataset(torch.utils.data.Dataset):
             text_short=tok[0],
             boxes=boxes,
             box_nums=torch.tensor(len(kept), dtype=torch.long),
-            box_texts=tok[1:1 + K],  # [K, L]
+            box_texts=tok[1 : 1 + K],  # [K, L]
             box_caption_ids=ids,
-            hard_texts=tok[1 + K:].view(K, 1 + N, L),
+            hard_texts=tok[1 + K :].view(K, 1 + N, L),
             hard_valid=valid,
         )
         return out

@@ -29,9 +29,12 @@ def data_files(path) -> list[Path]:
     """The annotation files FG-CLIP's loader reads for ``path``, in its order."""
     path = Path(path)
     if path.is_dir():
+
         def named(suffix: str) -> list[Path]:
-            return sorted(p for p in path.iterdir()
-                          if p.suffix == suffix and not p.name.startswith(".") and p.is_file())
+            return sorted(
+                p for p in path.iterdir() if p.suffix == suffix and not p.name.startswith(".") and p.is_file()
+            )
+
         return named(".json") + named(".jsonl")
     if path.suffix == ".txt":
         return listed_files(path)

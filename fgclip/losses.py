@@ -4,6 +4,7 @@ Each head returns a `HeadOutput(logits, targets, loss)`; `logits` are the image-
 box->caption) rows whose columns are the candidates, so `logits.shape[1]` is the number of
 candidates each positive competes with and ln(candidates) is the chance level of the loss.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
 
 
 def gather_features(x: torch.Tensor) -> torch.Tensor:
@@ -81,9 +82,15 @@ class RegionContrastiveLoss(nn.Module):
         super().__init__()
         self.mask_same_caption = mask_same_caption
 
-    def forward(self, boxes: torch.Tensor, captions: torch.Tensor, logit_scale: torch.Tensor,
-                caption_ids: torch.Tensor | None = None, queue: torch.Tensor | None = None,
-                queue_ids: torch.Tensor | None = None) -> HeadOutput:
+    def forward(
+        self,
+        boxes: torch.Tensor,
+        captions: torch.Tensor,
+        logit_scale: torch.Tensor,
+        caption_ids: torch.Tensor | None = None,
+        queue: torch.Tensor | None = None,
+        queue_ids: torch.Tensor | None = None,
+    ) -> HeadOutput:
         # boxes, captions: [k, D] normalised; caption_ids [k]; queue [F, D], queue_ids [F].
         scale = logit_scale.exp()
         targets = torch.arange(boxes.shape[0], device=boxes.device)

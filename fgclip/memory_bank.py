@@ -6,6 +6,7 @@ The team's extension of FG-CLIP. Two properties matter to the doctor:
 - every piece of state is a persistent buffer, so the bank is saved in checkpoints and restored
   on resume (a non-persistent queue silently restarts random; lightly PR #993).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ DIAG_ENV = "ENABLE_RUNTIME_DIAG"
 class RegionMemoryBank(nn.Module):
     """FIFO queue of detached, L2-normalised region caption features and their caption ids."""
 
-    def __init__(self, dim: int, size: int = 128, warmup_forward_calls: int = 50,
-                 mask_same_caption: bool = True) -> None:
+    def __init__(
+        self, dim: int, size: int = 128, warmup_forward_calls: int = 50, mask_same_caption: bool = True
+    ) -> None:
         super().__init__()
         self.size = size
         self.warmup_forward_calls = warmup_forward_calls
@@ -64,7 +66,7 @@ class RegionMemoryBank(nn.Module):
         if k == 0:
             return
         if k > self.size:  # keep the newest entries only
-            feats, caption_ids, k = feats[-self.size:], caption_ids[-self.size:], self.size
+            feats, caption_ids, k = feats[-self.size :], caption_ids[-self.size :], self.size
         feats = F.normalize(feats.detach().float(), dim=1).to(self.queue.dtype)
         slots = (int(self.ptr) + torch.arange(k, device=self.queue.device)) % self.size  # wraps
         self.queue[slots] = feats
@@ -73,5 +75,7 @@ class RegionMemoryBank(nn.Module):
         self.fill.fill_(min(self.size, int(self.fill) + k))
 
     def extra_repr(self) -> str:
-        return (f"size={self.size}, warmup_forward_calls={self.warmup_forward_calls}, "
-                f"mask_same_caption={self.mask_same_caption}")
+        return (
+            f"size={self.size}, warmup_forward_calls={self.warmup_forward_calls}, "
+            f"mask_same_caption={self.mask_same_caption}"
+        )

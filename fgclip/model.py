@@ -4,6 +4,7 @@ Faithful to FG-CLIP v1 (360CVGroup/FG-CLIP `fgclip/model/clip_strc/fgclip.py`), 
 `roi_projection` and region memory bank. Parameter names follow transformers' CLIPModel, so an
 HF CLIP checkpoint loads straight in (`from_clip`).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,11 +32,11 @@ def stretch_positions(table: torch.Tensor, new_rows: int = 248, keep: int = 20) 
     rows = table.shape[0]
     assert new_rows == keep + 4 * (rows - keep), "FG-CLIP stretches exactly 4x after `keep` rows"
     base = table[keep:]  # [rows-keep, D]
-    nxt = torch.cat([table[keep + 1:], (2 * table[-1] - table[-2])[None]])  # next row, extrapolated
+    nxt = torch.cat([table[keep + 1 :], (2 * table[-1] - table[-2])[None]])  # next row, extrapolated
     out = torch.empty(new_rows, table.shape[1], dtype=table.dtype, device=table.device)
     out[:keep] = table[:keep]
     for j in range(4):
-        out[keep + j::4] = base + (j / 4) * (nxt - base)
+        out[keep + j :: 4] = base + (j / 4) * (nxt - base)
     return out
 
 
@@ -100,9 +101,13 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.tensor(float(init)))
         self.logit_scale_finegrained = nn.Parameter(torch.tensor(float(init if fine is None else fine)))
         self.logit_scale_hardneg = nn.Parameter(torch.tensor(float(init if hard is None else hard)))
-        self.memory_bank = (RegionMemoryBank(d, config.memory_bank_size, config.memory_bank_warmup_steps,
-                                             config.memory_bank_mask_same_caption)
-                            if config.use_memory_bank else None)
+        self.memory_bank = (
+            RegionMemoryBank(
+                d, config.memory_bank_size, config.memory_bank_warmup_steps, config.memory_bank_mask_same_caption
+            )
+            if config.use_memory_bank
+            else None
+        )
         self.global_head = GlobalContrastiveLoss()
         self.region_head = RegionContrastiveLoss(config.memory_bank_mask_same_caption)
         self.hardneg_head = HardNegativeLoss()
@@ -113,8 +118,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if module is self:
             c = self.config
             with torch.no_grad():
-                nn.init.normal_(self.visual_projection.weight, std=self.vision_model.config.hidden_size ** -0.5)
-                nn.init.normal_(self.text_projection.weight, std=self.text_model.config.hidden_size ** -0.5)
+                nn.init.normal_(self.visual_projection.weight, std=self.vision_model.config.hidden_size**-0.5)
+                nn.init.normal_(self.text_projection.weight, std=self.text_model.config.hidden_size**-0.5)
                 self.text_filip_projection.weight.copy_(self.text_projection.weight)
                 nn.init.eye_(self.roi_projection.weight)
                 nn.init.zeros_(self.roi_projection.bias)
@@ -125,9 +130,12 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 # Here, not in a LongShortTextEmbeddings branch: text_model is a PreTrainedModel, so
                 # its modules are initialised by CLIP's _init_weights and never reach this method.
                 emb = self.text_model.embeddings
-                hf_init.copy_(emb.long_position_embedding.weight,  # skipped for a loaded table
-                              stretch_positions(emb.position_embedding.weight,
-                                                emb.long_position_embedding.num_embeddings, c.keep_positions))
+                hf_init.copy_(
+                    emb.long_position_embedding.weight,  # skipped for a loaded table
+                    stretch_positions(
+                        emb.position_embedding.weight, emb.long_position_embedding.num_embeddings, c.keep_positions
+                    ),
+                )
         elif isinstance(module, RegionMemoryBank):
             # An empty bank for buffers a checkpoint lacks (e.g. FG-CLIP's own weights): from_pretrained
             # leaves them uninitialised otherwise. A private generator keeps the global RNG untouched.
@@ -155,7 +163,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         # cannot change its EOS state, so the pooled output is the same at a fraction of the cost.
         eos = self.text_model.eos_token_id
         pool_at = input_ids.argmax(-1) if eos == 2 else (input_ids == eos).int().argmax(-1)  # HF's rule
-        input_ids = input_ids[:, :int(pool_at.max()) + 1]
+        input_ids = input_ids[:, : int(pool_at.max()) + 1]
         emb = self.text_model.embeddings
         emb.use_long = long
         try:
@@ -193,12 +201,21 @@ class FGCLIPModel(CLIPPreTrainedModel):
         return F.normalize(feats[:, :, 0, 0], dim=-1).to(fmap.dtype)  # [k, D]
 
     # ---- forward --------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor, text_long: torch.Tensor | None = None,
-                text_short: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-                box_nums: torch.Tensor | None = None, box_texts: torch.Tensor | None = None,
-                box_caption_ids: torch.Tensor | None = None, hard_texts: torch.Tensor | None = None,
-                hard_valid: torch.Tensor | None = None, use_memory_bank: bool = True,
-                return_loss: bool = True, **_: object) -> FGCLIPOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        text_long: torch.Tensor | None = None,
+        text_short: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        box_nums: torch.Tensor | None = None,
+        box_texts: torch.Tensor | None = None,
+        box_caption_ids: torch.Tensor | None = None,
+        hard_texts: torch.Tensor | None = None,
+        hard_valid: torch.Tensor | None = None,
+        use_memory_bank: bool = True,
+        return_loss: bool = True,
+        **_: object,
+    ) -> FGCLIPOutput:
         """Named loss terms; `loss` = global + 0.1 * region + 0.5 * hardneg (FG-CLIP v1 weights)."""
         c = self.config
         want_region = c.add_box_loss and boxes is not None and box_nums is not None and box_texts is not None
@@ -230,9 +247,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
                         caps = self.encode_text(texts.flatten(0, 1)).view(h, n, -1)  # [h, 1 + n, D]
                         out.hardneg_loss = self.hardneg_head(box_feats[hard], caps, self.logit_scale_hardneg).loss
 
-        terms = [out.global_loss,
-                 None if out.region_loss is None else c.box_loss_weight * out.region_loss,
-                 None if out.hardneg_loss is None else c.hardneg_loss_weight * out.hardneg_loss]
+        terms = [
+            out.global_loss,
+            None if out.region_loss is None else c.box_loss_weight * out.region_loss,
+            None if out.hardneg_loss is None else c.hardneg_loss_weight * out.hardneg_loss,
+        ]
         terms = [t for t in terms if t is not None]
         if return_loss and terms:
             out.loss = sum(terms)
@@ -254,7 +273,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     # ---- loading --------------------------------------------------------------------------
     @classmethod
-    def from_clip(cls, path: str, new_scale_init: float | None = None, **overrides) -> "FGCLIPModel":
+    def from_clip(cls, path: str, new_scale_init: float | None = None, **overrides) -> FGCLIPModel:
         """Start FG-CLIP fine-tuning from an HF CLIP checkpoint dir (FG-CLIP's `--from_openai`).
 
         Copies the towers, projections and learned global scale; stretches the position table
@@ -264,10 +283,15 @@ class FGCLIPModel(CLIPPreTrainedModel):
         clip = CLIPModel.from_pretrained(path)
         base_scale = float(clip.logit_scale.detach())
         new = base_scale if new_scale_init is None else float(new_scale_init)
-        cfg = FGCLIPConfig(text_config=clip.config.text_config.to_dict(),
-                           vision_config=clip.config.vision_config.to_dict(),
-                           projection_dim=clip.config.projection_dim, logit_scale_init_value=base_scale,
-                           logit_scale_finegrained_init=new, logit_scale_hardneg_init=new, **overrides)
+        cfg = FGCLIPConfig(
+            text_config=clip.config.text_config.to_dict(),
+            vision_config=clip.config.vision_config.to_dict(),
+            projection_dim=clip.config.projection_dim,
+            logit_scale_init_value=base_scale,
+            logit_scale_finegrained_init=new,
+            logit_scale_hardneg_init=new,
+            **overrides,
+        )
         model = cls(cfg)
         missing, unexpected = model.load_state_dict(clip.state_dict(), strict=False)
         if unexpected:
@@ -275,6 +299,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         with torch.no_grad():
             emb = model.text_model.embeddings
             emb.long_position_embedding.weight.copy_(
-                stretch_positions(emb.position_embedding.weight, cfg.long_text_positions, cfg.keep_positions))
+                stretch_positions(emb.position_embedding.weight, cfg.long_text_positions, cfg.keep_positions)
+            )
             model.text_filip_projection.weight.copy_(model.text_projection.weight)
         return model

@@ -6,6 +6,7 @@
            gradient accumulation 8 (optimizer step 50) in a 40-step run that never reaches it;
            and the auto-resume that FG-CLIP's train script always does.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,10 +25,13 @@ TINY = """
 --dataloader_num_workers 0 --seed 0 --output_dir runs/tiny
 """
 
-SEED_BUG = TINY + """
+SEED_BUG = (
+    TINY
+    + """
 --logit_scale_init_value 2.6592 --memory_bank_warmup_steps 400
 --gradient_accumulation_steps 8 --max_steps 40 --save_steps 20 --output_dir runs/seed-bug
 """
+)
 
 PRESETS = {"tiny": TINY, "seed-bug": SEED_BUG}
 

@@ -15,12 +15,12 @@ contract them, then gather the needed columns and contract those.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-BoxesLike = Union[Tensor, Sequence[Tensor]]
+BoxesLike = Tensor | Sequence[Tensor]
 
 
 def _to_rois(boxes: BoxesLike, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -51,8 +51,11 @@ def _axis_weights(start: Tensor, size: Tensor, grid: Tensor, n_bins: int, n_samp
     i = torch.arange(n_samp, device=start.device, dtype=start.dtype)  # [S]
     g = grid.clamp(min=1).to(start.dtype)  # [K]
     # Same evaluation order as torchvision: start + p * bin + (i + .5) * bin / grid.
-    c = (start[:, None, None] + p[None, :, None] * bin_size[:, None, None]
-         + (i + 0.5)[None, None, :] * bin_size[:, None, None] / g[:, None, None])  # [K, B, S]
+    c = (
+        start[:, None, None]
+        + p[None, :, None] * bin_size[:, None, None]
+        + (i + 0.5)[None, None, :] * bin_size[:, None, None] / g[:, None, None]
+    )  # [K, B, S]
     # Samples beyond -1 / length contribute nothing; masked-out extra samples neither.
     keep = (c >= -1.0) & (c <= length) & (i[None, None, :] < grid[:, None, None])  # [K, B, S]
     c = c.clamp(min=0)  # c <= 0 -> 0
@@ -69,7 +72,7 @@ def _axis_weights(start: Tensor, size: Tensor, grid: Tensor, n_bins: int, n_samp
 def roi_align(
     input: Tensor,
     boxes: BoxesLike,
-    output_size: Union[int, Sequence[int]],
+    output_size: int | Sequence[int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = 2,
     aligned: bool = True,

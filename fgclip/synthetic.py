@@ -30,9 +30,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
-    "yellow": (240, 220, 40), "purple": (140, 60, 180), "orange": (250, 140, 30),
-    "white": (245, 245, 245), "black": (15, 15, 15), "pink": (250, 150, 200),
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (240, 220, 40),
+    "purple": (140, 60, 180),
+    "orange": (250, 140, 30),
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+    "pink": (250, 150, 200),
     "cyan": (40, 210, 220),
 }
 KINDS = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -49,14 +55,15 @@ POSITIONS = {
     "bottom": ("at the bottom", "near the bottom edge"),
     "bottom right": ("at the bottom right", "in the bottom right corner"),
 }
-_POS_GRID = (("top left", "top", "top right"), ("left", "center", "right"),
-             ("bottom left", "bottom", "bottom right"))
+_POS_GRID = (("top left", "top", "top right"), ("left", "center", "right"), ("bottom left", "bottom", "bottom right"))
 ATTRS = ("colour", "kind", "size", "position")
 _CHOICES = {"colour": tuple(COLOURS), "kind": KINDS, "size": SIZES, "position": tuple(POSITIONS)}
 NUM_HARD_NEGATIVES = 10
 # Fixed words of the long caption templates; part of the vocabulary.
-EXTRA_TEXT = ("a photo of a picture with shapes on plain textured grey background there is and "
-              "one two three four located of the image")
+EXTRA_TEXT = (
+    "a photo of a picture with shapes on plain textured grey background there is and "
+    "one two three four located of the image"
+)
 
 
 def short_expr(s: dict) -> str:
@@ -102,9 +109,14 @@ def _layout(rng: np.random.Generator, size: int) -> dict:
         side = max(4, min(cw, ch, int(size * frac)))
         x = cx1 + 1 + int(rng.integers(0, cw - side + 1))
         y = cy1 + 1 + int(rng.integers(0, ch - side + 1))
-        shapes.append({"colour": list(COLOURS)[int(rng.integers(len(COLOURS)))],
-                       "kind": KINDS[int(rng.integers(len(KINDS)))],
-                       "size": sz, "xy": (x, y, x + side, y + side)})
+        shapes.append(
+            {
+                "colour": list(COLOURS)[int(rng.integers(len(COLOURS)))],
+                "kind": KINDS[int(rng.integers(len(KINDS)))],
+                "size": sz,
+                "xy": (x, y, x + side, y + side),
+            }
+        )
     bg = int(rng.integers(95, 160))
     textured = bool(rng.random() < 0.5)
     return {"bg": bg, "textured": textured, "noise_seed": int(rng.integers(2**31)), "shapes": shapes}
@@ -160,13 +172,21 @@ def _record(lay: dict, boxes, f_path: str, rng: np.random.Generator) -> dict:
         attrs = {"colour": s["colour"], "kind": s["kind"], "size": s["size"], "position": _position(box)}
         shapes.append(attrs)
         negs = hard_negatives(attrs, rng)
-        info.append({"bbox": box, "short_expr": short_expr(attrs), "long_expr": long_expr(attrs),
-                     "flag_short_neg": 1, "short_expr_negs": {str(i): t for i, t in enumerate(negs)}})
+        info.append(
+            {
+                "bbox": box,
+                "short_expr": short_expr(attrs),
+                "long_expr": long_expr(attrs),
+                "flag_short_neg": 1,
+                "short_expr_negs": {str(i): t for i, t in enumerate(negs)},
+            }
+        )
     n = ("one", "two", "three", "four")[len(shapes) - 1]
     bg = "textured grey" if lay["textured"] else "plain grey"
     parts = [f"a {short_expr(a)}" for a in shapes]
-    caption = (f"a picture with {n} shapes on a {bg} background. there is "
-               + ", ".join(parts[:-1]) + f" and {parts[-1]}.")
+    caption = (
+        f"a picture with {n} shapes on a {bg} background. there is " + ", ".join(parts[:-1]) + f" and {parts[-1]}."
+    )
     names = [f"a {a['colour']} {a['kind']}" for a in shapes]
     short = ", ".join(names[:-1]) + f" and {names[-1]}"
     return {"f_path": f_path, "caption": caption, "short_caption": short, "bbox_info": info}
@@ -179,8 +199,9 @@ def all_words() -> list[str]:
     return words
 
 
-def generate(out_dir, n_train: int = 512, n_val: int = 64, image_size: int = 64, seed: int = 0,
-             *, images: bool = True) -> dict:
+def generate(
+    out_dir, n_train: int = 512, n_val: int = 64, image_size: int = 64, seed: int = 0, *, images: bool = True
+) -> dict:
     """Write the synthetic dataset to ``out_dir``; return the paths written.
 
     Record i of a split depends only on (seed, split, i), so a larger ``n``

@@ -21,8 +21,8 @@ eos the highest id means both rules pick the same token.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
@@ -35,9 +35,7 @@ PUNCTUATION = list(".,;:!?'\"-()")
 
 def _pre_tokenizer():
     # split on whitespace, then isolate every punctuation character
-    return pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
-    )
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")])
 
 
 def _normalizer():

@@ -4,6 +4,7 @@ Accepts FG-CLIP's own flags plus `--preset`, the scale init, the memory bank's s
 `--roi_projection_lr` and `--logit_scale_weight_decay`. Like FG-CLIP it auto-resumes whenever
 `output_dir` holds `checkpoint-*` (faithful and dangerous: the doctor warns about it).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,19 @@ from fgclip.trainer import FGCLIPTrainer
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str | None = field(default=None, metadata={"help": "HF CLIP (with --from_openai) or FG-CLIP dir"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "HF CLIP (with --from_openai) or FG-CLIP dir"}
+    )
     base_model: str | None = field(default=None, metadata={"help": "dir with the tokenizer and preprocessor"})
     model_config: str | None = field(default=None, metadata={"help": "config.json for training from scratch"})
     preset: str | None = field(default=None, metadata={"help": "tiny | seed-bug (flags prepended to yours)"})
     logit_scale_init_value: float | None = field(
-        default=None, metadata={"help": "ln-scale the new scales start at; None = the base's global scale "
-                                        "(fine-tuning) or 2.6592 (from scratch)"})
+        default=None,
+        metadata={
+            "help": "ln-scale the new scales start at; None = the base's global scale "
+            "(fine-tuning) or 2.6592 (from scratch)"
+        },
+    )
     memory_bank_size: int = 128
     memory_bank_warmup_steps: int = field(default=50, metadata={"help": "counted in FORWARD calls"})
     use_memory_bank: bool = True
@@ -76,10 +83,17 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArgum
 
 def config_overrides(margs: ModelArguments, dargs: DataArguments) -> dict:
     """FGCLIPConfig values this launch sets from its flags."""
-    return dict(memory_bank_size=margs.memory_bank_size, memory_bank_warmup_steps=margs.memory_bank_warmup_steps,
-                use_memory_bank=margs.use_memory_bank, memory_bank_mask_same_caption=margs.memory_bank_mask_same_caption,
-                clamp_logit_scale=margs.clamp_logit_scale, region_pool=margs.region_pool,
-                add_box_loss=dargs.add_box_loss, use_hard_neg=dargs.use_hard_neg, long_text_positions=dargs.max_seq_length)
+    return dict(
+        memory_bank_size=margs.memory_bank_size,
+        memory_bank_warmup_steps=margs.memory_bank_warmup_steps,
+        use_memory_bank=margs.use_memory_bank,
+        memory_bank_mask_same_caption=margs.memory_bank_mask_same_caption,
+        clamp_logit_scale=margs.clamp_logit_scale,
+        region_pool=margs.region_pool,
+        add_box_loss=dargs.add_box_loss,
+        use_hard_neg=dargs.use_hard_neg,
+        long_text_positions=dargs.max_seq_length,
+    )
 
 
 def build_model(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, tokenizer) -> FGCLIPModel:
@@ -97,14 +111,24 @@ def build_model(margs: ModelArguments, dargs: DataArguments, targs: TrainingArgu
     init = CLIP_INIT if margs.logit_scale_init_value is None else margs.logit_scale_init_value
     if margs.model_config:
         cfg_dict = json.loads(pathlib.Path(margs.model_config).read_text())
-        cfg = FGCLIPConfig(text_config=cfg_dict["text_config"], vision_config=cfg_dict["vision_config"],
-                           projection_dim=cfg_dict.get("projection_dim", 512), logit_scale_init_value=init, **overrides)
+        cfg = FGCLIPConfig(
+            text_config=cfg_dict["text_config"],
+            vision_config=cfg_dict["vision_config"],
+            projection_dim=cfg_dict.get("projection_dim", 512),
+            logit_scale_init_value=init,
+            **overrides,
+        )
     else:
         from fgclip.base_model import tiny_clip_config
 
         c = tiny_clip_config(tokenizer, dargs.base_image_size)
-        cfg = FGCLIPConfig(text_config=c.text_config.to_dict(), vision_config=c.vision_config.to_dict(),
-                           projection_dim=c.projection_dim, logit_scale_init_value=init, **overrides)
+        cfg = FGCLIPConfig(
+            text_config=c.text_config.to_dict(),
+            vision_config=c.vision_config.to_dict(),
+            projection_dim=c.projection_dim,
+            logit_scale_init_value=init,
+            **overrides,
+        )
     return FGCLIPModel(cfg)
 
 
@@ -124,16 +148,30 @@ def main(argv: list[str] | None = None) -> FGCLIPTrainer:
         raise SystemExit("FG-CLIP does not support fp16 training (the loss goes NaN); use --bf16")
     transformers.set_seed(targs.seed)
     tokenizer = AutoTokenizer.from_pretrained(margs.base_model or margs.model_name_or_path)
-    data = FGCLIPDataset(dargs.data_path, dargs.image_folder, tokenizer, image_size=dargs.base_image_size,
-                         max_boxes=dargs.max_boxes, base_seq_length=dargs.base_seq_length,
-                         max_seq_length=dargs.max_seq_length, add_box_loss=dargs.add_box_loss,
-                         use_hard_neg=dargs.use_hard_neg, **image_stats(margs.base_model))
+    data = FGCLIPDataset(
+        dargs.data_path,
+        dargs.image_folder,
+        tokenizer,
+        image_size=dargs.base_image_size,
+        max_boxes=dargs.max_boxes,
+        base_seq_length=dargs.base_seq_length,
+        max_seq_length=dargs.max_seq_length,
+        add_box_loss=dargs.add_box_loss,
+        use_hard_neg=dargs.use_hard_neg,
+        **image_stats(margs.base_model),
+    )
     if sum(data.dropped_boxes.values()) and targs.process_index == 0:
         print(f"[data] dropped boxes: {dict(data.dropped_boxes)}", flush=True)
     model = build_model(margs, dargs, targs, tokenizer)
-    trainer = FGCLIPTrainer(model=model, args=targs, train_dataset=data, data_collator=collate,
-                            text_model_lr=targs.text_model_lr, roi_projection_lr=targs.roi_projection_lr,
-                            logit_scale_weight_decay=targs.logit_scale_weight_decay)
+    trainer = FGCLIPTrainer(
+        model=model,
+        args=targs,
+        train_dataset=data,
+        data_collator=collate,
+        text_model_lr=targs.text_model_lr,
+        roi_projection_lr=targs.roi_projection_lr,
+        logit_scale_weight_decay=targs.logit_scale_weight_decay,
+    )
     if list(pathlib.Path(targs.output_dir).glob("checkpoint-*")):
         trainer.train(resume_from_checkpoint=True)  # FG-CLIP: silently restores the old state
     else:

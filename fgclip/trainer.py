@@ -1,4 +1,5 @@
 """FGCLIPTrainer: HF Trainer with FG-CLIP's parameter groups, per-term logging and scale clamping."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
-def parameter_groups(model, lr: float, weight_decay: float, text_model_lr: float | None = None,
-                     roi_projection_lr: float | None = None, logit_scale_weight_decay: bool = False) -> list[dict]:
+def parameter_groups(
+    model,
+    lr: float,
+    weight_decay: float,
+    text_model_lr: float | None = None,
+    roi_projection_lr: float | None = None,
+    logit_scale_weight_decay: bool = False,
+) -> list[dict]:
     """Named optimizer groups: logit_scales, roi_projection, text (decay / no_decay), other (decay / no_decay).
 
     Every group carries a "name" so the doctor (and a reader of the optimizer state) can tell
@@ -28,7 +35,9 @@ def parameter_groups(model, lr: float, weight_decay: float, text_model_lr: float
     groups: dict[str, dict] = {}
 
     def add(name: str, param, group_lr: float, wd: float) -> None:
-        groups.setdefault(name, {"name": name, "params": [], "lr": group_lr, "weight_decay": wd})["params"].append(param)
+        groups.setdefault(name, {"name": name, "params": [], "lr": group_lr, "weight_decay": wd})["params"].append(
+            param
+        )
 
     for pname, p in model.named_parameters():
         if not p.requires_grad:
@@ -48,8 +57,14 @@ def parameter_groups(model, lr: float, weight_decay: float, text_model_lr: float
 class FGCLIPTrainer(Trainer):
     """Trainer that logs every loss term and exp of every logit scale, and clamps the scales."""
 
-    def __init__(self, *args, text_model_lr: float | None = None, roi_projection_lr: float | None = None,
-                 logit_scale_weight_decay: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        text_model_lr: float | None = None,
+        roi_projection_lr: float | None = None,
+        logit_scale_weight_decay: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.text_model_lr = text_model_lr
         self.roi_projection_lr = roi_projection_lr
@@ -61,8 +76,14 @@ class FGCLIPTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             model = _unwrap(model if model is not None else self.model)
-            groups = parameter_groups(model, self.args.learning_rate, self.args.weight_decay, self.text_model_lr,
-                                      self.roi_projection_lr, self.logit_scale_weight_decay)
+            groups = parameter_groups(
+                model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.text_model_lr,
+                self.roi_projection_lr,
+                self.logit_scale_weight_decay,
+            )
             cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
             kwargs.pop("lr", None)
             self.optimizer = cls(groups, lr=self.args.learning_rate, **kwargs)
@@ -105,7 +126,10 @@ class FGCLIPTrainer(Trainer):
         self._diag_printed = True
         if hasattr(model, "logit_scales") and self.args.process_index == 0:
             for name, p in model.logit_scales().items():
-                label = {"logit_scale": "global", "logit_scale_finegrained": "finegrained",
-                         "logit_scale_hardneg": "hardneg"}[name]
+                label = {
+                    "logit_scale": "global",
+                    "logit_scale_finegrained": "finegrained",
+                    "logit_scale_hardneg": "hardneg",
+                }[name]
                 v = float(p.detach().float())
                 print(f"logit_scale ({label}): {v:.6f} (exp={torch.tensor(v).exp().item():.4f})", flush=True)

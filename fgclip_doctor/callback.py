@@ -7,6 +7,7 @@ The probes (probes/callback.py) measure; this module gives them their judge: at 
 the probe record becomes facts on top of `base_facts` (sources/live.py) and the live ("L")
 rules run on them (checks/). Sits above checks and sources; probes never import either.
 """
+
 from __future__ import annotations
 
 from fgclip_doctor.checks.registry import Finding, run_rules
@@ -21,8 +22,14 @@ class DoctorCallback(ProbeCallback):
     """ProbeCallback judged by the live rules; `abort_on="fail"` judges only with `base_facts`
     (the launch's facts: the expectations the measurements are held to)."""
 
-    def __init__(self, interval: int = 5, abort_on: str | None = None, rank: int = 0,
-                 settings: Settings | None = None, base_facts: Facts | None = None) -> None:
+    def __init__(
+        self,
+        interval: int = 5,
+        abort_on: str | None = None,
+        rank: int = 0,
+        settings: Settings | None = None,
+        base_facts: Facts | None = None,
+    ) -> None:
         self.settings, self.base_facts = settings, base_facts
         super().__init__(interval, abort_on, rank, judge=self.judge_record if base_facts is not None else None)
 

@@ -1,4 +1,5 @@
 """Domain errors: caught once in the CLI and turned into one line on stderr and exit code 2."""
+
 from __future__ import annotations
 
 

@@ -3,10 +3,12 @@
 Ground floor of the doctor: imports nothing of ours. Sources fill a `Facts`; checks read it.
 A fact that is not known is simply absent; checks turn absence into SKIP with a reason.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 
 @dataclass(frozen=True)

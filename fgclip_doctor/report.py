@@ -13,14 +13,16 @@ JSON schema (stable; extra top-level keys come from `Report.extra`):
 Non-finite floats anywhere in the document are written as the strings "nan", "inf", "-inf" so
 the output is strict JSON.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.text import Text
@@ -76,16 +78,28 @@ def _finite(value: Any) -> Any:
 
 def finding_json(f: Finding) -> dict[str, Any]:
     """One finding in the public JSON form."""
-    return {"code": f.code, "rule": f.rule, "status": Status(f.status).value,
-            "severity": f.severity, "measured": f.measured, "expected": f.expected,
-            "message": f.message, "fix": f.fix, "sources": list(f.sources), "subject": f.subject}
+    return {
+        "code": f.code,
+        "rule": f.rule,
+        "status": Status(f.status).value,
+        "severity": f.severity,
+        "measured": f.measured,
+        "expected": f.expected,
+        "message": f.message,
+        "fix": f.fix,
+        "sources": list(f.sources),
+        "subject": f.subject,
+    }
 
 
 def to_json(report: Report) -> dict[str, Any]:
     """The report as the public JSON document (see the module docstring)."""
     doc: dict[str, Any] = {
-        "tool": "fgclip-doctor", "version": __version__, "command": report.command,
-        "target": report.target, "facts": report.facts.to_json(),
+        "tool": "fgclip-doctor",
+        "version": __version__,
+        "command": report.command,
+        "target": report.target,
+        "facts": report.facts.to_json(),
         "findings": [finding_json(f) for f in report.findings],
         "summary": summary(report.findings),
         "exit_code": exit_code(report.findings, report.strict),
@@ -118,14 +132,18 @@ def to_junit(report: Report) -> str:
     counts = summary(report.findings)
     failures = counts["fail"] + (counts["warn"] if report.strict else 0)
     suite_name = f"fgclip-doctor.{report.command}"
-    attrs = {"name": suite_name, "tests": str(len(report.findings)), "failures": str(failures),
-             "errors": "0", "skipped": str(counts["skip"]), "time": "0"}
-    root = ET.Element("testsuites", {k: attrs[k] for k in ("name", "tests", "failures", "errors",
-                                                          "skipped", "time")})
+    attrs = {
+        "name": suite_name,
+        "tests": str(len(report.findings)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(counts["skip"]),
+        "time": "0",
+    }
+    root = ET.Element("testsuites", {k: attrs[k] for k in ("name", "tests", "failures", "errors", "skipped", "time")})
     suite = ET.SubElement(root, "testsuite", attrs)
     for f in report.findings:
-        case = ET.SubElement(suite, "testcase", {"classname": f.code, "name": _case_name(f),
-                                                 "time": "0"})
+        case = ET.SubElement(suite, "testcase", {"classname": f.code, "name": _case_name(f), "time": "0"})
         status = Status(f.status)
         if status is Status.FAIL or (status is Status.WARN and report.strict):
             failure = ET.SubElement(case, "failure", {"message": f.message, "type": status.value})
@@ -143,9 +161,8 @@ def sparkline(values: Iterable[float], width: int | None = None) -> str:
     down to `width` characters when `width` is given."""
     vals = [float(v) for v in values]
     if width is not None and width > 0 and len(vals) > width:
-        buckets = [vals[i * len(vals) // width:(i + 1) * len(vals) // width] for i in range(width)]
-        vals = [math.nan if any(not math.isfinite(x) for x in b) else sum(b) / len(b)
-                for b in buckets]
+        buckets = [vals[i * len(vals) // width : (i + 1) * len(vals) // width] for i in range(width)]
+        vals = [math.nan if any(not math.isfinite(x) for x in b) else sum(b) / len(b) for b in buckets]
     finite = [v for v in vals if math.isfinite(v)]
     if not finite:
         return "!" * len(vals)
@@ -165,8 +182,10 @@ def sparkline(values: Iterable[float], width: int | None = None) -> str:
 def footer(findings: list[Finding], strict: bool) -> str:
     """`<n> PASS · <n> WARN · <n> FAIL · <n> SKIP · exit <code>`."""
     c = summary(findings)
-    return (f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP"
-            f" · exit {exit_code(findings, strict)}")
+    return (
+        f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP"
+        f" · exit {exit_code(findings, strict)}"
+    )
 
 
 def render_table(report: Report, console: Console, verbosity: int = 0) -> None:
@@ -181,8 +200,7 @@ def report_lines(report: Report, width: int, verbosity: int = 0) -> list[Text]:
     """The lines `render_table` prints (each at most `width` cells)."""
     lines: list[Text] = []
     for i, title in enumerate(report.title_lines):
-        lines += wrap(Text(display(title), style="bold" if i == 0 else ""), width, indent=INDENT,
-                      first_indent=0)
+        lines += wrap(Text(display(title), style="bold" if i == 0 else ""), width, indent=INDENT, first_indent=0)
     for i, (title, body) in enumerate(report.sections):
         lines += ([Text("")] if i else []) + section_lines(title, body, width)
     order = (Status.FAIL, Status.WARN, Status.PASS, Status.SKIP)

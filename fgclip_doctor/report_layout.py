@@ -17,11 +17,12 @@ A pass (or a skip, with its reason) is one line, cut at a word boundary with an 
 Every function returns `rich.text.Text` lines of at most `width` cells; no word is split across
 lines (see text_wrap). Absolute paths are shortened for display only (JSON keeps them).
 """
+
 from __future__ import annotations
 
 import io
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.cells import cell_len
 from rich.console import Console, RenderableType
@@ -31,8 +32,7 @@ from rich.text import Text
 from fgclip_doctor.checks.registry import Finding, Status
 from fgclip_doctor.text_wrap import NBSP, display, truncate, wrap
 
-STATUS_STYLE = {Status.PASS: "green", Status.WARN: "bold yellow", Status.FAIL: "bold red",
-                Status.SKIP: "dim"}
+STATUS_STYLE = {Status.PASS: "green", Status.WARN: "bold yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
 LABEL_STYLE = "dim"
 INDENT = 2  # a block's body under its header
 GAP = 2  # between grid columns
@@ -43,12 +43,15 @@ def unique_sources(sources: Iterable[str]) -> list[str]:
     """Each source once, in order; one that another source of the same finding quotes whole
     (`train.sh:23 --x` inside `train.sh:23 --x ÷ accumulation (...)`) adds nothing and goes."""
     items = list(dict.fromkeys(s for s in sources if s))
+
     def quoted(s: str, t: str) -> bool:
         return re.search(r"(?:^|[\s(])" + re.escape(s) + r"(?:$|[\s),;])", t) is not None
+
     return [s for s in items if not any(t != s and quoted(s, t) for t in items)]
 
 
 # ---- findings ----------------------------------------------------------------------------------
+
 
 def _head(f: Finding) -> Text:
     """`FGD101 logit-scale-init · finegrained` (no status)."""
@@ -100,8 +103,14 @@ def _sources(f: Finding, width: int) -> list[Text]:
 def same_problem(a: Finding, b: Finding) -> bool:
     """Two findings one block can show: one rule, one verdict, one measured / expected / fix /
     sources, differing only in subject and message (finegrained and hardneg both started low)."""
-    return (a.code, a.status, a.measured, a.expected, a.fix, unique_sources(a.sources)) == \
-        (b.code, b.status, b.measured, b.expected, b.fix, unique_sources(b.sources))
+    return (a.code, a.status, a.measured, a.expected, a.fix, unique_sources(a.sources)) == (
+        b.code,
+        b.status,
+        b.measured,
+        b.expected,
+        b.fix,
+        unique_sources(b.sources),
+    )
 
 
 def group_findings(findings: list[Finding]) -> list[list[Finding]]:
@@ -156,6 +165,7 @@ def one_liners(findings: list[Finding], width: int) -> list[Text]:
 
 
 # ---- sections ----------------------------------------------------------------------------------
+
 
 def _cell(cell: RenderableType, style: str | None) -> Text:
     """A table cell as Text for display; its styles kept unless a shortened path moved them."""
@@ -223,8 +233,7 @@ def _flow(headers: list[str], rows: list[list[Text]], width: int, named: bool) -
             value.plain = value.plain.replace("\n", " · ")  # same length: spans stay valid
             rest.append_text(value)
         if rest_w >= MIN_WRAP:
-            out += _side_by_side([_block(row[0], label_w), _block(rest, rest_w)], [label_w, rest_w],
-                                 [False, False])
+            out += _side_by_side([_block(row[0], label_w), _block(rest, rest_w)], [label_w, rest_w], [False, False])
         else:  # too narrow for two columns: label, then the rest indented under it
             out += _block(row[0], width) + wrap(rest, width, indent=INDENT, first_indent=INDENT)
     return out
@@ -280,8 +289,14 @@ def table_lines(table: Table, width: int) -> list[Text]:
         return []
     header = [Text(h, style="bold") for h in headers] if table.show_header else None
     right = [c.justify == "right" for c in cols]
-    natural = [max(cell_len(line) for t in ([header[j]] if header else []) + [r[j] for r in rows]
-                   for line in t.plain.split("\n")) for j in range(len(cols))]
+    natural = [
+        max(
+            cell_len(line)
+            for t in ([header[j]] if header else []) + [r[j] for r in rows]
+            for line in t.plain.split("\n")
+        )
+        for j in range(len(cols))
+    ]
     if sum(natural) + GAP * (len(cols) - 1) <= width or len(cols) == 1:
         return _grid(header, rows, [min(w, width) for w in natural], right)
     named = table.show_header and len(cols) > 3

@@ -3,13 +3,13 @@
 Ground floor: pure functions, imports nothing of ours. Sources read series from trainer_state.json
 or the live probes; checks judge them (loss milestones); commands show them.
 """
+
 from __future__ import annotations
 
 import math
 
 
-def value_at(points: list[tuple[int, float]], step: int,
-             interval: int | None = None) -> tuple[int, float] | None:
+def value_at(points: list[tuple[int, float]], step: int, interval: int | None = None) -> tuple[int, float] | None:
     """(logged step, value) of the log nearest to `step` (earlier wins a tie), or None when the
     run has not reached `step` (the last log is more than one logging interval before it)."""
     if not points:

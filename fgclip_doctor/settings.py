@@ -14,12 +14,15 @@ The file is the nearest `pyproject.toml` at or above the start directory that ha
 `[tool.fgclip-doctor]` table (like ruff, pyproject files without one are passed over).
 Rule names inside select / ignore / thresholds are checked against the registry when rules run.
 """
+
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 

@@ -5,11 +5,13 @@ it. Colour: `NO_COLOR` (any non-empty value) turns it off; `FORCE_COLOR` (non-em
 even off a terminal; otherwise colour only when stdout is a terminal. No colour means no ANSI
 codes at all (no bold either), so piped output and files are plain text.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from rich.console import Console
 
@@ -61,7 +63,14 @@ def make_console(stream: TextIO | None = None, environ: Mapping[str, str] | None
     """The console every command prints through: fixed width, colour as decided above."""
     stream = sys.stdout if stream is None else stream
     colour = colour_wanted(stream, environ)
-    return Console(file=stream, width=terminal_width(stream, environ), force_terminal=colour,
-                   color_system=("auto" if _isatty(stream) else "standard") if colour else None,
-                   no_color=not colour, highlight=False, soft_wrap=False, emoji=False,
-                   force_jupyter=False)
+    return Console(
+        file=stream,
+        width=terminal_width(stream, environ),
+        force_terminal=colour,
+        color_system=("auto" if _isatty(stream) else "standard") if colour else None,
+        no_color=not colour,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+        force_jupyter=False,
+    )

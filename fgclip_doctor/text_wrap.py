@@ -6,11 +6,12 @@ Wrapping works on `rich.text.Text`, so styles survive; it breaks only at whitesp
 token wider than the line (a long path) is folded after a separator such as `/`, `:` or `.`; only a
 token with no separator at all is cut, because a line is never wider than the width.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -35,7 +36,7 @@ def _fold_points(token: str, start: int, avail: int, first_avail: int) -> list[i
                 best = i
         if best is None:  # no separator fits: cut at the width (a token, not a word)
             best = piece_start + 1
-            while best < len(token) and cell_len(token[piece_start:best + 1]) <= room:
+            while best < len(token) and cell_len(token[piece_start : best + 1]) <= room:
                 best += 1
         cuts.append(start + best)
         piece_start, room = best, avail
@@ -117,11 +118,11 @@ def truncate(text: Text | str, width: int) -> Text:
     room = width - cell_len(ELLIPSIS)
     cut = 0
     for m in _TOKEN.finditer(plain):
-        if cell_len(plain[:m.end()]) > room:
+        if cell_len(plain[: m.end()]) > room:
             break
         cut = m.end()
     if cut == 0:  # the first word alone is too long: cut inside it, marked by the ellipsis
-        while cut < len(plain) and cell_len(plain[:cut + 1]) <= room:
+        while cut < len(plain) and cell_len(plain[: cut + 1]) <= room:
             cut += 1
     out = text[:cut]
     out.rstrip()
@@ -146,7 +147,7 @@ def shorten_paths(text: str, cwd: str | None = None, environ: Mapping[str, str] 
         for root, prefix in roots:
             root = root.rstrip("/")
             if root and path.startswith(root + "/") and len(path) > len(root) + 1:
-                return prefix + path[len(root) + 1:]
+                return prefix + path[len(root) + 1 :]
         return path
 
     return _ABS_PATH.sub(short, text)

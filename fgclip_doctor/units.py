@@ -5,6 +5,7 @@ steps (one per `accum` forward calls). A count in forward calls is reached at op
 ceil(calls / accum). Ground floor: pure functions, imports nothing of ours; sources derive
 facts with them (sources/derived.py), checks and commands say both units with them.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ Scale values are ln-values (CLIP stores ln of the inverse temperature): temperat
 `<scale>` is one of SCALES; `<term>` one of TERMS (in `observed.*` facts also the call site of
 a cross-entropy in code the doctor does not know).
 """
+
 from __future__ import annotations
 
 SCALES = ("global", "finegrained", "hardneg")

@@ -4,6 +4,7 @@
 CPU for the base pretraining). Set `FGCLIP_CACHE=/some/dir` to build it there once and reuse it
 across sessions (`$FGCLIP_CACHE/synthetic-v1`); otherwise it goes to a pytest tmp dir.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared by the rule tests: run one rule on hand-made facts, as a given command would."""
+
 from __future__ import annotations
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, get_rule

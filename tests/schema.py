@@ -1,14 +1,33 @@
 """The public JSON report schema, checked field by field (shared by every command's tests)."""
+
 from __future__ import annotations
 
 import json
 
 from fgclip_doctor import __version__
 
-SCHEMA_TOP = {"tool": str, "version": str, "command": str, "target": (str, type(None)),
-              "facts": dict, "findings": list, "summary": dict, "exit_code": int}
-SCHEMA_FINDING = {"code": str, "rule": str, "status": str, "severity": str, "measured": str,
-                  "expected": str, "message": str, "fix": str, "sources": list, "subject": str}
+SCHEMA_TOP = {
+    "tool": str,
+    "version": str,
+    "command": str,
+    "target": (str, type(None)),
+    "facts": dict,
+    "findings": list,
+    "summary": dict,
+    "exit_code": int,
+}
+SCHEMA_FINDING = {
+    "code": str,
+    "rule": str,
+    "status": str,
+    "severity": str,
+    "measured": str,
+    "expected": str,
+    "message": str,
+    "fix": str,
+    "sources": list,
+    "subject": str,
+}
 
 
 def validate(doc: dict, extra: set[str] = frozenset()) -> None:

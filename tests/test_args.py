@@ -1,4 +1,5 @@
 """Args files load like HfArgumentParser's parse_json_file / parse_yaml_file, with lines."""
+
 from __future__ import annotations
 
 import textwrap
@@ -11,7 +12,8 @@ from fgclip_doctor.sources.launch.args import coerce, load_args_file
 
 def test_json_values_keep_types_and_lines(tmp_path, monkeypatch):
     path = tmp_path / "args.json"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         {
           "model_name_or_path": "openai/clip-vit-base-patch16",
           "per_device_train_batch_size": 512,
@@ -22,7 +24,8 @@ def test_json_values_keep_types_and_lines(tmp_path, monkeypatch):
           "deepspeed": {"zero_optimization": {"stage": 2}},
           "gradient_accumulation_steps": 8
         }
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     args = load_args_file(path)
     assert args["per_device_train_batch_size"] == (512, "args.json:3 per_device_train_batch_size")
@@ -42,14 +45,16 @@ def test_compact_json_lines(tmp_path):
 
 def test_yaml_values_and_lines(tmp_path, monkeypatch):
     path = tmp_path / "args.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         # stage 2
         model_name_or_path: openai/clip-vit-base-patch16
 
         learning_rate: 1.0e-6
         bf16: true
         per_device_train_batch_size: 64
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     args = load_args_file(path)
     assert args["model_name_or_path"] == ("openai/clip-vit-base-patch16", "args.yaml:2 model_name_or_path")
@@ -75,11 +80,14 @@ def test_broken_yaml_names_line(tmp_path):
         load_args_file(path)
 
 
-@pytest.mark.parametrize("name,text,needle", [
-    ("list.json", "[1, 2]", "got a list"),
-    ("str.yaml", "just text\n", "got a string"),
-    ("empty.yaml", "", "empty file"),
-])
+@pytest.mark.parametrize(
+    "name,text,needle",
+    [
+        ("list.json", "[1, 2]", "got a list"),
+        ("str.yaml", "just text\n", "got a string"),
+        ("empty.yaml", "", "empty file"),
+    ],
+)
 def test_not_a_mapping(tmp_path, name, text, needle):
     path = tmp_path / name
     path.write_text(text)
@@ -100,10 +108,22 @@ def test_missing_binary_and_wrong_suffix(tmp_path):
         load_args_file(txt)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("true", True), ("True", True), ("YES", True), ("1", True), ("t", True), ("y", True),
-    ("false", False), ("No", False), ("0", False), ("F", False), ("n", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("true", True),
+        ("True", True),
+        ("YES", True),
+        ("1", True),
+        ("t", True),
+        ("y", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+        ("F", False),
+        ("n", False),
+    ],
+)
 def test_coerce_bool_like_hf(text, expected):
     assert coerce(text, bool) is expected
 

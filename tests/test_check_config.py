@@ -1,4 +1,5 @@
 """check-config end to end: real launch scripts, the real subject built on meta, real checkpoints."""
+
 from __future__ import annotations
 
 import hashlib
@@ -113,7 +114,9 @@ def test_gpu_script_shows_what_the_gpu_run_would_use():
     assert facts["train.bf16"]["value"] is True and facts["candidates.global"]["value"] == 64
     # The base weights are on the GPU machine, not here: the init check says so instead of passing.
     assert statuses(doc, "logit-scale-init") == {"SKIP"}
-    assert facts["model.base_readable"]["value"] is False and "not readable here" in facts["model.base_readable"]["source"]
+    assert (
+        facts["model.base_readable"]["value"] is False and "not readable here" in facts["model.base_readable"]["source"]
+    )
 
 
 def test_resume_override_names_the_checkpoint_and_both_values(tmp_path, synthetic_root):
@@ -160,8 +163,10 @@ def test_junit_output_parses():
 
 def test_unknown_training_code_falls_back_to_flags(tmp_path):
     path = tmp_path / "train_other.sh"
-    path.write_text("torchrun --nproc_per_node 2 my_project/train.py \\\n  --per_device_train_batch_size 32 \\\n"
-                    "  --gradient_accumulation_steps 4 --max_steps 1000 --fp16 True --output_dir out\n")
+    path.write_text(
+        "torchrun --nproc_per_node 2 my_project/train.py \\\n  --per_device_train_batch_size 32 \\\n"
+        "  --gradient_accumulation_steps 4 --max_steps 1000 --fp16 True --output_dir out\n"
+    )
     code, doc = check(str(path))
     facts = doc["facts"]
     assert facts["run.subject_known"]["value"] is False
@@ -198,8 +203,8 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
 def test_corrupt_checkpoint_in_output_dir_exits_2(tmp_path):
     ckpt = tmp_path / "run" / "checkpoint-5"
     ckpt.mkdir(parents=True)
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"logit_scale": torch.tensor(4.6), "w": torch.zeros(64, 64)}, ckpt / "model.safetensors")
     data = (ckpt / "model.safetensors").read_bytes()
@@ -209,11 +214,20 @@ def test_corrupt_checkpoint_in_output_dir_exits_2(tmp_path):
 
 
 def test_args_file_is_read_like_hfargumentparser(tmp_path, synthetic_root):
-    args = {"model_name_or_path": str(synthetic_root / "base"), "base_model": str(synthetic_root / "base"),
-            "from_openai": True, "data_path": str(synthetic_root / "train.jsonl"), "image_folder": str(synthetic_root),
-            "add_box_loss": True, "use_hard_neg": True, "per_device_train_batch_size": 8,
-            "gradient_accumulation_steps": 2, "num_train_epochs": 1, "output_dir": str(tmp_path / "out"),
-            "memory_bank_warmup_steps": 50}
+    args = {
+        "model_name_or_path": str(synthetic_root / "base"),
+        "base_model": str(synthetic_root / "base"),
+        "from_openai": True,
+        "data_path": str(synthetic_root / "train.jsonl"),
+        "image_folder": str(synthetic_root),
+        "add_box_loss": True,
+        "use_hard_neg": True,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 2,
+        "num_train_epochs": 1,
+        "output_dir": str(tmp_path / "out"),
+        "memory_bank_warmup_steps": 50,
+    }
     path = tmp_path / "args.json"
     path.write_text(json.dumps(args, indent=1))
     code, doc = check(str(path))

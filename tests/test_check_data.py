@@ -1,4 +1,5 @@
 """check-data: a corpus with known defects -> exactly those counts; rules, exit codes, inputs."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from typer.testing import CliRunner
 
 import fgclip.boxes
 import fgclip.data
-from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.checks.registry import Status, get_rule
 from fgclip_doctor.cli import app
+from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.data import formats
 from fgclip_doctor.sources.data import scan as data_scan
@@ -23,18 +24,28 @@ from fgclip_doctor.sources.data.scan import CATEGORIES, ScanOptions, scan
 
 runner = CliRunner()
 NEGS = {str(i): f"rewrite {i}" for i in range(10)}
-DATA_RULES = ("box-valid", "box-tiny", "boxes-over-max", "box-caption", "hard-negatives",
-              "record-malformed", "data-missing-images")
+DATA_RULES = (
+    "box-valid",
+    "box-tiny",
+    "boxes-over-max",
+    "box-caption",
+    "hard-negatives",
+    "record-malformed",
+    "data-missing-images",
+)
 
 
 def entry(bbox, caption="red circle", negs=NEGS, flag=1):
-    return {"bbox": bbox, "short_expr": caption, "long_expr": caption, "flag_short_neg": flag,
-            "short_expr_negs": negs}
+    return {"bbox": bbox, "short_expr": caption, "long_expr": caption, "flag_short_neg": flag, "short_expr_negs": negs}
 
 
 def rec(i: int, boxes=None, **fields):
-    r = {"f_path": f"images/{i}.png", "caption": "a long caption", "short_caption": "shapes",
-         "bbox_info": [entry([0.1, 0.1, 0.5, 0.5]), entry([0.2, 0.3, 0.9, 0.8])] if boxes is None else boxes}
+    r = {
+        "f_path": f"images/{i}.png",
+        "caption": "a long caption",
+        "short_caption": "shapes",
+        "bbox_info": [entry([0.1, 0.1, 0.5, 0.5]), entry([0.2, 0.3, 0.9, 0.8])] if boxes is None else boxes,
+    }
     r.update(fields)
     return r
 
@@ -61,16 +72,37 @@ DEFECTS: list[tuple[bytes, str | None]] = [
     (json.dumps(rec(909, [entry([0.1, 0.1, 0.5, 0.5], caption="")])).encode(), "empty_caption"),
     (json.dumps(rec(910, [entry([0.1, 0.1, 0.5, 0.5], negs={"0": "a", "1": "b"})])).encode(), "negatives_short"),
     (json.dumps(rec(911, [entry([0.1, 0.1, 0.5, 0.5], negs="ten letters")])).encode(), "negatives_malformed"),
-    (json.dumps(rec(912, [entry([0.1, 0.1, 0.5, 0.5], negs=[])] * 1 + [entry([0.1, 0.1, 0.5, 0.5], flag=0, negs=None)])).encode(), "negatives_short"),
+    (
+        json.dumps(
+            rec(912, [entry([0.1, 0.1, 0.5, 0.5], negs=[])] * 1 + [entry([0.1, 0.1, 0.5, 0.5], flag=0, negs=None)])
+        ).encode(),
+        "negatives_short",
+    ),
     (json.dumps(rec(913, [entry([0.1, 0.1, 0.5, 0.5])] * 6)).encode(), "over_max"),
-    (b"", None), (b"   ", None),  # blank lines: skipped, like the loader does
+    (b"", None),
+    (b"   ", None),  # blank lines: skipped, like the loader does
 ]
-EXPECTED = Counter({"not_json": 3, "not_object": 1, "missing_fields": 2, "inverted": 2, "zero_area": 1,
-                    "out_of_range": 1, "pixel_coords": 1, "nonfinite": 1, "malformed": 2, "tiny": 1,
-                    "empty_caption": 1, "negatives_short": 2, "negatives_malformed": 1, "over_max": 1,
-                    # FG-CLIP's loader raises on: not_object, 2 missing_fields, the inverted and
-                    # the 3-number box (the NaN box compares False and passes)
-                    "loader_crash": 5})
+EXPECTED = Counter(
+    {
+        "not_json": 3,
+        "not_object": 1,
+        "missing_fields": 2,
+        "inverted": 2,
+        "zero_area": 1,
+        "out_of_range": 1,
+        "pixel_coords": 1,
+        "nonfinite": 1,
+        "malformed": 2,
+        "tiny": 1,
+        "empty_caption": 1,
+        "negatives_short": 2,
+        "negatives_malformed": 1,
+        "over_max": 1,
+        # FG-CLIP's loader raises on: not_object, 2 missing_fields, the inverted and
+        # the 3-number box (the NaN box compares False and passes)
+        "loader_crash": 5,
+    }
+)
 
 
 def corpus(path: Path, n_good: int = 40) -> tuple[Path, dict[str, list[int]]]:
@@ -99,8 +131,7 @@ def counts(doc: dict) -> Counter:
 
 
 def status(doc: dict, rule: str, subject: str | None = None) -> str:
-    found = [f["status"] for f in doc["findings"] if f["rule"] == rule
-             and (subject is None or f["subject"] == subject)]
+    found = [f["status"] for f in doc["findings"] if f["rule"] == rule and (subject is None or f["subject"] == subject)]
     assert len(found) == 1, (rule, subject, doc["findings"])
     return found[0]
 
@@ -151,8 +182,13 @@ def test_worker_counts_identical_across_ranges(defects):
     whole = scan(path, ScanOptions(), workers=2)
     assert one.workers == 1 and two.workers == 2
     for r in (two, whole):
-        assert (r.records, r.boxes, r.valid_boxes, r.counts, r.examples) == \
-               (one.records, one.boxes, one.valid_boxes, one.counts, one.examples)
+        assert (r.records, r.boxes, r.valid_boxes, r.counts, r.examples) == (
+            one.records,
+            one.boxes,
+            one.valid_boxes,
+            one.counts,
+            one.examples,
+        )
     assert Counter({k: v for k, v in one.counts.items() if v}) == EXPECTED
     assert int(one.examples["over_max"][0].split(":")[1]) == where["over_max"][0]
 
@@ -172,7 +208,7 @@ def test_ranges_own_each_line_once(tmp_path):
     path = tmp_path / "cut.jsonl"
     path.write_text("\n".join(lines))  # no trailing newline on the last line
     bad = [i + 1 for i, ln in enumerate(lines) if ln.startswith("x")]
-    for chunk in (1, 2, 17, 100, 333, 10 ** 6):
+    for chunk in (1, 2, 17, 100, 333, 10**6):
         r = scan(path, ScanOptions(examples=100), workers=1, chunk_bytes=chunk)
         assert r.records == sum(1 for ln in lines if ln.strip()) and r.counts["not_json"] == len(bad), chunk
         assert [int(e.split(":")[1]) for e in r.examples["not_json"]] == bad, chunk
@@ -251,14 +287,12 @@ def test_thresholds_and_pixel_coordinates(tmp_path):
     lines = good(99) + [json.dumps(rec(99, [entry([0.5, 0.2, 0.3, 0.4])])).encode()]
     path = tmp_path / "few.jsonl"
     path.write_bytes(b"\n".join(lines))
-    report = build_report(path, Settings(thresholds={"box-valid": {"max_invalid_ratio": 0.01}}),
-                          workers=1)
+    report = build_report(path, Settings(thresholds={"box-valid": {"max_invalid_ratio": 0.01}}), workers=1)
     found = {(f.rule, f.subject): f.status for f in report.findings}
     assert found[("box-valid", "invalid boxes")] is Status.PASS  # 1 of 199 boxes < 1 %
     pixels = tmp_path / "pixels.jsonl"
     pixels.write_bytes(b"\n".join(good(99) + [json.dumps(rec(99, [entry([1, 2, 30, 40])])).encode()]))
-    report = build_report(pixels, Settings(thresholds={"box-valid": {"max_invalid_ratio": 0.5}}),
-                          workers=1)
+    report = build_report(pixels, Settings(thresholds={"box-valid": {"max_invalid_ratio": 0.5}}), workers=1)
     found = {(f.rule, f.subject): f.status for f in report.findings}
     assert found[("box-valid", "invalid boxes")] is Status.PASS
     assert found[("box-valid", "pixel coordinates")] is Status.FAIL  # pixels fail at any ratio
@@ -337,12 +371,15 @@ def test_write_clean_passes_and_never_writes_in_place(tmp_path, defects):
     assert result.exit_code == 2 and not (folder / "again.jsonl").exists()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["missing.jsonl"], "missing.jsonl: no such file or directory"),
-    (["empty_dir"], "holds no .json or .jsonl"),
-    (["ok.jsonl", "--image-root", "nowhere"], "nowhere"),
-    (["ok.jsonl", "--select", "box-vlid"], "unknown rule"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["missing.jsonl"], "missing.jsonl: no such file or directory"),
+        (["empty_dir"], "holds no .json or .jsonl"),
+        (["ok.jsonl", "--image-root", "nowhere"], "nowhere"),
+        (["ok.jsonl", "--select", "box-vlid"], "unknown rule"),
+    ],
+)
 def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty_dir").mkdir()
@@ -359,7 +396,8 @@ def test_loader_and_check_data_share_one_box_function(tmp_path, monkeypatch):
     assert fgclip.data.box_problem is fgclip.boxes.box_problem
     records = [rec(i) for i in range(4)] + [
         rec(4, [entry([0.5, 0.2, 0.3, 0.4]), entry([10, 20, 30, 40]), entry([0.1, 0.1, 0.5, 0.5])] * 2),
-        rec(5, [entry([math.inf, 0, 1, 1]), entry([0.2, 0.2, 0.2, 0.5]), {"short_expr": "no box"}])]
+        rec(5, [entry([math.inf, 0, 1, 1]), entry([0.2, 0.2, 0.2, 0.5]), {"short_expr": "no box"}]),
+    ]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
     loader = fgclip.data.FGCLIPDataset(path, tmp_path, tokenizer=object())
@@ -370,8 +408,9 @@ def test_loader_and_check_data_share_one_box_function(tmp_path, monkeypatch):
     assert r.over_max_boxes == loader.dropped_boxes["over_max"]
     # and by behaviour: change the shared function, check-data follows
     original = fgclip.boxes.box_problem
-    monkeypatch.setattr(fgclip.boxes, "box_problem",
-                        lambda b, tol=1e-6: "zero_area" if b == [0.1, 0.1, 0.5, 0.5] else original(b, tol))
+    monkeypatch.setattr(
+        fgclip.boxes, "box_problem", lambda b, tol=1e-6: "zero_area" if b == [0.1, 0.1, 0.5, 0.5] else original(b, tol)
+    )
     r = scan(path, ScanOptions(), workers=1)
     assert r.counts["zero_area"] == 4 + 2 + 1
 

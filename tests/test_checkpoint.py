@@ -1,4 +1,5 @@
 """Checkpoint folders written by the real libraries; read lazily, pickles weights-only, no writes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,18 +26,24 @@ def _tiny_clip(scale: float = 4.6052):
 
     small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
     config = CLIPConfig(
-        text_config=dict(small, vocab_size=64, max_position_embeddings=16, bos_token_id=0,
-                         eos_token_id=1, pad_token_id=1),
+        text_config=dict(
+            small, vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1
+        ),
         vision_config=dict(small, image_size=32, patch_size=16),
-        projection_dim=8, logit_scale_init_value=scale)
+        projection_dim=8,
+        logit_scale_init_value=scale,
+    )
     torch.manual_seed(0)
     return CLIPModel(config)
 
 
 def _hashes(root: pathlib.Path) -> dict[str, str]:
     """Every file below root -> sha256: proves nothing was written, added or removed."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +66,7 @@ def test_single_safetensors(tmp_path, monkeypatch, model):
     value, source = scalars["logit_scale"]
     assert value == pytest.approx(4.6052) and value == ref["logit_scale"].item()
     assert source == "checkpoint-500/model.safetensors: logit_scale"
-    assert ck.read_scalars(out / "model.safetensors", names=["logit_scale"]) == {
-        "logit_scale": scalars["logit_scale"]}
+    assert ck.read_scalars(out / "model.safetensors", names=["logit_scale"]) == {"logit_scale": scalars["logit_scale"]}
     assert _hashes(tmp_path) == before
 
 
@@ -109,8 +115,9 @@ def test_bin_with_module_prefix(tmp_path, monkeypatch, model):
     got = ck.read_scalars(tmp_path, names=["logit_scale"])
     assert got == {"logit_scale": (pytest.approx(4.6052), "pytorch_model.bin: module.logit_scale")}
     legacy = tmp_path / "legacy.pt"  # the pre-1.6 format cannot be mmapped, still weights-only
-    torch.save({"state_dict": {"s": torch.tensor(2.5, dtype=torch.bfloat16)}}, legacy,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"state_dict": {"s": torch.tensor(2.5, dtype=torch.bfloat16)}}, legacy, _use_new_zipfile_serialization=False
+    )
     assert ck.read_scalars(legacy) == {"s": (2.5, "legacy.pt: s")}
     assert _hashes(tmp_path) == {**before, "legacy.pt": _hashes(tmp_path)["legacy.pt"]}
 
@@ -175,8 +182,10 @@ def test_junk_and_truncated_pickles(tmp_path):
 def test_no_weights(tmp_path):
     with pytest.raises(DoctorInputError) as err:
         ck.find_weights(tmp_path)
-    assert err.value.problem == ("no model weights (looked for model.safetensors, model-*-of-*."
-                                 "safetensors + index, pytorch_model.bin, DeepSpeed global_step*/)")
+    assert err.value.problem == (
+        "no model weights (looked for model.safetensors, model-*-of-*."
+        "safetensors + index, pytorch_model.bin, DeepSpeed global_step*/)"
+    )
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(DoctorInputError, match="no model weights"):
         ck.find_weights(tmp_path)
@@ -190,9 +199,15 @@ def test_deepspeed_layout_without_deepspeed(tmp_path):
     """The folder logic on a hand-made layout (CI has no DeepSpeed)."""
     tag = tmp_path / "global_step7"
     tag.mkdir()
-    state = {"module": {"logit_scale": torch.tensor(4.6052), "lin.weight": torch.ones(3, 4)},
-             "buffer_names": [], "param_shapes": [{"logit_scale": torch.Size([])}],
-             "sparse_tensor_module_names": set(), "global_steps": 7, "ds_config": {}, "ds_version": "0.19.7"}
+    state = {
+        "module": {"logit_scale": torch.tensor(4.6052), "lin.weight": torch.ones(3, 4)},
+        "buffer_names": [],
+        "param_shapes": [{"logit_scale": torch.Size([])}],
+        "sparse_tensor_module_names": set(),
+        "global_steps": 7,
+        "ds_config": {},
+        "ds_version": "0.19.7",
+    }
     torch.save(state, tag / "mp_rank_00_model_states.pt")
     (tag / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"")
     layout = ck.find_weights(tmp_path)  # no `latest`: the newest tag
@@ -229,11 +244,19 @@ def test_real_deepspeed_checkpoint(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(port), DS_ACCELERATOR="cpu")
+    env = dict(
+        os.environ,
+        RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        DS_ACCELERATOR="cpu",
+    )
     out = tmp_path / "checkpoint-1"
-    run = subprocess.run([sys.executable, "-c", DS_SCRIPT, str(out)], env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", DS_SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     expected = torch.load(out / "expected.pt", weights_only=True)
     (out / "expected.pt").unlink()
@@ -258,13 +281,29 @@ def test_checkpoints_like_transformers(tmp_path):
 
     assert run_folder._RE_CHECKPOINT.pattern == _re_checkpoint.pattern
     assert run_folder.latest_checkpoint(tmp_path) is None is get_last_checkpoint(str(tmp_path))
-    assert run_folder.latest_checkpoint(tmp_path / "missing") is None and run_folder.list_checkpoints(tmp_path / "missing") == []
-    for name in ["checkpoint-5", "checkpoint-10", "checkpoint-9", "checkpoint-abc", "checkpoint-20x",
-                 "old-checkpoint-99", "checkpoint-007", "checkpoint-7"]:
+    assert (
+        run_folder.latest_checkpoint(tmp_path / "missing") is None
+        and run_folder.list_checkpoints(tmp_path / "missing") == []
+    )
+    for name in [
+        "checkpoint-5",
+        "checkpoint-10",
+        "checkpoint-9",
+        "checkpoint-abc",
+        "checkpoint-20x",
+        "old-checkpoint-99",
+        "checkpoint-007",
+        "checkpoint-7",
+    ]:
         (tmp_path / name).mkdir()
     (tmp_path / "checkpoint-50").write_text("a file, not a checkpoint")
     assert [p.name for p in run_folder.list_checkpoints(tmp_path)] == [
-        "checkpoint-5", "checkpoint-007", "checkpoint-7", "checkpoint-9", "checkpoint-10"]
+        "checkpoint-5",
+        "checkpoint-007",
+        "checkpoint-7",
+        "checkpoint-9",
+        "checkpoint-10",
+    ]
     assert str(run_folder.latest_checkpoint(tmp_path)) == get_last_checkpoint(str(tmp_path))
     assert run_folder.latest_checkpoint(tmp_path).name == "checkpoint-10"
     (tmp_path / "checkpoint-10").rmdir()

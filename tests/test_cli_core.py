@@ -1,33 +1,56 @@
 """The CLI core: run_report (settings, options, formats, exit codes, errors) and `rules`."""
+
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from fgclip_doctor.checks.registry import RuleContext, rule, run_rules, scratch_registry
-from fgclip_doctor.cli import (CommonOptions, DebugOpt, FormatOpt, IgnoreOpt, OutputOpt,
-                               SelectOpt, StrictOpt, app, run_report)
+from fgclip_doctor.cli import (
+    CommonOptions,
+    DebugOpt,
+    FormatOpt,
+    IgnoreOpt,
+    OutputOpt,
+    SelectOpt,
+    StrictOpt,
+    app,
+    run_report,
+)
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
 
 runner = CliRunner()
-DOCS = dict(what="Checks that the scale is below the clamp.", why="Above ln 100 logits saturate.",
-            example="logit_scale = 5.0  # fails", evidence="open_clip train.py clamp")
+DOCS = dict(
+    what="Checks that the scale is below the clamp.",
+    why="Above ln 100 logits saturate.",
+    example="logit_scale = 5.0  # fails",
+    evidence="open_clip train.py clamp",
+)
 
 
 @pytest.fixture(autouse=True)
 def rules_and_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with scratch_registry():
-        @rule("FGD901", "scale-max", title="scale within clamp", severity="fail", where="C",
-              fix="clamp the scale", thresholds={"max": 4.6052}, **DOCS)
+
+        @rule(
+            "FGD901",
+            "scale-max",
+            title="scale within clamp",
+            severity="fail",
+            where="C",
+            fix="clamp the scale",
+            thresholds={"max": 4.6052},
+            **DOCS,
+        )
         def scale_max(facts: Facts, ctx: RuleContext):
             if skip := ctx.require(facts, "scale"):
                 return skip
@@ -35,10 +58,10 @@ def rules_and_cwd(tmp_path, monkeypatch):
             make = ctx.problem if v > ctx.threshold("max") else ctx.passed
             return make(v, f"<= {ctx.threshold('max')}", "checked", ctx.sources_of(facts, "scale"))
 
-        @rule("FGD902", "accum", title="no accumulation", severity="warn", where="C",
-              fix="drop accumulation", **DOCS)
+        @rule("FGD902", "accum", title="no accumulation", severity="warn", where="C", fix="drop accumulation", **DOCS)
         def accum(facts: Facts, ctx: RuleContext):
             return ctx.problem(facts.value("accum", 1), 1, "shrinks negatives")
+
         yield
 
 
@@ -52,19 +75,29 @@ def _group() -> None:
 
 @demo.command("check")
 def check(
-    target: Annotated[Optional[str], typer.Argument()] = None,
+    target: Annotated[str | None, typer.Argument()] = None,
     scale: float = 4.0,
-    format: FormatOpt = None, output: OutputOpt = None, strict: StrictOpt = None,
-    select: SelectOpt = None, ignore: IgnoreOpt = None, debug: DebugOpt = False,
+    format: FormatOpt = None,
+    output: OutputOpt = None,
+    strict: StrictOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """A command as real ones are written: a build function handed to run_report."""
+
     def build(settings: Settings) -> Report:
         if target == "broken.json":
             raise DoctorInputError(target, "line 3: expected ':'")
         facts = Facts()
         facts.set("scale", scale, "train.sh:4 --scale")
-        return Report("check", target, facts, run_rules(facts, "C", settings, command="check"),
-                      title_lines=[f"fgclip-doctor check · {target}"])
+        return Report(
+            "check",
+            target,
+            facts,
+            run_rules(facts, "C", settings, command="check"),
+            title_lines=[f"fgclip-doctor check · {target}"],
+        )
 
     run_report("check", target, build, CommonOptions(format, output, strict, select, ignore, debug))
 
@@ -107,8 +140,8 @@ def test_output_file_junit(tmp_path):
 
 def test_pyproject_settings_and_cli_override(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.fgclip-doctor]\nstrict = true\nformat = "json"\n'
-        '[tool.fgclip-doctor.thresholds.scale-max]\nmax = 3.0\n')
+        '[tool.fgclip-doctor]\nstrict = true\nformat = "json"\n[tool.fgclip-doctor.thresholds.scale-max]\nmax = 3.0\n'
+    )
     result = call()
     doc = json.loads(result.stdout)
     assert result.exit_code == 1 and doc["findings"][0]["status"] == "FAIL"
@@ -136,8 +169,7 @@ def test_broken_pyproject_exits_2_with_one_line(tmp_path):
 def test_input_and_usage_errors_exit_2():
     assert_one_error_line(call("broken.json"), "broken.json: line 3: expected ':'")
     assert_one_error_line(call("--select", "scale-mx"), "unknown rule in select", "scale-max")
-    assert_one_error_line(call("--output", "missing/dir/out.json", "-f", "json"),
-                          "missing/dir/out.json")
+    assert_one_error_line(call("--output", "missing/dir/out.json", "-f", "json"), "missing/dir/out.json")
 
 
 def test_debug_shows_traceback():
@@ -159,8 +191,20 @@ def test_typer_usage_errors_exit_2():
 def test_rules_list():
     result = runner.invoke(app, ["rules"])
     assert result.exit_code == 0
-    for word in ("code", "rule", "where", "severity", "FGD901", "scale-max", "C", "fail",
-                 "scale within clamp", "FGD902", "accum", "warn"):
+    for word in (
+        "code",
+        "rule",
+        "where",
+        "severity",
+        "FGD901",
+        "scale-max",
+        "C",
+        "fail",
+        "scale within clamp",
+        "FGD902",
+        "accum",
+        "warn",
+    ):
         assert word in result.stdout, word
 
 
@@ -169,13 +213,19 @@ def test_rules_explain(name):
     result = runner.invoke(app, ["rules", name])
     assert result.exit_code == 0
     out = result.stdout
-    for heading in ("What it does", "Why it matters", "Example", "Evidence", "Fix",
-                    "Default thresholds"):
+    for heading in ("What it does", "Why it matters", "Example", "Evidence", "Fix", "Default thresholds"):
         assert heading in out, heading
     assert out.index("What it does") < out.index("Why it matters") < out.index("Example")
-    for text in ("FGD901 scale-max", DOCS["what"], DOCS["why"], DOCS["example"],
-                 DOCS["evidence"], "clamp the scale", "max = 4.6052",
-                 "[tool.fgclip-doctor.thresholds.scale-max]"):
+    for text in (
+        "FGD901 scale-max",
+        DOCS["what"],
+        DOCS["why"],
+        DOCS["example"],
+        DOCS["evidence"],
+        "clamp the scale",
+        "max = 4.6052",
+        "[tool.fgclip-doctor.thresholds.scale-max]",
+    ):
         assert text in out, text
 
 

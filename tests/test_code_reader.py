@@ -1,6 +1,7 @@
 """The static code reader on training trees in the style of FG-CLIP v1, FG-CLIP 2, run_clip and
 open_clip (tests/trees/), and on broken trees. Each fact: read where the pattern exists, absent or
 the opposite value where it does not. Nothing of the trees is imported or executed."""
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,12 @@ LN100 = 4.605170185988092
 
 
 def read(tree: str, flags=(), entry=None, kind="script", sub=""):
-    entries = {"fgclip_v1": "fgclip/train/train_mem.py", "fgclip2": "fgclip2/train/train.py",
-               "run_clip": "run_clip.py", "open_clip": "open_clip_train.main"}
+    entries = {
+        "fgclip_v1": "fgclip/train/train_mem.py",
+        "fgclip2": "fgclip2/train/train.py",
+        "run_clip": "run_clip.py",
+        "open_clip": "open_clip_train.main",
+    }
     if tree == "open_clip":
         kind, sub = "module", "src"
     return read_training_code(entry or entries[tree], kind, TREES / tree / sub, [], list(flags))
@@ -28,8 +33,15 @@ def flag(option, value=None, line=1):
 
 @pytest.fixture(scope="module")
 def v1():
-    return read("fgclip_v1", [flag("--train_use_word_size", "8", 13), flag("--learning_rate", "1e-6", 24),
-                              flag("--no_such_option", "1", 30), flag("--warmup", "200", 31)])
+    return read(
+        "fgclip_v1",
+        [
+            flag("--train_use_word_size", "8", 13),
+            flag("--learning_rate", "1e-6", 24),
+            flag("--no_such_option", "1", 30),
+            flag("--warmup", "200", 31),
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +56,15 @@ def hf():
 
 @pytest.fixture(scope="module")
 def oc():
-    return read("open_clip", [flag("--batch-size", "320", 4), flag("--precision", "amp", 4),
-                              flag("--warmup", "10000", 5), flag("--local-loss", None, 6)])
+    return read(
+        "open_clip",
+        [
+            flag("--batch-size", "320", 4),
+            flag("--precision", "amp", 4),
+            flag("--warmup", "10000", 5),
+            flag("--local-loss", None, 6),
+        ],
+    )
 
 
 def test_entry_follows_the_thin_wrapper_into_train(v1, oc):
@@ -62,8 +81,9 @@ def test_the_trees_are_read_not_imported(v1, v2, oc, tmp_path):
     for name in ("fgclip2", "open_clip_train", "open_clip", "run_clip", "fgclip.train.train_fgclip"):
         assert name not in sys.modules
     marker = tmp_path / "ran"
-    (tmp_path / "train.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
-                                       "def main():\n    pass\nif __name__ == '__main__':\n    main()\n")
+    (tmp_path / "train.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\ndef main():\n    pass\nif __name__ == '__main__':\n    main()\n"
+    )
     read_training_code("train.py", "script", tmp_path)
     assert not marker.exists()
 
@@ -72,8 +92,9 @@ def test_hf_parser_types_flags_and_rejects_what_the_run_would(v1):
     f = v1.facts
     assert f.value("code.parser") == "HfArgumentParser(ModelArguments, DataArguments, TrainingArguments)"
     assert f.source("code.parser") == "fgclip/train/train_fgclip.py:39"
-    assert {"log_scale", "from_openai", "train_use_word_size", "text_model_lr", "learning_rate"} \
-        <= set(f.value("code.flags_known"))
+    assert {"log_scale", "from_openai", "train_use_word_size", "text_model_lr", "learning_rate"} <= set(
+        f.value("code.flags_known")
+    )
     assert f.value("code.flags_accepted")["learning_rate"] == pytest.approx(1e-6)
     rejected = {r["flag"]: r for r in f.value("code.flags_rejected")}
     assert rejected["--no_such_option"]["reason"].startswith("unrecognized arguments")
@@ -88,8 +109,12 @@ def test_argparse_parser_has_no_hf_defaults_and_takes_warmup(oc):
     assert f.value("code.parser") == "argparse.ArgumentParser"
     assert "per_device_train_batch_size" not in f.value("code.flags_known")
     assert f.value("code.flags_rejected") == []
-    assert f.value("code.flags_accepted") == {"batch_size": 320, "precision": "amp", "warmup": 10000,
-                                              "local_loss": True}
+    assert f.value("code.flags_accepted") == {
+        "batch_size": 320,
+        "precision": "amp",
+        "warmup": 10000,
+        "local_loss": True,
+    }
     assert oc.default("lr") == (None, "open_clip_train/params.py:16")
     bad = read("open_clip", [flag("--precision", "fp8"), flag("--lr", "fast"), flag("--batch", "8")])
     reasons = {r["flag"]: r["reason"] for r in bad.facts.value("code.flags_rejected")}
@@ -190,14 +215,17 @@ def _tree(tmp_path: Path, extra: dict[str, str]) -> Path:
         "    trainer = Model.from_pretrained('x')\n"
         "    if list(pathlib.Path('out').glob('checkpoint-*')):\n"
         "        trainer.train(resume_from_checkpoint=True)\n\n\n"
-        "if __name__ == '__main__':\n    main()\n")
+        "if __name__ == '__main__':\n    main()\n"
+    )
     for name, text in extra.items():
         (tmp_path / "pkg" / name).write_text(text)
     return tmp_path
 
 
-MODEL = ("import torch.nn.functional as F\nfrom torch import nn\n\n\nclass Model(nn.Module):\n"
-         "    def forward(self, x):\n        return F.cross_entropy(self.logit_scale.exp() * x, x)\n")
+MODEL = (
+    "import torch.nn.functional as F\nfrom torch import nn\n\n\nclass Model(nn.Module):\n"
+    "    def forward(self, x):\n        return F.cross_entropy(self.logit_scale.exp() * x, x)\n"
+)
 
 
 def test_syntax_error_is_a_note_with_its_line(tmp_path):
@@ -225,8 +253,13 @@ def test_deep_nesting_is_a_note(tmp_path):
 
 
 def test_circular_imports_read_each_file_once(tmp_path):
-    root = _tree(tmp_path, {"model.py": "from pkg.helpers import scale\n" + MODEL,
-                            "helpers.py": "from pkg.model import Model\n\n\ndef scale():\n    return Model\n"})
+    root = _tree(
+        tmp_path,
+        {
+            "model.py": "from pkg.helpers import scale\n" + MODEL,
+            "helpers.py": "from pkg.model import Model\n\n\ndef scale():\n    return Model\n",
+        },
+    )
     r = read_training_code("train.py", "script", root, ["."])
     assert r.notes == []
     assert sorted(r.files) == ["pkg/__init__.py", "pkg/helpers.py", "pkg/model.py", "train.py"]

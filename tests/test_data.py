@@ -83,11 +83,17 @@ def test_dataset_shapes(syn):
     assert len(ds) == N_TRAIN and sum(ds.dropped_boxes.values()) == 0
     s = ds[0]
     K, L = 4, 77
-    expect = {"pixel_values": ((3, 24, 24), torch.float32), "text_long": ((248,), torch.long),
-              "text_short": ((L,), torch.long), "boxes": ((K, 4), torch.float32),
-              "box_nums": ((), torch.long), "box_texts": ((K, L), torch.long),
-              "box_caption_ids": ((K,), torch.long), "hard_texts": ((K, 11, L), torch.long),
-              "hard_valid": ((K,), torch.bool)}
+    expect = {
+        "pixel_values": ((3, 24, 24), torch.float32),
+        "text_long": ((248,), torch.long),
+        "text_short": ((L,), torch.long),
+        "boxes": ((K, 4), torch.float32),
+        "box_nums": ((), torch.long),
+        "box_texts": ((K, L), torch.long),
+        "box_caption_ids": ((K,), torch.long),
+        "hard_texts": ((K, 11, L), torch.long),
+        "hard_valid": ((K,), torch.bool),
+    }
     assert set(s) == set(expect)
     for k, (shape, dtype) in expect.items():
         assert tuple(s[k].shape) == shape and s[k].dtype == dtype, k
@@ -97,16 +103,19 @@ def test_dataset_shapes(syn):
     assert s["boxes"][n:].eq(0).all() and s["box_caption_ids"][n:].eq(0).all()
     assert s["box_caption_ids"][0] == caption_id(rec["bbox_info"][0]["short_expr"])
     tok = ds.tokenizer
-    assert s["text_short"].tolist() == tok("a photo of " + rec["short_caption"], max_length=L,
-                                           padding="max_length", truncation=True).input_ids
+    assert (
+        s["text_short"].tolist()
+        == tok("a photo of " + rec["short_caption"], max_length=L, padding="max_length", truncation=True).input_ids
+    )
     assert torch.equal(s["hard_texts"][:n, 0], s["box_texts"][:n])  # row 0 = positive
     assert torch.equal(s["box_texts"][n:], s["hard_texts"][n:, 0])  # padding = ""
     assert abs(s["pixel_values"].mean().item()) < 3
 
 
 def test_no_box_keys(syn):
-    ds = FGCLIPDataset(syn["train"], syn["root"], syn["tokenizer"], image_size=24,
-                       add_box_loss=False, use_hard_neg=False)
+    ds = FGCLIPDataset(
+        syn["train"], syn["root"], syn["tokenizer"], image_size=24, add_box_loss=False, use_hard_neg=False
+    )
     assert set(ds[0]) == {"pixel_values", "text_long", "text_short"}
 
 
@@ -122,8 +131,7 @@ def test_invalid_boxes_dropped_and_counted(syn, tmp_path):
     # json.dumps writes NaN as the literal NaN, which json.loads reads back
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     ds = FGCLIPDataset(path, syn["root"], syn["tokenizer"], image_size=24)
-    assert ds.dropped_boxes == Counter(zero_area=1, out_of_range=1, inverted=1, nonfinite=1,
-                                       malformed=1, over_max=1)
+    assert ds.dropped_boxes == Counter(zero_area=1, out_of_range=1, inverted=1, nonfinite=1, malformed=1, over_max=1)
     assert [int(ds[i]["box_nums"]) for i in range(3)] == [1, 0, 4]
     assert ds[1]["hard_valid"].sum() == 0 and ds[1]["boxes"].eq(0).all()
     assert ds[0]["boxes"][0].tolist() == pytest.approx(good["bbox"])

@@ -1,6 +1,7 @@
 """FG-CLIP's data layouts: check-data and the subject's loader read a JSON array (in .json or
 .jsonl), a .txt list of files and a folder of them exactly as the same records in JSON Lines;
 array examples cite file:index; FG-CLIP's loader crashes are told apart from silent defects."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from test_check_data import DEFECTS, entry, rec
 from typer.testing import CliRunner
 
 from fgclip.data import FGCLIPDataset, read_annotations
-from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.cli import app
+from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.data import formats
 from fgclip_doctor.sources.data.scan import ScanOptions, scan
@@ -78,8 +79,7 @@ def test_every_layout_counts_what_json_lines_count(tmp_path, monkeypatch, kind):
     path = lay_out(kind, tmp_path, recs, monkeypatch)
     for workers in (1, 2):
         r = scan(path, ScanOptions(), workers=workers)
-        assert (r.records, r.boxes, r.valid_boxes) == (reference.records, reference.boxes,
-                                                       reference.valid_boxes)
+        assert (r.records, r.boxes, r.valid_boxes) == (reference.records, reference.boxes, reference.valid_boxes)
         assert r.counts == reference.counts, kind
         assert r.counts["not_json"] == 0  # the NaN box made yajl stop: read again, exactly
 
@@ -117,8 +117,7 @@ def test_the_first_record_fgclip_crashes_on_is_reported(tmp_path):
     assert "passes 1 nonfinite, 1 zero area, 1 out of range silently into RoIAlign" in invalid.message
 
     silent = [rec(0, [entry([0.3, 0.2, 0.3, 0.4])]), rec(1, [entry([math.nan, 0.2, 0.3, 0.4])])]
-    report = build_report(as_array(tmp_path / "silent.json", silent), Settings(), workers=1,
-                          progress=False)
+    report = build_report(as_array(tmp_path / "silent.json", silent), Settings(), workers=1, progress=False)
     crash = next(f for f in report.findings if f.subject == "FG-CLIP loader crash")
     assert crash.status.value == "PASS" and report.facts.value("data.crash.first") is None
     assert "2 invalid boxes pass it silently into RoIAlign" in crash.message
@@ -131,8 +130,7 @@ def test_the_subject_loader_reads_every_layout(tmp_path, monkeypatch, kind):
     assert read_annotations(path) == json.loads(json.dumps(recs))  # same records, same order
     data = FGCLIPDataset(path, tmp_path, tokenizer=None)
     assert len(data) == len(recs)
-    assert data.dropped_boxes == Counter(malformed=2, inverted=2, zero_area=1, out_of_range=2,
-                                         nonfinite=1, over_max=2)
+    assert data.dropped_boxes == Counter(malformed=2, inverted=2, zero_area=1, out_of_range=2, nonfinite=1, over_max=2)
 
 
 def test_a_list_naming_a_missing_file_is_an_input_error(tmp_path, monkeypatch):

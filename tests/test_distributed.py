@@ -1,4 +1,5 @@
 """Two ranks on gloo (CPU): the global loss sees 2 x per-rank batch candidates, and the Trainer runs under DDP."""
+
 import json
 import os
 import socket
@@ -13,8 +14,9 @@ import torch.distributed as dist
 WORKER = Path(__file__).parent / "helpers" / "dist_worker.py"
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed gloo backend not available")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed gloo backend not available"
+)
 
 
 def free_port() -> int:
@@ -26,14 +28,49 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def two_ranks(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    train_args = ["--preset", "tiny", "--use_cpu", "True", "--max_steps", "3", "--per_device_train_batch_size", "4",
-                  "--logging_steps", "1", "--save_strategy", "no", "--warmup_steps", "0", "--report_to", "none",
-                  "--disable_tqdm", "True", "--output_dir", str(out / "run")]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    train_args = [
+        "--preset",
+        "tiny",
+        "--use_cpu",
+        "True",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--warmup_steps",
+        "0",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "True",
+        "--output_dir",
+        str(out / "run"),
+    ]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
+    )
     env.pop("ENABLE_RUNTIME_DIAG", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(WORKER), str(out)] + train_args
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(WORKER),
+        str(out),
+    ] + train_args
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]

@@ -2,6 +2,7 @@
 a plain transformers CLIPModel trained by the HF Trainer at learning rate 0, DeepSpeed ZeRO-2
 (when installed), foreign layouts and broken inputs. Every inspected file is hashed before and
 after: the doctor never writes into what it inspects."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +30,7 @@ runner = CliRunner()
 
 # ---- real runs, trained once per module --------------------------------------------------------
 
+
 class _Pairs(torch.utils.data.Dataset):
     """Near-identical image / caption pairs: a model at init cannot tell them apart."""
 
@@ -47,31 +49,63 @@ class _Pairs(torch.utils.data.Dataset):
 
 
 def _collate(rows: list[dict]) -> dict:
-    return {"input_ids": torch.stack([r["input_ids"] for r in rows]),
-            "pixel_values": torch.stack([r["pixel_values"] for r in rows]), "return_loss": True}
+    return {
+        "input_ids": torch.stack([r["input_ids"] for r in rows]),
+        "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+        "return_loss": True,
+    }
 
 
 def train_plain_clip(out: Path) -> None:
     """A tiny transformers.CLIPModel, HF Trainer, learning rate 0, batch 64: loss stays ln 64."""
     from transformers import CLIPConfig, CLIPModel, Trainer, TrainingArguments
 
-    cfg = CLIPConfig(text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
-                                      eos_token_id=99, bos_token_id=98, pad_token_id=0),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=16, patch_size=8),
-                     projection_dim=16)
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            eos_token_id=99,
+            bos_token_id=98,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(0)
-    args = TrainingArguments(str(out), per_device_train_batch_size=64, learning_rate=0.0, max_steps=24,
-                             logging_steps=4, save_strategy="steps", save_steps=12, report_to="none",
-                             use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
-                             disable_tqdm=True)
+    args = TrainingArguments(
+        str(out),
+        per_device_train_batch_size=64,
+        learning_rate=0.0,
+        max_steps=24,
+        logging_steps=4,
+        save_strategy="steps",
+        save_steps=12,
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
     Trainer(model=CLIPModel(cfg), args=args, train_dataset=_Pairs(), data_collator=_collate).train()
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +117,28 @@ def runs(synthetic_root, tmp_path_factory):
 
     keep = os.environ.get("FGCLIP_INSPECT_RUNS")
     root = Path(keep) if keep else tmp_path_factory.mktemp("runs")
-    jobs = {"healthy": lambda out: main(["--preset", "tiny", "--max_steps", "60", "--save_steps", "20",
-                                         "--output_dir", out]),
-            "seed": lambda out: main(["--preset", "seed-bug", "--per_device_train_batch_size", "1",
-                                      "--max_steps", "8", "--save_steps", "8", "--logging_steps", "2",
-                                      "--output_dir", out]),
-            "clip": lambda out: train_plain_clip(Path(out))}
+    jobs = {
+        "healthy": lambda out: main(
+            ["--preset", "tiny", "--max_steps", "60", "--save_steps", "20", "--output_dir", out]
+        ),
+        "seed": lambda out: main(
+            [
+                "--preset",
+                "seed-bug",
+                "--per_device_train_batch_size",
+                "1",
+                "--max_steps",
+                "8",
+                "--save_steps",
+                "8",
+                "--logging_steps",
+                "2",
+                "--output_dir",
+                out,
+            ]
+        ),
+        "clip": lambda out: train_plain_clip(Path(out)),
+    }
     for name, train in jobs.items():
         done = root / f"{name}.done"
         if not done.exists():
@@ -113,8 +163,7 @@ def _untouched(request):
 def _inputs(args: tuple[str, ...]) -> dict[str, object]:
     """Hashes of every existing path among the arguments (checked after each run)."""
     paths = [Path(a) for a in args if not a.startswith("-") and Path(a).exists()]
-    return {str(p): _hashes(p) if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in paths}
+    return {str(p): _hashes(p) if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
 def inspect(*args: str, codes: tuple[int, ...] = (0, 1)) -> tuple[int, dict]:
@@ -151,13 +200,17 @@ def bad_input(*args: str) -> str:
 
 # ---- the three real runs -------------------------------------------------------------------------
 
+
 def test_healthy_checkpoint(runs):
     ck = runs / "healthy" / "checkpoint-60"
     code, doc = inspect(str(ck))
     assert code == 0
     weights = load_file(ck / "model.safetensors")
-    for scale, key in (("global", "logit_scale"), ("finegrained", "logit_scale_finegrained"),
-                       ("hardneg", "logit_scale_hardneg")):
+    for scale, key in (
+        ("global", "logit_scale"),
+        ("finegrained", "logit_scale_finegrained"),
+        ("hardneg", "logit_scale_hardneg"),
+    ):
         assert fact(doc, f"scale.{scale}.value") == weights[key].item()
         assert fact(doc, f"scale.{scale}.init") == pytest.approx(math.log(100), abs=1e-6)
     assert fact(doc, "bank.enabled_at_call") == weights["memory_bank.enabled_at_call"].item() == 50
@@ -234,10 +287,31 @@ def test_deepspeed_zero2_run(synthetic_root, tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "ds"
     env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONPATH=os.pathsep.join(sys.path))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "fgclip.train", "--preset", "tiny", "--use_cpu", "True", "--deepspeed",
-           str(ROOT / "scripts" / "zero2.json"), "--max_steps", "4", "--save_steps", "4",
-           "--logging_steps", "1", "--output_dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "fgclip.train",
+        "--preset",
+        "tiny",
+        "--use_cpu",
+        "True",
+        "--deepspeed",
+        str(ROOT / "scripts" / "zero2.json"),
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--logging_steps",
+        "1",
+        "--output_dir",
+        str(out),
+    ]
     run = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     ck = out / "checkpoint-4"
@@ -257,6 +331,7 @@ def test_deepspeed_zero2_run(synthetic_root, tmp_path):
 
 # ---- foreign layouts ------------------------------------------------------------------------------
 
+
 def test_foreign_layouts(runs, tmp_path):
     w = load_file(runs / "healthy" / "checkpoint-60" / "model.safetensors")
     ddp = tmp_path / "ddp.bin"
@@ -267,17 +342,24 @@ def test_foreign_layouts(runs, tmp_path):
     assert find(doc, "bank-persist")["status"] == "PASS"
     assert find(doc, "loss-chance")["status"] == "SKIP"  # a bare file: no history
 
-    v1 = {k.replace("logit_scale_finegrained", "logit_scale_finegraind"): v for k, v in w.items()
-          if not k.startswith(("memory_bank.", "roi_projection."))}
+    v1 = {
+        k.replace("logit_scale_finegrained", "logit_scale_finegraind"): v
+        for k, v in w.items()
+        if not k.startswith(("memory_bank.", "roi_projection."))
+    }
     save_file(v1, tmp_path / "fgclip_v1.safetensors")
     _, doc = inspect(str(tmp_path / "fgclip_v1.safetensors"))
     assert fact(doc, "ckpt.layout") == "fgclip-v1"
     assert fact(doc, "scale.finegrained.value") == w["logit_scale_finegrained"].item()
     assert find(doc, "bank-persist")["message"] == "no memory bank in this model"
 
-    oc = {"module.logit_scale": torch.tensor(4.6052), "module.visual.conv1.weight": torch.randn(8, 3, 4, 4),
-          "module.transformer.resblocks.0.attn.in_proj_weight": torch.randn(24, 8),
-          "module.token_embedding.weight": torch.randn(10, 8), "module.text_projection": torch.randn(8, 8)}
+    oc = {
+        "module.logit_scale": torch.tensor(4.6052),
+        "module.visual.conv1.weight": torch.randn(8, 3, 4, 4),
+        "module.transformer.resblocks.0.attn.in_proj_weight": torch.randn(24, 8),
+        "module.token_embedding.weight": torch.randn(10, 8),
+        "module.text_projection": torch.randn(8, 8),
+    }
     torch.save({"epoch": 3, "name": "ViT-B-16", "state_dict": oc}, tmp_path / "epoch_3.pt")
     _, doc = inspect(str(tmp_path / "epoch_3.pt"))
     assert fact(doc, "ckpt.layout") == "open_clip"
@@ -288,6 +370,7 @@ def test_foreign_layouts(runs, tmp_path):
 
 # ---- each rule fires, and stays silent, on real checkpoints ---------------------------------------
 
+
 def _copy(runs: Path, tmp_path: Path, name: str = "checkpoint-60") -> Path:
     dst = tmp_path / name
     shutil.copytree(runs / "healthy" / name, dst)
@@ -297,8 +380,9 @@ def _copy(runs: Path, tmp_path: Path, name: str = "checkpoint-60") -> Path:
 def test_bank_persist_fires_on_a_missing_or_random_queue(runs, tmp_path):
     ck = _copy(runs, tmp_path)
     w = load_file(ck / "model.safetensors")
-    save_file({k: v for k, v in w.items() if k not in ("memory_bank.queue", "memory_bank.ptr")},
-              ck / "model.safetensors")
+    save_file(
+        {k: v for k, v in w.items() if k not in ("memory_bank.queue", "memory_bank.ptr")}, ck / "model.safetensors"
+    )
     _, doc = inspect(str(ck))
     f = find(doc, "bank-persist")
     assert f["status"] == "FAIL" and "queue" in f["measured"] and "ptr" in f["measured"]
@@ -316,8 +400,17 @@ def test_loss_milestones(runs, tmp_path, monkeypatch):
     ck = str(runs / "healthy" / "checkpoint-60")
     _, doc = inspect(ck)
     assert find(doc, "loss-milestones")["status"] == "SKIP"  # opt-in
-    code, doc = inspect(ck, "--expect", "region_loss@50<1.0", "--expect", "region_loss@200<0.7",
-                        "--expect", "region@10<5", "--expect", "loss@60<=100")
+    code, doc = inspect(
+        ck,
+        "--expect",
+        "region_loss@50<1.0",
+        "--expect",
+        "region_loss@200<0.7",
+        "--expect",
+        "region@10<5",
+        "--expect",
+        "loss@60<=100",
+    )
     assert code == 1
     assert find(doc, "loss-milestones", "region_loss@50<1.0")["status"] == "FAIL"
     assert "not reached step 200" in find(doc, "loss-milestones", "region_loss@200<0.7")["message"]
@@ -358,8 +451,12 @@ def test_scan_reports_progress(runs):
     from fgclip_doctor.settings import Settings
 
     seen: list[tuple[int, int]] = []
-    report = build_report([runs / "healthy" / "checkpoint-60"], Settings(), scan=True,
-                          progress=lambda done, total: seen.append((done, total)))
+    report = build_report(
+        [runs / "healthy" / "checkpoint-60"],
+        Settings(),
+        scan=True,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     size = (runs / "healthy" / "checkpoint-60" / "model.safetensors").stat().st_size
     assert seen and seen[-1][0] == seen[-1][1] and 0.9 * size < seen[-1][1] < size  # tensor bytes
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
@@ -397,7 +494,8 @@ def test_json_and_junit(runs, tmp_path):
     failed = {c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None}
     assert "bank-active" in failed
     assert bad_input(str(runs / "healthy"), "--output", str(runs / "healthy" / "r.json")).endswith(
-        f"would write into the inspected {runs / 'healthy'}")
+        f"would write into the inspected {runs / 'healthy'}"
+    )
 
 
 def test_plot(runs, tmp_path, monkeypatch):
@@ -411,10 +509,12 @@ def test_plot(runs, tmp_path, monkeypatch):
 
 
 def test_safetensors_path_never_imports_torch(runs):
-    code = ("import sys, json; from typer.testing import CliRunner; from fgclip_doctor.cli import app\n"
-            f"r = CliRunner().invoke(app, ['inspect-ckpt', {str(runs / 'healthy')!r}, '--format', 'json'])\n"
-            "assert r.exit_code == 0, r.output; assert json.loads(r.stdout)['trajectory']\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, json; from typer.testing import CliRunner; from fgclip_doctor.cli import app\n"
+        f"r = CliRunner().invoke(app, ['inspect-ckpt', {str(runs / 'healthy')!r}, '--format', 'json'])\n"
+        "assert r.exit_code == 0, r.output; assert json.loads(r.stdout)['trajectory']\n"
+        "print('torch' in sys.modules)"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "False"
@@ -441,11 +541,11 @@ def test_bad_inputs(runs, tmp_path):
     n = int.from_bytes(raw[:8], "little")
     (tmp_path / "claims.safetensors").write_bytes((n + 10**7).to_bytes(8, "little") + raw[8:])
     assert "the header claims" in bad_input(str(tmp_path / "claims.safetensors"))
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
     header["more"] = {"dtype": "F32", "shape": [10**6], "data_offsets": [end, end + 4 * 10**6]}
     text = json.dumps(header).encode()
-    (tmp_path / "more.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    (tmp_path / "more.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
     assert "truncated safetensors: tensor 'more' ends at byte" in bad_input(str(tmp_path / "more.safetensors"))
     (tmp_path / "empty").mkdir()
     assert "empty directory" in bad_input(str(tmp_path / "empty"))
@@ -456,16 +556,17 @@ def test_bad_inputs(runs, tmp_path):
     (broken / "trainer_state.json").write_text('{"global_step": 60, "log_history": [')
     assert "trainer_state.json: broken JSON" in bad_input(str(broken))
     marker = tmp_path / "pwned"
-    for target, pkl in ((tmp_path / "evil.bin", tmp_path / "evil.bin"),
-                        (_copy(runs, tmp_path / "c"), tmp_path / "c" / "checkpoint-60" / "training_args.bin")):
+    for target, pkl in (
+        (tmp_path / "evil.bin", tmp_path / "evil.bin"),
+        (_copy(runs, tmp_path / "c"), tmp_path / "c" / "checkpoint-60" / "training_args.bin"),
+    ):
         subprocess.run([sys.executable, "-c", MALICIOUS.format(marker=marker, path=str(pkl))], check=True)
         assert "refused: the pickle wants to run code" in bad_input(str(target))
         assert not marker.exists()
     assert "no such file or directory" in bad_input(str(tmp_path / "missing"))
 
 
-@pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup",
-                                  "cosine_with_restarts"])
+@pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"])
 def test_lr_factor_matches_transformers(kind):
     from transformers import get_scheduler
 

@@ -1,4 +1,5 @@
 """Launch scripts are parsed like bash reads them, never executed; every value keeps its line."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch.script import (
-    NO_LAUNCH, ArgValue, Launch, format_source, parse_launch_script)
+from fgclip_doctor.sources.launch.script import NO_LAUNCH, ArgValue, Launch, format_source, parse_launch_script
 
 
 def write(tmp_path: Path, text: str, name: str = "train.sh") -> Path:
@@ -113,11 +113,14 @@ def test_format_source_cites_line_and_flag(tmp_path, monkeypatch):
 
 
 def test_torchrun_module_launch(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         export OMP_NUM_THREADS=4
         torchrun --nproc_per_node=2 --nnodes 1 -m fgclip.train \\
             --preset tiny --max-steps 60 --do_train
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert (launch.launcher, launch.entry, launch.entry_kind) == ("torchrun", "fgclip.train", "module")
     assert launch.nproc == 2 and launch.world_size == 2
@@ -127,11 +130,14 @@ def test_torchrun_module_launch(tmp_path):
 
 
 def test_python_m_torch_distributed_is_torchrun(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         NGPU=${NGPU:-4}
         python -m torch.distributed.run --nproc-per-node $NGPU --nnodes=2 \\
             fgclip/train/train_fgclip.py --output_dir out
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert launch.launcher == "torchrun" and launch.entry == "fgclip/train/train_fgclip.py"
     assert (launch.nproc, launch.nnodes, launch.world_size) == (4, 2, 8)
@@ -144,11 +150,14 @@ def test_torchrun_default_is_one_process(tmp_path):
 
 
 def test_plain_python_module_with_inline_env(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         # single GPU debug run
         CUDA_VISIBLE_DEVICES=0 ENABLE_RUNTIME_DIAG=1 nohup python3 -u -m fgclip.train \\
             --preset seed-bug --output_dir runs/dbg > dbg.log 2>&1 &
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert (launch.launcher, launch.entry, launch.entry_kind) == ("python", "fgclip.train", "module")
     assert launch.entry_line == 2
@@ -165,10 +174,13 @@ def test_python_args_file_positional(tmp_path):
 
 
 def test_accelerate_launch(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         accelerate launch --multi_gpu --num_processes 8 --num_machines 2 --mixed_precision bf16 \\
             train_clip.py --per_device_train_batch_size 64
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert launch.launcher == "accelerate" and launch.entry == "train_clip.py"
     assert launch.launcher_args["multi_gpu"].value == "True"
@@ -178,10 +190,13 @@ def test_accelerate_launch(tmp_path):
 
 
 def test_cuda_visible_devices_counts_processes(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         export CUDA_VISIBLE_DEVICES=0,1,2
         env WANDB_MODE=offline deepspeed --module fgclip.train --deepspeed zero2.json
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert (launch.entry, launch.entry_kind) == ("fgclip.train", "module")
     assert launch.nproc == 3 and launch.nproc_source.endswith(":1 CUDA_VISIBLE_DEVICES")
@@ -197,7 +212,9 @@ def test_deepspeed_num_gpus_and_unknown_count(tmp_path):
 
 
 def test_variables_quotes_and_defaults(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         BS=32
         LR=${LR:-1e-4}
         OUT="runs/bs${BS}_lr$LR"
@@ -205,7 +222,8 @@ def test_variables_quotes_and_defaults(tmp_path):
         GPUS=$(nvidia-smi -L | wc -l)
         python train.py --output_dir "$OUT" $EXTRA --note 'literal $BS' \\
             --model $MODEL_DIR --world $GPUS --n $((BS * 2 + 1))
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     args = launch.args
     assert args["output_dir"].value == "runs/bs32_lr1e-4"
@@ -219,7 +237,9 @@ def test_variables_quotes_and_defaults(tmp_path):
 
 
 def test_blocks_are_skipped_not_crashed(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         if [ -z "$DATA" ]; then
             DATA=/data/default
         else
@@ -230,40 +250,50 @@ def test_blocks_are_skipped_not_crashed(tmp_path):
             tiny) PRESET=tiny ;;
         esac
         python -m fgclip.train --data $DATA
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert launch.args["data"].value == "/data/default"
     assert any("inside a block" in note for note in launch.notes)
 
 
 def test_helper_python_before_training_is_not_the_launch(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         python tools/make_synthetic.py --out data/
         python -c "print(1)"
         torchrun --nproc_per_node 2 fgclip/train.py --max_steps 5
-    """)
+    """,
+    )
     assert parse_launch_script(path).launcher == "torchrun"
 
 
 def test_comment_inside_continued_command_orphans_flags(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         deepspeed train.py \\
             --learning_rate 1e-5 \\
             # --weight_decay 0.1 \\
             --max_steps 100
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert "max_steps" not in launch.args and "weight_decay" not in launch.args  # as bash does
     assert any(note.startswith("line 4: `--max_steps`") for note in launch.notes)
 
 
 def test_heredoc_body_is_not_a_command(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         cat > cfg.txt <<EOF
         deepspeed fake.py --lr 9
         EOF
         python train.py --lr 1
-    """)
+    """,
+    )
     launch = parse_launch_script(path)
     assert launch.entry == "train.py" and launch.args["lr"].line == 4
 
@@ -293,12 +323,15 @@ def test_binary_and_non_utf8_files(tmp_path):
 
 def test_script_is_never_executed(tmp_path):
     marker = tmp_path / "marker"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         touch {marker}
         X=$(touch {marker}-subst)
         Y=`touch {marker}-tick`
         python -m fgclip.train --out "$(touch {marker}-arg)"
         touch {marker}-after
-    """)
+    """,
+    )
     parse_launch_script(path)
     assert not list(tmp_path.glob("marker*")), os.listdir(tmp_path)

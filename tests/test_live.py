@@ -1,8 +1,8 @@
 """live end to end: real short runs of the subject and of code the doctor has never seen."""
+
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -61,8 +61,11 @@ def test_seed_bug_fails_measured(tmp_path, synthetic_root):
     # scripts/seed_bug.sh with 1 image per device instead of 8: the bank counts forward calls,
     # so everything the seed's run shows is unchanged, at an eighth of the CPU time; 52 steps are
     # enough to see the switch-on at forward call 400 (optimizer step 50).
-    text = (ROOT / "scripts" / "seed_bug.sh").read_text().replace(
-        "--per_device_train_batch_size 8", "--per_device_train_batch_size 1")
+    text = (
+        (ROOT / "scripts" / "seed_bug.sh")
+        .read_text()
+        .replace("--per_device_train_batch_size 8", "--per_device_train_batch_size 1")
+    )
     script = tmp_path / "seed_bug_small.sh"
     script.write_text(text)
     code, doc = live(str(script), "--steps", "52")
@@ -83,9 +86,11 @@ def test_seed_bug_fails_measured(tmp_path, synthetic_root):
 
 def test_code_never_seen_plain_clip(tmp_path):
     script = tmp_path / "train_clip.sh"
-    script.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
-                      f"  --output_dir {tmp_path}/out --per_device_train_batch_size 6 --learning_rate 1e-3 \\\n"
-                      "  --logit_scale_init_value 3.0 --report_to none --use_cpu True\n")
+    script.write_text(
+        f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
+        f"  --output_dir {tmp_path}/out --per_device_train_batch_size 6 --learning_rate 1e-3 \\\n"
+        "  --logit_scale_init_value 3.0 --report_to none --use_cpu True\n"
+    )
     code, doc = live(str(script), "--steps", "4", "--interval", "2")
     facts = doc["facts"]
     assert facts["run.subject_known"]["value"] is False
@@ -93,7 +98,9 @@ def test_code_never_seen_plain_clip(tmp_path):
     assert "contrastive_loss" in term  # named by call site
     assert facts[f"observed.candidates.{term}"]["value"] == 6  # candidates = batch size
     assert facts["scale.global.init"]["value"] == pytest.approx(3.0, abs=1e-6)  # the true logit scale
-    assert facts[f"observed.loss.{term}.chance"]["value"] == pytest.approx(torch.log(torch.tensor(6.0)).item(), rel=1e-5)
+    assert facts[f"observed.loss.{term}.chance"]["value"] == pytest.approx(
+        torch.log(torch.tensor(6.0)).item(), rel=1e-5
+    )
     assert not (tmp_path / "out").exists()  # never the user's output dir
 
 
@@ -111,8 +118,11 @@ def _script(tmp_path: Path, name: str, args: str) -> Path:
 
 
 def test_nproc_2_gathers_and_offsets_targets(tmp_path):
-    script = _script(tmp_path, "train_unoffset_ddp", f"--offset True --output_dir {tmp_path}/o "
-                     "--per_device_train_batch_size 4 --report_to none --use_cpu True")
+    script = _script(
+        tmp_path,
+        "train_unoffset_ddp",
+        f"--offset True --output_dir {tmp_path}/o --per_device_train_batch_size 4 --report_to none --use_cpu True",
+    )
     code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
     facts = doc["facts"]
     [term] = facts["observed.terms"]["value"]
@@ -122,8 +132,11 @@ def test_nproc_2_gathers_and_offsets_targets(tmp_path):
 
 
 def test_nproc_2_unoffset_targets_fail(tmp_path):
-    script = _script(tmp_path, "train_unoffset_ddp", f"--output_dir {tmp_path}/o "
-                     "--per_device_train_batch_size 4 --report_to none --use_cpu True")
+    script = _script(
+        tmp_path,
+        "train_unoffset_ddp",
+        f"--output_dir {tmp_path}/o --per_device_train_batch_size 4 --report_to none --use_cpu True",
+    )
     code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
     [f] = [f for f in doc["findings"] if f["rule"] == "ddp-targets"]
     assert code == 1 and f["status"] == "FAIL" and "rank 1" in f["message"]
@@ -132,8 +145,10 @@ def test_nproc_2_unoffset_targets_fail(tmp_path):
 def test_training_that_raises_is_one_line_exit_2(tmp_path):
     # --bf16 without --use_cpu: transformers refuses it on a CPU inside the script's own argument parsing
     script = tmp_path / "train_clip.sh"
-    script.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
-                      f"  --output_dir {tmp_path}/out --bf16 True --report_to none\n")
+    script.write_text(
+        f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
+        f"  --output_dir {tmp_path}/out --bf16 True --report_to none\n"
+    )
     result = runner.invoke(app, ["live", str(script), "--steps", "2", "--device", "cpu"])
     [line] = result.stderr.strip().splitlines()
     assert result.exit_code == 2

@@ -1,4 +1,5 @@
 """fgclip.losses: each head's candidates, targets and chance level (uniform logits -> ln N)."""
+
 import math
 
 import pytest
@@ -102,8 +103,14 @@ def test_region_masks_queued_copies_of_the_positive():
 
 def test_region_empty_queue_is_in_batch():
     k = 3
-    out = RegionContrastiveLoss()(same_rows(k), same_rows(k, seed=1), scale(), torch.arange(k),
-                                  torch.empty(0, D), torch.empty(0, dtype=torch.long))
+    out = RegionContrastiveLoss()(
+        same_rows(k),
+        same_rows(k, seed=1),
+        scale(),
+        torch.arange(k),
+        torch.empty(0, D),
+        torch.empty(0, dtype=torch.long),
+    )
     assert out.logits.shape == (k, k)
     assert out.loss.item() == pytest.approx(math.log(k), abs=1e-5)
 

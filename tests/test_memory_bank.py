@@ -1,4 +1,5 @@
 """fgclip.memory_bank: warmup in forward calls, FIFO queue, candidates in the model, save / resume."""
+
 import json
 import math
 
@@ -103,15 +104,23 @@ def test_entries_are_normalised_and_detached():
 # ---- the bank inside FGCLIPModel -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_batches(synthetic_root, tiny_tokenizer):
-    data = FGCLIPDataset(synthetic_root / "train.jsonl", synthetic_root, tiny_tokenizer, image_size=64,
-                         max_boxes=4, add_box_loss=True, use_hard_neg=True)
+    data = FGCLIPDataset(
+        synthetic_root / "train.jsonl",
+        synthetic_root,
+        tiny_tokenizer,
+        image_size=64,
+        max_boxes=4,
+        add_box_loss=True,
+        use_hard_neg=True,
+    )
     return [collate([data[i] for i in range(s, s + 4)]) for s in range(0, 16, 4)]
 
 
 def tiny_model(tokenizer, **overrides):
     torch.manual_seed(0)
-    cfg = tiny_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id,
-                      **overrides)
+    cfg = tiny_config(
+        len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id, **overrides
+    )
     return FGCLIPModel(cfg)
 
 
@@ -210,8 +219,9 @@ def test_checkpoint_without_a_bank_loads_an_empty_bank(tmp_path, tiny_batches, t
         model.roi_projection.weight.mul_(2.0)
     model.save_pretrained(tmp_path)
     assert not any(k.startswith("memory_bank.") for k in load_file(tmp_path / "model.safetensors"))
-    loaded = FGCLIPModel.from_pretrained(tmp_path, use_memory_bank=True, memory_bank_size=16,
-                                         memory_bank_warmup_steps=1)
+    loaded = FGCLIPModel.from_pretrained(
+        tmp_path, use_memory_bank=True, memory_bank_size=16, memory_bank_warmup_steps=1
+    )
     bank = loaded.memory_bank
     assert [int(getattr(bank, n)) for n in ("ptr", "fill", "forward_calls", "enabled_at_call")] == [0, 0, 0, -1]
     assert bank.queue_ids.eq(0).all() and torch.allclose(bank.queue.norm(dim=1), torch.ones(16), atol=1e-5)
@@ -227,8 +237,9 @@ def test_checkpoint_without_a_bank_loads_an_empty_bank(tmp_path, tiny_batches, t
 
 
 def test_trainer_resume_restores_the_bank(synthetic_root, tmp_path, monkeypatch):
-    import fgclip.train
     from transformers import TrainerCallback
+
+    import fgclip.train
 
     snapshots = []
 
@@ -243,9 +254,28 @@ def test_trainer_resume_restores_the_bank(synthetic_root, tmp_path, monkeypatch)
 
     monkeypatch.setattr(fgclip.train, "FGCLIPTrainer", SnapshotTrainer)
     out = tmp_path / "run"
-    common = ["--preset", "tiny", "--output_dir", str(out), "--per_device_train_batch_size", "2",
-              "--memory_bank_size", "16", "--memory_bank_warmup_steps", "2", "--save_steps", "3",
-              "--logging_steps", "1", "--warmup_steps", "0", "--report_to", "none", "--disable_tqdm", "True"]
+    common = [
+        "--preset",
+        "tiny",
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "2",
+        "--memory_bank_size",
+        "16",
+        "--memory_bank_warmup_steps",
+        "2",
+        "--save_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--warmup_steps",
+        "0",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "True",
+    ]
     fgclip.train.main(common + ["--max_steps", "3"])
     assert int(snapshots[0]["forward_calls"]) == 0 and int(snapshots[0]["fill"]) == 0  # a fresh bank
     saved = load_file(out / "checkpoint-3" / "model.safetensors")

@@ -1,4 +1,5 @@
 """fgclip.model: long position table, from_clip, scales, loss terms, box pooling."""
+
 import math
 
 import pytest
@@ -15,15 +16,23 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 def tiny_model(tokenizer, **overrides):
     torch.manual_seed(0)
-    cfg = tiny_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id,
-                      **overrides)
+    cfg = tiny_config(
+        len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id, **overrides
+    )
     return FGCLIPModel(cfg)
 
 
 @pytest.fixture(scope="module")
 def batch(synthetic_root, tiny_tokenizer):
-    data = FGCLIPDataset(synthetic_root / "train.jsonl", synthetic_root, tiny_tokenizer, image_size=64,
-                         max_boxes=4, add_box_loss=True, use_hard_neg=True)
+    data = FGCLIPDataset(
+        synthetic_root / "train.jsonl",
+        synthetic_root,
+        tiny_tokenizer,
+        image_size=64,
+        max_boxes=4,
+        add_box_loss=True,
+        use_hard_neg=True,
+    )
     return collate([data[i] for i in range(6)])
 
 
@@ -53,8 +62,11 @@ def test_new_model_starts_with_the_stretched_table(tiny_tokenizer):
 def test_trimmed_padding_encode_equals_full_length(tiny_tokenizer, long):
     model = tiny_model(tiny_tokenizer).eval()
     length = 248 if long else 77
-    texts = ["small red circle at the top left", "a picture with two shapes on a plain grey background. "
-             "there is a large blue ring in the center and a small white cross on the right."]
+    texts = [
+        "small red circle at the top left",
+        "a picture with two shapes on a plain grey background. "
+        "there is a large blue ring in the center and a small white cross on the right.",
+    ]
     ids = tiny_tokenizer(texts, max_length=length, padding="max_length", truncation=True, return_tensors="pt").input_ids
     assert ids.shape == (2, length)
     with torch.no_grad():
@@ -74,8 +86,9 @@ def test_trimmed_padding_encode_equals_full_length(tiny_tokenizer, long):
 
 def test_long_text_uses_the_long_table(tiny_tokenizer):
     model = tiny_model(tiny_tokenizer).eval()
-    ids = tiny_tokenizer(["small red circle at the top left"], max_length=77, padding="max_length",
-                         return_tensors="pt").input_ids
+    ids = tiny_tokenizer(
+        ["small red circle at the top left"], max_length=77, padding="max_length", return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         model.text_model.embeddings.long_position_embedding.weight.add_(1.0)  # long table != short table
         short, long = model.encode_text(ids), model.encode_text(ids, long=True)
@@ -94,15 +107,17 @@ def test_from_clip_copies_towers_and_base_scale(synthetic_root):
     clip = CLIPModel.from_pretrained(base)
     model = FGCLIPModel.from_clip(str(base))
     clip_sd, sd = clip.state_dict(), model.state_dict()
-    towers = [k for k in clip_sd if k.startswith(("text_model.", "vision_model.", "visual_projection.",
-                                                  "text_projection."))]
+    towers = [
+        k for k in clip_sd if k.startswith(("text_model.", "vision_model.", "visual_projection.", "text_projection."))
+    ]
     assert len(towers) > 50
     for k in towers:
         assert torch.equal(sd[k], clip_sd[k]), k
     assert torch.equal(model.text_filip_projection.weight, clip.text_projection.weight)
     emb = model.text_model.embeddings
-    assert torch.equal(emb.long_position_embedding.weight,
-                       stretch_positions(clip.text_model.embeddings.position_embedding.weight))
+    assert torch.equal(
+        emb.long_position_embedding.weight, stretch_positions(clip.text_model.embeddings.position_embedding.weight)
+    )
     base_scale = float(clip.logit_scale.detach())
     assert base_scale == pytest.approx(LN_100, abs=1e-3)  # the base sits at the ln 100 clamp
     for name in SCALE_NAMES:  # FG-CLIP v1: the new scales start where the base's is
@@ -187,6 +202,7 @@ def test_region_pool_image_ignores_the_box(tiny_tokenizer, batch):
     model = tiny_model(tiny_tokenizer, region_pool="box").eval()
     with torch.no_grad():
         vision = model.vision_model(pixel_values=batch["pixel_values"][:2], output_hidden_states=True)
-        ref = model.box_features(model.patch_feature_map(vision.hidden_states[-2]), whole,
-                                 torch.ones(2, 1, dtype=torch.bool))
+        ref = model.box_features(
+            model.patch_feature_map(vision.hidden_states[-2]), whole, torch.ones(2, 1, dtype=torch.bool)
+        )
     assert torch.allclose(feats["image"][[0, 2]], ref, atol=1e-6)

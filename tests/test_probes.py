@@ -1,4 +1,5 @@
 """Probes: no host synchronisation inside the forward pass, statistics that are right, clean removal."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,6 @@ import torch.nn.functional as F
 import fgclip.model as fgmodel
 from fgclip_doctor.callback import DoctorCallback
 from fgclip_doctor.probes.cross_entropy import ce_observation
-
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_hooks_make_no_host_sync_in_the_forward_pass(model_and_batch, monkeypatc
             if frame is not None and probes in frame.f_code.co_filename:
                 offenders.append(f"{name} from {frame.f_code.co_filename}:{frame.f_lineno}")
             return original(self, *a, **k)
+
         return wrapper
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
@@ -97,8 +98,8 @@ def test_callback_abort_on_fail_stops_training(synthetic_root, tmp_path):
     """A user's own run: DoctorCallback(abort_on="fail") stops through control at the first FAIL."""
     from fgclip.train import main
     from fgclip_doctor.settings import Settings
-    from fgclip_doctor.sources.run_config import collect_facts
     from fgclip_doctor.sources.launch.target import read_target
+    from fgclip_doctor.sources.run_config import collect_facts
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     base = collect_facts(read_target(__import__("pathlib").Path(root, "scripts", "seed_bug.sh")))
@@ -124,9 +125,26 @@ def test_callback_abort_on_fail_stops_training(synthetic_root, tmp_path):
 
     transformers.Trainer.__init__ = init_with_recorder
     try:
-        trainer = main(["--preset", "seed-bug", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps",
-                        "1", "--max_steps", "20", "--output_dir", str(tmp_path), "--save_strategy", "no",
-                        "--logging_steps", "1", "--report_to", "none"])
+        trainer = main(
+            [
+                "--preset",
+                "seed-bug",
+                "--per_device_train_batch_size",
+                "1",
+                "--gradient_accumulation_steps",
+                "1",
+                "--max_steps",
+                "20",
+                "--output_dir",
+                str(tmp_path),
+                "--save_strategy",
+                "no",
+                "--logging_steps",
+                "1",
+                "--report_to",
+                "none",
+            ]
+        )
     finally:
         transformers.Trainer.__init__ = original
     assert trainer.state.global_step == 2  # stopped at the first interval with a FAIL

@@ -1,4 +1,5 @@
 """The rule registry: registration, statuses, SKIP reasons, select / ignore, thresholds."""
+
 from __future__ import annotations
 
 import sys
@@ -7,14 +8,21 @@ import pytest
 
 from fgclip_doctor import checks
 from fgclip_doctor.checks import registry
-from fgclip_doctor.checks.registry import (Finding, RuleContext, Status, all_rules, get_rule,
-                                           rule, run_rules, scratch_registry)
+from fgclip_doctor.checks.registry import (
+    Finding,
+    RuleContext,
+    Status,
+    all_rules,
+    get_rule,
+    rule,
+    run_rules,
+    scratch_registry,
+)
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
 
-DOCS = dict(fix="set the scale", what="Checks x.", why="Because.", example="x = 1",
-            evidence="open_clip model.py")
+DOCS = dict(fix="set the scale", what="Checks x.", why="Because.", example="x = 1", evidence="open_clip model.py")
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +32,15 @@ def scratch():
 
 
 def register_pair():
-    @rule("FGD901", "scale-max", title="the scale stays below a maximum", severity="fail",
-          where="CL", thresholds={"max": 4.6052}, **DOCS)
+    @rule(
+        "FGD901",
+        "scale-max",
+        title="the scale stays below a maximum",
+        severity="fail",
+        where="CL",
+        thresholds={"max": 4.6052},
+        **DOCS,
+    )
     def scale_max(facts: Facts, ctx: RuleContext) -> Finding:
         if skip := ctx.require(facts, "scale"):
             return skip
@@ -35,8 +50,7 @@ def register_pair():
             return ctx.problem(value, f"<= {ctx.threshold('max')}", "too high", src)
         return ctx.passed(value, f"<= {ctx.threshold('max')}", "fine", src)
 
-    @rule("FGD902", "accum-warn", title="no gradient accumulation", severity="warn",
-          where="K", **DOCS)
+    @rule("FGD902", "accum-warn", title="no gradient accumulation", severity="warn", where="K", **DOCS)
     def accum(facts: Facts, ctx: RuleContext) -> list[Finding]:
         out = []
         for term in ("global", "region"):
@@ -75,7 +89,9 @@ def test_where_filters_and_subjects():
     register_pair()
     found = run_rules(facts_with(accum_region=4), "K")
     assert [(f.code, f.subject, f.status) for f in found] == [
-        ("FGD902", "global", Status.PASS), ("FGD902", "region", Status.WARN)]
+        ("FGD902", "global", Status.PASS),
+        ("FGD902", "region", Status.WARN),
+    ]
     assert found[1].severity == "warn"
     assert run_rules(Facts(), "D") == []
 
@@ -143,8 +159,7 @@ def test_registration_errors():
         rule("FGD901", "fresh-name", title="t", severity="fail", where="C", **DOCS)(lambda f, c: None)
     with pytest.raises(ValueError, match="duplicate rule name"):
         rule("FGD999", "scale-max", title="t", severity="fail", where="C", **DOCS)(lambda f, c: None)
-    for bad in (dict(code="X1"), dict(name="Bad Name"), dict(severity="error"), dict(where="CX"),
-                dict(where="")):
+    for bad in (dict(code="X1"), dict(name="Bad Name"), dict(severity="error"), dict(where="CX"), dict(where="")):
         args = dict(code="FGD998", name="ok-name", title="t", severity="warn", where="C", **DOCS)
         args.update(bad)
         with pytest.raises(ValueError):
@@ -184,7 +199,8 @@ def test_rule_modules_are_imported(tmp_path, monkeypatch):
         "from fgclip_doctor.checks.registry import rule\n"
         "@rule('FGD950', 'from-module', title='t', severity='warn', where='D', fix='f',\n"
         "      what='w', why='y', example='e', evidence='v')\n"
-        "def f(facts, ctx):\n    return ctx.skip('no data')\n")
+        "def f(facts, ctx):\n    return ctx.skip('no data')\n"
+    )
     monkeypatch.setattr(checks, "__path__", [*checks.__path__, str(tmp_path)])
     monkeypatch.setattr(registry, "RULE_MODULES", ["fake_family"])
     monkeypatch.delitem(sys.modules, "fgclip_doctor.checks.fake_family", raising=False)

@@ -1,4 +1,5 @@
 """The report: summary, exit codes, the public JSON schema, JUnit XML, the table, sparklines."""
+
 from __future__ import annotations
 
 import io
@@ -9,30 +10,52 @@ import xml.etree.ElementTree as ET
 import pytest
 from rich.console import Console
 from rich.text import Text
-
 from schema import validate
 
 from fgclip_doctor.checks.registry import Finding, Status, rule, scratch_registry
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.report import (Report, emit, exit_code, sparkline, summary, to_json,
-                                  to_junit, render_table)
+from fgclip_doctor.report import Report, emit, exit_code, render_table, sparkline, summary, to_json, to_junit
 
 
 @pytest.fixture(autouse=True)
 def scratch():
     with scratch_registry():
-        rule("FGD901", "scale-max", title="logit scale within its clamp", severity="fail",
-             where="C", fix="clamp", what="w", why="y", example="e", evidence="v")(lambda f, c: [])
+        rule(
+            "FGD901",
+            "scale-max",
+            title="logit scale within its clamp",
+            severity="fail",
+            where="C",
+            fix="clamp",
+            what="w",
+            why="y",
+            example="e",
+            evidence="v",
+        )(lambda f, c: [])
         yield
 
 
 def finding(status: Status, subject: str = "", severity: str = "fail") -> Finding:
-    return Finding("FGD901", "scale-max", status, severity, "4.9", "<= 4.6052",
-                   f"{status.value.lower()} message", "clamp it", ("train.sh:3 --scale",), subject)
+    return Finding(
+        "FGD901",
+        "scale-max",
+        status,
+        severity,
+        "4.9",
+        "<= 4.6052",
+        f"{status.value.lower()} message",
+        "clamp it",
+        ("train.sh:3 --scale",),
+        subject,
+    )
 
 
-ALL = [finding(Status.PASS), finding(Status.WARN, "region", "warn"), finding(Status.FAIL, "global"),
-       finding(Status.SKIP)]
+ALL = [
+    finding(Status.PASS),
+    finding(Status.WARN, "region", "warn"),
+    finding(Status.FAIL, "global"),
+    finding(Status.SKIP),
+]
 
 
 def make_report(findings=ALL, strict=False, **kw) -> Report:
@@ -51,8 +74,6 @@ def test_summary_and_exit_codes():
     assert exit_code([finding(Status.FAIL)]) == 1
 
 
-
-
 def test_json_schema():
     doc = to_json(make_report(extra={"trajectory": [{"step": 1, "loss": math.inf}]}))
     validate(doc, {"trajectory"})
@@ -63,9 +84,18 @@ def test_json_schema():
     assert doc["summary"] == {"pass": 1, "warn": 1, "fail": 1, "skip": 1}
     assert doc["exit_code"] == 1
     fail = doc["findings"][2]
-    assert fail == {"code": "FGD901", "rule": "scale-max", "status": "FAIL", "severity": "fail",
-                    "measured": "4.9", "expected": "<= 4.6052", "message": "fail message",
-                    "fix": "clamp it", "sources": ["train.sh:3 --scale"], "subject": "global"}
+    assert fail == {
+        "code": "FGD901",
+        "rule": "scale-max",
+        "status": "FAIL",
+        "severity": "fail",
+        "measured": "4.9",
+        "expected": "<= 4.6052",
+        "message": "fail message",
+        "fix": "clamp it",
+        "sources": ["train.sh:3 --scale"],
+        "subject": "global",
+    }
     empty = to_json(Report("check-data", None, Facts(), []))
     validate(empty)
     assert empty["target"] is None and empty["findings"] == [] and empty["exit_code"] == 0
@@ -86,8 +116,7 @@ def test_junit(strict):
     assert int(suite.get("failures")) == (2 if strict else 1)
     assert int(suite.get("skipped")) == 1 and suite.get("errors") == "0"
     assert [c.get("classname") for c in cases] == ["FGD901"] * 4
-    assert [c.get("name") for c in cases] == ["scale-max", "scale-max [region]",
-                                              "scale-max [global]", "scale-max"]
+    assert [c.get("name") for c in cases] == ["scale-max", "scale-max [region]", "scale-max [global]", "scale-max"]
     passed, warn, fail, skip = cases
     assert list(passed) == []
     assert fail.find("failure").get("message") == "fail message"
@@ -117,17 +146,31 @@ def recording_console() -> Console:
 
 def test_render_table():
     console = recording_console()
-    report = make_report(title_lines=["fgclip-doctor check-config · train.sh"],
-                         sections=[("Loss terms", Text("global 4.1 → 0.9 ▇▅▃▂▁"))])
+    report = make_report(
+        title_lines=["fgclip-doctor check-config · train.sh"], sections=[("Loss terms", Text("global 4.1 → 0.9 ▇▅▃▂▁"))]
+    )
     render_table(report, console)
     text = console.export_text()
     lines = text.splitlines()
     assert lines[0] == "fgclip-doctor check-config · train.sh"
     # sections, then the problems (FAIL before WARN) as blocks, then passes and skips one line each
-    assert text.index("Loss terms") < text.index("global 4.1 → 0.9") < text.index("FAIL FGD901") \
-        < text.index("WARN FGD901") < text.index("PASS FGD901") < text.index("SKIP FGD901")
-    for word in ("scale-max · global", "fail message", "measured: 4.9", "expected: <= 4.6052",
-                 "from: train.sh:3 --scale", "fix: clamp it", "SKIP FGD901 scale-max  skip message"):
+    assert (
+        text.index("Loss terms")
+        < text.index("global 4.1 → 0.9")
+        < text.index("FAIL FGD901")
+        < text.index("WARN FGD901")
+        < text.index("PASS FGD901")
+        < text.index("SKIP FGD901")
+    )
+    for word in (
+        "scale-max · global",
+        "fail message",
+        "measured: 4.9",
+        "expected: <= 4.6052",
+        "from: train.sh:3 --scale",
+        "fix: clamp it",
+        "SKIP FGD901 scale-max  skip message",
+    ):
         assert word in text, word
     assert lines[-1] == "1 PASS · 1 WARN · 1 FAIL · 1 SKIP · exit 1"
 

@@ -1,5 +1,6 @@
 """The table a person reads: its width, whole words, problems first as complete blocks, -q / -v,
 NO_COLOR / FORCE_COLOR; on real check-config reports (the CLI in-process) and on built ones."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,8 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
@@ -36,6 +38,7 @@ def norm(text: str) -> str:
 
 
 # ---- what a rendered table must satisfy -------------------------------------------------------
+
 
 def blocks(text: str) -> list[tuple[str, str]]:
     """(header line, the block's text with whitespace normalised) for every finding line."""
@@ -64,8 +67,13 @@ def check_layout(text: str, findings: list[dict], width: int, verbose: bool = Fa
     for f in findings:
         if f["status"] not in ("FAIL", "WARN") and not verbose:
             continue
-        mine = [b for h, b in found if h.startswith(f"{f['status']} {f['code']} {f['rule']}")
-                and f["subject"] in h and norm(shorten_paths(f["message"])) in b]
+        mine = [
+            b
+            for h, b in found
+            if h.startswith(f"{f['status']} {f['code']} {f['rule']}")
+            and f["subject"] in h
+            and norm(shorten_paths(f["message"])) in b
+        ]
         assert len(mine) == 1, (f, found)
         block = mine[0]
         assert f"measured: {norm(shorten_paths(f['measured']))}" in block
@@ -84,35 +92,73 @@ LONG_PATH = "/work/cache/synthetic-v1/base/model.safetensors"
 
 
 def finding(status: Status, code: str, rule: str, subject: str = "", **kw) -> Finding:
-    base = dict(measured="2.6592 (T 14.3)", expected="4.6052 (T 100); at least 0.5 x the base temperature",
-                message=f"{subject or rule} starts at 2.6592 (T 14.3); base global 4.6052 (T 100): CLIP's "
-                        "from-scratch init on a base at ln 100, read from --logit_scale_init_value",
-                fix="start new scales at the base's scale (drop --logit_scale_init_value, or set 4.6052)",
-                sources=("scripts/seed_bug.sh:21 --logit_scale_init_value",
-                         "scripts/seed_bug.sh:13 --model_name_or_path", f"{LONG_PATH}: logit_scale"))
+    base = dict(
+        measured="2.6592 (T 14.3)",
+        expected="4.6052 (T 100); at least 0.5 x the base temperature",
+        message=f"{subject or rule} starts at 2.6592 (T 14.3); base global 4.6052 (T 100): CLIP's "
+        "from-scratch init on a base at ln 100, read from --logit_scale_init_value",
+        fix="start new scales at the base's scale (drop --logit_scale_init_value, or set 4.6052)",
+        sources=(
+            "scripts/seed_bug.sh:21 --logit_scale_init_value",
+            "scripts/seed_bug.sh:13 --model_name_or_path",
+            f"{LONG_PATH}: logit_scale",
+        ),
+    )
     base.update(kw)
-    return Finding(code, rule, status, "fail", base["measured"], base["expected"], base["message"],
-                   base["fix"], tuple(base["sources"]), subject)
+    return Finding(
+        code,
+        rule,
+        status,
+        "fail",
+        base["measured"],
+        base["expected"],
+        base["message"],
+        base["fix"],
+        tuple(base["sources"]),
+        subject,
+    )
 
 
 FINDINGS = [
     finding(Status.PASS, "FGD102", "logit-scale-clamp", "global", measured="4.6052 (T 100)"),
     finding(Status.FAIL, "FGD101", "logit-scale-init", "finegrained"),
-    finding(Status.SKIP, "FGD705", "loss-floor", "region", measured="", message="needs observations of a "
-            "live run: run `fgclip-doctor live` to measure the floor of every loss term"),
-    finding(Status.WARN, "FGD208", "grad-accum-negatives", measured="8", expected="1",
-            message="accumulation 8 multiplies the batch per optimizer step (global batch 64) but not "
-                    "the negatives: each loss sees per_device x world = 8 candidates per forward",
-            sources=("scripts/seed_bug.sh:25 --gradient_accumulation_steps",
-                     "per_device (scripts/seed_bug.sh:24 --per_device_train_batch_size) × world "
-                     "(python launches one process × default: one node)")),
+    finding(
+        Status.SKIP,
+        "FGD705",
+        "loss-floor",
+        "region",
+        measured="",
+        message="needs observations of a live run: run `fgclip-doctor live` to measure the floor of every loss term",
+    ),
+    finding(
+        Status.WARN,
+        "FGD208",
+        "grad-accum-negatives",
+        measured="8",
+        expected="1",
+        message="accumulation 8 multiplies the batch per optimizer step (global batch 64) but not "
+        "the negatives: each loss sees per_device x world = 8 candidates per forward",
+        sources=(
+            "scripts/seed_bug.sh:25 --gradient_accumulation_steps",
+            "per_device (scripts/seed_bug.sh:24 --per_device_train_batch_size) × world "
+            "(python launches one process × default: one node)",
+        ),
+    ),
     finding(Status.FAIL, "FGD101", "logit-scale-init", "hardneg"),
-    finding(Status.FAIL, "FGD301", "step-units", "bank warmup", measured="400 forward calls = optimizer step 50",
-            expected="< 320 forward calls (optimizer step 40)",
-            sources=("scripts/seed_bug.sh:23 --memory_bank_warmup_steps",
-                     "scripts/seed_bug.sh:23 --memory_bank_warmup_steps ÷ accumulation "
-                     "(scripts/seed_bug.sh:25 --gradient_accumulation_steps)"),
-            fix="count the warmup in optimizer steps, or divide it by the gradient accumulation"),
+    finding(
+        Status.FAIL,
+        "FGD301",
+        "step-units",
+        "bank warmup",
+        measured="400 forward calls = optimizer step 50",
+        expected="< 320 forward calls (optimizer step 40)",
+        sources=(
+            "scripts/seed_bug.sh:23 --memory_bank_warmup_steps",
+            "scripts/seed_bug.sh:23 --memory_bank_warmup_steps ÷ accumulation "
+            "(scripts/seed_bug.sh:25 --gradient_accumulation_steps)",
+        ),
+        fix="count the warmup in optimizer steps, or divide it by the gradient accumulation",
+    ),
 ]
 
 
@@ -121,26 +167,59 @@ def wide_tables() -> list[tuple[str, Table]]:
     for name in ("run", "value", "source"):
         run.add_column(name)
     run.add_row("fine-tuning from", "/work/cache/synthetic-v1/base", "scripts/seed_bug.sh:13 --model_name_or_path")
-    run.add_row("global scale init", "4.6052 (T 100)", "fgclip.train build_model (built on meta): logit_scale "
-                "= the base's learned logit_scale (from_clip copies it)")
-    run.add_row("bank warmup", "400 forward calls = optimizer step 50",
-                "scripts/seed_bug.sh:23 --memory_bank_warmup_steps\n" + LONG_PATH + ": memory_bank.enabled_at_call")
+    run.add_row(
+        "global scale init",
+        "4.6052 (T 100)",
+        "fgclip.train build_model (built on meta): logit_scale = the base's learned logit_scale (from_clip copies it)",
+    )
+    run.add_row(
+        "bank warmup",
+        "400 forward calls = optimizer step 50",
+        "scripts/seed_bug.sh:23 --memory_bank_warmup_steps\n" + LONG_PATH + ": memory_bank.enabled_at_call",
+    )
     terms = Table(box=None)
-    for name in ("term", "candidates", "T", "logits min..max", "pos − hardest", "loss first→last", "ln N",
-                 "ratio", "verdict"):
+    for name in (
+        "term",
+        "candidates",
+        "T",
+        "logits min..max",
+        "pos − hardest",
+        "loss first→last",
+        "ln N",
+        "ratio",
+        "verdict",
+    ):
         terms.add_column(name, no_wrap=True)
-    terms.add_row("global", "8", "100", "-3.1..12.0", "+1.20", "2.079 → 0.412 ▇▅▃▂▁", "2.08", "0.20",
-                  Text("PASS", style="green"))
-    terms.add_row("region", "24 → 152", "14.3", "-1.0..3.9", "-0.30", "3.180 → 3.150 ▁▁▁▁▁", "3.18", "0.99",
-                  Text("FAIL", style="red"))
+    terms.add_row(
+        "global", "8", "100", "-3.1..12.0", "+1.20", "2.079 → 0.412 ▇▅▃▂▁", "2.08", "0.20", Text("PASS", style="green")
+    )
+    terms.add_row(
+        "region",
+        "24 → 152",
+        "14.3",
+        "-1.0..3.9",
+        "-0.30",
+        "3.180 → 3.150 ▁▁▁▁▁",
+        "3.18",
+        "0.99",
+        Text("FAIL", style="red"),
+    )
     return [("Run", run), ("Loss terms", terms)]
 
 
 def built_report(**kw) -> Report:
-    return Report("check-config", "scripts/seed_bug.sh", Facts(), list(FINDINGS),
-                  title_lines=["fgclip-doctor check-config · scripts/seed_bug.sh · fgclip.train via python",
-                               f"note: the base at {LONG_PATH} is read, never loaded"],
-                  sections=wide_tables(), **kw)
+    return Report(
+        "check-config",
+        "scripts/seed_bug.sh",
+        Facts(),
+        list(FINDINGS),
+        title_lines=[
+            "fgclip-doctor check-config · scripts/seed_bug.sh · fgclip.train via python",
+            f"note: the base at {LONG_PATH} is read, never loaded",
+        ],
+        sections=wide_tables(),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -159,8 +238,7 @@ def test_built_report_layout(width, cache_env):
     assert fgd101 == "FAIL FGD101 logit-scale-init · finegrained, hardneg"
     lines = text.splitlines()
     assert lines[-1] == "1 PASS · 1 WARN · 3 FAIL · 1 SKIP · exit 1"
-    assert any(line.startswith("PASS FGD102 logit-scale-clamp · global") and "4.6052 (T 100)" in line
-               for line in lines)
+    assert any(line.startswith("PASS FGD102 logit-scale-clamp · global") and "4.6052 (T 100)" in line for line in lines)
     [skip] = [line for line in lines if line.startswith("SKIP FGD705")]
     assert "needs observations" in skip  # a SKIP's one line carries its reason
     for _, table in wide_tables():  # every cell's words, whole
@@ -182,8 +260,13 @@ def test_quiet_and_verbose_on_a_built_report(cache_env):
 
 
 def test_one_liners_are_cut_at_a_word_boundary():
-    long = finding(Status.PASS, "FGD103", "logit-scale-decay", "logit_scale_finegrained",
-                   measured="group 'logit_scales' without weight decay, " * 4)
+    long = finding(
+        Status.PASS,
+        "FGD103",
+        "logit-scale-decay",
+        "logit_scale_finegrained",
+        measured="group 'logit_scales' without weight decay, " * 4,
+    )
     text = render(Report("check-config", None, Facts(), [long]), "table", width=80)
     [line] = [line for line in text.splitlines() if line.startswith("PASS")]
     assert cell_len(line) <= 80 and line.endswith("…")
@@ -191,6 +274,7 @@ def test_one_liners_are_cut_at_a_word_boundary():
 
 
 # ---- the real CLI -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def in_copy(synthetic_root, monkeypatch, tmp_path):
@@ -230,8 +314,10 @@ def test_done_when_seed_bug_fits_100_lines_of_100_columns(in_copy):
     problems = [f for f in doc["findings"] if f["status"] in ("FAIL", "WARN")]
     assert len(problems) >= 5
     check_layout(result.stdout, doc["findings"], 100)
-    assert lines[-1] == f"{doc['summary']['pass']} PASS · {doc['summary']['warn']} WARN · " \
-                        f"{doc['summary']['fail']} FAIL · {doc['summary']['skip']} SKIP · exit 1"
+    assert (
+        lines[-1] == f"{doc['summary']['pass']} PASS · {doc['summary']['warn']} WARN · "
+        f"{doc['summary']['fail']} FAIL · {doc['summary']['skip']} SKIP · exit 1"
+    )
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -301,10 +387,15 @@ def test_truncate_cuts_at_a_word_boundary():
 
 def test_shorten_paths():
     env_ = {"FGCLIP_CACHE": "/data/cache", "HOME": "/home/ada"}
+
     def short(text: str) -> str:
         return shorten_paths(text, cwd="/home/ada/proj", environ=env_)
+
     assert short("/home/ada/proj/scripts/train.sh:12 --x") == "scripts/train.sh:12 --x"
-    assert short("/data/cache/synthetic-v1/base/model.safetensors: s") == "$FGCLIP_CACHE/synthetic-v1/base/model.safetensors: s"
+    assert (
+        short("/data/cache/synthetic-v1/base/model.safetensors: s")
+        == "$FGCLIP_CACHE/synthetic-v1/base/model.safetensors: s"
+    )
     assert short("(relative to /home/ada/other/runs)") == "(relative to ~/other/runs)"
     assert short("/home/ada/projx/a /tmp/b") == "~/projx/a /tmp/b"  # a prefix, not a parent
     assert short("/home/ada/proj") == "~/proj"  # the working folder itself stays a folder name

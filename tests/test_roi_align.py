@@ -47,8 +47,14 @@ def test_fixture_covers_the_grid():
 def test_matches_torchvision(case):
     t = {k: TENSORS[f"{case['name']}/{k}"] for k in ("input", "boxes", "output", "weight", "grad")}
     inp = t["input"].clone().requires_grad_(True)
-    out = roi_align(inp, t["boxes"], tuple(case["output_size"]), spatial_scale=case["spatial_scale"],
-                    sampling_ratio=case["sampling_ratio"], aligned=case["aligned"])
+    out = roi_align(
+        inp,
+        t["boxes"],
+        tuple(case["output_size"]),
+        spatial_scale=case["spatial_scale"],
+        sampling_ratio=case["sampling_ratio"],
+        aligned=case["aligned"],
+    )
     assert out.shape == t["output"].shape and out.dtype == t["output"].dtype
     torch.testing.assert_close(out, t["output"], **_tol(inp.dtype))
     (grad,) = torch.autograd.grad((out * t["weight"]).sum(), inp)
@@ -67,10 +73,12 @@ def test_constant_map_gives_constant(aligned, sampling_ratio):
 def test_list_and_tensor_boxes_agree():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, 9, 11, generator=g, dtype=torch.float64)
-    per_image = [torch.rand(k, 2, 2, generator=g, dtype=torch.float64).sort(dim=1).values.flatten(1) * 10
-                 for k in (2, 0, 3)]  # image 1 has no boxes
-    stacked = torch.cat([torch.cat([torch.full((b.size(0), 1), float(i), dtype=b.dtype), b], 1)
-                         for i, b in enumerate(per_image)])
+    per_image = [
+        torch.rand(k, 2, 2, generator=g, dtype=torch.float64).sort(dim=1).values.flatten(1) * 10 for k in (2, 0, 3)
+    ]  # image 1 has no boxes
+    stacked = torch.cat(
+        [torch.cat([torch.full((b.size(0), 1), float(i), dtype=b.dtype), b], 1) for i, b in enumerate(per_image)]
+    )
     for sr in (2, 0):
         a = roi_align(x, per_image, 2, spatial_scale=0.5, sampling_ratio=sr)
         b = roi_align(x, stacked, (2, 2), spatial_scale=0.5, sampling_ratio=sr)

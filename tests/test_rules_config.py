@@ -1,19 +1,27 @@
 """Config-time rules (FGD1xx-6xx where "C"): each fires, stays silent, and skips; the seed scenario."""
+
 from __future__ import annotations
 
 import pytest
+from rule_check import by_subject, check_rule
 
 from fgclip_doctor.checks import negatives, optim, resume, schedule, temperature  # noqa: F401 (register)
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
-from rule_check import by_subject, check_rule
 
 S = "scripts/seed_bug.sh"
 BUILT = "fgclip/model.py (built on meta)"
-PARAMS = ["logit_scale", "logit_scale_finegrained", "logit_scale_hardneg", "roi_projection.weight",
-          "roi_projection.bias", "text_model.encoder.layers.0.mlp.fc1.weight",
-          "vision_model.encoder.layers.0.mlp.fc1.weight", "visual_projection.weight"]
+PARAMS = [
+    "logit_scale",
+    "logit_scale_finegrained",
+    "logit_scale_hardneg",
+    "roi_projection.weight",
+    "roi_projection.bias",
+    "text_model.encoder.layers.0.mlp.fc1.weight",
+    "vision_model.encoder.layers.0.mlp.fc1.weight",
+    "visual_projection.weight",
+]
 BACKBONE = PARAMS[5:]
 NO_LENGTH = ["train.optimizer_steps", "train.forward_calls", "train.max_steps"]
 
@@ -99,6 +107,7 @@ def statuses(findings) -> dict[tuple[str, str], Status]:
 
 # --- the seed scenario ---------------------------------------------------------------------------
 
+
 def test_seed_scenario_fails_the_three_mistakes():
     found = run_rules(facts_of(), "C", Settings(), command="check-config")
     st = statuses(found)
@@ -121,12 +130,16 @@ def test_seed_scenario_fails_the_three_mistakes():
     assert f"{S}:21 --logit_scale_init_value" in fine.sources
     assert "$DATA/base/model.safetensors: logit_scale" in fine.sources
     units = next(f for f in found if f.rule == "step-units")
-    assert ("400 forward calls = optimizer step 50 at gradient accumulation 8; the run ends at "
-            "optimizer step 40 (320 forward calls)") in units.message
+    assert (
+        "400 forward calls = optimizer step 50 at gradient accumulation 8; the run ends at "
+        "optimizer step 40 (320 forward calls)"
+    ) in units.message
     assert f"{S}:23 --memory_bank_warmup_steps" in units.sources
     bank = next(f for f in found if f.rule == "bank-active")
-    assert ("warmup 400 forward calls = optimizer step 50 at gradient accumulation 8; the run has "
-            "40 optimizer steps (320 forward calls)") in bank.message
+    assert (
+        "warmup 400 forward calls = optimizer step 50 at gradient accumulation 8; the run has "
+        "40 optimizer steps (320 forward calls)"
+    ) in bank.message
     region = next(f for f in found if (f.rule, f.subject) == ("negatives-count", "region"))
     assert "in-batch candidates only (<= 32) for the whole run, where 32 + 128 = 160" in region.message
     assert region.expected == "160" and f"{S}:22 --memory_bank_size" in region.sources
@@ -141,10 +154,12 @@ def test_seed_scenario_from_scratch_passes_init():
 
 
 def test_fixed_run_passes():
-    fixed = facts_of(scale__finegrained__init=(4.6052, f"{S}:21 --logit_scale_init_value"),
-                     scale__hardneg__init=(4.6052, f"{S}:21 --logit_scale_init_value"),
-                     bank__warmup_forward_calls=(50, f"{S}:23 --memory_bank_warmup_steps"),
-                     bank__switch_on_step=(7, "warmup ÷ accumulation"))
+    fixed = facts_of(
+        scale__finegrained__init=(4.6052, f"{S}:21 --logit_scale_init_value"),
+        scale__hardneg__init=(4.6052, f"{S}:21 --logit_scale_init_value"),
+        bank__warmup_forward_calls=(50, f"{S}:23 --memory_bank_warmup_steps"),
+        bank__switch_on_step=(7, "warmup ÷ accumulation"),
+    )
     found = run_rules(fixed, "C")
     assert {f.rule for f in found if f.status is Status.FAIL} == set()
     units = next(f for f in found if f.rule == "step-units")
@@ -155,21 +170,22 @@ def test_fixed_run_passes():
 
 
 def test_restart_after_the_fix_restores_the_old_scale():
-    restart = facts_of(scale__finegrained__init=4.6052,
-                       resume__checkpoints=(["runs/seed-bug/checkpoint-500"], "runs/seed-bug (listed)"),
-                       resume__checkpoint=("runs/seed-bug/checkpoint-500", "fgclip/train.py main"),
-                       resume__step=(500, "runs/seed-bug/checkpoint-500/trainer_state.json"),
-                       resume__scale__finegrained=(2.6562, "checkpoint-500/model.safetensors: "
-                                                           "logit_scale_finegrained"))
+    restart = facts_of(
+        scale__finegrained__init=4.6052,
+        resume__checkpoints=(["runs/seed-bug/checkpoint-500"], "runs/seed-bug (listed)"),
+        resume__checkpoint=("runs/seed-bug/checkpoint-500", "fgclip/train.py main"),
+        resume__step=(500, "runs/seed-bug/checkpoint-500/trainer_state.json"),
+        resume__scale__finegrained=(2.6562, "checkpoint-500/model.safetensors: logit_scale_finegrained"),
+    )
     found = run_rules(restart, "C")
     auto = next(f for f in found if f.rule == "resume-auto")
     assert auto.status is Status.WARN
-    assert auto.message == ("output_dir runs/seed-bug holds checkpoint-500; the train script "
-                            "resumes from it automatically (step 500)")
+    assert auto.message == (
+        "output_dir runs/seed-bug holds checkpoint-500; the train script resumes from it automatically (step 500)"
+    )
     [over] = [f for f in found if f.rule == "resume-override"]
     assert over.status is Status.FAIL and over.subject == "finegrained"
-    assert over.message == ("checkpoint-500 restores finegrained 2.6562 (T 14.2) over the new "
-                            "init 4.6052 (T 100)")
+    assert over.message == ("checkpoint-500 restores finegrained 2.6562 (T 14.2) over the new init 4.6052 (T 100)")
     assert "checkpoint-500/model.safetensors: logit_scale_finegrained" in over.sources
 
 
@@ -186,6 +202,7 @@ def test_settings_thresholds_change_the_verdict():
 
 
 # --- FGD1xx temperature --------------------------------------------------------------------------
+
 
 def test_init_ratio_and_skips():
     low = by_subject(check("logit-scale-init", facts_of(scale__hardneg__init=3.9)))
@@ -219,8 +236,11 @@ def test_decay():
 
 
 def test_frozen_is_a_checkpoint_and_live_rule():
-    moved = facts_of(scale__finegrained__value=2.7011, scale__hardneg__value=2.6592,
-                     train__optimizer_steps_done=(40, "checkpoint-40/trainer_state.json"))
+    moved = facts_of(
+        scale__finegrained__value=2.7011,
+        scale__hardneg__value=2.6592,
+        train__optimizer_steps_done=(40, "checkpoint-40/trainer_state.json"),
+    )
     found = by_subject(check("logit-scale-frozen", moved))
     assert found["finegrained"].status is Status.PASS
     assert found["hardneg"].status is Status.WARN
@@ -234,28 +254,46 @@ def test_frozen_is_a_checkpoint_and_live_rule():
 
 # --- FGD2xx negatives and the bank ---------------------------------------------------------------
 
+
 def test_negatives_not_gathered_across_ranks():
     ddp = facts_of(run__world_size=4, features__gathered=False, candidates__global=8)
     glob = by_subject(check("negatives-count", ddp))["global"]
     assert glob.status is Status.FAIL and "8 x 4 = 32" in glob.message
     assert "transformers#22252" in glob.message
-    assert by_subject(check("negatives-count", facts_of(run__world_size=4, candidates__global=32)))[
-        "global"].status is Status.PASS
+    assert (
+        by_subject(check("negatives-count", facts_of(run__world_size=4, candidates__global=32)))["global"].status
+        is Status.PASS
+    )
 
 
 def test_negatives_live_form_and_skip():
     # The bank is due at optimizer step 7; after 40 steps the region logits had no queue columns.
-    live = facts_of(bank__warmup_forward_calls=50, bank__switch_on_step=7,
-                    observed__candidates__region=32, observed__extra_columns__region=0,
-                    observed__candidates__hardneg=11, train__optimizer_steps_done=40)
+    live = facts_of(
+        bank__warmup_forward_calls=50,
+        bank__switch_on_step=7,
+        observed__candidates__region=32,
+        observed__extra_columns__region=0,
+        observed__candidates__hardneg=11,
+        train__optimizer_steps_done=40,
+    )
     found = by_subject(check("negatives-count", live))
     assert found["region"].status is Status.FAIL and "+ 0 queue columns" in found["region"].message
     assert found["hardneg"].status is Status.PASS
-    ok = facts_of(observed__candidates__region=160, observed__extra_columns__region=128,
-                  bank__warmup_forward_calls=50, bank__switch_on_step=7, train__optimizer_steps_done=40)
+    ok = facts_of(
+        observed__candidates__region=160,
+        observed__extra_columns__region=128,
+        bank__warmup_forward_calls=50,
+        bank__switch_on_step=7,
+        train__optimizer_steps_done=40,
+    )
     assert by_subject(check("negatives-count", ok))["region"].status is Status.PASS
-    early = facts_of(observed__candidates__region=32, observed__extra_columns__region=0,
-                     bank__warmup_forward_calls=50, bank__switch_on_step=7, train__optimizer_steps_done=5)
+    early = facts_of(
+        observed__candidates__region=32,
+        observed__extra_columns__region=0,
+        bank__warmup_forward_calls=50,
+        bank__switch_on_step=7,
+        train__optimizer_steps_done=5,
+    )
     f = by_subject(check("negatives-count", early))["region"]
     assert f.status is Status.PASS and "bank due at optimizer step 7, 5 steps done" in f.message
     [skip] = check("negatives-count", Facts())
@@ -266,8 +304,7 @@ def test_negatives_live_form_and_skip():
 
 def test_bank_active_checkpoint_form_and_skips():
     at_call = (-1, "checkpoint-40/model.safetensors: memory_bank.enabled_at_call")
-    never = facts_of(bank__enabled_at_call=at_call,
-                     bank__fill=0, train__optimizer_steps_done=40)
+    never = facts_of(bank__enabled_at_call=at_call, bank__fill=0, train__optimizer_steps_done=40)
     [f] = check("bank-active", never)
     assert f.status is Status.FAIL and "enabled_at_call -1" in f.message and "fill 0/128" in f.message
     on = facts_of(bank__enabled_at_call=50, bank__fill=128, bank__warmup_forward_calls=50)
@@ -296,7 +333,8 @@ def test_grad_accum_negatives():
     [f] = check("grad-accum-negatives", facts_of())
     assert f.status is Status.WARN and f.message == (
         "accumulation 8 multiplies the batch per optimizer step (global batch 64) but not the "
-        "negatives: each loss sees per_device x world = 8 candidates per forward")
+        "negatives: each loss sees per_device x world = 8 candidates per forward"
+    )
     assert f"{S}:25 --gradient_accumulation_steps" in f.sources
     assert check("grad-accum-negatives", facts_of(train__grad_accum=1))[0].status is Status.PASS
     assert check("grad-accum-negatives", Facts())[0].status is Status.SKIP
@@ -304,11 +342,13 @@ def test_grad_accum_negatives():
 
 # --- FGD301 step units ---------------------------------------------------------------------------
 
+
 def test_step_units_skip_reason():
     [f] = check("step-units", facts_of(drop=NO_LENGTH))
     assert f.status is Status.SKIP
-    assert f.message == ("run length unknown: give max_steps, or readable annotations / "
-                         "--dataset-size with num_train_epochs")
+    assert f.message == (
+        "run length unknown: give max_steps, or readable annotations / --dataset-size with num_train_epochs"
+    )
     assert check("step-units", facts_of(bank__enabled=False))[0].status is Status.SKIP
     [f] = check("step-units", facts_of(bank__warmup_forward_calls=320))  # reached at the last call
     assert f.status is Status.FAIL
@@ -316,10 +356,14 @@ def test_step_units_skip_reason():
 
 # --- FGD4xx resume -------------------------------------------------------------------------------
 
+
 def test_resume_explicit_and_unknown():
     flag = ("runs/seed-bug/checkpoint-20", f"{S}:38 --resume_from_checkpoint")
-    explicit = facts_of(train__resume_from_checkpoint=flag,
-                        resume__checkpoint="runs/seed-bug/checkpoint-20", resume__scale__finegrained=2.6592)
+    explicit = facts_of(
+        train__resume_from_checkpoint=flag,
+        resume__checkpoint="runs/seed-bug/checkpoint-20",
+        resume__scale__finegrained=2.6592,
+    )
     [f] = check("resume-auto", explicit)
     assert f.status is Status.PASS and "deliberate" in f.message
     [f] = check("resume-override", explicit)
@@ -334,6 +378,7 @@ def test_resume_explicit_and_unknown():
 
 # --- FGD5xx / FGD6xx -----------------------------------------------------------------------------
 
+
 def test_fp16():
     [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16")))
     assert f.status is Status.FAIL and "training_args.fp16 == False" in f.message
@@ -341,13 +386,16 @@ def test_fp16():
     assert check("fp16", Facts())[0].status is Status.SKIP
 
 
-@pytest.mark.parametrize("kwargs, status, words", [
-    (dict(roi_lr=1e-3), Status.PASS, "own group 'roi_projection' at lr 1e-3"),
-    (dict(roi_lr=0.0), Status.FAIL, "lr 0"),
-    (dict(roi_group=False), Status.FAIL, "in no optimizer group"),
-    (dict(roi_group=False, roi_with_backbone=True), Status.WARN, "the seed's follow-up: give it its own LR"),
-    (dict(), Status.PASS, "(= the base LR; tune it with roi_projection_lr)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, words",
+    [
+        (dict(roi_lr=1e-3), Status.PASS, "own group 'roi_projection' at lr 1e-3"),
+        (dict(roi_lr=0.0), Status.FAIL, "lr 0"),
+        (dict(roi_group=False), Status.FAIL, "in no optimizer group"),
+        (dict(roi_group=False, roi_with_backbone=True), Status.WARN, "the seed's follow-up: give it its own LR"),
+        (dict(), Status.PASS, "(= the base LR; tune it with roi_projection_lr)"),
+    ],
+)
 def test_head_lr(kwargs, status, words):
     [f] = check("head-lr", facts_of(optim__groups=groups(**kwargs)))
     assert f.status is status and words in f.message, f.message
@@ -361,8 +409,12 @@ def test_head_lr_skips():
 
 def test_text_eos():
     assert {f.status for f in check("text-eos", facts_of())} == {Status.PASS}
-    bad = by_subject(check("text-eos", facts_of(text__tokenizer_eos_id=49407, text__max_seq_length=300,
-                                                observed__text__rows_without_eos=12)))
+    bad = by_subject(
+        check(
+            "text-eos",
+            facts_of(text__tokenizer_eos_id=49407, text__max_seq_length=300, observed__text__rows_without_eos=12),
+        )
+    )
     assert bad["eos-id"].status is Status.FAIL and "49407" in bad["eos-id"].message
     assert bad["positions"].status is Status.FAIL and "300 tokens" in bad["positions"].message
     assert bad["rows"].status is Status.FAIL
@@ -370,9 +422,28 @@ def test_text_eos():
 
 
 def test_every_rule_is_documented_and_has_a_public_slug():
-    codes = {r.code: r.name for r in map(get_rule, ["FGD101", "FGD102", "FGD103", "FGD104", "FGD201",
-                                                    "FGD202", "FGD203", "FGD208", "FGD301", "FGD401",
-                                                    "FGD402", "FGD504", "FGD601", "FGD602"])}
+    codes = {
+        r.code: r.name
+        for r in map(
+            get_rule,
+            [
+                "FGD101",
+                "FGD102",
+                "FGD103",
+                "FGD104",
+                "FGD201",
+                "FGD202",
+                "FGD203",
+                "FGD208",
+                "FGD301",
+                "FGD401",
+                "FGD402",
+                "FGD504",
+                "FGD601",
+                "FGD602",
+            ],
+        )
+    }
     assert codes["FGD101"] == "logit-scale-init" and codes["FGD602"] == "head-lr"
     for code in codes:
         r = get_rule(code)
@@ -389,13 +460,23 @@ def test_frozen_needs_optimizer_steps_to_blame_an_unchanged_value():
 
 def test_frozen_does_not_blame_the_clamp_or_a_first_warmup_step():
     # global starts at ln 100 and the clamp holds it there: not evidence of a missing gradient
-    pinned = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
-                      scale__clamp=True, scale__clamp_max=4.6052,
-                      train__optimizer_steps_done=(3, "live"))
+    pinned = facts_of(
+        drop=["optim.groups"],
+        scale__global__init=4.6052,
+        scale__global__value=4.6052,
+        scale__clamp=True,
+        scale__clamp_max=4.6052,
+        train__optimizer_steps_done=(3, "live"),
+    )
     found = by_subject(check("logit-scale-frozen", pinned))
     assert found["global"].status is Status.SKIP and "clamp ceiling" in found["global"].message
-    unclamped = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
-                         scale__clamp=False, train__optimizer_steps_done=(3, "live"))
+    unclamped = facts_of(
+        drop=["optim.groups"],
+        scale__global__init=4.6052,
+        scale__global__value=4.6052,
+        scale__clamp=False,
+        train__optimizer_steps_done=(3, "live"),
+    )
     assert by_subject(check("logit-scale-frozen", unclamped))["global"].status is Status.WARN
     # one step: a warmup schedule's first step runs at LR 0
     one = facts_of(drop=["optim.groups"], scale__hardneg__value=2.6592, train__optimizer_steps_done=(1, "live"))
@@ -403,7 +484,12 @@ def test_frozen_does_not_blame_the_clamp_or_a_first_warmup_step():
     assert found["hardneg"].status is Status.SKIP and "only 1 optimizer step" in found["hardneg"].message
     two = facts_of(drop=["optim.groups"], scale__hardneg__value=2.6592, train__optimizer_steps_done=(2, "live"))
     assert by_subject(check("logit-scale-frozen", two))["hardneg"].status is Status.WARN
-    both = facts_of(drop=["optim.groups"], scale__global__init=4.6052, scale__global__value=4.6052,
-                    scale__hardneg__value=2.70, train__optimizer_steps_done=(3, "live"))
+    both = facts_of(
+        drop=["optim.groups"],
+        scale__global__init=4.6052,
+        scale__global__value=4.6052,
+        scale__hardneg__value=2.70,
+        train__optimizer_steps_done=(3, "live"),
+    )
     found = by_subject(check("logit-scale-frozen", both))
     assert "clamp" not in found["hardneg"].message  # each scale speaks for itself

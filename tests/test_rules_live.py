@@ -1,4 +1,5 @@
 """Live-run rules (where "L"): each fires, stays silent, and skips; facts built from real tensors."""
+
 from __future__ import annotations
 
 import inspect
@@ -6,6 +7,7 @@ import re
 
 import torch
 import torch.nn.functional as F
+from rule_check import by_subject, check_rule
 
 from fgclip.memory_bank import RegionMemoryBank
 from fgclip.roi_align import roi_align
@@ -13,7 +15,6 @@ from fgclip_doctor.checks import bank, features, logits, negatives, observed
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
-from rule_check import by_subject, check_rule
 from fgclip_doctor.vocabulary import FACTS
 
 PROBE = "live probe: cross_entropy"
@@ -36,39 +37,59 @@ def check(name: str, facts: Facts, **thresholds) -> list[Finding]:
 
 
 def test_rules_registered_live_only_and_documented():
-    for code, name in [("FGD105", "bf16-logits"), ("FGD204", "bank-hygiene"),
-                       ("FGD205", "bank-false-negatives"), ("FGD207", "ddp-targets"),
-                       ("FGD502", "roi-scale"), ("FGD503", "region-collapse")]:
+    for code, name in [
+        ("FGD105", "bf16-logits"),
+        ("FGD204", "bank-hygiene"),
+        ("FGD205", "bank-false-negatives"),
+        ("FGD207", "ddp-targets"),
+        ("FGD502", "roi-scale"),
+        ("FGD503", "region-collapse"),
+    ]:
         r = get_rule(code)
         assert r.name == name and r.where == "L" and r.thresholds
         assert all([r.title, r.fix, r.what, r.why, r.example, r.evidence])
     assert not any(f.rule == "bf16-logits" for f in run_rules(Facts(), "C"))
     skipped = {f.rule: f.status for f in run_rules(Facts(), "L")}
-    for name in ("bf16-logits", "bank-hygiene", "bank-false-negatives", "ddp-targets", "roi-scale",
-                 "region-collapse"):
+    for name in ("bf16-logits", "bank-hygiene", "bank-false-negatives", "ddp-targets", "roi-scale", "region-collapse"):
         assert skipped[name] is Status.SKIP
 
 
 def test_fact_names_are_in_the_vocabulary():
     # the code of the live-only rules and their helpers (one module, checks/live.py, before the
     # rule families were regrouped by code range)
-    code = "".join(inspect.getsource(f) for f in (
-        logits.bf16_logits, logits._bf16_term, logits.dtype_name, logits.float_step,
-        bank.bank_hygiene, bank.bank_false_negatives, negatives.ddp_targets, negatives._ddp_term,
-        features.roi_scale, features.region_collapse, observed.observed_terms, observed.pct))
+    code = "".join(
+        inspect.getsource(f)
+        for f in (
+            logits.bf16_logits,
+            logits._bf16_term,
+            logits.dtype_name,
+            logits.float_step,
+            bank.bank_hygiene,
+            bank.bank_false_negatives,
+            negatives.ddp_targets,
+            negatives._ddp_term,
+            features.roi_scale,
+            features.region_collapse,
+            observed.observed_terms,
+            observed.pct,
+        )
+    )
     used = set(re.findall(r'"((?:observed|bank|run)\.[a-z_.<>0-9]+)"', code))
-    used |= {f"observed.{fam}.<term>.{k}" for fam, ks in
-             [("logits", ("dtype", "scale", "max_abs")), ("ddp", ("gathered", "target_offset_ok"))]
-             for k in ks}
+    used |= {
+        f"observed.{fam}.<term>.{k}"
+        for fam, ks in [("logits", ("dtype", "scale", "max_abs")), ("ddp", ("gathered", "target_offset_ok"))]
+        for k in ks
+    }
     assert not sorted(n for n in used if n not in FACTS)
 
 
 # --- FGD105 bf16-logits --------------------------------------------------------------------------
 
+
 def scaled_logits(dtype: torch.dtype, scale: float) -> torch.Tensor:
     torch.manual_seed(0)
     img, txt = F.normalize(torch.randn(8, 16), dim=1), F.normalize(torch.randn(8, 16), dim=1)
-    return (scale * img.to(dtype) @ txt.to(dtype).T)
+    return scale * img.to(dtype) @ txt.to(dtype).T
 
 
 def test_bf16_step_is_what_torch_rounds_to():
@@ -84,14 +105,16 @@ def test_bf16_step_is_what_torch_rounds_to():
 def test_bf16_logits_fire_at_scale_100_and_pass_in_fp32_or_small():
     bf16, fp32 = scaled_logits(torch.bfloat16, 100.0), scaled_logits(torch.float32, 100.0)
     small = scaled_logits(torch.bfloat16, 14.3)
-    facts = facts_of(observed__terms=["global", "region", "hardneg"],
-                     observed__logits__region__dtype=str(bf16.dtype),
-                     observed__logits__region__scale=100.0,
-                     observed__logits__region__max_abs=bf16.abs().max().item(),
-                     observed__logits__global__dtype=str(fp32.dtype),
-                     observed__logits__global__scale=100.0,
-                     observed__logits__hardneg__dtype=str(small.dtype),
-                     observed__logits__hardneg__max_abs=small.abs().max().item())
+    facts = facts_of(
+        observed__terms=["global", "region", "hardneg"],
+        observed__logits__region__dtype=str(bf16.dtype),
+        observed__logits__region__scale=100.0,
+        observed__logits__region__max_abs=bf16.abs().max().item(),
+        observed__logits__global__dtype=str(fp32.dtype),
+        observed__logits__global__scale=100.0,
+        observed__logits__hardneg__dtype=str(small.dtype),
+        observed__logits__hardneg__max_abs=small.abs().max().item(),
+    )
     found = by_subject(check("bf16-logits", facts))
     region = found["region"]
     assert region.status is Status.WARN and region.severity == "warn"
@@ -112,9 +135,13 @@ def test_bf16_logits_skips_and_call_site_terms():
     [none] = check("bf16-logits", Facts())
     assert none.status is Status.SKIP and "observed.logits.<term>.dtype" in none.message
     site = "modeling_clip.py:77 clip_loss"
-    facts = facts_of(**{"observed__terms": ["global"],
-                        f"observed__logits__{site}__dtype": "torch.bfloat16",
-                        f"observed__logits__{site}__scale": 100.0})
+    facts = facts_of(
+        **{
+            "observed__terms": ["global"],
+            f"observed__logits__{site}__dtype": "torch.bfloat16",
+            f"observed__logits__{site}__scale": 100.0,
+        }
+    )
     found = by_subject(check("bf16-logits", facts))
     assert found["global"].status is Status.SKIP
     assert found["global"].message == "not known: observed.logits.global.dtype"
@@ -127,10 +154,12 @@ def test_bf16_logits_skips_and_call_site_terms():
 
 # --- FGD204 bank-hygiene -------------------------------------------------------------------------
 
+
 def bank_facts(queue: torch.Tensor) -> Facts:
     err = (queue.detach().norm(dim=1) - 1).abs().max().item()
-    return facts_of(observed__bank__key_norm_error=(err, BANK),
-                    observed__bank__requires_grad=(queue.requires_grad, BANK))
+    return facts_of(
+        observed__bank__key_norm_error=(err, BANK), observed__bank__requires_grad=(queue.requires_grad, BANK)
+    )
 
 
 def test_bank_hygiene_passes_the_subjects_bank():
@@ -162,8 +191,9 @@ def test_bank_hygiene_skips_without_a_bank():
     [skip] = check("bank-hygiene", facts_of(bank__enabled=(False, "args.json")))
     assert skip.status is Status.SKIP and skip.message == "no memory bank in this model"
     # a bank that exists but never switched on in the run (warmup 50, a 3-step live run)
-    [never] = check("bank-hygiene", facts_of(bank__enabled=True, bank__enabled_at_call=-1,
-                                             bank__warmup_forward_calls=50))
+    [never] = check(
+        "bank-hygiene", facts_of(bank__enabled=True, bank__enabled_at_call=-1, bank__warmup_forward_calls=50)
+    )
     assert never.status is Status.SKIP
     assert never.message.startswith("the memory bank never switched on in this run (it switches on after 50")
     [unknown] = check("bank-hygiene", Facts())
@@ -174,19 +204,23 @@ def test_bank_hygiene_skips_without_a_bank():
 
 # --- FGD205 bank-false-negatives -----------------------------------------------------------------
 
+
 def false_negative_facts(n_captions: int, mask: bool) -> Facts:
     """Region positives and a 128-entry queue drawn from `n_captions` captions (real features)."""
     torch.manual_seed(0)
     table = F.normalize(torch.randn(256, 16), dim=1)  # one feature per caption id
     pos_ids = torch.randint(0, n_captions, (32,))
-    queue_ids = (torch.randint(0, n_captions, (128,)) if n_captions <= 15
-                 else torch.arange(n_captions, n_captions + 128))  # none of the positives' captions
+    queue_ids = (
+        torch.randint(0, n_captions, (128,)) if n_captions <= 15 else torch.arange(n_captions, n_captions + 128)
+    )  # none of the positives' captions
     same = pos_ids[:, None] == queue_ids[None, :]  # [rows, Q]
     masked = same if mask else torch.zeros_like(same)
     near = (table[pos_ids] @ table[queue_ids].T > 0.99) & ~masked
-    return facts_of(observed__bank__same_caption_rows=(same.any(1).float().mean().item(), BANK),
-                    observed__bank__near_duplicate_rows=(near.any(1).float().mean().item(), BANK),
-                    bank__mask_same_caption=(mask, "fgclip/memory_bank.py mask_same_caption"))
+    return facts_of(
+        observed__bank__same_caption_rows=(same.any(1).float().mean().item(), BANK),
+        observed__bank__near_duplicate_rows=(near.any(1).float().mean().item(), BANK),
+        bank__mask_same_caption=(mask, "fgclip/memory_bank.py mask_same_caption"),
+    )
 
 
 def test_false_negatives_warn_with_few_captions_unmasked():
@@ -220,6 +254,7 @@ def test_false_negatives_skip():
 
 # --- FGD207 ddp-targets --------------------------------------------------------------------------
 
+
 def ddp_facts(offset: bool, world: int = 2, rows: int = 4) -> Facts:
     """Simulated ranks: local rows against all ranks' gathered columns, labels with / without offset."""
     torch.manual_seed(0)
@@ -233,16 +268,20 @@ def ddp_facts(offset: bool, world: int = 2, rows: int = 4) -> Facts:
         assert (logits.argmax(1) == right).all()  # where the positives really are
         oks.append((labels == right).float().mean().item())
         wide.append(logits.shape[1] == world * logits.shape[0])
-    return facts_of(run__world_size=(world, "--nproc 2"), observed__terms=["global"],
-                    observed__ddp__global__gathered=all(wide),
-                    observed__ddp__global__target_offset_ok=oks)
+    return facts_of(
+        run__world_size=(world, "--nproc 2"),
+        observed__terms=["global"],
+        observed__ddp__global__gathered=all(wide),
+        observed__ddp__global__target_offset_ok=oks,
+    )
 
 
 def test_ddp_targets_fail_without_offset():
     [f] = check("ddp-targets", ddp_facts(offset=False))
     assert f.status is Status.FAIL and f.subject == "global"
-    assert f.message == ("global: rank 1: 0 % of targets at rank × batch + i: labels not offset; "
-                         "positives sit in another rank's columns")
+    assert f.message == (
+        "global: rank 1: 0 % of targets at rank × batch + i: labels not offset; positives sit in another rank's columns"
+    )
     assert f.measured == "rank 1: 0 %" and f.expected == ">= 99 % on every rank"
     assert "--nproc 2" in f.sources and "labels = torch.arange(rows) + rank * rows" in f.fix
     assert "transformers#22252" in get_rule("ddp-targets").evidence
@@ -265,8 +304,10 @@ def test_ddp_targets_pass_and_skip():
 # --- FGD502 roi-scale / FGD503 region-collapse ---------------------------------------------------
 
 GRID = 7  # patch grid of the toy feature map
-BOXES = [torch.tensor([[0.05, 0.05, 0.45, 0.45], [0.5, 0.1, 0.95, 0.6], [0.2, 0.55, 0.7, 0.95]]),
-         torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])]
+BOXES = [
+    torch.tensor([[0.05, 0.05, 0.45, 0.45], [0.5, 0.1, 0.95, 0.6], [0.2, 0.55, 0.7, 0.95]]),
+    torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
+]
 
 
 def roi_facts(features: torch.Tensor, per_image: list[int]) -> Facts:
@@ -277,10 +318,12 @@ def roi_facts(features: torch.Tensor, per_image: list[int]) -> Facts:
         if f.shape[0] >= 2:
             c = F.normalize(f, dim=1) @ F.normalize(f, dim=1).T
             cosines.append((c.sum() - c.diag().sum()) / (f.shape[0] * (f.shape[0] - 1)))
-    return facts_of(observed__region__feature_norm_min=(norms.min().item(), ROI),
-                    observed__region__feature_norm_mean=(norms.mean().item(), ROI),
-                    observed__region__within_image_cosine=(torch.stack(cosines).mean().item(), ROI),
-                    observed__region__images_with_2_boxes=(len(cosines), ROI))
+    return facts_of(
+        observed__region__feature_norm_min=(norms.min().item(), ROI),
+        observed__region__feature_norm_mean=(norms.mean().item(), ROI),
+        observed__region__within_image_cosine=(torch.stack(cosines).mean().item(), ROI),
+        observed__region__images_with_2_boxes=(len(cosines), ROI),
+    )
 
 
 def feature_map() -> torch.Tensor:
@@ -322,7 +365,6 @@ def test_roi_rules_skip():
     assert a.status is Status.SKIP and "observed.region.feature_norm_min" in a.message
     [b] = check("region-collapse", Facts())
     assert b.status is Status.SKIP and "observed.region.within_image_cosine" in b.message
-    one_box = facts_of(observed__region__images_with_2_boxes=0,
-                       observed__region__feature_norm_min=1.0)
+    one_box = facts_of(observed__region__images_with_2_boxes=0, observed__region__feature_norm_min=1.0)
     [c] = check("region-collapse", one_box)
     assert c.status is Status.SKIP and "0 images with >= 2 boxes" in c.message

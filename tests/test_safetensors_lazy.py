@@ -1,4 +1,5 @@
 """Lazy safetensors reads agree with the safetensors library and refuse what it refuses."""
+
 from __future__ import annotations
 
 import hashlib
@@ -74,8 +75,17 @@ def test_header_and_every_dtype_match_the_library(st_file):
 
 def test_read_small_picks_scalar_ish_tensors(st_file):
     small = stl.read_small(stl.read_header(st_file), max_numel=10)
-    assert set(small) == {"logit_scale", "logit_scale_finegrained", "queue_ptr", "w_f64", "i32",
-                          "i16", "i8", "u8", "mask"}  # empty tensors hold no value: skipped
+    assert set(small) == {
+        "logit_scale",
+        "logit_scale_finegrained",
+        "queue_ptr",
+        "w_f64",
+        "i32",
+        "i16",
+        "i8",
+        "u8",
+        "mask",
+    }  # empty tensors hold no value: skipped
     assert small["queue_ptr"].item() == 17
     assert small["logit_scale"].item() == pytest.approx(4.6052)
 
@@ -85,12 +95,14 @@ def test_tensor_stats_stream_in_chunks(tmp_path):
     big = torch.randn(300, 16, generator=g)
     big[3, 4], big[7, 1], big[200, 0] = float("nan"), float("inf"), -float("inf")
     path = tmp_path / "w.safetensors"
-    save_file({"a": torch.ones(2), "roi_projection.weight": big,
-               "bf": big.bfloat16(), "ints": torch.arange(10)}, str(path))
+    save_file(
+        {"a": torch.ones(2), "roi_projection.weight": big, "bf": big.bfloat16(), "ints": torch.arange(10)}, str(path)
+    )
     header = stl.read_header(path)
     seen = []
-    stats = stl.tensor_stats(header, "roi_projection.weight", chunk_bytes=1000,
-                             progress=lambda done, total: seen.append((done, total)))
+    stats = stl.tensor_stats(
+        header, "roi_projection.weight", chunk_bytes=1000, progress=lambda done, total: seen.append((done, total))
+    )
     values = big.double().numpy().ravel()
     finite = values[np.isfinite(values)]
     assert stats["nonfinite"] == 3 and stats["count"] == finite.size
@@ -111,8 +123,10 @@ def test_cost_does_not_grow_with_file_size(tmp_path):
     """A 4 GB tensor (a sparse file: no disk used) costs nothing to step over."""
     path = tmp_path / "huge.safetensors"
     big = 4 * 1024**3
-    doc = {"logit_scale": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]},
-           "huge": {"dtype": "F16", "shape": [big // 2], "data_offsets": [4, 4 + big]}}
+    doc = {
+        "logit_scale": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]},
+        "huge": {"dtype": "F16", "shape": [big // 2], "data_offsets": [4, 4 + big]},
+    }
     raw = json.dumps(doc).encode()
     with path.open("wb") as fh:
         fh.write(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 4.6052))
@@ -124,6 +138,7 @@ def test_cost_does_not_grow_with_file_size(tmp_path):
 
 
 # ---- corrupt files: one clear line, and the library refuses them too -------------------------
+
 
 def _raw(header: dict, data: bytes = b"", declared: int | None = None) -> bytes:
     text = json.dumps(header).encode()
@@ -139,19 +154,36 @@ CORRUPT = {
     "garbage header": (struct.pack("<Q", 6) + b"\x00\x01garb", "header is not valid JSON"),
     "not utf-8": (struct.pack("<Q", 4) + b"\xff\xfe{}", "header is not UTF-8"),
     "not an object": (_raw([1, 2]), "header is not a JSON object"),
-    "unknown dtype": (_raw({"x": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-                      "tensor 'x' has unknown dtype 'F12'"),
-    "shape vs bytes": (_raw({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
-                       "tensor 'x' is F32 [3] = 12 bytes but spans 8 bytes"),
-    "overlap": (_raw({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                      "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
-                "overlaps tensor 'a'"),
-    "gap": (_raw({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
-            "leaves a gap after the header"),
-    "bad offsets": (_raw({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}, b"\0" * 8),
-                    "data_offsets [8, 4]"),
-    "trailing bytes": (_raw({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\0" * 5),
-                       "4 unexplained bytes after the last tensor"),
+    "unknown dtype": (
+        _raw({"x": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        "tensor 'x' has unknown dtype 'F12'",
+    ),
+    "shape vs bytes": (
+        _raw({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
+        "tensor 'x' is F32 [3] = 12 bytes but spans 8 bytes",
+    ),
+    "overlap": (
+        _raw(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+            },
+            b"\0" * 8,
+        ),
+        "overlaps tensor 'a'",
+    ),
+    "gap": (
+        _raw({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
+        "leaves a gap after the header",
+    ),
+    "bad offsets": (
+        _raw({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}, b"\0" * 8),
+        "data_offsets [8, 4]",
+    ),
+    "trailing bytes": (
+        _raw({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\0" * 5),
+        "4 unexplained bytes after the last tensor",
+    ),
     "duplicate name": (struct.pack("<Q", len(_DUP)) + _DUP + b"\0", "tensor 'a' is listed twice"),
 }
 

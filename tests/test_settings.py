@@ -1,4 +1,5 @@
 """Settings from [tool.fgclip-doctor] in the nearest pyproject.toml, and CLI overrides."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,8 +49,7 @@ def test_reads_nearest_table_from_a_subfolder(tmp_path):
     assert settings.ignore == ["grad-accum-negatives"]
     assert settings.strict is True and settings.format == "json"
     assert settings.expect == ["region@50<1.0"]
-    assert settings.thresholds == {"logit-scale-clamp": {"max": 4.6, "slack": 1.0},
-                                   "loss-chance": {"ratio": 0.8}}
+    assert settings.thresholds == {"logit-scale-clamp": {"max": 4.6, "slack": 1.0}, "loss-chance": {"ratio": 0.8}}
     assert isinstance(settings.thresholds["logit-scale-clamp"]["slack"], float)
 
 
@@ -73,17 +73,20 @@ def test_nearest_table_wins(tmp_path):
     assert origin == str(inner.resolve()) and settings.strict is False and settings.select == []
 
 
-@pytest.mark.parametrize("body, key", [
-    ("colour = 'red'", "colour"),
-    ("select = 'FGD1'", "select"),
-    ("ignore = [1, 2]", "ignore"),
-    ("strict = 'yes'", "strict"),
-    ("format = 'xml'", "format"),
-    ("thresholds = 3", "thresholds"),
-    ("[tool.fgclip-doctor.thresholds]\nloss-chance = 0.9", "thresholds.loss-chance"),
-    ("[tool.fgclip-doctor.thresholds.loss-chance]\nratio = true", "thresholds.loss-chance.ratio"),
-    ("[tool.fgclip-doctor.thresholds.loss-chance]\nratio = 'high'", "thresholds.loss-chance.ratio"),
-])
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("colour = 'red'", "colour"),
+        ("select = 'FGD1'", "select"),
+        ("ignore = [1, 2]", "ignore"),
+        ("strict = 'yes'", "strict"),
+        ("format = 'xml'", "format"),
+        ("thresholds = 3", "thresholds"),
+        ("[tool.fgclip-doctor.thresholds]\nloss-chance = 0.9", "thresholds.loss-chance"),
+        ("[tool.fgclip-doctor.thresholds.loss-chance]\nratio = true", "thresholds.loss-chance.ratio"),
+        ("[tool.fgclip-doctor.thresholds.loss-chance]\nratio = 'high'", "thresholds.loss-chance.ratio"),
+    ],
+)
 def test_bad_keys_and_types_name_file_and_key(tmp_path, body, key):
     if not body.startswith("["):
         body = "[tool.fgclip-doctor]\n" + body
@@ -104,12 +107,24 @@ def test_broken_toml_is_an_input_error(tmp_path):
 
 
 def test_merge_cli_over_file():
-    base = Settings(select=["FGD1"], ignore=["a"], strict=True,
-                    thresholds={"loss-chance": {"ratio": 0.9, "steps": 5}}, format="json")
+    base = Settings(
+        select=["FGD1"],
+        ignore=["a"],
+        strict=True,
+        thresholds={"loss-chance": {"ratio": 0.9, "steps": 5}},
+        format="json",
+    )
     same = base.merge({"select": [], "ignore": None, "strict": None, "format": None})
     assert same == base and same is not base
-    merged = base.merge({"select": ["FGD2", "FGD3"], "strict": False, "format": "junit",
-                         "expect": ["x"], "thresholds": {"loss-chance": {"ratio": 0.5}}})
+    merged = base.merge(
+        {
+            "select": ["FGD2", "FGD3"],
+            "strict": False,
+            "format": "junit",
+            "expect": ["x"],
+            "thresholds": {"loss-chance": {"ratio": 0.5}},
+        }
+    )
     assert merged.select == ["FGD2", "FGD3"] and merged.ignore == ["a"]
     assert merged.strict is False and merged.format == "junit" and merged.expect == ["x"]
     assert merged.thresholds == {"loss-chance": {"ratio": 0.5, "steps": 5}}

@@ -4,6 +4,7 @@ Three in-process runs, each shared by the tests of this module: the healthy tiny
 (60 steps), the whole-image control (`--region_pool image`, otherwise identical) and the
 seed-bug preset at batch 1 (the bank counts forward calls, not samples).
 """
+
 import contextlib
 import io
 import json
@@ -73,10 +74,19 @@ def control_run(synthetic_root, tmp_path_factory):
 def held_out(synthetic_root):
     """Fixed held-out batches: val.jsonl in order, 8 images each."""
     tok = AutoTokenizer.from_pretrained(str(synthetic_root / "base"))
-    data = FGCLIPDataset(synthetic_root / "val.jsonl", synthetic_root, tok, image_size=64, max_boxes=4,
-                         add_box_loss=True, use_hard_neg=True)
-    return [collate([data[i] for i in range(s, min(s + HELD_OUT_BATCH, len(data)))])
-            for s in range(0, len(data), HELD_OUT_BATCH)]
+    data = FGCLIPDataset(
+        synthetic_root / "val.jsonl",
+        synthetic_root,
+        tok,
+        image_size=64,
+        max_boxes=4,
+        add_box_loss=True,
+        use_hard_neg=True,
+    )
+    return [
+        collate([data[i] for i in range(s, min(s + HELD_OUT_BATCH, len(data)))])
+        for s in range(0, len(data), HELD_OUT_BATCH)
+    ]
 
 
 @torch.no_grad()
@@ -117,8 +127,14 @@ def test_tiny_checkpoint_has_bank_and_logged_terms(tiny_run):
     state = json.loads((ckpt / "trainer_state.json").read_text())
     train_logs = [e for e in state["log_history"] if "loss" in e]
     assert len(train_logs) == 12  # logging_steps 5
-    for key in ("global_loss", "region_loss", "hardneg_loss", "logit_scale_exp", "logit_scale_finegrained_exp",
-                "logit_scale_hardneg_exp"):
+    for key in (
+        "global_loss",
+        "region_loss",
+        "hardneg_loss",
+        "logit_scale_exp",
+        "logit_scale_finegrained_exp",
+        "logit_scale_hardneg_exp",
+    ):
         assert all(key in e and math.isfinite(e[key]) for e in train_logs), key
     assert train_logs[-1]["memory_bank_enabled_at_call"] == 50
     assert train_logs[0]["memory_bank_enabled_at_call"] == -1
@@ -143,8 +159,10 @@ def test_region_loss_learns_the_boxes(tiny_run, control_run, held_out, synthetic
     healthy = region_chance_ratio(tiny_run[0].model, held_out)
     control = region_chance_ratio(control_run.model, held_out)
     base = region_chance_ratio(FGCLIPModel.from_clip(str(synthetic_root / "base")), held_out)
-    print(f"\nheld-out region loss / ln(candidates): healthy {healthy:.3f}, "
-          f"whole-image control {control:.3f}, base (0 steps) {base:.3f}")
+    print(
+        f"\nheld-out region loss / ln(candidates): healthy {healthy:.3f}, "
+        f"whole-image control {control:.3f}, base (0 steps) {base:.3f}"
+    )
     assert healthy < 0.75
     assert healthy < control - 0.1  # clearly below a model that ignores the box
     assert control > 0.8
@@ -153,8 +171,9 @@ def test_region_loss_learns_the_boxes(tiny_run, control_run, held_out, synthetic
 
 # ---- (c) the seed bug ------------------------------------------------------------------------
 def test_seed_bug_bank_never_switches_on(synthetic_root, tmp_path):
-    trainer, log = run_train(["--preset", "seed-bug", "--per_device_train_batch_size", "1",
-                              "--output_dir", str(tmp_path / "seed-bug")])
+    trainer, log = run_train(
+        ["--preset", "seed-bug", "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path / "seed-bug")]
+    )
     assert trainer.args.gradient_accumulation_steps == 8 and trainer.state.global_step == 40
     model = trainer.model
     bank = model.memory_bank

@@ -22,16 +22,20 @@ def written_names(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, name) of each fact name written in `tree`; f-string parts become HOLE."""
     out = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("set", "setdefault") and isinstance(node.func.value, ast.Name)
-                and node.func.value.id == "facts" and node.args):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("set", "setdefault")
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "facts"
+            and node.args
+        ):
             continue
         arg = node.args[0]
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             out.append((node.lineno, arg.value))
         elif isinstance(arg, ast.JoinedStr):
-            out.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else HOLE
-                                             for v in arg.values)))
+            out.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else HOLE for v in arg.values)))
     return out
 
 
@@ -46,8 +50,9 @@ def known(name: str) -> bool:
     if name in FACTS:
         return True
     written = _pattern(name, HOLE)
-    return any(written.fullmatch(entry) or _pattern(entry, r"<[a-z_]+>").fullmatch(name.replace(HOLE, "x"))
-               for entry in FACTS)
+    return any(
+        written.fullmatch(entry) or _pattern(entry, r"<[a-z_]+>").fullmatch(name.replace(HOLE, "x")) for entry in FACTS
+    )
 
 
 def test_the_scan_finds_names_and_placeholders_match():
@@ -60,9 +65,15 @@ def test_the_scan_finds_names_and_placeholders_match():
 def test_every_fact_written_by_every_module_is_in_the_vocabulary():
     modules = sorted(PACKAGE.rglob("*.py"))
     assert len(modules) > 40  # the whole package, not one module
-    written = [(path, line, name) for path in modules
-               for line, name in written_names(ast.parse(path.read_text(encoding="utf-8")))]
+    written = [
+        (path, line, name)
+        for path in modules
+        for line, name in written_names(ast.parse(path.read_text(encoding="utf-8")))
+    ]
     assert len(written) > 100
-    unknown = [f"{path.relative_to(PACKAGE.parent)}:{line} {name.replace(HOLE, '{...}')}"
-               for path, line, name in written if not known(name)]
+    unknown = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} {name.replace(HOLE, '{...}')}"
+        for path, line, name in written
+        if not known(name)
+    ]
     assert not unknown, "fact names missing from vocabulary.FACTS:\n" + "\n".join(unknown)

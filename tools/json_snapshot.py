@@ -51,15 +51,32 @@ def train_checkpoint(ckpt: Path, env: dict[str, str]) -> None:
     """A 10-step tiny run saving checkpoint-5 and checkpoint-10 into `ckpt` (once)."""
     if (ckpt / "checkpoint-10").is_dir():
         return
-    cmd = [sys.executable, "-m", "fgclip.train", "--preset", "tiny", "--max_steps", "10",
-           "--save_steps", "5", "--logging_steps", "1", "--output_dir", str(ckpt)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fgclip.train",
+        "--preset",
+        "tiny",
+        "--max_steps",
+        "10",
+        "--save_steps",
+        "5",
+        "--logging_steps",
+        "1",
+        "--output_dir",
+        str(ckpt),
+    ]
     subprocess.run(cmd, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
 def normalise(text: str, work: Path, ckpt: Path) -> object:
     """The JSON document with run-dependent paths and timings replaced."""
-    for path, name in ((str(ckpt.resolve()), "<ckpt>"), (str(ckpt), "<ckpt>"),
-                       (str(work.resolve()), "<work>"), (str(work), "<work>")):
+    for path, name in (
+        (str(ckpt.resolve()), "<ckpt>"),
+        (str(ckpt), "<ckpt>"),
+        (str(work.resolve()), "<work>"),
+        (str(work), "<work>"),
+    ):
         text = text.replace(path, name)
     text = re.sub(r"/tmp/fgclip-doctor-[\w-]+", "<tmp>", text)
     doc = json.loads(text)
@@ -118,8 +135,12 @@ def compare(a: Path, b: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, help="folder for the JSON outputs")
-    parser.add_argument("--ckpt", type=Path, default=Path(tempfile.gettempdir()) / "fgclip-json-snapshot-ckpt",
-                        help="run folder of the short training (written once, then reused)")
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "fgclip-json-snapshot-ckpt",
+        help="run folder of the short training (written once, then reused)",
+    )
     parser.add_argument("--no-live", action="store_true", help="leave out `live --steps 10`")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these commands (output names)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))

@@ -79,8 +79,15 @@ def run_case(g, name, inp, boxes, params, cases, tensors, note):
     (grad,) = torch.autograd.grad((out * weight).sum(), inp)
     for key, t in (("input", inp), ("boxes", boxes), ("output", out), ("weight", weight), ("grad", grad)):
         tensors[f"{name}/{key}"] = t.detach().contiguous()
-    cases.append({"name": name, **params, "output_size": list(params["output_size"]),
-                  "dtype": str(inp.dtype).replace("torch.", ""), "note": note})
+    cases.append(
+        {
+            "name": name,
+            **params,
+            "output_size": list(params["output_size"]),
+            "dtype": str(inp.dtype).replace("torch.", ""),
+            "note": note,
+        }
+    )
 
 
 def main() -> None:
@@ -97,16 +104,36 @@ def main() -> None:
     # Non-square output, adaptive sampling with bigger rois, float64.
     inp = torch.randn(n, c, 12, 10, generator=g, dtype=torch.float64)
     params = dict(output_size=(3, 2), spatial_scale=1.0, sampling_ratio=0, aligned=True)
-    run_case(g, "f64_o3x2_sr0", inp, mixed_boxes(g, n, 12, 10, 1.0), params, cases, tensors,
-             "float64, non-square output, sampling_ratio=0 (adaptive)")
+    run_case(
+        g,
+        "f64_o3x2_sr0",
+        inp,
+        mixed_boxes(g, n, 12, 10, 1.0),
+        params,
+        cases,
+        tensors,
+        "float64, non-square output, sampling_ratio=0 (adaptive)",
+    )
     # The FG-CLIP case: 14x14 patch grid, boxes normalised then scaled by the grid, 1x1 output.
     for sr in (-1, 2):
         inp = torch.randn(2, 8, 14, 14, generator=g)
         params = dict(output_size=(1, 1), spatial_scale=1.0, sampling_ratio=sr, aligned=True)
-        run_case(g, f"fgclip_sr{sr}", inp, fgclip_boxes(g, 2, 14, 4), params, cases, tensors,
-                 "FG-CLIP: [2, 8, 14, 14] map, normalised boxes * 14, 1x1, aligned")
-    meta = {"cases": json.dumps(cases), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "generator": " ".join(sys.argv)}
+        run_case(
+            g,
+            f"fgclip_sr{sr}",
+            inp,
+            fgclip_boxes(g, 2, 14, 4),
+            params,
+            cases,
+            tensors,
+            "FG-CLIP: [2, 8, 14, 14] map, normalised boxes * 14, 1x1, aligned",
+        )
+    meta = {
+        "cases": json.dumps(cases),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "generator": " ".join(sys.argv),
+    }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     save_file(tensors, OUT, metadata=meta)
     print(f"{len(cases)} cases -> {os.path.normpath(OUT)} ({os.path.getsize(OUT) / 1024:.1f} KiB)")

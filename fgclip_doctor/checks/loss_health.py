@@ -3,6 +3,7 @@
 Facts come from a checkpoint's trainer_state.json (sources/checkpoint/history.py) or from the
 live probes (sources/live.py) in the same form; see the vocabulary for their meaning.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,11 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.series import value_at
 from fgclip_doctor.vocabulary import TERM_KEYS
 
-_EXPECT = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
-                     r"(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b}
+_EXPECT = re.compile(
+    r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
+    r"(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$"
+)
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ def parse_expectation(text: str) -> Expectation:
     """Parse `KEY@STEP<VALUE` (also <=, >, >=); DoctorUsageError (exit 2) when malformed."""
     m = _EXPECT.match(text)
     if not m:
-        raise DoctorUsageError(f"--expect {text!r}: expected KEY@STEP<VALUE, e.g. region_loss@500<0.5 "
-                               "(operators < <= > >=)")
+        raise DoctorUsageError(
+            f"--expect {text!r}: expected KEY@STEP<VALUE, e.g. region_loss@500<0.5 (operators < <= > >=)"
+        )
     return Expectation(text.strip(), m["key"], int(m["step"]), m["op"], float(m["value"]))
 
 
@@ -56,25 +59,34 @@ def _last_finite(points: list[tuple[int, float]]) -> tuple[int, float] | None:
     return finite[-1] if finite else None
 
 
-@rule("FGD701", "loss-chance", title="each loss term is clearly below its chance level",
-      severity="fail", where="KL",
-      fix="find what keeps the term at chance: temperature (logit-scale-init), negatives "
-          "(bank-active, negatives-count), box scaling (region-collapse); run `live` to measure",
-      what="Each loss term's last logged value divided by its chance level, ln(candidates): "
-           "global ln(batch x world) per direction (FG-CLIP sums the long and short caption "
-           "losses), region (ln(boxes + queue) + ln(boxes)) / 2, hard negatives ln(1 + rewrites).",
-      why="A contrastive loss at ln(N) means the model cannot tell the positive from N - 1 "
-          "negatives: the run trains nothing, however long it goes.",
-      example="plain CLIPModel, learning rate 0, batch 64: loss 4.16 = 1.00 x ln 64 -> FAIL",
-      evidence="open_clip#17 (loss stuck at about 4.8 = ln 128, chance); the seed incident "
-               "(region loss at 1.4 = ln 4 for hundreds of steps).",
-      thresholds={"max_ratio": 0.9, "min_steps": 20})
+@rule(
+    "FGD701",
+    "loss-chance",
+    title="each loss term is clearly below its chance level",
+    severity="fail",
+    where="KL",
+    fix="find what keeps the term at chance: temperature (logit-scale-init), negatives "
+    "(bank-active, negatives-count), box scaling (region-collapse); run `live` to measure",
+    what="Each loss term's last logged value divided by its chance level, ln(candidates): "
+    "global ln(batch x world) per direction (FG-CLIP sums the long and short caption "
+    "losses), region (ln(boxes + queue) + ln(boxes)) / 2, hard negatives ln(1 + rewrites).",
+    why="A contrastive loss at ln(N) means the model cannot tell the positive from N - 1 "
+    "negatives: the run trains nothing, however long it goes.",
+    example="plain CLIPModel, learning rate 0, batch 64: loss 4.16 = 1.00 x ln 64 -> FAIL",
+    evidence="open_clip#17 (loss stuck at about 4.8 = ln 128, chance); the seed incident "
+    "(region loss at 1.4 = ln 4 for hundreds of steps).",
+    thresholds={"max_ratio": 0.9, "min_steps": 20},
+)
 def loss_chance(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per logged loss term."""
     keys = facts.value("history.loss_keys")
     if not keys:
-        return [ctx.skip("no loss history: trainer_state.json log_history is absent or has no "
-                         "loss terms", ctx.sources_of(facts, "history.series"))]
+        return [
+            ctx.skip(
+                "no loss history: trainer_state.json log_history is absent or has no loss terms",
+                ctx.sources_of(facts, "history.series"),
+            )
+        ]
     warm = max(ctx.threshold("min_steps"), float(facts.value("schedule.warmup_steps") or 0))
     out = []
     for term, key in keys.items():
@@ -85,25 +97,36 @@ def loss_chance(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.skip(f"no finite {key} in the history", src, term))
             continue
         if chance_n not in facts:
-            out.append(ctx.skip(f"chance level unknown for {term}: candidates not known "
-                                "(train_batch_size, world size, boxes)", src, term))
+            out.append(
+                ctx.skip(
+                    f"chance level unknown for {term}: candidates not known (train_batch_size, world size, boxes)",
+                    src,
+                    term,
+                )
+            )
             continue
         step, value = last
         chance = float(facts.value(chance_n))
         if chance <= 1e-9:  # ln 1: one candidate per row, the positive alone
-            out.append(ctx.problem("1 candidate", "> 1 candidate", f"{key} has one candidate per "
-                                   f"row (chance ln 1 = 0): it is {value:.4g} whatever the model "
-                                   "does and trains nothing; raise the batch or gather across "
-                                   "ranks", src, term))
+            out.append(
+                ctx.problem(
+                    "1 candidate",
+                    "> 1 candidate",
+                    f"{key} has one candidate per "
+                    f"row (chance ln 1 = 0): it is {value:.4g} whatever the model "
+                    "does and trains nothing; raise the batch or gather across "
+                    "ranks",
+                    src,
+                    term,
+                )
+            )
             continue
         if step < warm:
-            out.append(ctx.skip(f"too early: last log at step {step} < {warm:g} (warmup / "
-                                "min_steps)", src, term))
+            out.append(ctx.skip(f"too early: last log at step {step} < {warm:g} (warmup / min_steps)", src, term))
             continue
         ratio = value / chance
         first = _series(facts, key)[0][1]
-        msg = (f"{key} {value:.4g} at step {step} = {ratio:.2f} x chance {chance:.4g} "
-               f"(first {first:.4g})")
+        msg = f"{key} {value:.4g} at step {step} = {ratio:.2f} x chance {chance:.4g} (first {first:.4g})"
         expected = f"<= {ctx.threshold('max_ratio'):g} x chance"
         if ratio > ctx.threshold("max_ratio"):
             out.append(ctx.problem(f"{ratio:.2f} x chance", expected, msg + ": at chance", src, term))
@@ -112,23 +135,27 @@ def loss_chance(facts: Facts, ctx: RuleContext) -> list[Finding]:
     return out
 
 
-@rule("FGD702", "loss-milestones", title="loss terms reach the values asked for, by the steps "
-      "asked for", severity="fail", where="KL",
-      fix="investigate the term that misses its milestone (loss-chance, the temperature and bank "
-          "rules); or adjust the expectation if it was too strict",
-      what="Opt-in: each `--expect KEY@STEP<VALUE` (repeatable; or `expect = [...]` in "
-           "[tool.fgclip-doctor]) compares the logged KEY nearest to optimizer STEP with VALUE. "
-           "KEY is a log_history key (region_loss, loss, grad_norm) or a term (region).",
-      why="A team's own targets turn a manual checklist into a gate: the seed's verification "
-          "table expected region loss < 1.0 at step 50, < 0.7 at 200, < 0.5 at 500.",
-      example="--expect region_loss@50<1.0 --expect region_loss@200<0.7 --expect "
-              "region_loss@500<0.5: region_loss 1.38 at step 500 -> FAIL",
-      evidence="the seed incident's expected table (seed/region-loss-fix-summary.zh.md).")
+@rule(
+    "FGD702",
+    "loss-milestones",
+    title="loss terms reach the values asked for, by the steps asked for",
+    severity="fail",
+    where="KL",
+    fix="investigate the term that misses its milestone (loss-chance, the temperature and bank "
+    "rules); or adjust the expectation if it was too strict",
+    what="Opt-in: each `--expect KEY@STEP<VALUE` (repeatable; or `expect = [...]` in "
+    "[tool.fgclip-doctor]) compares the logged KEY nearest to optimizer STEP with VALUE. "
+    "KEY is a log_history key (region_loss, loss, grad_norm) or a term (region).",
+    why="A team's own targets turn a manual checklist into a gate: the seed's verification "
+    "table expected region loss < 1.0 at step 50, < 0.7 at 200, < 0.5 at 500.",
+    example="--expect region_loss@50<1.0 --expect region_loss@200<0.7 --expect "
+    "region_loss@500<0.5: region_loss 1.38 at step 500 -> FAIL",
+    evidence="the seed incident's expected table (seed/region-loss-fix-summary.zh.md).",
+)
 def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per expectation."""
     if not ctx.expect:
-        return [ctx.skip("opt-in: no expectations (--expect region_loss@500<0.5, or expect in "
-                         "[tool.fgclip-doctor])")]
+        return [ctx.skip("opt-in: no expectations (--expect region_loss@500<0.5, or expect in [tool.fgclip-doctor])")]
     out = []
     interval = facts.value("history.logging_steps")
     for exp in map(parse_expectation, ctx.expect):
@@ -142,8 +169,11 @@ def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
             continue
         hit = value_at(points, exp.step, interval)
         if hit is None:
-            out.append(ctx.skip(f"the run has not reached step {exp.step} (last {key} log at step "
-                                f"{points[-1][0]})", src, exp.text))
+            out.append(
+                ctx.skip(
+                    f"the run has not reached step {exp.step} (last {key} log at step {points[-1][0]})", src, exp.text
+                )
+            )
             continue
         step, value = hit
         at = f"at step {step}" + ("" if step == exp.step else f" (nearest log to {exp.step})")
@@ -151,22 +181,28 @@ def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
         if math.isfinite(value) and _OPS[exp.op](value, exp.value):
             out.append(ctx.passed(f"{value:.4g}", f"{exp.op} {exp.value:g}", msg, src, exp.text))
         else:
-            out.append(ctx.problem(f"{value:.4g}", f"{exp.op} {exp.value:g}",
-                                   f"{msg}: misses {exp.op} {exp.value:g}", src, exp.text))
+            out.append(
+                ctx.problem(
+                    f"{value:.4g}", f"{exp.op} {exp.value:g}", f"{msg}: misses {exp.op} {exp.value:g}", src, exp.text
+                )
+            )
     return out
 
 
-@rule("FGD703", "nonfinite", title="no NaN / Inf in the logged history or the weights",
-      severity="fail", where="KL",
-      fix="resume from the last checkpoint before the first NaN, with a lower LR, gradient "
-          "clipping, fp32 logits; never fp16 for the contrastive towers",
-      what="NaN / Inf in every numeric value of trainer_state.json's log_history (loss terms, "
-           "grad_norm, scales), and in the tensors read (every tensor with --scan, streamed).",
-      why="A NaN loss or weight poisons every later step; resuming from such a checkpoint "
-          "carries it on.",
-      example="grad_norm inf at step 120, region_loss nan from step 125 -> FAIL",
-      evidence="FG-CLIP: fp16 training gives NaN losses; open_clip_train/train.py stops on a "
-               "non-finite loss.")
+@rule(
+    "FGD703",
+    "nonfinite",
+    title="no NaN / Inf in the logged history or the weights",
+    severity="fail",
+    where="KL",
+    fix="resume from the last checkpoint before the first NaN, with a lower LR, gradient "
+    "clipping, fp32 logits; never fp16 for the contrastive towers",
+    what="NaN / Inf in every numeric value of trainer_state.json's log_history (loss terms, "
+    "grad_norm, scales), and in the tensors read (every tensor with --scan, streamed).",
+    why="A NaN loss or weight poisons every later step; resuming from such a checkpoint carries it on.",
+    example="grad_norm inf at step 120, region_loss nan from step 125 -> FAIL",
+    evidence="FG-CLIP: fp16 training gives NaN losses; open_clip_train/train.py stops on a non-finite loss.",
+)
 def nonfinite(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the history, one for the weights."""
     out = []
@@ -177,8 +213,9 @@ def nonfinite(facts: Facts, ctx: RuleContext) -> list[Finding]:
         src = ctx.sources_of(facts, "history.nonfinite")
         if bad:
             shown = ", ".join(f"{b['key']}={b['value']} at step {b['step']}" for b in bad[:4])
-            out.append(ctx.problem(f"{len(bad)} non-finite", "none", shown
-                                   + (" ..." if len(bad) > 4 else ""), src, "history"))
+            out.append(
+                ctx.problem(f"{len(bad)} non-finite", "none", shown + (" ..." if len(bad) > 4 else ""), src, "history")
+            )
         else:
             n = sum(len(v) for v in (facts.value("history.series") or {}).values())
             out.append(ctx.passed("none", "none", f"{n} logged values, all finite", src, "history"))
@@ -187,12 +224,22 @@ def nonfinite(facts: Facts, ctx: RuleContext) -> list[Finding]:
         return out
     bad = facts.value("weights.nonfinite")
     src = ctx.sources_of(facts, "weights.nonfinite")
-    scope = "every tensor (--scan)" if facts.value("weights.scanned") else \
-        "the tensors read (scales, bank, roi_projection; --scan checks every tensor)"
+    scope = (
+        "every tensor (--scan)"
+        if facts.value("weights.scanned")
+        else "the tensors read (scales, bank, roi_projection; --scan checks every tensor)"
+    )
     if bad:
         shown = ", ".join(f"{k}: {n}" for k, n in list(bad.items())[:4])
-        out.append(ctx.problem(f"{sum(bad.values())} non-finite", "none",
-                               f"NaN/Inf in {len(bad)} tensors ({shown}) of {scope}", src, "weights"))
+        out.append(
+            ctx.problem(
+                f"{sum(bad.values())} non-finite",
+                "none",
+                f"NaN/Inf in {len(bad)} tensors ({shown}) of {scope}",
+                src,
+                "weights",
+            )
+        )
     else:
         out.append(ctx.passed("none", "none", f"all finite in {scope}", src, "weights"))
     return out

@@ -5,6 +5,7 @@ A loss row with N candidates has chance level ln N; the candidates are the in-ba
 (global: per_device x world when features are gathered; region: the boxes on the rank) plus,
 for the region loss, the memory bank's queue once its warmup is over (checks/bank.py).
 """
+
 from __future__ import annotations
 
 from fgclip_doctor.checks.bank import NO_BANK
@@ -37,14 +38,25 @@ def _live_region(ctx: RuleContext, facts: Facts, src, t, q: int) -> Finding:
     extra = facts.value("observed.extra_columns.region")
     done = facts.value("train.optimizer_steps_done")
     fill = facts.value("bank.fill", q)
-    src = (*src, *ctx.sources_of(facts, "observed.candidates.region", "observed.extra_columns.region",
-                                 "train.optimizer_steps_done", "bank.fill"))
+    src = (
+        *src,
+        *ctx.sources_of(
+            facts,
+            "observed.candidates.region",
+            "observed.extra_columns.region",
+            "train.optimizer_steps_done",
+            "bank.fill",
+        ),
+    )
     if extra is None or done is None:
         return ctx.skip("not measured: observed.extra_columns.region / train.optimizer_steps_done", src, "region")
     due = t.switch_on_step is not None and done >= t.switch_on_step
     expected = min(q, fill) if due else 0
-    when = (f"bank due at optimizer step {t.switch_on_step}, {done} steps done" if t.switch_on_step is not None
-            else f"{done} steps done")
+    when = (
+        f"bank due at optimizer step {t.switch_on_step}, {done} steps done"
+        if t.switch_on_step is not None
+        else f"{done} steps done"
+    )
     msg = f"region: in-batch boxes + {extra} queue columns at the end ({when}); expected + {expected}"
     if extra != expected:
         return ctx.problem(f"+{extra} queue", f"+{expected} queue", msg, src, "region")
@@ -58,27 +70,31 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
     gathered = facts.value("features.gathered")
     expected = per * world if per is not None and world is not None else facts.value("candidates.global")
     if expected is None:
-        return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)",
-                        src, "global")
+        return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)", src, "global")
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
     if world is not None and world > 1 and gathered is False:
-        return ctx.problem(per, expected,
-                           f"global: each rank only sees its own batch: {per} candidates per row "
-                           f"instead of {per} x {world} = {expected} (features not gathered across "
-                           f"ranks, as in transformers#22252)", src, "global")
+        return ctx.problem(
+            per,
+            expected,
+            f"global: each rank only sees its own batch: {per} candidates per row "
+            f"instead of {per} x {world} = {expected} (features not gathered across "
+            f"ranks, as in transformers#22252)",
+            src,
+            "global",
+        )
     how = f" ({per} per device x world {world})" if per is not None and world is not None else ""
     return ctx.passed(expected, expected, f"global: {expected} candidates per row{how}", src, "global")
 
 
 def _region(facts: Facts, ctx: RuleContext) -> Finding:
-    names = ("candidates.region.in_batch", "candidates.region.with_bank", "bank.enabled",
-             "bank.size", *TIMING_FACTS)
+    names = ("candidates.region.in_batch", "candidates.region.with_bank", "bank.enabled", "bank.size", *TIMING_FACTS)
     src = ctx.sources_of(facts, *names)
     k = facts.value("candidates.region.in_batch")
     if k is None:
-        return ctx.skip("not known: candidates.region.in_batch (boxes per rank: per-device "
-                        "batch x data.max_boxes)", src, "region")
+        return ctx.skip(
+            "not known: candidates.region.in_batch (boxes per rank: per-device batch x data.max_boxes)", src, "region"
+        )
     bank = facts.value("bank.enabled")
     if bank is None:
         return ctx.skip("not known: bank.enabled (whether the model has a memory bank)", src, "region")
@@ -96,16 +112,24 @@ def _region(facts: Facts, ctx: RuleContext) -> Finding:
     if "observed.candidates.region" in facts:
         return _live_region(ctx, facts, src, t, q)
     if t.reached is None:
-        return ctx.skip(RUN_LENGTH_UNKNOWN + " (needed to know whether the bank switches on)",
-                        src, "region")
+        return ctx.skip(RUN_LENGTH_UNKNOWN + " (needed to know whether the bank switches on)", src, "region")
     if not t.reached:
-        return ctx.problem(f"<= {k}", with_bank,
-                           f"region: in-batch candidates only (<= {k}) for the whole run, where "
-                           f"{k} + {q} = {with_bank} was intended: the bank switches on at "
-                           f"{t.warmup_text()}; {t.run_text()}", src, "region")
-    return ctx.passed(f"{k} -> {with_bank}", f"{k} -> {with_bank}",
-                      f"region: {k} -> {k} + {q} = {with_bank} candidates from optimizer step "
-                      f"{t.switch_on_step}", src, "region")
+        return ctx.problem(
+            f"<= {k}",
+            with_bank,
+            f"region: in-batch candidates only (<= {k}) for the whole run, where "
+            f"{k} + {q} = {with_bank} was intended: the bank switches on at "
+            f"{t.warmup_text()}; {t.run_text()}",
+            src,
+            "region",
+        )
+    return ctx.passed(
+        f"{k} -> {with_bank}",
+        f"{k} -> {with_bank}",
+        f"region: {k} -> {k} + {q} = {with_bank} candidates from optimizer step {t.switch_on_step}",
+        src,
+        "region",
+    )
 
 
 def _hardneg(facts: Facts, ctx: RuleContext) -> Finding:
@@ -115,48 +139,56 @@ def _hardneg(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.skip("not known: candidates.hardneg (1 + data.num_hard_negatives)", src, "hardneg")
     if "observed.candidates.hardneg" in facts:
         return _live(ctx, facts, "hardneg", n, src)
-    return ctx.passed(n, n, f"hardneg: {n} candidates per row (the box caption + {n - 1} rewrites)",
-                      src, "hardneg")
+    return ctx.passed(n, n, f"hardneg: {n} candidates per row (the box caption + {n - 1} rewrites)", src, "hardneg")
 
 
-@rule("FGD201", "negatives-count", title="each loss sees the candidates it was meant to",
-      severity="fail", where="CL",
-      fix="gather global features across ranks; make the region bank switch on within the run",
-      what="Per loss term, the candidates per row: global = per-device batch x world (features "
-           "gathered), region = in-batch boxes + the memory bank's queue once warm, hardneg = 1 + "
-           "rewrites. Live runs compare the observed logits' columns with that expectation.",
-      why="Chance level is ln(candidates): a loss stuck near ln 4 = 1.39 is a 4-way guess. Too few "
-          "negatives make the task easy and the features weak, and hide a silent config error.",
-      example="region: bank warmup never reached in a 40-step run -> 32 candidates instead of "
-              "32 + 128 = 160 -> FAIL",
-      evidence="open_clip#17 (loss stuck at ln 128 = chance); transformers#22252 (HF CLIP does "
-               "not gather features across GPUs); CLIP4Clip#69 (31 negatives instead of 127); "
-               "the seed incident (4 candidates instead of 132).")
+@rule(
+    "FGD201",
+    "negatives-count",
+    title="each loss sees the candidates it was meant to",
+    severity="fail",
+    where="CL",
+    fix="gather global features across ranks; make the region bank switch on within the run",
+    what="Per loss term, the candidates per row: global = per-device batch x world (features "
+    "gathered), region = in-batch boxes + the memory bank's queue once warm, hardneg = 1 + "
+    "rewrites. Live runs compare the observed logits' columns with that expectation.",
+    why="Chance level is ln(candidates): a loss stuck near ln 4 = 1.39 is a 4-way guess. Too few "
+    "negatives make the task easy and the features weak, and hide a silent config error.",
+    example="region: bank warmup never reached in a 40-step run -> 32 candidates instead of 32 + 128 = 160 -> FAIL",
+    evidence="open_clip#17 (loss stuck at ln 128 = chance); transformers#22252 (HF CLIP does "
+    "not gather features across GPUs); CLIP4Clip#69 (31 negatives instead of 127); "
+    "the seed incident (4 candidates instead of 132).",
+)
 def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per loss term (loss.terms when known, else the terms with known counts)."""
     terms = facts.value("loss.terms")
     if terms is None:
-        terms = [t for t in TERMS if any(n.startswith(("candidates." + t, "observed.candidates." + t))
-                                         for n in facts)]
+        terms = [t for t in TERMS if any(n.startswith(("candidates." + t, "observed.candidates." + t)) for n in facts)]
     if not terms:
-        return [ctx.skip("not known: candidates.<term> (per-device batch, world size, max boxes "
-                         "and bank size give them) and loss.terms")]
+        return [
+            ctx.skip(
+                "not known: candidates.<term> (per-device batch, world size, max boxes "
+                "and bank size give them) and loss.terms"
+            )
+        ]
     judge = {"global": _global, "region": _region, "hardneg": _hardneg}
     return [judge[t](facts, ctx) for t in TERMS if t in terms]
 
 
-
-
-@rule("FGD208", "grad-accum-negatives", title="gradient accumulation does not add negatives",
-      severity="warn", where="C",
-      fix="raise the per-device batch or the world size (or gather / queue) instead of accumulating",
-      what="With gradient accumulation > 1 the batch per optimizer step grows, but each "
-           "contrastive loss still only sees the candidates of one forward call.",
-      why="InfoNCE's negatives come from the forward call, not from the optimizer step: "
-          "accumulation 8 over batch 8 is not a batch of 64 for the loss.",
-      example="per_device 8 x world 1, accumulation 8 -> WARN: 8 candidates per forward, "
-              "global batch 64",
-      evidence="CLIP4Clip#69 (31 negatives instead of 127 with accumulation); the seed incident.")
+@rule(
+    "FGD208",
+    "grad-accum-negatives",
+    title="gradient accumulation does not add negatives",
+    severity="warn",
+    where="C",
+    fix="raise the per-device batch or the world size (or gather / queue) instead of accumulating",
+    what="With gradient accumulation > 1 the batch per optimizer step grows, but each "
+    "contrastive loss still only sees the candidates of one forward call.",
+    why="InfoNCE's negatives come from the forward call, not from the optimizer step: "
+    "accumulation 8 over batch 8 is not a batch of 64 for the loss.",
+    example="per_device 8 x world 1, accumulation 8 -> WARN: 8 candidates per forward, global batch 64",
+    evidence="CLIP4Clip#69 (31 negatives instead of 127 with accumulation); the seed incident.",
+)
 def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding on the accumulation."""
     if skip := ctx.require(facts, "train.grad_accum"):
@@ -169,35 +201,47 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
     total = facts.value("train.global_batch")
     if total is None and per is not None and world is not None:
         total = per * world * accum
-    src = ctx.sources_of(facts, "train.grad_accum", "train.per_device_batch", "run.world_size",
-                         "candidates.global", "train.global_batch")
+    src = ctx.sources_of(
+        facts, "train.grad_accum", "train.per_device_batch", "run.world_size", "candidates.global", "train.global_batch"
+    )
     if accum <= 1:
         return ctx.passed(accum, 1, "no gradient accumulation: the loss sees the whole batch", src)
     g = f" (global batch {total})" if total is not None else ""
-    each = f"per_device x world = {n} candidates per forward" if n is not None else \
-        "only the candidates of one forward call"
-    return ctx.problem(accum, 1, f"accumulation {accum} multiplies the batch per optimizer step"
-                       f"{g} but not the negatives: each loss sees {each}", src)
+    each = (
+        f"per_device x world = {n} candidates per forward"
+        if n is not None
+        else "only the candidates of one forward call"
+    )
+    return ctx.problem(
+        accum,
+        1,
+        f"accumulation {accum} multiplies the batch per optimizer step{g} but not the negatives: each loss sees {each}",
+        src,
+    )
 
 
 # --- FGD207 ddp-targets -------------------------------------------------------------------------
 
-@rule("FGD207", "ddp-targets", title="gathered logits have their targets offset by rank",
-      severity="fail", where="L",
-      fix="offset the targets when the columns hold every rank's features: "
-          "labels = torch.arange(rows) + rank * rows",
-      what="For each loss whose logits have world x rows columns (features gathered across "
-           "ranks), every rank's targets point at rank x rows + i (at least 99 % of its rows).",
-      why="After an all-gather, rank r's own positives sit in columns r x batch .. r x batch + "
-          "batch - 1. Targets left at 0..batch-1 point every row of ranks > 0 at another rank's "
-          "sample: those ranks learn to match the wrong pairs while rank 0 looks fine, and the "
-          "loss stays high.",
-      example="world 2, batch 8, labels = arange(8) on both ranks -> rank 1: 0 % of targets at "
-              "rank × batch + i -> FAIL",
-      evidence="open_clip src/open_clip/loss.py ClipLoss.get_ground_truth (labels + num_logits * "
-               "rank when world_size > 1 and local_loss); transformers#22252 (HF CLIP does not "
-               "gather across GPUs, so gathering is added by hand, and the labels with it).",
-      thresholds={"min_fraction": 0.99})
+
+@rule(
+    "FGD207",
+    "ddp-targets",
+    title="gathered logits have their targets offset by rank",
+    severity="fail",
+    where="L",
+    fix="offset the targets when the columns hold every rank's features: labels = torch.arange(rows) + rank * rows",
+    what="For each loss whose logits have world x rows columns (features gathered across "
+    "ranks), every rank's targets point at rank x rows + i (at least 99 % of its rows).",
+    why="After an all-gather, rank r's own positives sit in columns r x batch .. r x batch + "
+    "batch - 1. Targets left at 0..batch-1 point every row of ranks > 0 at another rank's "
+    "sample: those ranks learn to match the wrong pairs while rank 0 looks fine, and the "
+    "loss stays high.",
+    example="world 2, batch 8, labels = arange(8) on both ranks -> rank 1: 0 % of targets at rank × batch + i -> FAIL",
+    evidence="open_clip src/open_clip/loss.py ClipLoss.get_ground_truth (labels + num_logits * "
+    "rank when world_size > 1 and local_loss); transformers#22252 (HF CLIP does not "
+    "gather across GPUs, so gathering is added by hand, and the labels with it).",
+    thresholds={"min_fraction": 0.99},
+)
 def ddp_targets(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per observed term (a single SKIP in a one-process run)."""
     world = facts.value("run.world_size")
@@ -210,8 +254,12 @@ def ddp_targets(facts: Facts, ctx: RuleContext) -> list[Finding]:
         if max((len(s) for s in seen), default=0) <= 1:
             return [ctx.skip("not known: run.world_size")]
     if not terms:
-        return [ctx.skip("not known: observed.terms / observed.ddp.<term>.gathered (a live run "
-                         "with --nproc > 1 records them)", wsrc)]
+        return [
+            ctx.skip(
+                "not known: observed.terms / observed.ddp.<term>.gathered (a live run with --nproc > 1 records them)",
+                wsrc,
+            )
+        ]
     return [_ddp_term(facts, ctx, term, world, wsrc) for term in terms]
 
 
@@ -226,10 +274,14 @@ def _ddp_term(facts: Facts, ctx: RuleContext, term: str, world, wsrc) -> Finding
         return ctx.skip(f"not known: {gathered_n}", src, term)
     if not gathered:
         on = f" on world {world}" if world is not None else ""
-        return ctx.passed("not gathered", "local targets",
-                          f"{term}: columns are not world × rows{on}: targets need no rank offset "
-                          f"(whether each row sees every rank's candidates: negatives-count)",
-                          src, term)
+        return ctx.passed(
+            "not gathered",
+            "local targets",
+            f"{term}: columns are not world × rows{on}: targets need no rank offset "
+            f"(whether each row sees every rank's candidates: negatives-count)",
+            src,
+            term,
+        )
     offsets = facts.value(offsets_n)
     if offsets is None:
         return ctx.skip(f"{term}: gathered across ranks, but not known: {offsets_n}", src, term)
@@ -238,10 +290,18 @@ def _ddp_term(facts: Facts, ctx: RuleContext, term: str, world, wsrc) -> Finding
     if bad:
         where = "; ".join(f"rank {r}: {pct(v)} of targets at rank × batch + i" for r, v in bad)
         measured = "; ".join(f"rank {r}: {pct(v)}" for r, v in bad)
-        return ctx.problem(measured, expected,
-                           f"{term}: {where}: labels not offset; positives sit in another rank's "
-                           f"columns", src, term)
+        return ctx.problem(
+            measured,
+            expected,
+            f"{term}: {where}: labels not offset; positives sit in another rank's columns",
+            src,
+            term,
+        )
     lowest = min(offsets) if offsets else 1.0
-    return ctx.passed(f"min {pct(lowest)}", expected,
-                      f"{term}: targets at rank × batch + i on all {len(offsets)} ranks "
-                      f"(lowest {pct(lowest)})", src, term)
+    return ctx.passed(
+        f"min {pct(lowest)}",
+        expected,
+        f"{term}: targets at rank × batch + i on all {len(offsets)} ranks (lowest {pct(lowest)})",
+        src,
+        term,
+    )

@@ -1,6 +1,7 @@
 """Helpers for the rules that read live observations (`observed.*` facts): which terms were
 observed, and fractions as percentages. `<term>` is a loss term or, for code the doctor does not
 know, the call site of a cross-entropy ("modeling_clip.py:77 clip_loss")."""
+
 from __future__ import annotations
 
 from fgclip_doctor.facts import Facts
@@ -21,5 +22,5 @@ def observed_terms(facts: Facts, family: str, kinds: tuple[str, ...]) -> list[st
         if name.startswith(prefix):
             for kind in kinds:
                 if name.endswith("." + kind) and len(name) > len(prefix) + len(kind) + 1:
-                    found.add(name[len(prefix):-len(kind) - 1])
+                    found.add(name[len(prefix) : -len(kind) - 1])
     return listed + sorted(found - set(listed))

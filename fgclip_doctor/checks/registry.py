@@ -12,16 +12,18 @@ A rule is a pure function `func(facts, ctx) -> Finding | list[Finding]`, registe
             return skip
         ...
 """
+
 from __future__ import annotations
 
 import difflib
 import importlib
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
@@ -31,8 +33,18 @@ if TYPE_CHECKING:
 
 #: Rule-family modules (names inside `fgclip_doctor.checks`) imported before rules are listed or
 #: run, so that their `@rule` decorators register. Rule authors append their module here.
-RULE_MODULES: list[str] = ["temperature", "logits", "negatives", "bank", "schedule", "resume", "data",
-                          "features", "optim", "loss_health"]
+RULE_MODULES: list[str] = [
+    "temperature",
+    "logits",
+    "negatives",
+    "bank",
+    "schedule",
+    "resume",
+    "data",
+    "features",
+    "optim",
+    "loss_health",
+]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data
 SEVERITIES = ("fail", "warn")
@@ -90,9 +102,20 @@ _RULES: dict[str, Rule] = {}  # code -> Rule
 _loaded = False
 
 
-def rule(code: str, name: str, *, title: str, severity: str, where: str, fix: str, what: str,
-         why: str, example: str, evidence: str,
-         thresholds: dict[str, float] | None = None) -> Callable[[RuleFunc], RuleFunc]:
+def rule(
+    code: str,
+    name: str,
+    *,
+    title: str,
+    severity: str,
+    where: str,
+    fix: str,
+    what: str,
+    why: str,
+    example: str,
+    evidence: str,
+    thresholds: dict[str, float] | None = None,
+) -> Callable[[RuleFunc], RuleFunc]:
     """Decorator registering `func(facts, ctx)` as rule `code`/`name`; duplicates raise ValueError."""
     if not _CODE_RE.match(code):
         raise ValueError(f"rule code {code!r} must look like FGD101")
@@ -108,8 +131,20 @@ def rule(code: str, name: str, *, title: str, severity: str, where: str, fix: st
             raise ValueError(f"duplicate rule code {code} ({_RULES[code].name} and {name})")
         if any(r.name == name for r in _RULES.values()):
             raise ValueError(f"duplicate rule name {name!r}")
-        _RULES[code] = Rule(code, name, title, severity, where, fix, what, why, example, evidence,
-                            {k: float(v) for k, v in (thresholds or {}).items()}, func)
+        _RULES[code] = Rule(
+            code,
+            name,
+            title,
+            severity,
+            where,
+            fix,
+            what,
+            why,
+            example,
+            evidence,
+            {k: float(v) for k, v in (thresholds or {}).items()},
+            func,
+        )
         return func
 
     return register
@@ -137,30 +172,69 @@ class RuleContext:
         except KeyError:
             raise KeyError(f"rule {self.rule.name} has no threshold {key!r}") from None
 
-    def _finding(self, status: Status, severity: str, measured: Any, expected: Any, message: str,
-                 sources: Sequence[str], subject: str, fix: str | None) -> Finding:
-        return Finding(self.rule.code, self.rule.name, status, severity, _text(measured),
-                       _text(expected), message, self.rule.fix if fix is None else fix,
-                       tuple(s for s in sources if s), subject)
+    def _finding(
+        self,
+        status: Status,
+        severity: str,
+        measured: Any,
+        expected: Any,
+        message: str,
+        sources: Sequence[str],
+        subject: str,
+        fix: str | None,
+    ) -> Finding:
+        return Finding(
+            self.rule.code,
+            self.rule.name,
+            status,
+            severity,
+            _text(measured),
+            _text(expected),
+            message,
+            self.rule.fix if fix is None else fix,
+            tuple(s for s in sources if s),
+            subject,
+        )
 
-    def passed(self, measured: Any, expected: Any, message: str = "", sources: Sequence[str] = (),
-               subject: str = "") -> Finding:
+    def passed(
+        self, measured: Any, expected: Any, message: str = "", sources: Sequence[str] = (), subject: str = ""
+    ) -> Finding:
         """A PASS finding."""
-        return self._finding(Status.PASS, self.rule.severity, measured, expected, message,
-                             sources, subject, None)
+        return self._finding(Status.PASS, self.rule.severity, measured, expected, message, sources, subject, None)
 
-    def failed(self, measured: Any, expected: Any, message: str, sources: Sequence[str] = (),
-               subject: str = "", fix: str | None = None) -> Finding:
+    def failed(
+        self,
+        measured: Any,
+        expected: Any,
+        message: str,
+        sources: Sequence[str] = (),
+        subject: str = "",
+        fix: str | None = None,
+    ) -> Finding:
         """A FAIL finding (severity "fail"), whatever the rule's default severity."""
         return self._finding(Status.FAIL, "fail", measured, expected, message, sources, subject, fix)
 
-    def warned(self, measured: Any, expected: Any, message: str, sources: Sequence[str] = (),
-               subject: str = "", fix: str | None = None) -> Finding:
+    def warned(
+        self,
+        measured: Any,
+        expected: Any,
+        message: str,
+        sources: Sequence[str] = (),
+        subject: str = "",
+        fix: str | None = None,
+    ) -> Finding:
         """A WARN finding (severity "warn"), e.g. the softer half of a two-level rule."""
         return self._finding(Status.WARN, "warn", measured, expected, message, sources, subject, fix)
 
-    def problem(self, measured: Any, expected: Any, message: str, sources: Sequence[str] = (),
-                subject: str = "", fix: str | None = None) -> Finding:
+    def problem(
+        self,
+        measured: Any,
+        expected: Any,
+        message: str,
+        sources: Sequence[str] = (),
+        subject: str = "",
+        fix: str | None = None,
+    ) -> Finding:
         """FAIL or WARN according to the rule's severity."""
         make = self.failed if self.rule.severity == "fail" else self.warned
         return make(measured, expected, message, sources, subject, fix)
@@ -247,8 +321,8 @@ def _check_thresholds(settings: Settings) -> None:
         unknown = sorted(set(values) - set(r.thresholds))
         if r.thresholds and unknown:  # a rule with no defaults (opt-in) accepts any keys
             raise DoctorUsageError(
-                f"thresholds for {r.name}: unknown key {unknown[0]!r} "
-                f"(known: {', '.join(sorted(r.thresholds))})")
+                f"thresholds for {r.name}: unknown key {unknown[0]!r} (known: {', '.join(sorted(r.thresholds))})"
+            )
 
 
 def selected_rules(where: str, settings: Settings | None = None) -> list[Rule]:
@@ -266,8 +340,7 @@ def selected_rules(where: str, settings: Settings | None = None) -> list[Rule]:
     return [r for r in rules if not any(_matches(r, s) for s in settings.ignore)]
 
 
-def run_rules(facts: Facts, where: str, settings: Settings | None = None, *,
-              command: str = "") -> list[Finding]:
+def run_rules(facts: Facts, where: str, settings: Settings | None = None, *, command: str = "") -> list[Finding]:
     """Run every selected rule applying at `where` on `facts`; findings in rule-code order.
 
     Unknown names in select / ignore / thresholds raise DoctorUsageError. A rule must return at
@@ -280,8 +353,10 @@ def run_rules(facts: Facts, where: str, settings: Settings | None = None, *,
         result = r.func(facts, ctx)
         produced = [result] if isinstance(result, Finding) else list(result or [])
         if not produced or not all(isinstance(f, Finding) for f in produced):
-            raise TypeError(f"rule {r.code} {r.name} must return a Finding or a non-empty list "
-                            f"of Findings (use ctx.skip(reason)), got {result!r}")
+            raise TypeError(
+                f"rule {r.code} {r.name} must return a Finding or a non-empty list "
+                f"of Findings (use ctx.skip(reason)), got {result!r}"
+            )
         findings.extend(produced)
     return findings
 

@@ -3,6 +3,7 @@
 FG-CLIP's train script resumes by itself whenever `output_dir` holds `checkpoint-*`; the
 restored state then overrides whatever the new config set before `trainer.train()`.
 """
+
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -12,8 +13,14 @@ from fgclip_doctor.checks.temperature import fmt_scale
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.vocabulary import SCALES, scale_fact
 
-RESUME_FACTS = ("train.resume_from_checkpoint", "train.auto_resume", "resume.checkpoint",
-                "resume.checkpoints", "resume.step", "train.output_dir")
+RESUME_FACTS = (
+    "train.resume_from_checkpoint",
+    "train.auto_resume",
+    "resume.checkpoint",
+    "resume.checkpoints",
+    "resume.step",
+    "train.output_dir",
+)
 
 
 def _explicit(facts: Facts):
@@ -46,67 +53,83 @@ def restored_checkpoint(facts: Facts) -> tuple[bool | None, str]:
     return None, ""
 
 
-@rule("FGD401", "resume-auto", title="no silent resume from an old checkpoint", severity="warn",
-      where="C", fix="delete or move output_dir's checkpoint-* (or use a fresh output_dir) unless "
-                     "you mean to resume; then say so with --resume_from_checkpoint",
-      what="Whether the train script will resume by itself from a checkpoint-* already in "
-           "output_dir.",
-      why="An automatic resume restores the old weights, logit scales, bank and schedule over "
-          "the new config, so a fix appears not to work (the seed's third mistake).",
-      example="output_dir holds checkpoint-500 and the script auto-resumes -> WARN",
-      evidence="transformers #18070 / #23099 (resume pitfalls: restored state and schedule); "
-               "the seed incident ('必须删除旧 checkpoint': delete old checkpoints first).")
+@rule(
+    "FGD401",
+    "resume-auto",
+    title="no silent resume from an old checkpoint",
+    severity="warn",
+    where="C",
+    fix="delete or move output_dir's checkpoint-* (or use a fresh output_dir) unless "
+    "you mean to resume; then say so with --resume_from_checkpoint",
+    what="Whether the train script will resume by itself from a checkpoint-* already in output_dir.",
+    why="An automatic resume restores the old weights, logit scales, bank and schedule over "
+    "the new config, so a fix appears not to work (the seed's third mistake).",
+    example="output_dir holds checkpoint-500 and the script auto-resumes -> WARN",
+    evidence="transformers #18070 / #23099 (resume pitfalls: restored state and schedule); "
+    "the seed incident ('必须删除旧 checkpoint': delete old checkpoints first).",
+)
 def resume_auto(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding on output_dir's checkpoints."""
     src = ctx.sources_of(facts, *RESUME_FACTS)
     explicit = _explicit(facts)
     if explicit is not None:
-        return ctx.passed(f"--resume_from_checkpoint {explicit}", "deliberate resume",
-                          f"explicit --resume_from_checkpoint {explicit}: a deliberate resume", src)
+        return ctx.passed(
+            f"--resume_from_checkpoint {explicit}",
+            "deliberate resume",
+            f"explicit --resume_from_checkpoint {explicit}: a deliberate resume",
+            src,
+        )
     auto = facts.value("train.auto_resume")
     if auto is None:
-        return ctx.skip("not known: train.auto_resume (whether the training code resumes by "
-                        "itself; known for recognised train scripts)", src)
+        return ctx.skip(
+            "not known: train.auto_resume (whether the training code resumes by "
+            "itself; known for recognised train scripts)",
+            src,
+        )
     if not auto:
-        return ctx.passed("no auto-resume", "no silent resume",
-                          "the train script does not resume by itself", src)
+        return ctx.passed("no auto-resume", "no silent resume", "the train script does not resume by itself", src)
     found = facts.value("resume.checkpoint")
     if found:
         step = facts.value("resume.step")
         at = f" (step {step})" if step is not None else ""
-        where = f"output_dir {facts.value('train.output_dir')}" if "train.output_dir" in facts \
-            else "output_dir"
-        return ctx.problem(_name(found), "no checkpoint-*",
-                           f"{where} holds {_name(found)}; the train script resumes from it "
-                           f"automatically{at}", src)
+        where = f"output_dir {facts.value('train.output_dir')}" if "train.output_dir" in facts else "output_dir"
+        return ctx.problem(
+            _name(found),
+            "no checkpoint-*",
+            f"{where} holds {_name(found)}; the train script resumes from it automatically{at}",
+            src,
+        )
     if "resume.checkpoints" in facts:
-        return ctx.passed("no checkpoint-*", "no checkpoint-*",
-                          "output_dir holds no checkpoint-*: a fresh start", src)
+        return ctx.passed("no checkpoint-*", "no checkpoint-*", "output_dir holds no checkpoint-*: a fresh start", src)
     return ctx.skip("not known: resume.checkpoints (output_dir was not read)", src)
 
 
-@rule("FGD402", "resume-override", title="a restored checkpoint does not undo the new scales",
-      severity="fail", where="CK",
-      fix="start from a fresh output_dir, or resume deliberately and set the scales after loading",
-      what="For a checkpoint that will be restored (auto-resume or --resume_from_checkpoint), "
-           "each logit scale it holds against the init the new run sets.",
-      why="Values set before trainer.train() are overwritten by the restored state: the fixed "
-          "init of the new config is silently replaced by the old, wrong scale.",
-      example="checkpoint-500 restores finegrained 2.6562 (T 14.2) over the new init 4.6052 "
-              "(T 100) -> FAIL",
-      evidence="transformers #18070 / #23099 (resume restores state over the new arguments); "
-               "the seed incident (restarting after the fix restored logit_scale 2.6562).",
-      thresholds={"tol": 1e-3})
+@rule(
+    "FGD402",
+    "resume-override",
+    title="a restored checkpoint does not undo the new scales",
+    severity="fail",
+    where="CK",
+    fix="start from a fresh output_dir, or resume deliberately and set the scales after loading",
+    what="For a checkpoint that will be restored (auto-resume or --resume_from_checkpoint), "
+    "each logit scale it holds against the init the new run sets.",
+    why="Values set before trainer.train() are overwritten by the restored state: the fixed "
+    "init of the new config is silently replaced by the old, wrong scale.",
+    example="checkpoint-500 restores finegrained 2.6562 (T 14.2) over the new init 4.6052 (T 100) -> FAIL",
+    evidence="transformers #18070 / #23099 (resume restores state over the new arguments); "
+    "the seed incident (restarting after the fix restored logit_scale 2.6562).",
+    thresholds={"tol": 1e-3},
+)
 def resume_override(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale known both in the checkpoint and in the new config."""
     restores, name = restored_checkpoint(facts)
     src = ctx.sources_of(facts, *RESUME_FACTS)
     if restores is False:
-        return [ctx.passed("no restore", "no restore", "nothing to resume: no checkpoint will "
-                           "be restored", src)]
+        return [ctx.passed("no restore", "no restore", "nothing to resume: no checkpoint will be restored", src)]
     if restores is None:
-        return [ctx.skip("not known whether a checkpoint will be restored (train.auto_resume, "
-                         "resume.checkpoints)", src)]
+        return [
+            ctx.skip("not known whether a checkpoint will be restored (train.auto_resume, resume.checkpoints)", src)
+        ]
     out = []
     tol = ctx.threshold("tol")
     for s in SCALES:
@@ -120,5 +143,10 @@ def resume_override(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.problem(fmt_scale(old), fmt_scale(new), msg, fsrc, s))
         else:
             out.append(ctx.passed(fmt_scale(old), fmt_scale(new), msg + " (the same)", fsrc, s))
-    return out or [ctx.skip(f"scale values unknown: resume.scale.<scale> of {name} (its weights "
-                            f"are read by inspect-ckpt) and scale.<scale>.init", src)]
+    return out or [
+        ctx.skip(
+            f"scale values unknown: resume.scale.<scale> of {name} (its weights "
+            f"are read by inspect-ckpt) and scale.<scale>.init",
+            src,
+        )
+    ]

@@ -6,6 +6,7 @@ Two units count a run: forward calls (micro-steps, one per batch per process) an
 steps (one per `grad_accum` forward calls). A warmup counted in forward calls ends at optimizer
 step ceil(warmup / accum); every message states both units.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,10 +17,16 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import forward_calls, forward_calls_text, optimizer_step
 
 #: facts the timing below may read, in provenance order
-TIMING_FACTS = ("bank.warmup_forward_calls", "train.grad_accum", "bank.switch_on_step",
-                "train.optimizer_steps", "train.forward_calls")
-RUN_LENGTH_UNKNOWN = ("run length unknown: give max_steps, or readable annotations / "
-                      "--dataset-size with num_train_epochs")
+TIMING_FACTS = (
+    "bank.warmup_forward_calls",
+    "train.grad_accum",
+    "bank.switch_on_step",
+    "train.optimizer_steps",
+    "train.forward_calls",
+)
+RUN_LENGTH_UNKNOWN = (
+    "run length unknown: give max_steps, or readable annotations / --dataset-size with num_train_epochs"
+)
 
 
 @dataclass
@@ -47,8 +54,9 @@ class WarmupTiming:
             return f"optimizer step {self.switch_on_step}"
         if self.switch_on_step is None:
             return f"{self.warmup} forward calls"
-        return (f"{self.warmup} forward calls = optimizer step {self.switch_on_step} at gradient "
-                f"accumulation {self.accum}")
+        return (
+            f"{self.warmup} forward calls = optimizer step {self.switch_on_step} at gradient accumulation {self.accum}"
+        )
 
     def run_text(self) -> str:
         """'the run ends at optimizer step 40 (320 forward calls)'."""
@@ -72,27 +80,33 @@ def warmup_timing(facts: Facts) -> WarmupTiming:
     return WarmupTiming(*(None if v is None else int(v) for v in (warmup, accum, switch, steps, calls)))
 
 
-@rule("FGD301", "step-units", title="forward-call warmups end before the run does",
-      severity="fail", where="CL",
-      fix="count the warmup in optimizer steps, or divide it by the gradient accumulation "
-          "(the seed: 400 -> 50 forward calls, about optimizer step 7)",
-      what="A warmup counted in forward calls (micro-steps), such as the memory bank's, is "
-           "converted to optimizer steps (ceil(warmup / accumulation)) and compared with the "
-           "run's length; both units are reported.",
-      why="Trainer logs, max_steps and save_steps count optimizer steps; code that counts its "
-          "own forward calls runs `accumulation` times faster. With accumulation 8, a warmup of "
-          "400 forward calls is optimizer step 50: a 40-step run never reaches it and the bank "
-          "never switches on, silently.",
-      example="memory_bank_warmup_steps 400, gradient_accumulation_steps 8, max_steps 40 -> "
-              "FAIL: 400 forward calls = optimizer step 50; the run ends at step 40",
-      evidence="the seed incident (region-loss-fix-summary: bank 'never' enabled, fixed with "
-               "warmup 50 = step 6-7); transformers #18070 / #23099 on step accounting under "
-               "gradient accumulation and resume.")
+@rule(
+    "FGD301",
+    "step-units",
+    title="forward-call warmups end before the run does",
+    severity="fail",
+    where="CL",
+    fix="count the warmup in optimizer steps, or divide it by the gradient accumulation "
+    "(the seed: 400 -> 50 forward calls, about optimizer step 7)",
+    what="A warmup counted in forward calls (micro-steps), such as the memory bank's, is "
+    "converted to optimizer steps (ceil(warmup / accumulation)) and compared with the "
+    "run's length; both units are reported.",
+    why="Trainer logs, max_steps and save_steps count optimizer steps; code that counts its "
+    "own forward calls runs `accumulation` times faster. With accumulation 8, a warmup of "
+    "400 forward calls is optimizer step 50: a 40-step run never reaches it and the bank "
+    "never switches on, silently.",
+    example="memory_bank_warmup_steps 400, gradient_accumulation_steps 8, max_steps 40 -> "
+    "FAIL: 400 forward calls = optimizer step 50; the run ends at step 40",
+    evidence="the seed incident (region-loss-fix-summary: bank 'never' enabled, fixed with "
+    "warmup 50 = step 6-7); transformers #18070 / #23099 on step accounting under "
+    "gradient accumulation and resume.",
+)
 def step_units(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding: the bank warmup against the run's end."""
     if facts.value("bank.enabled") is False:
-        return ctx.skip("no memory bank in this model: no forward-call warmup to check",
-                        ctx.sources_of(facts, "bank.enabled"))
+        return ctx.skip(
+            "no memory bank in this model: no forward-call warmup to check", ctx.sources_of(facts, "bank.enabled")
+        )
     if skip := ctx.require(facts, "bank.warmup_forward_calls", "train.grad_accum"):
         return skip
     t = warmup_timing(facts)
@@ -102,15 +116,20 @@ def step_units(facts: Facts, ctx: RuleContext) -> Finding:
     measured = forward_calls_text(t.warmup, t.switch_on_step)
     expected = f"< {t.calls} forward calls (optimizer step {t.steps})"
     if not t.reached:
-        return ctx.problem(measured, expected,
-                           f"bank warmup {t.warmup_text()}; {t.run_text()}: never reached",
-                           src, "bank warmup")
-    return ctx.passed(measured, expected,
-                      f"bank warmup {t.warmup_text()}; reached within the run ({t.run_text()})",
-                      src, "bank warmup")
+        return ctx.problem(
+            measured, expected, f"bank warmup {t.warmup_text()}; {t.run_text()}: never reached", src, "bank warmup"
+        )
+    return ctx.passed(
+        measured,
+        expected,
+        f"bank warmup {t.warmup_text()}; reached within the run ({t.run_text()})",
+        src,
+        "bank warmup",
+    )
 
 
 # --- FGD302 resume-schedule: the LR a resume continues from ----------------------------------
+
 
 def lr_factor(kind: str, step: int, warmup: int, total: int, kwargs: dict | None = None) -> float | None:
     """The multiplier transformers' `get_scheduler(kind)` applies to each group's initial LR at
@@ -118,8 +137,7 @@ def lr_factor(kind: str, step: int, warmup: int, total: int, kwargs: dict | None
     kw = kwargs or {}
     if kind == "constant":
         return 1.0
-    if kind not in ("constant_with_warmup", "linear", "cosine", "cosine_with_min_lr",
-                    "cosine_with_restarts"):
+    if kind not in ("constant_with_warmup", "linear", "cosine", "cosine_with_min_lr", "cosine_with_restarts"):
         return None
     if step < warmup:  # every schedule above warms up linearly from 0
         return float(step) / float(max(1, warmup))
@@ -144,48 +162,82 @@ def _close(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= tol * max(abs(a), abs(b)) + 1e-12
 
 
-@rule("FGD302", "resume-schedule", title="the saved LR state continues the schedule at the "
-      "checkpoint's step", severity="fail", where="K",
-      fix="resume with the same lr_scheduler_type / warmup / max_steps / optimizer groups as the "
-          "run that saved the checkpoint, or restart the schedule deliberately",
-      what="The saved scheduler's step equals the trainer's global_step; each group's LR in "
-           "scheduler.pt and optimizer.pt equals its initial LR times the schedule recomputed "
-           "from training_args (type, warmup) and trainer_state (max_steps) at that step; the "
-           "number of optimizer groups agrees between optimizer, scheduler and checkpoints.",
-      why="A resume continues from the saved state: a scheduler stepped per forward call, a "
-          "changed max_steps or warmup, or a different group layout gives an LR the schedule "
-          "never meant (or a load error) without any message.",
-      example="scheduler at step 480 while global_step is 60 (stepped per micro-batch) -> FAIL",
-      evidence="transformers #18070 / #23099 (resume pitfalls: restored schedule and groups).",
-      thresholds={"tol": 0.01})
+@rule(
+    "FGD302",
+    "resume-schedule",
+    title="the saved LR state continues the schedule at the checkpoint's step",
+    severity="fail",
+    where="K",
+    fix="resume with the same lr_scheduler_type / warmup / max_steps / optimizer groups as the "
+    "run that saved the checkpoint, or restart the schedule deliberately",
+    what="The saved scheduler's step equals the trainer's global_step; each group's LR in "
+    "scheduler.pt and optimizer.pt equals its initial LR times the schedule recomputed "
+    "from training_args (type, warmup) and trainer_state (max_steps) at that step; the "
+    "number of optimizer groups agrees between optimizer, scheduler and checkpoints.",
+    why="A resume continues from the saved state: a scheduler stepped per forward call, a "
+    "changed max_steps or warmup, or a different group layout gives an LR the schedule "
+    "never meant (or a load error) without any message.",
+    example="scheduler at step 480 while global_step is 60 (stepped per micro-batch) -> FAIL",
+    evidence="transformers #18070 / #23099 (resume pitfalls: restored schedule and groups).",
+    thresholds={"tol": 0.01},
+)
 def resume_schedule(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the LR, one for the parameter groups."""
     if "schedule.last_epoch" not in facts and "optim.group_lrs" not in facts:
-        return [ctx.skip("no saved scheduler / optimizer state (scheduler.pt, optimizer.pt or "
-                         "DeepSpeed states) in the checkpoint")]
+        return [
+            ctx.skip(
+                "no saved scheduler / optimizer state (scheduler.pt, optimizer.pt or "
+                "DeepSpeed states) in the checkpoint"
+            )
+        ]
     return [_lr_finding(facts, ctx), _groups_finding(facts, ctx)]
 
 
 def _lr_finding(facts: Facts, ctx: RuleContext) -> Finding:
     tol = ctx.threshold("tol")
-    src = ctx.sources_of(facts, "schedule.last_epoch", "optim.group_lrs", "schedule.type",
-                         "schedule.total_steps", "train.optimizer_steps_done")
+    src = ctx.sources_of(
+        facts,
+        "schedule.last_epoch",
+        "optim.group_lrs",
+        "schedule.type",
+        "schedule.total_steps",
+        "train.optimizer_steps_done",
+    )
     step, at = facts.value("train.optimizer_steps_done"), facts.value("schedule.last_epoch")
     if step is not None and at is not None and int(at) != int(step):
-        return ctx.problem(f"scheduler at step {at}", f"step {step}", f"the saved scheduler is at "
-                           f"step {at} but global_step is {step}: a resume continues the "
-                           f"schedule from the wrong point", src, "lr")
+        return ctx.problem(
+            f"scheduler at step {at}",
+            f"step {step}",
+            f"the saved scheduler is at "
+            f"step {at} but global_step is {step}: a resume continues the "
+            f"schedule from the wrong point",
+            src,
+            "lr",
+        )
     kind, total = facts.value("schedule.type"), facts.value("schedule.total_steps")
     base = facts.value("schedule.base_lrs")
     if base is None and facts.value("optim.group_lrs") is not None and facts.value("schedule.base_lr"):
         base = [float(facts.value("schedule.base_lr"))] * len(facts.value("optim.group_lrs"))
     at = step if at is None else at
     if kind is None or total is None or base is None or at is None:
-        missing = [n for n, v in (("schedule.type", kind), ("schedule.total_steps", total),
-                                  ("schedule.base_lrs", base), ("global step", at)) if v is None]
+        missing = [
+            n
+            for n, v in (
+                ("schedule.type", kind),
+                ("schedule.total_steps", total),
+                ("schedule.base_lrs", base),
+                ("global step", at),
+            )
+            if v is None
+        ]
         return ctx.skip("schedule not recomputable: not known " + ", ".join(missing), src, "lr")
-    factor = lr_factor(str(kind), int(at), int(facts.value("schedule.warmup_steps") or 0),
-                       int(total), facts.value("schedule.kwargs") or {})
+    factor = lr_factor(
+        str(kind),
+        int(at),
+        int(facts.value("schedule.warmup_steps") or 0),
+        int(total),
+        facts.value("schedule.kwargs") or {},
+    )
     if factor is None:
         return ctx.skip(f"lr_scheduler_type {kind!r} is not recomputed", src, "lr")
     expected = [b * factor for b in base]
@@ -198,10 +250,16 @@ def _lr_finding(facts: Facts, ctx: RuleContext) -> Finding:
                 wrong.append(f"{what.split('.')[0]} group {name}: {got:.4g}")
     shown = f"{kind} at step {at}: factor {factor:.4g} x initial {base[0]:.4g} = {expected[0]:.4g}"
     if wrong:
-        return ctx.problem("; ".join(wrong[:3]), f"{expected[0]:.4g} (±{tol:.0%})",
-                           f"saved LRs differ from the schedule ({shown})", src, "lr")
-    return ctx.passed(f"{expected[0]:.4g}", f"{expected[0]:.4g} (±{tol:.0%})",
-                      f"saved LRs follow the schedule ({shown})", src, "lr")
+        return ctx.problem(
+            "; ".join(wrong[:3]),
+            f"{expected[0]:.4g} (±{tol:.0%})",
+            f"saved LRs differ from the schedule ({shown})",
+            src,
+            "lr",
+        )
+    return ctx.passed(
+        f"{expected[0]:.4g}", f"{expected[0]:.4g} (±{tol:.0%})", f"saved LRs follow the schedule ({shown})", src, "lr"
+    )
 
 
 def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
@@ -219,9 +277,14 @@ def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
     shown = ", ".join(f"{k} {v}" for k, v in counts.items())
     names = facts.value("optim.group_names")
     if len(set(counts.values())) > 1:
-        return ctx.problem(shown, "the same count everywhere", f"optimizer group counts differ "
-                           f"({shown}): a resume fails to load or maps LRs to the wrong "
-                           "parameters", src, "param groups")
+        return ctx.problem(
+            shown,
+            "the same count everywhere",
+            f"optimizer group counts differ ({shown}): a resume fails to load or maps LRs to the wrong parameters",
+            src,
+            "param groups",
+        )
     named = f": {', '.join(map(str, names))}" if names else ""
-    return ctx.passed(f"{next(iter(counts.values()))} groups", "the same count everywhere",
-                      f"{shown}{named}", src, "param groups")
+    return ctx.passed(
+        f"{next(iter(counts.values()))} groups", "the same count everywhere", f"{shown}{named}", src, "param groups"
+    )

@@ -5,6 +5,7 @@ ln(1/0.07) = 2.6592 (T 14.3) is CLIP's from-scratch init; ln 100 = 4.6052 (T 100
 and where a pretrained CLIP sits. The helpers here format scales for every rule family.
 FGD105, the precision of the logits those scales multiply, is in checks/logits.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,21 +36,26 @@ def is_scale_param(param: str, scale: str) -> bool:
     return param == name or param.endswith("." + name)
 
 
-@rule("FGD101", "logit-scale-init", title="new loss scales start at the base model's scale",
-      severity="fail", where="CKL",
-      fix="start new scales at the base's scale (drop --logit_scale_init_value, or set 4.6052)",
-      what="When fine-tuning, each loss scale (finegrained, hardneg, and global) must start near "
-           "the base model's learned global scale (FG-CLIP v1 copies it). From scratch, 2.6592 "
-           "is CLIP's own init and passes.",
-      why="A region head that starts at T 14.3 next to a base trained at T 100 squeezes its "
-          "logits into about ±1: the loss sits at chance (ln of the candidates) for hundreds of "
-          "steps. From scratch the init matters only for the first ~15 steps (DESIGN §6).",
-      example="CLIPConfig(logit_scale_init_value=2.6592) while fine-tuning a CLIP at 4.6052: "
-              "finegrained starts at 2.6592 (T 14.3); base global 4.6052 (T 100) -> FAIL",
-      evidence="open_clip src/open_clip/model.py inits logit_scale at ln(1/0.07) for training "
-               "from scratch; a pretrained CLIP sits at the ln 100 clamp (open_clip_train/train.py); "
-               "the seed incident (region loss stuck at ln 4).",
-      thresholds={"min_ratio": 0.5, "init_tol": 1e-3, "base_tol": 1e-2})
+@rule(
+    "FGD101",
+    "logit-scale-init",
+    title="new loss scales start at the base model's scale",
+    severity="fail",
+    where="CKL",
+    fix="start new scales at the base's scale (drop --logit_scale_init_value, or set 4.6052)",
+    what="When fine-tuning, each loss scale (finegrained, hardneg, and global) must start near "
+    "the base model's learned global scale (FG-CLIP v1 copies it). From scratch, 2.6592 "
+    "is CLIP's own init and passes.",
+    why="A region head that starts at T 14.3 next to a base trained at T 100 squeezes its "
+    "logits into about ±1: the loss sits at chance (ln of the candidates) for hundreds of "
+    "steps. From scratch the init matters only for the first ~15 steps (DESIGN §6).",
+    example="CLIPConfig(logit_scale_init_value=2.6592) while fine-tuning a CLIP at 4.6052: "
+    "finegrained starts at 2.6592 (T 14.3); base global 4.6052 (T 100) -> FAIL",
+    evidence="open_clip src/open_clip/model.py inits logit_scale at ln(1/0.07) for training "
+    "from scratch; a pretrained CLIP sits at the ln 100 clamp (open_clip_train/train.py); "
+    "the seed incident (region loss stuck at ln 4).",
+    thresholds={"min_ratio": 0.5, "init_tol": 1e-3, "base_tol": 1e-2},
+)
 def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale with a known init."""
     base_name = scale_fact("global", "base")
@@ -57,8 +63,12 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     if scale_fact("global", "init") in facts and base_name in facts:
         scales.append("global")
     if not scales:
-        return [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init (the launch's "
-                         "--logit_scale_init_value or the model's effective values give them)")]
+        return [
+            ctx.skip(
+                "not known: scale.finegrained.init, scale.hardneg.init (the launch's "
+                "--logit_scale_init_value or the model's effective values give them)"
+            )
+        ]
     tuning = facts.value("model.fine_tuning")
     base = facts.value(base_name)
     out = []
@@ -67,52 +77,78 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
         init = float(facts.value(init_name))
         src = ctx.sources_of(facts, init_name, "model.fine_tuning", base_name)
         if tuning is None:
-            out.append(ctx.skip("not known: model.fine_tuning (whether the run starts from "
-                                "pretrained weights: --model_name_or_path / the model source)",
-                                src, s))
+            out.append(
+                ctx.skip(
+                    "not known: model.fine_tuning (whether the run starts from "
+                    "pretrained weights: --model_name_or_path / the model source)",
+                    src,
+                    s,
+                )
+            )
         elif not tuning:
-            note = "2.6592 is CLIP's own init" if abs(init - CLIP_INIT) < ctx.threshold("init_tol") \
+            note = (
+                "2.6592 is CLIP's own init"
+                if abs(init - CLIP_INIT) < ctx.threshold("init_tol")
                 else "no base scale to match"
-            out.append(ctx.passed(fmt_scale(init), "any (from scratch)",
-                                  f"from scratch: {s} starts at {fmt_scale(init)}; {note} "
-                                  f"(the init matters only for the first ~15 steps)", src, s))
+            )
+            out.append(
+                ctx.passed(
+                    fmt_scale(init),
+                    "any (from scratch)",
+                    f"from scratch: {s} starts at {fmt_scale(init)}; {note} "
+                    f"(the init matters only for the first ~15 steps)",
+                    src,
+                    s,
+                )
+            )
         elif base is None:
-            out.append(ctx.skip(f"not known: {base_name} (the base model's learned scale, read "
-                                f"from its weights: give a readable --model_name_or_path)", src, s))
+            out.append(
+                ctx.skip(
+                    f"not known: {base_name} (the base model's learned scale, read "
+                    f"from its weights: give a readable --model_name_or_path)",
+                    src,
+                    s,
+                )
+            )
         else:
             out.append(_judge_init(ctx, s, init, float(base), src))
     return out
 
 
-def _judge_init(ctx: RuleContext, scale: str, init: float, base: float,
-                src: tuple[str, ...]) -> Finding:
+def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tuple[str, ...]) -> Finding:
     ratio = ctx.threshold("min_ratio")
     floor = base + math.log(ratio) if ratio > 0 else float("-inf")
     expected = f"{fmt_scale(base)}; at least {ratio:g} x the base temperature"
     verb = "starts at" if scale != "global" else "is set to"
     msg = f"{scale} {verb} {fmt_scale(init)}; base global {fmt_scale(base)}"
-    clip_default = (abs(init - CLIP_INIT) < ctx.threshold("init_tol")
-                    and abs(base - LN100) < ctx.threshold("base_tol"))
+    clip_default = abs(init - CLIP_INIT) < ctx.threshold("init_tol") and abs(base - LN100) < ctx.threshold("base_tol")
     if clip_default:
-        return ctx.problem(fmt_scale(init), expected,
-                           msg + ": CLIP's from-scratch init on a base at ln 100", src, scale)
+        return ctx.problem(
+            fmt_scale(init), expected, msg + ": CLIP's from-scratch init on a base at ln 100", src, scale
+        )
     if init < floor:
-        return ctx.problem(fmt_scale(init), expected,
-                           msg + f": T ratio {math.exp(init - base):.3g} < {ratio:g}", src, scale)
+        return ctx.problem(
+            fmt_scale(init), expected, msg + f": T ratio {math.exp(init - base):.3g} < {ratio:g}", src, scale
+        )
     return ctx.passed(fmt_scale(init), expected, msg, src, scale)
 
 
-@rule("FGD102", "logit-scale-clamp", title="scales clamped at ln 100 and not above it",
-      severity="fail", where="CKL",
-      fix="clamp the scales to [0, 4.6052] after every optimizer step and start them at or below 4.6052",
-      what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
-           "(value in a checkpoint or live run, init in a config) is at or below it.",
-      why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
-          "clamp to keep the learnable temperature in range.",
-      example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; no clamp in the trainer -> WARN",
-      evidence="open_clip src/open_clip_train/train.py and legacy_train.py clamp logit_scale to "
-               "[0, ln 100] after each optimizer step.",
-      thresholds={"max": LN100, "tol": 1e-3})
+@rule(
+    "FGD102",
+    "logit-scale-clamp",
+    title="scales clamped at ln 100 and not above it",
+    severity="fail",
+    where="CKL",
+    fix="clamp the scales to [0, 4.6052] after every optimizer step and start them at or below 4.6052",
+    what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
+    "(value in a checkpoint or live run, init in a config) is at or below it.",
+    why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
+    "clamp to keep the learnable temperature in range.",
+    example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; no clamp in the trainer -> WARN",
+    evidence="open_clip src/open_clip_train/train.py and legacy_train.py clamp logit_scale to "
+    "[0, ln 100] after each optimizer step.",
+    thresholds={"max": LN100, "tol": 1e-3},
+)
 def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the clamp itself, one per scale with a known value or init."""
     limit = ctx.threshold("max")
@@ -123,18 +159,30 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
     clamp = facts.value("scale.clamp")
     csrc = ctx.sources_of(facts, "scale.clamp", "scale.clamp_max")
     if clamp is False:
-        out.append(ctx.warned("no clamp", f"clamp at {fmt_scale(ctx.threshold('max'))}",
-                              "scales are not clamped after the optimizer step: nothing stops "
-                              "them from growing past ln 100", csrc, "clamp"))
+        out.append(
+            ctx.warned(
+                "no clamp",
+                f"clamp at {fmt_scale(ctx.threshold('max'))}",
+                "scales are not clamped after the optimizer step: nothing stops them from growing past ln 100",
+                csrc,
+                "clamp",
+            )
+        )
     elif clamp:
         top = float(clamp_max) if clamp_max is not None else None
         if top is not None and top > ctx.threshold("max") + ctx.threshold("tol"):
-            out.append(ctx.warned(f"clamp at {fmt_scale(top)}", f"<= {fmt_scale(ctx.threshold('max'))}",
-                                  f"the clamp lets scales reach {fmt_scale(top)}", csrc, "clamp"))
+            out.append(
+                ctx.warned(
+                    f"clamp at {fmt_scale(top)}",
+                    f"<= {fmt_scale(ctx.threshold('max'))}",
+                    f"the clamp lets scales reach {fmt_scale(top)}",
+                    csrc,
+                    "clamp",
+                )
+            )
         else:
             shown = fmt_scale(top) if top is not None else "its maximum"
-            out.append(ctx.passed("clamp", "clamp", f"scales clamped at {shown} after each step",
-                                  csrc, "clamp"))
+            out.append(ctx.passed("clamp", "clamp", f"scales clamped at {shown} after each step", csrc, "clamp"))
     for s in SCALES:
         name = scale_fact(s, "value") if scale_fact(s, "value") in facts else scale_fact(s, "init")
         if name not in facts:
@@ -144,28 +192,38 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
         src = ctx.sources_of(facts, name, "scale.clamp_max")
         expected = f"<= {fmt_scale(limit)}"
         if v > limit + ctx.threshold("tol"):
-            out.append(ctx.problem(fmt_scale(v), expected,
-                                   f"{s} {what} {fmt_scale(v)}, above the clamp {fmt_scale(limit)}", src, s))
+            out.append(
+                ctx.problem(
+                    fmt_scale(v), expected, f"{s} {what} {fmt_scale(v)}, above the clamp {fmt_scale(limit)}", src, s
+                )
+            )
         else:
             out.append(ctx.passed(fmt_scale(v), expected, f"{s} {what} {fmt_scale(v)}", src, s))
-    return out or [ctx.skip("not known: scale.clamp and every scale.<scale>.value / .init "
-                            "(the model source or a checkpoint gives them)")]
+    return out or [
+        ctx.skip(
+            "not known: scale.clamp and every scale.<scale>.value / .init (the model source or a checkpoint gives them)"
+        )
+    ]
 
 
-@rule("FGD103", "logit-scale-decay", title="logit scales get no weight decay", severity="warn",
-      where="CL", fix="put the logit scales in a group with weight_decay 0",
-      what="Every parameter whose name contains 'logit_scale' sits in an optimizer group with "
-           "weight decay 0.",
-      why="Weight decay pulls the ln-scale toward 0 (T 1): the temperature drifts down all run "
-          "long and the logits shrink toward chance.",
-      example="group 'other' (weight_decay 0.1) holds logit_scale_finegrained -> WARN",
-      evidence="open_clip src/open_clip_train/optim.py / legacy_main.py exclude logit_scale "
-               "(and gains, biases) from weight decay.")
+@rule(
+    "FGD103",
+    "logit-scale-decay",
+    title="logit scales get no weight decay",
+    severity="warn",
+    where="CL",
+    fix="put the logit scales in a group with weight_decay 0",
+    what="Every parameter whose name contains 'logit_scale' sits in an optimizer group with weight decay 0.",
+    why="Weight decay pulls the ln-scale toward 0 (T 1): the temperature drifts down all run "
+    "long and the logits shrink toward chance.",
+    example="group 'other' (weight_decay 0.1) holds logit_scale_finegrained -> WARN",
+    evidence="open_clip src/open_clip_train/optim.py / legacy_main.py exclude logit_scale "
+    "(and gains, biases) from weight decay.",
+)
 def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per logit_scale parameter found in the optimizer groups."""
     if "optim.groups" not in facts:
-        return [ctx.skip("not known: optim.groups (the optimizer's parameter groups, read "
-                         "from the trainer)")]
+        return [ctx.skip("not known: optim.groups (the optimizer's parameter groups, read from the trainer)")]
     src = ctx.sources_of(facts, "optim.groups", "train.weight_decay")
     out = []
     for group in facts.value("optim.groups") or []:
@@ -176,35 +234,60 @@ def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
             if "logit_scale" not in p:
                 continue
             if wd is None:
-                out.append(ctx.skip(f"weight decay of group {gname!r} not known "
-                                    "(neither the group nor train.weight_decay says)", src, p))
+                out.append(
+                    ctx.skip(
+                        f"weight decay of group {gname!r} not known (neither the group nor train.weight_decay says)",
+                        src,
+                        p,
+                    )
+                )
             elif float(wd) > 0:
-                out.append(ctx.problem(f"weight_decay {float(wd):g}", "weight_decay 0",
-                                       f"{p} is in group {gname!r} with weight_decay {float(wd):g}",
-                                       src, p))
+                out.append(
+                    ctx.problem(
+                        f"weight_decay {float(wd):g}",
+                        "weight_decay 0",
+                        f"{p} is in group {gname!r} with weight_decay {float(wd):g}",
+                        src,
+                        p,
+                    )
+                )
             else:
-                out.append(ctx.passed("weight_decay 0", "weight_decay 0",
-                                      f"{p} is in group {gname!r} without weight decay", src, p))
-    return out or [ctx.passed("no logit_scale in the optimizer", "weight_decay 0",
-                              "no parameter named *logit_scale* in any optimizer group: nothing "
-                              "decays (whether they train at all: logit-scale-frozen)", src)]
+                out.append(
+                    ctx.passed(
+                        "weight_decay 0", "weight_decay 0", f"{p} is in group {gname!r} without weight decay", src, p
+                    )
+                )
+    return out or [
+        ctx.passed(
+            "no logit_scale in the optimizer",
+            "weight_decay 0",
+            "no parameter named *logit_scale* in any optimizer group: nothing "
+            "decays (whether they train at all: logit-scale-frozen)",
+            src,
+        )
+    ]
 
 
-@rule("FGD104", "logit-scale-frozen", title="logit scales move while the weights train",
-      severity="warn", where="KL",
-      fix="make the scales trainable (requires_grad) and put them in an optimizer group",
-      what="After optimizer steps, each scale differs from its init by at least 1e-6, and every "
-           "trainable scale parameter is in some optimizer group. An unchanged value proves "
-           "nothing after fewer than `min_steps` steps (a warmup schedule's first step has LR 0) "
-           "or while the scale sits at the clamp ceiling (the clamp, not a missing gradient, "
-           "holds it there).",
-      why="A scale with no gradient, left out of the optimizer, or rounded away in bf16 stays at "
-          "its init: a wrong init is then never corrected by training.",
-      example="finegrained still 2.6592 (T 14.3) after 40 optimizer steps -> WARN",
-      evidence="open_clip model.py makes logit_scale an nn.Parameter trained with the rest "
-               "(src/open_clip_train/optim.py puts it in the no-decay group, not outside the "
-               "optimizer).",
-      thresholds={"tol": 1e-6, "min_steps": 2})
+@rule(
+    "FGD104",
+    "logit-scale-frozen",
+    title="logit scales move while the weights train",
+    severity="warn",
+    where="KL",
+    fix="make the scales trainable (requires_grad) and put them in an optimizer group",
+    what="After optimizer steps, each scale differs from its init by at least 1e-6, and every "
+    "trainable scale parameter is in some optimizer group. An unchanged value proves "
+    "nothing after fewer than `min_steps` steps (a warmup schedule's first step has LR 0) "
+    "or while the scale sits at the clamp ceiling (the clamp, not a missing gradient, "
+    "holds it there).",
+    why="A scale with no gradient, left out of the optimizer, or rounded away in bf16 stays at "
+    "its init: a wrong init is then never corrected by training.",
+    example="finegrained still 2.6592 (T 14.3) after 40 optimizer steps -> WARN",
+    evidence="open_clip model.py makes logit_scale an nn.Parameter trained with the rest "
+    "(src/open_clip_train/optim.py puts it in the no-decay group, not outside the "
+    "optimizer).",
+    thresholds={"tol": 1e-6, "min_steps": 2},
+)
 def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale that could be checked."""
     steps = facts.value("train.optimizer_steps_done")
@@ -226,7 +309,9 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
                     problems.append(f"{s} still at {fmt_scale(value)} after {steps} optimizer steps")
                     measured = f"unchanged after {steps} steps"
                 elif steps:  # the first step of a warmup schedule runs at LR 0
-                    unproven.append(f"{s} unchanged after only {steps} optimizer step(s) (< {ctx.threshold('min_steps'):g})")
+                    unproven.append(
+                        f"{s} unchanged after only {steps} optimizer step(s) (< {ctx.threshold('min_steps'):g})"
+                    )
             else:
                 during = f" in {steps} steps" if steps else ""
                 checked.append(f"{s} moved {fmt_scale(init)} -> {fmt_scale(value)}{during}")
@@ -243,6 +328,10 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.passed("moves", "moves", "; ".join(checked + unproven), src, s))
         elif unproven:
             out.append(ctx.skip("; ".join(unproven), src, s))
-    return out or [ctx.skip("scale values unknown: scale.<scale>.value and "
-                            "train.optimizer_steps_done come from a checkpoint (inspect-ckpt) or "
-                            "a live run")]
+    return out or [
+        ctx.skip(
+            "scale values unknown: scale.<scale>.value and "
+            "train.optimizer_steps_done come from a checkpoint (inspect-ckpt) or "
+            "a live run"
+        )
+    ]

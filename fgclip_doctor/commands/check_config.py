@@ -1,4 +1,5 @@
 """check-config: target -> facts (parse + meta build) -> C rules -> report. Never runs training."""
+
 from __future__ import annotations
 
 import math
@@ -10,22 +11,31 @@ from fgclip_doctor.checks.registry import run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.sources.launch.target import read_target
+from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.units import forward_calls_text
 
 # The run summary shown above the findings: (label, fact name, formatter).
 SUMMARY = [
-    ("launcher", "run.launcher", str), ("world size", "run.world_size", str),
-    ("per-device batch", "train.per_device_batch", str), ("grad accumulation", "train.grad_accum", str),
-    ("global batch", "train.global_batch", str), ("optimizer steps", "train.optimizer_steps", str),
-    ("forward calls / process", "train.forward_calls", str), ("precision", None, None),
+    ("launcher", "run.launcher", str),
+    ("world size", "run.world_size", str),
+    ("per-device batch", "train.per_device_batch", str),
+    ("grad accumulation", "train.grad_accum", str),
+    ("global batch", "train.global_batch", str),
+    ("optimizer steps", "train.optimizer_steps", str),
+    ("forward calls / process", "train.forward_calls", str),
+    ("precision", None, None),
     ("fine-tuning from", "model.base", str),
-    ("base global scale", "scale.global.base", None), ("global scale init", "scale.global.init", None),
-    ("finegrained scale init", "scale.finegrained.init", None), ("hardneg scale init", "scale.hardneg.init", None),
-    ("bank size", "bank.size", str), ("bank warmup", "bank.warmup_forward_calls", None),
-    ("candidates: global", "candidates.global", str), ("candidates: region", "candidates.region.in_batch", None),
-    ("candidates: hardneg", "candidates.hardneg", str), ("resume would restore", "resume.checkpoint", str),
+    ("base global scale", "scale.global.base", None),
+    ("global scale init", "scale.global.init", None),
+    ("finegrained scale init", "scale.finegrained.init", None),
+    ("hardneg scale init", "scale.hardneg.init", None),
+    ("bank size", "bank.size", str),
+    ("bank warmup", "bank.warmup_forward_calls", None),
+    ("candidates: global", "candidates.global", str),
+    ("candidates: region", "candidates.region.in_batch", None),
+    ("candidates: hardneg", "candidates.hardneg", str),
+    ("resume would restore", "resume.checkpoint", str),
 ]
 
 
@@ -81,10 +91,13 @@ def build_report(target: Path | None, settings: Settings, dataset_size: int | No
     name = view.target or "default run (fgclip.train --preset tiny)"
     lines = [f"fgclip-doctor check-config · {name} · {view.entry} via {view.launcher}"]
     if not view.is_subject:
-        lines.append(f"{view.entry} is code the doctor does not know: facts come from its flags and "
-                     "transformers' TrainingArguments defaults; model-level rules SKIP. Use `live` to measure.")
+        lines.append(
+            f"{view.entry} is code the doctor does not know: facts come from its flags and "
+            "transformers' TrainingArguments defaults; model-level rules SKIP. Use `live` to measure."
+        )
     lines += [f"note: {n}" for n in view.notes]
     if view.unresolved:
         lines.append("unresolved in the script: " + ", ".join(view.unresolved))
-    return Report("check-config", view.target, facts, findings, title_lines=lines,
-                  sections=[("Run", summary_table(facts))])
+    return Report(
+        "check-config", view.target, facts, findings, title_lines=lines, sections=[("Run", summary_table(facts))]
+    )

@@ -5,6 +5,7 @@ rules judge the newest checkpoint, whose trainer_state.json carries the whole hi
 others become rows of the trajectory table (scales, bank, losses per checkpoint) and feed the
 across-checkpoint checks. Files are only ever opened for reading.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,14 @@ from fgclip_doctor.sources.files import display_path
 from fgclip_doctor.units import forward_call_text
 
 
-def build_report(paths: list[Path], settings: Settings, scan: bool = False, plot: Path | None = None,
-                 output: Path | None = None, progress: Progress | None = None) -> Report:
+def build_report(
+    paths: list[Path],
+    settings: Settings,
+    scan: bool = False,
+    plot: Path | None = None,
+    output: Path | None = None,
+    progress: Progress | None = None,
+) -> Report:
     """The whole inspect-ckpt pipeline (raises DoctorInputError / DoctorUsageError on bad input)."""
     for text in settings.expect:  # malformed expectations are usage errors before any reading
         parse_expectation(text)
@@ -54,25 +61,40 @@ def build_report(paths: list[Path], settings: Settings, scan: bool = False, plot
         _plot(facts, plot)
     target = ", ".join(display_path(p) for p in paths)
     layout = facts.value("ckpt.layout")
-    lines = [f"fgclip-doctor inspect-ckpt · {target} · {layout} · step {latest.step} · "
-             f"{len(ckpts)} checkpoint{'s' if len(ckpts) > 1 else ''}"]
+    lines = [
+        f"fgclip-doctor inspect-ckpt · {target} · {layout} · step {latest.step} · "
+        f"{len(ckpts)} checkpoint{'s' if len(ckpts) > 1 else ''}"
+    ]
     if layout not in ("fgclip", "fgclip-v1"):
-        lines.append(f"{layout} layout: not FG-CLIP; the rules that need FG-CLIP's scales, bank or "
-                     "region head SKIP with the reason")
+        lines.append(
+            f"{layout} layout: not FG-CLIP; the rules that need FG-CLIP's scales, bank or "
+            "region head SKIP with the reason"
+        )
     if not targets[-1].is_dir():
-        lines.append("a bare weights file: no trainer_state.json, config or optimizer state; "
-                     "history and schedule rules SKIP")
-    return Report("inspect-ckpt", target, facts, findings, title_lines=lines, sections=sections,
-                  extra={"trajectory": [c.row for c in ckpts]})
+        lines.append(
+            "a bare weights file: no trainer_state.json, config or optimizer state; history and schedule rules SKIP"
+        )
+    return Report(
+        "inspect-ckpt",
+        target,
+        facts,
+        findings,
+        title_lines=lines,
+        sections=sections,
+        extra={"trajectory": [c.row for c in ckpts]},
+    )
 
 
 # ---- tables -------------------------------------------------------------------------------------
+
 
 def _scale_text(facts: Facts, scale: str) -> str:
     text = fmt_scale(float(facts.value(f"scale.{scale}.value")))
     init = facts.value(f"scale.{scale}.init")
     if init is not None:
-        text += f" · init {fmt_scale(float(init))} · drift {float(facts.value(f'scale.{scale}.value')) - float(init):+.4f}"
+        text += (
+            f" · init {fmt_scale(float(init))} · drift {float(facts.value(f'scale.{scale}.value')) - float(init):+.4f}"
+        )
     return text
 
 
@@ -82,17 +104,18 @@ def _bank_text(facts: Facts) -> str | None:
     saved = facts.value("bank.persisted") or {}
     if not saved.get("queue"):
         return "not saved in the checkpoint"
-    parts = [f"{k} {facts.value('bank.' + k)}" for k in ("size", "fill", "ptr", "forward_calls")
-             if facts.value("bank." + k) is not None]
+    parts = [
+        f"{k} {facts.value('bank.' + k)}"
+        for k in ("size", "fill", "ptr", "forward_calls")
+        if facts.value("bank." + k) is not None
+    ]
     at, accum = facts.value("bank.enabled_at_call"), int(facts.value("train.grad_accum") or 1)
     if at is not None:
-        parts.append(f"on at {forward_call_text(at, accum)}"
-                     if int(at) >= 0 else "never on (enabled_at_call -1)")
+        parts.append(f"on at {forward_call_text(at, accum)}" if int(at) >= 0 else "never on (enabled_at_call -1)")
     c = facts.value("bank.queue_cosine") or {}
     if c:
         state = "still random" if facts.value("bank.queue_random") else "filled"
-        parts.append(f"queue cosine {c['mean']:.3f} ± {c['std']:.3f} (random 0 ± "
-                     f"{c['random_std']:.3f}): {state}")
+        parts.append(f"queue cosine {c['mean']:.3f} ± {c['std']:.3f} (random 0 ± {c['random_std']:.3f}): {state}")
     return " · ".join(parts)
 
 
@@ -107,39 +130,65 @@ def summary_table(facts: Facts) -> Table:
             table.add_row(label, text, "\n".join(dict.fromkeys(facts.source(n) for n in names if facts.source(n))))
 
     mb = (facts.value("ckpt.bytes") or 0) / 1e6
-    add("weights", f"{facts.value('ckpt.layout')} · {facts.value('ckpt.tensors')} tensors · "
-        f"{mb:.1f} MB" + (" · keys prefixed module." if facts.value("ckpt.prefix") else ""), "ckpt.layout")
+    add(
+        "weights",
+        f"{facts.value('ckpt.layout')} · {facts.value('ckpt.tensors')} tensors · "
+        f"{mb:.1f} MB" + (" · keys prefixed module." if facts.value("ckpt.prefix") else ""),
+        "ckpt.layout",
+    )
     step, total = facts.value("train.optimizer_steps_done"), facts.value("train.max_steps")
     if step is not None:
         epoch = facts.value("train.epoch")
-        add("step", f"{step}" + (f" of {total}" if total else "") +
-            (f" · epoch {epoch:.3g}" if epoch is not None else ""), "train.optimizer_steps_done")
+        add(
+            "step",
+            f"{step}" + (f" of {total}" if total else "") + (f" · epoch {epoch:.3g}" if epoch is not None else ""),
+            "train.optimizer_steps_done",
+        )
     for scale in ("global", "finegrained", "hardneg"):
         if f"scale.{scale}.value" in facts:
             add(f"scale: {scale}", _scale_text(facts, scale), f"scale.{scale}.value", f"scale.{scale}.init")
     add("memory bank", _bank_text(facts), "bank.persisted", "bank.enabled_at_call")
     if "roi.identity_distance" in facts:
-        add("roi_projection", f"|W - I| / |I| {facts.value('roi.identity_distance'):.4g} · bias norm "
-            f"{facts.value('roi.bias_norm', math.nan):.4g}", "roi.identity_distance")
+        add(
+            "roi_projection",
+            f"|W - I| / |I| {facts.value('roi.identity_distance'):.4g} · bias norm "
+            f"{facts.value('roi.bias_norm', math.nan):.4g}",
+            "roi.identity_distance",
+        )
     if "train.per_device_batch" in facts:
-        add("batch", f"{facts.value('train.per_device_batch')} per device · world "
+        add(
+            "batch",
+            f"{facts.value('train.per_device_batch')} per device · world "
             f"{facts.value('run.world_size', '?')} · accumulation {facts.value('train.grad_accum', '?')}",
-            "train.per_device_batch", "run.world_size")
-    cands = [f"{t} {facts.value(n)}" for t, n in (("global", "candidates.global"),
-             ("region", "candidates.region.in_batch"), ("hardneg", "candidates.hardneg")) if n in facts]
+            "train.per_device_batch",
+            "run.world_size",
+        )
+    cands = [
+        f"{t} {facts.value(n)}"
+        for t, n in (
+            ("global", "candidates.global"),
+            ("region", "candidates.region.in_batch"),
+            ("hardneg", "candidates.hardneg"),
+        )
+        if n in facts
+    ]
     if "candidates.region.with_bank" in facts:
         cands.append(f"region with the bank {facts.value('candidates.region.with_bank')}")
     add("candidates", " · ".join(cands) or None, "candidates.global", "candidates.region.in_batch")
     if "schedule.type" in facts:
         lrs = facts.value("optim.group_lrs") or []
-        add("LR schedule", f"{facts.value('schedule.type')} · warmup {facts.value('schedule.warmup_steps')} · "
+        add(
+            "LR schedule",
+            f"{facts.value('schedule.type')} · warmup {facts.value('schedule.warmup_steps')} · "
             f"{facts.value('schedule.total_steps')} steps · base {facts.value('schedule.base_lr')}"
-            + (f" · saved LR {lrs[0]:.4g}" if lrs else ""), "schedule.type", "optim.group_lrs")
+            + (f" · saved LR {lrs[0]:.4g}" if lrs else ""),
+            "schedule.type",
+            "optim.group_lrs",
+        )
     names = facts.value("optim.group_names")
     add("optimizer groups", f"{len(names)}: {', '.join(names)}" if names else None, "optim.group_names")
     gn = [v for _, v in (facts.value("history.series") or {}).get("grad_norm", [])]
-    add("grad_norm", f"last {gn[-1]:.4g} · max {max(gn):.4g} {sparkline(gn, 24)}" if gn else None,
-        "history.series")
+    add("grad_norm", f"last {gn[-1]:.4g} · max {max(gn):.4g} {sparkline(gn, 24)}" if gn else None, "history.series")
     return table
 
 
@@ -154,11 +203,15 @@ def loss_table(facts: Facts, findings: list) -> Table:
         vals = [v for _, v in series.get(key, [])]
         chance = facts.value(f"loss.chance.{term}")
         f = verdict.get(term)
-        table.add_row(term, key, f"{chance:.3g}" if chance is not None else "?",
-                      f"{vals[0]:.4g} → {vals[-1]:.4g} {sparkline(vals, 24)}" if vals else "—",
-                      trend([tuple(p) for p in series.get(key, [])]),
-                      f.measured if f and f.status is not Status.SKIP else "—",
-                      f.status.value if f else "—")
+        table.add_row(
+            term,
+            key,
+            f"{chance:.3g}" if chance is not None else "?",
+            f"{vals[0]:.4g} → {vals[-1]:.4g} {sparkline(vals, 24)}" if vals else "—",
+            trend([tuple(p) for p in series.get(key, [])]),
+            f.measured if f and f.status is not Status.SKIP else "—",
+            f.status.value if f else "—",
+        )
     return table
 
 
@@ -171,12 +224,22 @@ def trajectory_table(rows: list[dict]) -> Table:
         table.add_column(name)
     for r in rows:
         bank = r.get("bank") or {}
-        btext = (f"{bank.get('fill', '?')}/{bank.get('size', '?')} "
-                 + ("on" if bank.get("enabled_at_call", -1) >= 0 else "off")) if bank else "—"
-        table.add_row(Path(r["checkpoint"]).name, str(r["step"]),
-                      *[fmt_scale(r["scales"][s]) if s in r["scales"] else "—" for s in scales],
-                      btext, *[f"{r['losses'][t]:.4g}" if t in r["losses"] else "—" for t in terms],
-                      f"{r['lr']:.3g}" if r.get("lr") is not None else "—")
+        btext = (
+            (
+                f"{bank.get('fill', '?')}/{bank.get('size', '?')} "
+                + ("on" if bank.get("enabled_at_call", -1) >= 0 else "off")
+            )
+            if bank
+            else "—"
+        )
+        table.add_row(
+            Path(r["checkpoint"]).name,
+            str(r["step"]),
+            *[fmt_scale(r["scales"][s]) if s in r["scales"] else "—" for s in scales],
+            btext,
+            *[f"{r['losses'][t]:.4g}" if t in r["losses"] else "—" for t in terms],
+            f"{r['lr']:.3g}" if r.get("lr") is not None else "—",
+        )
     return table
 
 
@@ -194,8 +257,9 @@ def _require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise DoctorUsageError("--plot needs matplotlib, which is not installed "
-                               "(pip install 'fgclip-doctor[plot]')") from None
+        raise DoctorUsageError(
+            "--plot needs matplotlib, which is not installed (pip install 'fgclip-doctor[plot]')"
+        ) from None
 
 
 def _plot(facts: Facts, path: Path) -> None:
@@ -232,8 +296,13 @@ class _rich_progress:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self._bar = Progress(TextColumn("scanning for NaN/Inf"), BarColumn(), DownloadColumn(),
-                                 console=Console(stderr=True), transient=True)
+            self._bar = Progress(
+                TextColumn("scanning for NaN/Inf"),
+                BarColumn(),
+                DownloadColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._bar.start()
 
     def __call__(self, done: int, total: int) -> None:

@@ -3,6 +3,7 @@
 A hook adds one stacked row per buffer (`add`), and `read_all` brings everything back in ONE
 `.tolist()` per interval. Nothing here calls `.item()`, `.cpu()` or branches on a tensor value.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,13 +57,14 @@ def read_all(accumulators: dict[str, Accumulator], reset: bool = True) -> dict[s
     live = {k: a for k, a in accumulators.items() if a.tensors()}
     if not live:
         return {}
-    flat = torch.cat([t.reshape(-1).to("cpu" if t.device.type == "meta" else t.device) for a in live.values()
-                      for t in a.tensors()])
+    flat = torch.cat(
+        [t.reshape(-1).to("cpu" if t.device.type == "meta" else t.device) for a in live.values() for t in a.tensors()]
+    )
     values = flat.tolist()  # the one sync of the interval
     out, i = {}, 0
     for key, acc in live.items():
         n = len(acc.sum_names) + len(acc.min_names) + len(acc.max_names)
-        out[key] = acc.unpack(values[i:i + n])
+        out[key] = acc.unpack(values[i : i + n])
         i += n
         if reset:
             acc.reset()

@@ -9,10 +9,11 @@ A `judge(record) -> findings` given by the constructor is asked at each read-bac
 logs (`doctor/...` keys), so they reach TensorBoard / W&B when `attach(trainer)` puts this
 callback first. Probes never import the rules: the judge comes from above.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from transformers import TrainerCallback
@@ -47,8 +48,9 @@ def scale_params(model) -> dict[str, torch.nn.Parameter]:
 class ProbeCallback(TrainerCallback):
     """Probes for a Trainer run: loss terms, candidates, bank, gradients, scales; history by step."""
 
-    def __init__(self, interval: int = 5, abort_on: str | None = None, rank: int = 0,
-                 judge: Judge | None = None) -> None:
+    def __init__(
+        self, interval: int = 5, abort_on: str | None = None, rank: int = 0, judge: Judge | None = None
+    ) -> None:
         self.interval, self.abort_on, self.rank = max(1, interval), abort_on, rank
         self.judge = judge
         self.ce: CrossEntropyProbe | None = None
@@ -83,9 +85,15 @@ class ProbeCallback(TrainerCallback):
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
         if optimizer is not None:
             names = {id(p): n for n, p in model.named_parameters()}
-            self.groups = [{"name": g.get("name", f"group{i}"), "lr": g.get("initial_lr", g.get("lr")), "weight_decay": g.get("weight_decay"),
-                            "params": [names[id(p)] for p in g["params"] if id(p) in names]}
-                           for i, g in enumerate(optimizer.param_groups)]
+            self.groups = [
+                {
+                    "name": g.get("name", f"group{i}"),
+                    "lr": g.get("initial_lr", g.get("lr")),
+                    "weight_decay": g.get("weight_decay"),
+                    "params": [names[id(p)] for p in g["params"] if id(p) in names],
+                }
+                for i, g in enumerate(optimizer.param_groups)
+            ]
         self.installed = True
 
     def close(self) -> None:
@@ -99,13 +107,13 @@ class ProbeCallback(TrainerCallback):
         self.handles.clear()
         self.installed = False
 
-    def __enter__(self) -> "ProbeCallback":
+    def __enter__(self) -> ProbeCallback:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def attach(self, trainer) -> "ProbeCallback":
+    def attach(self, trainer) -> ProbeCallback:
         """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks."""
         trainer.callback_handler.callbacks.insert(0, self)
         return self
@@ -167,10 +175,14 @@ class ProbeCallback(TrainerCallback):
         for k, v in values.items():  # the every-call loss next to the sampled statistics
             if k.startswith("loss:") and k[5:] in terms:
                 terms[k[5:]].update(v)
-        snap = {"step": step, "forward_calls": self.forward_calls, "terms": terms,
-                "subject": {k[8:]: v for k, v in values.items() if k.startswith("subject:")},
-                "grads": {k[5:]: v for k, v in values.items() if k.startswith("grad:")},
-                "bank": self.subject.bank_state() if self.subject is not None else None}
+        snap = {
+            "step": step,
+            "forward_calls": self.forward_calls,
+            "terms": terms,
+            "subject": {k[8:]: v for k, v in values.items() if k.startswith("subject:")},
+            "grads": {k[5:]: v for k, v in values.items() if k.startswith("grad:")},
+            "bank": self.subject.bank_state() if self.subject is not None else None,
+        }
         if model is not None:
             snap["scales"] = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
             self.scale_value = snap["scales"]
@@ -181,10 +193,18 @@ class ProbeCallback(TrainerCallback):
         """What was measured so far (the probes' column history is copied, not shared)."""
         ce = self.ce
         return ProbeRecord(
-            history=self.history, forward_calls=self.forward_calls, steps_done=self.steps_done,
-            scale_init=self.scale_init, scale_value=self.scale_value, groups=self.groups, lrs=self.lrs,
-            terms=list(ce.accumulators) if ce else [], columns={t: list(c) for t, c in ce.columns.items()} if ce else {},
-            rows=dict(ce.rows) if ce else {}, dtypes=dict(ce.dtypes) if ce else {})
+            history=self.history,
+            forward_calls=self.forward_calls,
+            steps_done=self.steps_done,
+            scale_init=self.scale_init,
+            scale_value=self.scale_value,
+            groups=self.groups,
+            lrs=self.lrs,
+            terms=list(ce.accumulators) if ce else [],
+            columns={t: list(c) for t, c in ce.columns.items()} if ce else {},
+            rows=dict(ce.rows) if ce else {},
+            dtypes=dict(ce.dtypes) if ce else {},
+        )
 
     def _has_fail(self) -> bool:
         self.findings = self.judge(self.record())

@@ -7,6 +7,7 @@ chance level ln(candidates), the positive's logit vs the hardest negative, the l
 and dtype, and whether targets sit at rank x rows + i (the DDP offset). Calls are named by the
 loss term the subject probe announces, else by call site (`file.py:line function`).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,20 @@ import torch.nn.functional as F
 from fgclip_doctor.probes.accumulator import Accumulator
 from fgclip_doctor.probes.record import ColumnChange
 
-SUMS = ("calls", "rows", "loss", "ratio", "ln_candidates", "candidates", "pos", "hardest", "margin", "top1",
-        "offset_ok", "nonfinite_loss")
+SUMS = (
+    "calls",
+    "rows",
+    "loss",
+    "ratio",
+    "ln_candidates",
+    "candidates",
+    "pos",
+    "hardest",
+    "margin",
+    "top1",
+    "offset_ok",
+    "nonfinite_loss",
+)
 MINS = ("logit_min",)
 MAXS = ("logit_max", "abs_max")
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -29,8 +42,9 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 def call_site(skip_dirs: tuple[str, ...] = (_TORCH_DIR,)) -> str:
     """`file.py:line function` of the first frame outside torch (and this probe)."""
     frame = sys._getframe(2)
-    while frame is not None and (frame.f_code.co_filename.startswith(skip_dirs)
-                                 or frame.f_code.co_filename == __file__):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(skip_dirs) or frame.f_code.co_filename == __file__
+    ):
         frame = frame.f_back
     if frame is None:
         return "unknown"
@@ -55,8 +69,22 @@ def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tenso
     offset = (t == torch.arange(n, device=t.device) + rank * n).float().mean()
     top1 = (x.argmax(1) == t).float().mean()
     one = torch.ones((), device=x.device)
-    sums = torch.stack([one, one * n, loss_v, loss_v / ln_c.clamp(min=1e-12), ln_c, n_eff.mean(), pos.mean(),
-                        hardest.mean(), (pos - hardest).mean(), top1, offset, (~torch.isfinite(loss_v)).float()])
+    sums = torch.stack(
+        [
+            one,
+            one * n,
+            loss_v,
+            loss_v / ln_c.clamp(min=1e-12),
+            ln_c,
+            n_eff.mean(),
+            pos.mean(),
+            hardest.mean(),
+            (pos - hardest).mean(),
+            top1,
+            offset,
+            (~torch.isfinite(loss_v)).float(),
+        ]
+    )
     xmin = torch.where(finite, x, math.inf).amin()
     xmax = torch.where(finite, x, -math.inf).amax()
     return sums, xmin.reshape(1), torch.stack([xmax, torch.maximum(xmax.abs(), xmin.abs())])
@@ -115,7 +143,7 @@ class CrossEntropyProbe:
         self.rows[term] = int(logits.shape[0])
         self.dtypes[term] = str(logits.dtype)
 
-    def install(self) -> "CrossEntropyProbe":
+    def install(self) -> CrossEntropyProbe:
         """Patch torch.nn.functional.cross_entropy (module attribute: every caller goes through it)."""
         original = self._original = F.cross_entropy
         probe = self

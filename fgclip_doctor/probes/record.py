@@ -5,6 +5,7 @@
 `history` holds one read-back per interval: {"step", "forward_calls", "terms": {term: sums},
 "subject": {statistic: sums}, "grads": {group: sums}, "bank": state | None, "scales"}.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

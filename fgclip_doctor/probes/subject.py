@@ -7,6 +7,7 @@ give raw box-feature norms (zero = boxes off the map); box features give the wit
 cosine (near 1 = the model ignores the box); text inputs give rows that lost their EOS.
 All of it on the device; every handle is kept and removed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,13 @@ class SubjectProbe:
 
     def _region_inputs(self, args) -> None:
         # RegionContrastiveLoss(boxes, captions, logit_scale, caption_ids, queue, queue_ids)
-        if len(args) < 6 or args[4] is None or args[3] is None or args[4].shape[0] == 0 \
-                or not self._sampled("bank_rows"):
+        if (
+            len(args) < 6
+            or args[4] is None
+            or args[3] is None
+            or args[4].shape[0] == 0
+            or not self._sampled("bank_rows")
+        ):
             return
         captions, ids, queue, qids = args[1].detach(), args[3], args[4].detach(), args[5]
         same = ids[:, None] == qids[None, :]  # [k, F] copies of the positive's caption
@@ -131,7 +137,7 @@ class SubjectProbe:
 
                 self.handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
 
-    def install(self) -> "SubjectProbe":
+    def install(self) -> SubjectProbe:
         self._head_hooks()
         if hasattr(self.model, "box_features") and hasattr(self.model, "patch_feature_map"):
             self._roi_patch()
@@ -160,9 +166,23 @@ class SubjectProbe:
         rows = torch.arange(bank.queue.shape[0], device=bank.queue.device) < n
         norms = bank.queue.detach().float().norm(dim=1)
         err = torch.where(rows, (norms - 1).abs(), torch.zeros_like(norms)).amax()
-        vals = torch.stack([bank.fill.double(), bank.ptr.double(), bank.forward_calls.double(),
-                            bank.enabled_at_call.double(), err.double()]).tolist()
-        return {"size": bank.size, "warmup_forward_calls": bank.warmup_forward_calls,
-                "mask_same_caption": bank.mask_same_caption, "fill": int(vals[0]), "ptr": int(vals[1]),
-                "forward_calls": int(vals[2]), "enabled_at_call": int(vals[3]), "key_norm_error": vals[4],
-                "requires_grad": bool(bank.queue.requires_grad)}
+        vals = torch.stack(
+            [
+                bank.fill.double(),
+                bank.ptr.double(),
+                bank.forward_calls.double(),
+                bank.enabled_at_call.double(),
+                err.double(),
+            ]
+        ).tolist()
+        return {
+            "size": bank.size,
+            "warmup_forward_calls": bank.warmup_forward_calls,
+            "mask_same_caption": bank.mask_same_caption,
+            "fill": int(vals[0]),
+            "ptr": int(vals[1]),
+            "forward_calls": int(vals[2]),
+            "enabled_at_call": int(vals[3]),
+            "key_norm_error": vals[4],
+            "requires_grad": bool(bank.queue.requires_grad),
+        }

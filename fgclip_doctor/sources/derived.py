@@ -7,6 +7,7 @@ The one place every command derives them: check-config and live from the launch'
 between commands is only which facts they start from, and so the provenance each value cites.
 Imports only the ground floor.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ def derive_run(facts: Facts) -> None:
     if "train.max_steps" in facts:
         steps, src = facts.value("train.max_steps"), facts.source("train.max_steps")
     elif "train.dataset_size" in facts and "train.epochs" in facts:
-        steps = steps_for_epochs(facts.value("train.dataset_size"), facts.value("train.epochs"), per_device,
-                                 world, accum)
+        steps = steps_for_epochs(
+            facts.value("train.dataset_size"), facts.value("train.epochs"), per_device, world, accum
+        )
         src = "num_train_epochs × ceil(dataset_size ÷ (per_device × world)) ÷ accumulation"
     else:
         steps = None
@@ -41,18 +43,26 @@ def derive_run(facts: Facts) -> None:
     if facts.value("features.gathered", False) or world == 1:
         facts.set("candidates.global", global_candidates(per_device, world, True), f"per_device ({ps}) × world ({ws})")
     else:
-        facts.set("candidates.global", global_candidates(per_device, world, False),
-                  f"per_device ({ps}); features not gathered across ranks")
+        facts.set(
+            "candidates.global",
+            global_candidates(per_device, world, False),
+            f"per_device ({ps}); features not gathered across ranks",
+        )
     if "data.max_boxes" in facts and "region" in facts.value("loss.terms", ()):
-        per_image = min(facts.value("data.boxes_per_image", facts.value("data.max_boxes")), facts.value("data.max_boxes"))
+        per_image = min(
+            facts.value("data.boxes_per_image", facts.value("data.max_boxes")), facts.value("data.max_boxes")
+        )
         k = max(1, round(per_device * per_image))
         how = "mean boxes per image" if "data.boxes_per_image" in facts else "max_boxes (upper bound)"
         facts.set("candidates.region.in_batch", k, f"per_device × {how}, this rank's boxes")
         if facts.value("bank.enabled"):
             facts.set("candidates.region.with_bank", k + facts.value("bank.size"), "in-batch + bank.size")
     if "bank.warmup_forward_calls" in facts:
-        facts.set("bank.switch_on_step", optimizer_step(facts.value("bank.warmup_forward_calls"), accum),
-                  f"{facts.source('bank.warmup_forward_calls')} ÷ accumulation ({acs})")
+        facts.set(
+            "bank.switch_on_step",
+            optimizer_step(facts.value("bank.warmup_forward_calls"), accum),
+            f"{facts.source('bank.warmup_forward_calls')} ÷ accumulation ({acs})",
+        )
 
 
 def derive_world(facts: Facts, nproc: int) -> None:
@@ -61,8 +71,11 @@ def derive_world(facts: Facts, nproc: int) -> None:
         facts.set(name, value, f"fgclip-doctor live --nproc {nproc}")
     gb = facts.value("train.per_device_batch")
     if gb is not None:
-        facts.set("train.global_batch", global_batch(gb, nproc, facts.value("train.grad_accum") or 1),
-                  "per_device × world × accumulation")
+        facts.set(
+            "train.global_batch",
+            global_batch(gb, nproc, facts.value("train.grad_accum") or 1),
+            "per_device × world × accumulation",
+        )
         if facts.value("features.gathered") is not False:
             facts.set("candidates.global", global_candidates(gb, nproc, True), f"per_device × world (--nproc {nproc})")
 
@@ -76,16 +89,18 @@ def derive_checkpoint_candidates(facts: Facts) -> None:
     subject = layout in ("fgclip", "fgclip-v1")
     if subject and facts.value("history.loss_keys") == {"global": "loss"}:
         # FG-CLIP's `loss` is global + 0.1 region + 0.5 hardneg: no single chance level
-        facts.set("history.loss_keys", {"total": "loss"}, facts.source("history.loss_keys")
-                  + " (FG-CLIP's loss is the weighted sum of its terms)")
+        facts.set(
+            "history.loss_keys",
+            {"total": "loss"},
+            facts.source("history.loss_keys") + " (FG-CLIP's loss is the weighted sum of its terms)",
+        )
     if batch:
         gathered = facts.value("features.gathered")
         n = global_candidates(int(batch), world, bool(gathered))
         how = f"train_batch_size {batch}" + (f" x world {world}" if gathered else " (not gathered)")
         facts.set("candidates.global", n, f"{facts.source('train.per_device_batch')}; {wsrc}")
         parts, why = (2, "FG-CLIP sums the long- and short-caption losses") if subject else (1, "")
-        facts.set("loss.chance.global", parts * math.log(n),
-                  f"{parts} x ln {n} ({how}" + (f"; {why})" if why else ")"))
+        facts.set("loss.chance.global", parts * math.log(n), f"{parts} x ln {n} ({how}" + (f"; {why})" if why else ")"))
     terms = facts.value("loss.terms") or []
     if subject and batch and "region" in terms:
         k = int(batch) * MAX_BOXES
@@ -99,12 +114,16 @@ def derive_checkpoint_candidates(facts: Facts) -> None:
         if at is not None and int(at) >= 0 and fill:
             same = facts.value("bank.same_caption_mean") if facts.value("bank.mask_same_caption") else 0
             queue = max(0.0, float(fill) - float(same or 0))
-            facts.set("candidates.region.with_bank", round(k + queue, 1),
-                      f"{ksrc} + queue fill {fill} - {same or 0:.1f} same-caption (masked)")
+            facts.set(
+                "candidates.region.with_bank",
+                round(k + queue, 1),
+                f"{ksrc} + queue fill {fill} - {same or 0:.1f} same-caption (masked)",
+            )
         if k > 1:
             chance = (math.log(k + queue) + math.log(k)) / 2
-            facts.set("loss.chance.region", chance, f"(ln {k + queue:.4g} box->caption + ln {k:.4g} "
-                                                    f"caption->box) / 2; {ksrc}")
+            facts.set(
+                "loss.chance.region", chance, f"(ln {k + queue:.4g} box->caption + ln {k:.4g} caption->box) / 2; {ksrc}"
+            )
     hard = facts.value("data.num_hard_negatives")
     if subject and "hardneg" in terms and hard:
         facts.set("candidates.hardneg", 1 + int(hard), facts.source("data.num_hard_negatives"))
@@ -119,6 +138,8 @@ def _boxes_from_fill(facts: Facts) -> tuple[float, str] | None:
         if step > 0 and size and 0 < fill < size:
             calls = forward_calls(step, accum)
             k = round(fill / calls, 1)
-            return k, (f"{k} boxes per forward call: memory_bank_fill {fill:g} after {calls} "
-                       "forward calls (trainer_state.json)")
+            return k, (
+                f"{k} boxes per forward call: memory_bank_fill {fill:g} after {calls} "
+                "forward calls (trainer_state.json)"
+            )
     return None

@@ -1,5 +1,6 @@
 """Files as the user names them: paths shown relative to the current directory, text inputs
 read with one-line errors. Shared by every source subpackage (imports only the ground floor)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,6 +35,5 @@ def read_text_file(path: object) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise DoctorInputError(
-            path, f"not UTF-8 text (byte 0x{data[err.start]:02x} at line {line})") from None
+        raise DoctorInputError(path, f"not UTF-8 text (byte 0x{data[err.start]:02x} at line {line})") from None
     return text.replace("\r\n", "\n")

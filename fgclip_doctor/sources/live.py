@@ -5,6 +5,7 @@ The launch's own facts (what check-config derives) are the expectation; what the
 is written over them where it is a measurement (scales at step 0, the bank's switch-on call),
 and under `observed.*` otherwise. Every value cites `live: ...` as its source.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,10 +29,17 @@ def term_series(history: list[dict], term: str) -> list[dict]:
             continue
         calls = s.get("calls") or 0
         if calls:
-            last = {k: s[k] / calls for k in ("ln_candidates", "candidates", "pos", "hardest", "margin", "top1",
-                                               "offset_ok")}
-            last.update(logit_min=s["logit_min"], logit_max=s["logit_max"], abs_max=s["abs_max"],
-                        nonfinite_loss=s["nonfinite_loss"], calls=calls)
+            last = {
+                k: s[k] / calls
+                for k in ("ln_candidates", "candidates", "pos", "hardest", "margin", "top1", "offset_ok")
+            }
+            last.update(
+                logit_min=s["logit_min"],
+                logit_max=s["logit_max"],
+                abs_max=s["abs_max"],
+                nonfinite_loss=s["nonfinite_loss"],
+                calls=calls,
+            )
         if last is None:
             continue
         row = dict(last)
@@ -58,18 +66,28 @@ def summarize_terms(record: ProbeRecord) -> dict[str, dict]:
         cols = record.columns.get(term, [])
         mins, maxs = _finite(r["logit_min"] for r in series), _finite(r["logit_max"] for r in series)
         out[term] = {
-            "series": series, "rows": record.rows.get(term), "dtype": record.dtypes.get(term),
-            "columns": cols, "columns_first": cols[0].columns if cols else None,
+            "series": series,
+            "rows": record.rows.get(term),
+            "dtype": record.dtypes.get(term),
+            "columns": cols,
+            "columns_first": cols[0].columns if cols else None,
             "columns_last": cols[-1].columns if cols else None,
             "columns_max": max((c.columns for c in cols), default=None),
-            "loss_first": series[0]["loss"], "loss_last": series[-1]["loss"],
-            "ln_candidates_last": series[-1]["ln_candidates"], "ratio_last": series[-1]["ratio"],
+            "loss_first": series[0]["loss"],
+            "loss_last": series[-1]["loss"],
+            "ln_candidates_last": series[-1]["ln_candidates"],
+            "ratio_last": series[-1]["ratio"],
             "ratio_first": series[0]["ratio"],
-            "candidates_first": series[0]["candidates"], "candidates_last": series[-1]["candidates"],
-            "logit_min": min(mins) if mins else None, "logit_max": max(maxs) if maxs else None,
+            "candidates_first": series[0]["candidates"],
+            "candidates_last": series[-1]["candidates"],
+            "logit_min": min(mins) if mins else None,
+            "logit_max": max(maxs) if maxs else None,
             "abs_max": max(_finite(r["abs_max"] for r in series), default=None),
-            "pos_last": series[-1]["pos"], "hardest_last": series[-1]["hardest"], "margin_last": series[-1]["margin"],
-            "offset_ok": [series[-1]["offset_ok"]], "nonfinite_loss": sum(r["nonfinite_loss"] for r in series),
+            "pos_last": series[-1]["pos"],
+            "hardest_last": series[-1]["hardest"],
+            "margin_last": series[-1]["margin"],
+            "offset_ok": [series[-1]["offset_ok"]],
+            "nonfinite_loss": sum(r["nonfinite_loss"] for r in series),
         }
     return out
 
@@ -85,8 +103,9 @@ def _subject_totals(history: list[dict], key: str) -> dict | None:
     return out
 
 
-def observed_facts(record: ProbeRecord, base: Facts | None = None, world_size: int = 1,
-                   offsets: dict | None = None) -> Facts:
+def observed_facts(
+    record: ProbeRecord, base: Facts | None = None, world_size: int = 1, offsets: dict | None = None
+) -> Facts:
     """Facts for the L rules: the launch's config facts plus what this run measured."""
     facts = Facts()
     if base is not None:
@@ -110,8 +129,7 @@ def observed_facts(record: ProbeRecord, base: Facts | None = None, world_size: i
         rows, cols = t["rows"], t["columns_max"]
         if rows and cols:
             facts.set(f"observed.ddp.{term}.gathered", world_size > 1 and cols == world_size * rows, where)
-            facts.set(f"observed.ddp.{term}.target_offset_ok",
-                      (offsets or {}).get(term, t["offset_ok"]), where)
+            facts.set(f"observed.ddp.{term}.target_offset_ok", (offsets or {}).get(term, t["offset_ok"]), where)
     for name, value in record.scale_init.items():
         facts.set(f"scale.{name}.init", round(value, 6), "live: model parameters at train begin")
     for name, value in record.scale_value.items():
@@ -140,11 +158,14 @@ def observed_facts(record: ProbeRecord, base: Facts | None = None, world_size: i
         facts.set("observed.region.images_with_2_boxes", within["images"] * within["calls"], "live: box features")
     text = _subject_totals(record.history, "text")
     if text:
-        facts.set("observed.text.rows_without_eos", round(text["rows_without_eos"] * text["calls"]),
-                  "live: text tower inputs")
+        facts.set(
+            "observed.text.rows_without_eos", round(text["rows_without_eos"] * text["calls"]), "live: text tower inputs"
+        )
     grads = grad_summary(record.history)
     if grads:
-        facts.set("observed.grad_norm", {k: v["norm"] for k, v in grads.items()}, "live: grad norms per optimizer group")
+        facts.set(
+            "observed.grad_norm", {k: v["norm"] for k, v in grads.items()}, "live: grad norms per optimizer group"
+        )
         facts.set("observed.grad.nonfinite", sum(v["nonfinite"] for v in grads.values()), "live: grad norms")
     facts.set("observed.nonfinite_loss", sum(t["nonfinite_loss"] for t in terms.values()), SRC)
     _history_facts(facts, terms)
@@ -159,8 +180,12 @@ def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:
     facts.set("history.series", {term: [(r["step"], r["loss"]) for r in t["series"]] for term, t in terms.items()}, src)
     for term, t in terms.items():
         facts.set(f"loss.chance.{term}", t["ln_candidates_last"], f"live: ln(candidates in the {term} logits)")
-    bad = [{"key": term, "value": str(r["loss"]), "step": r["step"]}
-           for term, t in terms.items() for r in t["series"] if not math.isfinite(r["loss"])]
+    bad = [
+        {"key": term, "value": str(r["loss"]), "step": r["step"]}
+        for term, t in terms.items()
+        for r in t["series"]
+        if not math.isfinite(r["loss"])
+    ]
     facts.set("history.nonfinite", bad, src)
     facts.set("history.logging_steps", terms and next(iter(terms.values()))["series"][0]["step"] or None, src)
 

@@ -8,6 +8,7 @@ Three layers, each citing where its numbers come from:
 3. derived facts: world size, batches, run length in both step units, the bank's switch-on
    point, candidates per loss, and what a resume would restore (scales read lazily).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,13 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     values, sources = typed_args(view)
     facts.set("run.launcher", view.launcher, view.origin())
     facts.set("run.entry", view.entry, view.origin())
-    facts.set("run.subject_known", view.is_subject,
-              "fgclip-doctor: recognised fgclip.train" if view.is_subject
-              else f"fgclip-doctor: {view.entry} is not known; flags parsed with TrainingArguments defaults")
+    facts.set(
+        "run.subject_known",
+        view.is_subject,
+        "fgclip-doctor: recognised fgclip.train"
+        if view.is_subject
+        else f"fgclip-doctor: {view.entry} is not known; flags parsed with TrainingArguments defaults",
+    )
     nproc, nproc_src = view.nproc
     nnodes, nnodes_src = view.nnodes
     facts.set("run.nproc_per_node", nproc, nproc_src)
@@ -42,11 +47,17 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     if nproc is not None and nnodes is not None:
         facts.set("run.world_size", nproc * nnodes, f"{nproc_src} × {nnodes_src}")
 
-    for fact, arg in (("train.per_device_batch", "per_device_train_batch_size"),
-                      ("train.grad_accum", "gradient_accumulation_steps"),
-                      ("train.epochs", "num_train_epochs"), ("train.learning_rate", "learning_rate"),
-                      ("train.weight_decay", "weight_decay"), ("train.fp16", "fp16"), ("train.bf16", "bf16"),
-                      ("train.output_dir", "output_dir"), ("train.resume_from_checkpoint", "resume_from_checkpoint")):
+    for fact, arg in (
+        ("train.per_device_batch", "per_device_train_batch_size"),
+        ("train.grad_accum", "gradient_accumulation_steps"),
+        ("train.epochs", "num_train_epochs"),
+        ("train.learning_rate", "learning_rate"),
+        ("train.weight_decay", "weight_decay"),
+        ("train.fp16", "fp16"),
+        ("train.bf16", "bf16"),
+        ("train.output_dir", "output_dir"),
+        ("train.resume_from_checkpoint", "resume_from_checkpoint"),
+    ):
         _set_arg(facts, fact, values, sources, arg)
     if (values.get("max_steps") or -1) > 0:
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
@@ -55,8 +66,11 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         from fgclip_doctor.sources.code.subject_facts import subject_facts
 
         subject_facts(facts, values, sources, read_scalars)
-    if None not in (facts.value("run.world_size"), facts.value("train.per_device_batch"),
-                    facts.value("train.grad_accum")):
+    if None not in (
+        facts.value("run.world_size"),
+        facts.value("train.per_device_batch"),
+        facts.value("train.grad_accum"),
+    ):
         _dataset_size(facts, values, dataset_size)
     derive_run(facts)
     resume_facts(facts)
@@ -72,7 +86,8 @@ def _dataset_size(facts: Facts, values: dict, dataset_size: int | None) -> None:
         stats = annotation_stats(Path(data_path), max_boxes=values.get("max_boxes") or 4)
         facts.set("train.dataset_size", stats.records, f"{data_path} ({stats.records} records counted)")
         if stats.sampled:
-            facts.set("data.boxes_per_image", round(stats.boxes_per_image, 3),
-                      f"{data_path} (mean valid boxes, capped at max_boxes, over {stats.sampled} records)")
-
-
+            facts.set(
+                "data.boxes_per_image",
+                round(stats.boxes_per_image, 3),
+                f"{data_path} (mean valid boxes, capped at max_boxes, over {stats.sampled} records)",
+            )

@@ -8,6 +8,7 @@
 (ii) `fgclip.train.main(TRAIN_ARGS)` under DDP on the CPU (if TRAIN_ARGS are given), with a
      hook on the model's global head that records the candidates and targets it saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,13 +52,22 @@ def loss_check() -> dict:
     ref_loss = (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t)) / 2
     ref_loss.backward()
     return {
-        "rank": rank, "world": size, "B": B,
-        "logits_shape": list(out.logits.shape), "targets": out.targets.tolist(),
-        "logits": out.logits.detach().tolist(), "ref_logits_rows": logits[mine].detach().tolist(),
-        "loss": float(out.loss), "loss_mean": float(loss_mean), "ref_loss": float(ref_loss),
-        "image_grad": image.grad.tolist(), "text_grad": text.grad.tolist(),
-        "ref_image_grad": ref_image.grad[mine].tolist(), "ref_text_grad": ref_text.grad[mine].tolist(),
-        "scale_grad_mean": float(scale_grad_mean), "ref_scale_grad": float(ref_scale.grad),
+        "rank": rank,
+        "world": size,
+        "B": B,
+        "logits_shape": list(out.logits.shape),
+        "targets": out.targets.tolist(),
+        "logits": out.logits.detach().tolist(),
+        "ref_logits_rows": logits[mine].detach().tolist(),
+        "loss": float(out.loss),
+        "loss_mean": float(loss_mean),
+        "ref_loss": float(ref_loss),
+        "image_grad": image.grad.tolist(),
+        "text_grad": text.grad.tolist(),
+        "ref_image_grad": ref_image.grad[mine].tolist(),
+        "ref_text_grad": ref_text.grad[mine].tolist(),
+        "scale_grad_mean": float(scale_grad_mean),
+        "ref_scale_grad": float(ref_scale.grad),
     }
 
 
@@ -70,16 +80,22 @@ def train_check(args: list[str]) -> dict:
     def build_and_hook(*a, **kw):
         model = build(*a, **kw)
         model.global_head.register_forward_hook(
-            lambda m, i, o: seen.append({"logits_shape": list(o.logits.shape), "targets": o.targets.tolist()}))
+            lambda m, i, o: seen.append({"logits_shape": list(o.logits.shape), "targets": o.targets.tolist()})
+        )
         return model
 
     fgclip.train.build_model = build_and_hook
     trainer = fgclip.train.main(args)
     bank = trainer.model.module.memory_bank if hasattr(trainer.model, "module") else trainer.model.memory_bank
     logs = [e for e in trainer.state.log_history if "loss" in e]
-    return {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
-            "head_calls": seen, "forward_calls": int(bank.forward_calls),
-            "losses": [e["loss"] for e in logs], "region_losses": [e.get("region_loss") for e in logs]}
+    return {
+        "global_step": trainer.state.global_step,
+        "world_size": trainer.args.world_size,
+        "head_calls": seen,
+        "forward_calls": int(bank.forward_calls),
+        "losses": [e["loss"] for e in logs],
+        "region_losses": [e.get("region_loss") for e in logs],
+    }
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 Random images and token ids, `return_loss=True`: CLIP's own symmetric cross-entropy. Run as
 `python tests/helpers/train_plain_clip.py --output_dir OUT --per_device_train_batch_size 6 ...`.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -30,26 +31,48 @@ class RandomPairs(torch.utils.data.Dataset):
 
 
 def collate(rows):
-    return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-            "input_ids": torch.stack([r["input_ids"] for r in rows]), "return_loss": True}
+    return {
+        "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+        "input_ids": torch.stack([r["input_ids"] for r in rows]),
+        "return_loss": True,
+    }
 
 
 def tiny_clip(logit_scale_init_value: float = 2.6592) -> CLIPModel:
     """A CLIPModel small enough to train in a second on the CPU."""
-    cfg = CLIPConfig(text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=16, eos_token_id=99),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=32, patch_size=8),
-                     projection_dim=16, logit_scale_init_value=logit_scale_init_value)
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            eos_token_id=99,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+        logit_scale_init_value=logit_scale_init_value,
+    )
     return CLIPModel(cfg)
 
 
 def main() -> None:
     margs, targs = HfArgumentParser((ModelArgs, TrainingArguments)).parse_args_into_dataclasses()
     torch.manual_seed(targs.seed)
-    trainer = Trainer(model=tiny_clip(margs.logit_scale_init_value), args=targs,
-                      train_dataset=RandomPairs(seed=margs.seed_data),
-                      data_collator=collate)
+    trainer = Trainer(
+        model=tiny_clip(margs.logit_scale_init_value),
+        args=targs,
+        train_dataset=RandomPairs(seed=margs.seed_data),
+        data_collator=collate,
+    )
     trainer.train()
 
 

@@ -3,15 +3,15 @@
 Each rank's positives sit at columns rank × B + i of the gathered logits, but the targets say
 i: on rank 1 every target points into rank 0's block. `--offset True` is the correct version.
 """
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from train_plain_clip import RandomPairs, collate, tiny_clip  # noqa: E402  (same folder)
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from fgclip.losses import gather_features, world
-
-from train_plain_clip import RandomPairs, collate, tiny_clip  # noqa: E402  (same folder)
 
 
 @dataclass

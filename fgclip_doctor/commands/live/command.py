@@ -1,4 +1,5 @@
 """live: target -> config facts -> a short real run under the probes -> L rules -> report."""
+
 from __future__ import annotations
 
 import math
@@ -10,13 +11,13 @@ from rich.text import Text
 from transformers import TrainerCallback
 
 from fgclip_doctor.checks.registry import Status, run_rules
-from fgclip_doctor.report import Report, sparkline
-from fgclip_doctor.sources.run_config import collect_facts
-from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
-from fgclip_doctor.sources.derived import derive_world
-from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
-from fgclip_doctor.units import forward_call_text
 from fgclip_doctor.commands.live.runner import run_training
+from fgclip_doctor.report import Report, sparkline
+from fgclip_doctor.sources.derived import derive_world
+from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
+from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
+from fgclip_doctor.sources.run_config import collect_facts
+from fgclip_doctor.units import forward_call_text
 
 TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
@@ -29,8 +30,14 @@ class ProgressCallback(TrainerCallback):
     def __init__(self, steps: int) -> None:
         from rich.console import Console
 
-        self.progress = Progress(TextColumn("live"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
+        self.progress = Progress(
+            TextColumn("live"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self.task = self.progress.add_task("steps", total=steps)
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -77,8 +84,17 @@ def _verdict(findings, term: str) -> Text:
 
 def terms_table(terms: dict, facts, findings) -> Table:
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for col in ("term", "candidates", "T", "logits min..max", "pos − hardest", "loss first→last", "ln N",
-                "ratio", "verdict"):
+    for col in (
+        "term",
+        "candidates",
+        "T",
+        "logits min..max",
+        "pos − hardest",
+        "loss first→last",
+        "ln N",
+        "ratio",
+        "verdict",
+    ):
         table.add_column(col, no_wrap=True)
     for term in sorted(terms, key=lambda t: (ORDER.get(t, 9), t)):
         t = terms[term]
@@ -88,9 +104,17 @@ def terms_table(terms: dict, facts, findings) -> Table:
             scale = facts.value(known[0])
         temp = f"{math.exp(scale):.3g}" if scale is not None else "?"
         losses = [r["loss"] for r in t["series"]]
-        table.add_row(term, _candidates(t), temp, f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
-                      f"{t['margin_last']:+.2f}", f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
-                      f"{t['ln_candidates_last']:.2f}", f"{t['ratio_last']:.2f}", _verdict(findings, term))
+        table.add_row(
+            term,
+            _candidates(t),
+            temp,
+            f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
+            f"{t['margin_last']:+.2f}",
+            f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
+            f"{t['ln_candidates_last']:.2f}",
+            f"{t['ratio_last']:.2f}",
+            _verdict(findings, term),
+        )
     return table
 
 
@@ -98,11 +122,14 @@ def bank_line(facts) -> Text | None:
     if facts.value("bank.enabled") is not True or "bank.fill" not in facts:
         return None
     at, accum = facts.value("bank.enabled_at_call"), facts.value("train.grad_accum") or 1
-    on = f"on at {forward_call_text(at, accum)}" if at is not None and at >= 0 \
-        else "never switched on in this run"
+    on = f"on at {forward_call_text(at, accum)}" if at is not None and at >= 0 else "never switched on in this run"
     masked = facts.value("observed.bank.same_caption_rows")
-    extra = f" · rows with a queued copy of their caption {100 * masked:.0f} %" + \
-            (" (masked)" if facts.value("bank.mask_same_caption") else "") if masked is not None else ""
+    extra = (
+        f" · rows with a queued copy of their caption {100 * masked:.0f} %"
+        + (" (masked)" if facts.value("bank.mask_same_caption") else "")
+        if masked is not None
+        else ""
+    )
     return Text(f"{on} · fill {facts.value('bank.fill')}/{facts.value('bank.size')}{extra}")
 
 
@@ -118,19 +145,27 @@ def grads_table(history) -> Table | None:
     return table
 
 
-def build_report(target: Path | None, preset: str | None, steps: int, device: str, keep_run: Path | None,
-                 interval: int, settings, nproc: int = 1) -> Report:
+def build_report(
+    target: Path | None,
+    preset: str | None,
+    steps: int,
+    device: str,
+    keep_run: Path | None,
+    interval: int,
+    settings,
+    nproc: int = 1,
+) -> Report:
     """The whole live pipeline: in this process, or on `nproc` ranks under torchrun."""
     view = resolve_view(target, preset)
     base = collect_facts(view)
     if nproc > 1:
         return _distributed(view, base, nproc, steps, device, interval, settings)
-    run = run_training(view, steps, device, keep_run, interval, progress=ProgressCallback(steps),
-                       settings=settings, base_facts=base)
+    run = run_training(
+        view, steps, device, keep_run, interval, progress=ProgressCallback(steps), settings=settings, base_facts=base
+    )
     record = run.callback.record()
     facts = observed_facts(record, base, world_size=1)
-    return live_report(view, facts, record.history, summarize_terms(record), steps, run.device, 1,
-                       run.notes, settings)
+    return live_report(view, facts, record.history, summarize_terms(record), steps, run.device, 1, run.notes, settings)
 
 
 def live_report(view, facts, history, terms, steps, device, world, notes, settings) -> Report:
@@ -146,9 +181,16 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
     grads = grads_table(history)
     if grads is not None:
         sections.append(("Gradients", grads))
-    extra = {"live": {"steps": steps, "device": device, "world_size": world, "notes": list(notes),
-                      "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
-                      "history": history}}
+    extra = {
+        "live": {
+            "steps": steps,
+            "device": device,
+            "world_size": world,
+            "notes": list(notes),
+            "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
+            "history": history,
+        }
+    }
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)
 
 

@@ -7,6 +7,7 @@ single-process live run does) and writes its record (history, columns, scales, g
 offsets for ddp-targets, and the world size for negatives-count. On the CPU the ranks use gloo
 (the Trainer needs `use_cpu=True` for DDP there, which a CPU live run forces).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,24 +22,47 @@ from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.sources.launch.target import Flag, TargetView
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def run_distributed(view: TargetView, nproc: int, steps: int, device: str, interval: int,
-                    timeout: float = 1800) -> tuple[list[ProbeRecord], list[str]]:
+def run_distributed(
+    view: TargetView, nproc: int, steps: int, device: str, interval: int, timeout: float = 1800
+) -> tuple[list[ProbeRecord], list[str]]:
     """Run the launch on `nproc` processes; return each rank's record (rank order) and notes."""
     with tempfile.TemporaryDirectory(prefix="fgclip-doctor-nproc-") as tmp:
         spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({
-            "target": view.target, "entry": view.entry, "launcher": view.launcher,
-            "flags": {k: [f.value, f.source] for k, f in view.flags.items()},
-            "steps": steps, "device": device, "interval": interval}))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "fgclip_doctor.commands.live.distributed", str(spec), tmp]
+        spec.write_text(
+            json.dumps(
+                {
+                    "target": view.target,
+                    "entry": view.entry,
+                    "launcher": view.launcher,
+                    "flags": {k: [f.value, f.source] for k, f in view.flags.items()},
+                    "steps": steps,
+                    "device": device,
+                    "interval": interval,
+                }
+            )
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "fgclip_doctor.commands.live.distributed",
+            str(spec),
+            tmp,
+        ]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         records = []
@@ -48,8 +72,11 @@ def run_distributed(view: TargetView, nproc: int, steps: int, device: str, inter
                 lines = (proc.stderr or proc.stdout or "").strip().splitlines()
                 errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
                 tail = (errors or lines)[-1:] or ["no output"]
-                raise DoctorInputError(view.origin(), f"rank {rank} of the --nproc {nproc} run wrote nothing "
-                                       f"(torchrun exit {proc.returncode}: {tail[0][:200]})")
+                raise DoctorInputError(
+                    view.origin(),
+                    f"rank {rank} of the --nproc {nproc} run wrote nothing "
+                    f"(torchrun exit {proc.returncode}: {tail[0][:200]})",
+                )
             records.append(json.loads(path.read_text()))
     notes = [r.pop("notes", []) for r in records][0]  # every rank notes the same launch
     return [ProbeRecord.from_json(r) for r in records], notes
@@ -59,8 +86,9 @@ def _worker(spec_path: str, out: str) -> None:
     from fgclip_doctor.commands.live.runner import run_training
 
     spec = json.loads(Path(spec_path).read_text())
-    view = TargetView(spec["target"], spec["entry"], spec["launcher"],
-                      {k: Flag(v, s) for k, (v, s) in spec["flags"].items()})
+    view = TargetView(
+        spec["target"], spec["entry"], spec["launcher"], {k: Flag(v, s) for k, (v, s) in spec["flags"].items()}
+    )
     rank = int(os.environ.get("RANK", "0"))
     run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank)
     rec = run.callback.record().to_json()

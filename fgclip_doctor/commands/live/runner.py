@@ -7,6 +7,7 @@ a temporary `output_dir` (never the user's, so never resuming), no checkpoint sa
 `keep_run`), no reporting integrations, no tqdm, and the DoctorCallback. `Trainer.train` is
 wrapped to drop `resume_from_checkpoint`. Everything is undone on exit, also on error or Ctrl-C.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.callback import DoctorCallback
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.sources.launch.target import TargetView
 
 
@@ -53,8 +54,7 @@ def launch_argv(view: TargetView, notes: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: bool, device: str,
-                   progress=None):
+def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: bool, device: str, progress=None):
     """Wrap Trainer.__init__ / Trainer.train for the duration of the block."""
     import transformers
 
@@ -104,8 +104,17 @@ def training_error(err: BaseException, device: str) -> str:
     return f"the training raised {type(err).__name__}: {text}{where}{hint}"
 
 
-def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: Path | None = None,
-                 interval: int = 5, rank: int = 0, progress=None, settings=None, base_facts=None) -> LiveRun:
+def run_training(
+    view: TargetView,
+    steps: int,
+    device: str = "auto",
+    keep_run: Path | None = None,
+    interval: int = 5,
+    rank: int = 0,
+    progress=None,
+    settings=None,
+    base_facts=None,
+) -> LiveRun:
     """Run the launch's training for `steps` optimizer steps under the probes."""
     import torch
 
@@ -131,13 +140,18 @@ def run_training(view: TargetView, steps: int, device: str = "auto", keep_run: P
     sys.argv = [entry] + argv
     try:
         # The training's own prints go to stderr: stdout carries the report (JSON / JUnit).
-        with forced_trainer(callback, steps, out, keep_run is not None, device, progress), \
-                contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        with (
+            forced_trainer(callback, steps, out, keep_run is not None, device, progress),
+            contextlib.redirect_stdout(sys.stderr),
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", message=".*found in sys.modules.*", category=RuntimeWarning)
             try:
                 if entry.endswith(".py"):
                     if not Path(entry).is_file():
-                        raise DoctorInputError(entry, "training script not found (run from the directory the launch expects)")
+                        raise DoctorInputError(
+                            entry, "training script not found (run from the directory the launch expects)"
+                        )
                     sys.path.insert(0, str(Path(entry).resolve().parent))  # as `python script.py` does
                     try:
                         runpy.run_path(entry, run_name="__main__")

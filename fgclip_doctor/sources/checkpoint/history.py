@@ -7,6 +7,7 @@
   `*_optim_states.pt`): read as data only (sources/checkpoint/pickles.py): the schedule the
   training arguments ask for, and the LR state the optimizer and scheduler saved.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ _SUMMARY_KEYS = ("train_runtime", "train_loss")  # the end-of-training entry, no
 
 
 # ---- trainer_state.json -------------------------------------------------------------------------
+
 
 @dataclass
 class RunHistory:
@@ -49,8 +51,9 @@ class RunHistory:
 
     def nonfinite(self) -> list[dict]:
         """Every logged NaN / Inf: [{key, step, value}]."""
-        return [{"key": k, "step": s, "value": v} for k, pts in self.series.items()
-                for s, v in pts if not math.isfinite(v)]
+        return [
+            {"key": k, "step": s, "value": v} for k, pts in self.series.items() for s, v in pts if not math.isfinite(v)
+        ]
 
 
 def _int(v: object) -> int | None:
@@ -68,16 +71,20 @@ def load_history(folder: object) -> RunHistory | None:
     if not isinstance(logs, list) or not all(isinstance(e, dict) for e in logs):
         raise DoctorInputError(path, "log_history is not a list of objects")
     epoch = state.get("epoch")
-    h = RunHistory(path, _int(state.get("global_step")), _int(state.get("max_steps")),
-                   float(epoch) if isinstance(epoch, (int, float)) else None,
-                   _int(state.get("train_batch_size")), _int(state.get("logging_steps")))
+    h = RunHistory(
+        path,
+        _int(state.get("global_step")),
+        _int(state.get("max_steps")),
+        float(epoch) if isinstance(epoch, (int, float)) else None,
+        _int(state.get("train_batch_size")),
+        _int(state.get("logging_steps")),
+    )
     for entry in logs:
         step = entry.get("step")
         if type(step) is not int or any(k in entry for k in _SUMMARY_KEYS):
             continue
         for key, value in entry.items():
-            if key not in ("step", "epoch") and isinstance(value, (int, float)) \
-                    and not isinstance(value, bool):
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 h.series.setdefault(key, []).append((step, float(value)))
     for pts in h.series.values():
         pts.sort(key=lambda p: p[0])
@@ -85,6 +92,7 @@ def load_history(folder: object) -> RunHistory | None:
 
 
 # ---- learning-rate schedule ---------------------------------------------------------------------
+
 
 @dataclass
 class Schedule:
@@ -120,8 +128,14 @@ def read_schedule(folder: Path, total: int | None, args: Stub | None = None) -> 
     warmup = int(warm) if warm else (math.ceil(total * ratio) if total and ratio else 0)
     lr = args.get("learning_rate")
     kwargs = args.get("lr_scheduler_kwargs")
-    return Schedule(str(kind), float(lr) if isinstance(lr, (int, float)) else None, warmup, total,
-                    kwargs if isinstance(kwargs, dict) else {}, display_path(path))
+    return Schedule(
+        str(kind),
+        float(lr) if isinstance(lr, (int, float)) else None,
+        warmup,
+        total,
+        kwargs if isinstance(kwargs, dict) else {},
+        display_path(path),
+    )
 
 
 @dataclass
@@ -205,35 +219,44 @@ def history_facts(folder: Path, facts, ds_files: tuple[list[Path], list[Path]] =
         facts.set("train.max_steps", h.max_steps, f"{src}: max_steps")
         facts.set("train.optimizer_steps", h.max_steps, f"{src}: max_steps")
         facts.set("train.per_device_batch", h.train_batch_size, f"{src}: train_batch_size")
-        facts.set("history.series", {k: [list(p) for p in v] for k, v in h.series.items()},
-                  f"{src}: log_history")
+        facts.set("history.series", {k: [list(p) for p in v] for k, v in h.series.items()}, f"{src}: log_history")
         facts.set("history.loss_keys", h.loss_keys(), f"{src}: log_history keys")
         facts.set("history.nonfinite", h.nonfinite(), f"{src}: log_history")
         facts.set("history.logging_steps", h.logging_steps, f"{src}: logging_steps")
     args = read_training_args(folder)
     accum = args.get("gradient_accumulation_steps") if args is not None else None
     if type(accum) is int:
-        facts.set("train.grad_accum", accum, f"{display_path(folder / 'training_args.bin')}: "
-                                             "gradient_accumulation_steps")
+        facts.set(
+            "train.grad_accum", accum, f"{display_path(folder / 'training_args.bin')}: gradient_accumulation_steps"
+        )
     world = world_size(folder, ds_files)
     if world:
         facts.set("run.world_size", *world)
     sched = read_schedule(folder, h.max_steps if h else None, args)
     if sched is not None:
-        for name, value in (("type", sched.kind), ("base_lr", sched.base_lr),
-                            ("warmup_steps", sched.warmup), ("total_steps", sched.total),
-                            ("kwargs", sched.kwargs)):
-            facts.set(f"schedule.{name}", value, f"{sched.source}"
-                      + (" + trainer_state.json: max_steps" if name == "total_steps" else ""))
+        for name, value in (
+            ("type", sched.kind),
+            ("base_lr", sched.base_lr),
+            ("warmup_steps", sched.warmup),
+            ("total_steps", sched.total),
+            ("kwargs", sched.kwargs),
+        ):
+            facts.set(
+                f"schedule.{name}",
+                value,
+                f"{sched.source}" + (" + trainer_state.json: max_steps" if name == "total_steps" else ""),
+            )
     st = read_optim_state(folder, ds_files)
     base_src = st.sched_source
     if st.base_lrs is None and st.group_initial_lrs is not None:  # no scheduler state saved
         st.base_lrs, base_src = st.group_initial_lrs, f"{st.optim_source}: initial_lr"
-    for name, value, src in (("schedule.last_epoch", st.last_epoch, st.sched_source),
-                             ("schedule.base_lrs", st.base_lrs, base_src),
-                             ("schedule.last_lrs", st.last_lrs, st.sched_source),
-                             ("optim.group_lrs", st.group_lrs, st.optim_source),
-                             ("optim.group_names", st.group_names, st.optim_source),
-                             ("optim.group_sizes", st.group_sizes, st.optim_source)):
+    for name, value, src in (
+        ("schedule.last_epoch", st.last_epoch, st.sched_source),
+        ("schedule.base_lrs", st.base_lrs, base_src),
+        ("schedule.last_lrs", st.last_lrs, st.sched_source),
+        ("optim.group_lrs", st.group_lrs, st.optim_source),
+        ("optim.group_names", st.group_names, st.optim_source),
+        ("optim.group_sizes", st.group_sizes, st.optim_source),
+    ):
         facts.set(name, value, src)
     return h

@@ -6,6 +6,7 @@ through `torch.load(weights_only=True, mmap=True)`, whose unpickler builds tenso
 containers but refuses every other global; torch is imported only on that path. Every file is
 opened read-only: the doctor never writes into what it inspects.
 """
+
 from __future__ import annotations
 
 import enum
@@ -22,8 +23,10 @@ from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
 from fgclip_doctor.sources.files import display_path, read_text_file
 
-_NO_WEIGHTS = ("no model weights (looked for model.safetensors, model-*-of-*.safetensors + index, "
-               "pytorch_model.bin, DeepSpeed global_step*/)")
+_NO_WEIGHTS = (
+    "no model weights (looked for model.safetensors, model-*-of-*.safetensors + index, "
+    "pytorch_model.bin, DeepSpeed global_step*/)"
+)
 _DS_FILE = re.compile(r"_(model|optim)_states\.pt$")
 
 
@@ -57,16 +60,14 @@ class WeightsLayout:
 
 def _plain_name(name: object) -> bool:
     # Index files and `latest` come from strangers: only bare names in this folder, no paths.
-    return (isinstance(name, str) and name not in ("", ".", "..") and "\\" not in name
-            and Path(name).name == name)
+    return isinstance(name, str) and name not in ("", ".", "..") and "\\" not in name and Path(name).name == name
 
 
 def _load_json(path: Path) -> object:
     try:
         return json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
-        raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: "
-                                     f"{err.msg}") from None
+        raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
 
 
 def _sharded(folder: Path, index_name: str) -> tuple[list[Path], dict[str, Path], Path]:
@@ -79,15 +80,17 @@ def _sharded(folder: Path, index_name: str) -> tuple[list[Path], dict[str, Path]
     out: dict[str, Path] = {}
     for key, shard in wmap.items():
         if not _plain_name(shard):
-            raise DoctorInputError(index, f"weight_map sends {key!r} to {shard!r}, which is "
-                                          "not a file name in this folder")
+            raise DoctorInputError(
+                index, f"weight_map sends {key!r} to {shard!r}, which is not a file name in this folder"
+            )
         files.setdefault(shard, folder / shard)
         out[key] = files[shard]
     for shard, path in sorted(files.items()):
         if not path.is_file():
             keys = [k for k, v in out.items() if v == path]
-            raise DoctorInputError(index, f"names shard {shard}, which is missing "
-                                          f"({len(keys)} tensors, e.g. {keys[0]!r})")
+            raise DoctorInputError(
+                index, f"names shard {shard}, which is missing ({len(keys)} tensors, e.g. {keys[0]!r})"
+            )
     return [files[s] for s in sorted(files)], out, index
 
 
@@ -96,17 +99,18 @@ def _find_deepspeed(folder: Path) -> DeepSpeedLayout | None:
     if latest.is_file():
         tag = read_text_file(latest).strip()
         if not _plain_name(tag) or not (folder / tag).is_dir():
-            raise DoctorInputError(latest, f"names DeepSpeed tag {tag!r}, but there is no "
-                                           "such folder here")
+            raise DoctorInputError(latest, f"names DeepSpeed tag {tag!r}, but there is no such folder here")
     else:  # no `latest`: DeepSpeed would not resume by itself; report the newest tag anyway
-        steps = [(int(m.group(1)), p.name) for p in folder.glob("global_step*")
-                 if p.is_dir() and (m := re.fullmatch(r"global_step(\d+)", p.name))]
+        steps = [
+            (int(m.group(1)), p.name)
+            for p in folder.glob("global_step*")
+            if p.is_dir() and (m := re.fullmatch(r"global_step(\d+)", p.name))
+        ]
         if not steps:
             return None
         tag = max(steps)[1]
     tag_dir = folder / tag
-    model = sorted(tag_dir.glob("*model_states.pt"),
-                   key=lambda p: (not p.name.startswith("mp_rank_00"), p.name))
+    model = sorted(tag_dir.glob("*model_states.pt"), key=lambda p: (not p.name.startswith("mp_rank_00"), p.name))
     if not model:
         raise DoctorInputError(tag_dir, "DeepSpeed tag folder without *_model_states.pt")
     return DeepSpeedLayout(tag, tag_dir, model, sorted(tag_dir.glob("*optim_states.pt")))
@@ -129,8 +133,10 @@ def find_weights(folder: object) -> WeightsLayout:
         files, wmap, index = _sharded(d, "model.safetensors.index.json")
         return WeightsLayout(d, "safetensors-sharded", files, wmap, index, ds)
     if list(d.glob("model-*-of-*.safetensors")):
-        raise DoctorInputError(folder, "model-*-of-*.safetensors shards without "
-                                       "model.safetensors.index.json (transformers cannot load them)")
+        raise DoctorInputError(
+            folder,
+            "model-*-of-*.safetensors shards without model.safetensors.index.json (transformers cannot load them)",
+        )
     if (d / "pytorch_model.bin").is_file():
         return WeightsLayout(d, "bin", [d / "pytorch_model.bin"], deepspeed=ds)
     if (d / "pytorch_model.bin.index.json").is_file():
@@ -142,6 +148,7 @@ def find_weights(folder: object) -> WeightsLayout:
 
 
 # ---- pickles (.bin / .pt): weights-only, never executed ------------------------------------
+
 
 # Data-only stand-ins for the DeepSpeed classes its optimizer states pickle, so they load without
 # importing DeepSpeed: the unpickler creates a bare object and fills its __dict__ (or, for the
@@ -160,6 +167,7 @@ class _DSFragmentAddress:
 
 class _DSZeroStageEnum(int, enum.Enum):
     """deepspeed.runtime.zero.config.ZeroStageEnum (pickled as a call with the int)."""
+
     disabled, optimizer_states, gradients, weights = 0, 1, 2, 3
 
 
@@ -197,6 +205,7 @@ def _unsafe_globals(path: Path, allowed: set[str]) -> list[str]:
     """The globals of a refused pickle that torch would not allow: to name them to the user."""
     try:
         from torch._weights_only_unpickler import _get_allowed_globals  # private, so guarded
+
         allowed = allowed | set(_get_allowed_globals())
     except Exception:  # noqa: BLE001
         pass
@@ -250,12 +259,16 @@ def load_torch_file(path: object) -> object:
         m = re.search(r"GLOBAL ([\w.]+)", str(err))
         culprits = culprits or ([m.group(1)] if m else [])
         if culprits:
-            raise DoctorInputError(path, f"refused: the pickle wants to run code "
-                                         f"({', '.join(culprits[:3])}); only weights-only "
-                                         "pickles are read") from None
+            raise DoctorInputError(
+                path,
+                f"refused: the pickle wants to run code "
+                f"({', '.join(culprits[:3])}); only weights-only "
+                "pickles are read",
+            ) from None
         why = re.search(r"(Unsupported[^\n]*|Trying[^\n]*)", str(err))
-        raise DoctorInputError(path, "refused: not a weights-only torch pickle"
-                                     + (f" ({why.group(1).strip()[:200]})" if why else "")) from None
+        raise DoctorInputError(
+            path, "refused: not a weights-only torch pickle" + (f" ({why.group(1).strip()[:200]})" if why else "")
+        ) from None
     except Exception as err:  # noqa: BLE001 - corrupt zip, truncation, junk: one line, no trace
         text = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
         detail = text if isinstance(err, RuntimeError) and text else f"{type(err).__name__}: {text}"
@@ -281,12 +294,14 @@ def _tensors_of(obj: object) -> dict:
 
 # ---- small tensors ---------------------------------------------------------------------------
 
+
 def _strip(key: str) -> str:
-    return key[len("module."):] if key.startswith("module.") else key
+    return key[len("module.") :] if key.startswith("module.") else key
 
 
-def read_scalars(path_or_dir: object, names: list[str] | None = None,
-                 max_numel: int = 64) -> dict[str, tuple[float | int | list, str]]:
+def read_scalars(
+    path_or_dir: object, names: list[str] | None = None, max_numel: int = 64
+) -> dict[str, tuple[float | int | list, str]]:
     """Small tensors (0 < numel <= max_numel) of a checkpoint: {key: (value, provenance)}.
 
     `path_or_dir`: a checkpoint folder (see find_weights; HF weights are preferred over the
@@ -320,8 +335,11 @@ def _small_tensors(path: Path, wanted: set[str] | None, max_numel: int):
     if path.suffix == ".safetensors":
         header = stl.read_header(path)
         for key, info in header.tensors.items():
-            if (0 < info.numel <= max_numel and info.dtype in stl.DECODABLE
-                    and (wanted is None or _strip(key) in wanted)):
+            if (
+                0 < info.numel <= max_numel
+                and info.dtype in stl.DECODABLE
+                and (wanted is None or _strip(key) in wanted)
+            ):
                 arr = stl.read_tensor(header, key)
                 yield key, arr.item() if arr.ndim == 0 else arr.tolist()
     elif path.suffix in (".bin", ".pt", ".pth"):
@@ -333,6 +351,7 @@ def _small_tensors(path: Path, wanted: set[str] | None, max_numel: int):
 
 
 # ---- trainer_state.json -----------------------------------------------------------------------------
+
 
 def read_trainer_state(folder: object) -> dict | None:
     """`trainer_state.json` of a checkpoint folder (global_step, log_history, ...), or None.

@@ -4,6 +4,7 @@ allow-list of globals to inert data stand-ins. Nothing inside is ever called (no
 own rebuild functions), torch is not imported, and tensors come back as `TensorRef` (dtype,
 shape) only.
 """
+
 from __future__ import annotations
 
 import collections
@@ -63,9 +64,14 @@ def _reconstructor(cls, base, state=None):  # copyreg._reconstructor, without ca
 
 _EXACT = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex, ("builtins", "tuple"): tuple, ("builtins", "list"): list,
-    ("builtins", "dict"): dict, ("copyreg", "_reconstructor"): _reconstructor,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+    ("builtins", "tuple"): tuple,
+    ("builtins", "list"): list,
+    ("builtins", "dict"): dict,
+    ("copyreg", "_reconstructor"): _reconstructor,
     ("copyreg", "__newobj__"): lambda cls, *_: _reconstructor(cls, None),
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
@@ -86,7 +92,7 @@ class _DataUnpickler(pickle.Unpickler):
         if (module, name) in _EXACT:
             return _EXACT[(module, name)]
         if module == "torch" and name.endswith("Storage"):
-            return name[:-len("Storage")] or "Untyped"  # a dtype label for TensorRef
+            return name[: -len("Storage")] or "Untyped"  # a dtype label for TensorRef
         if module == "torch" and name in ("device", "dtype"):
             return _stub_class(f"torch.{name}")
         if module == "torch":  # torch.float32 and friends: a dtype object, kept as its name
@@ -124,13 +130,13 @@ def read_pickle_data(path: object) -> object:
     except pickle.UnpicklingError as err:
         m = re.match(r"global (\S+)", str(err))
         if m:
-            raise DoctorInputError(path, f"refused: the pickle wants to run code ({m.group(1)}); "
-                                         "only data is read from it") from None
+            raise DoctorInputError(
+                path, f"refused: the pickle wants to run code ({m.group(1)}); only data is read from it"
+            ) from None
         raise DoctorInputError(path, f"not a readable pickle ({str(err)[:120]})") from None
     except FileNotFoundError:
         raise DoctorInputError(path, "no such file") from None
     except OSError as err:
         raise DoctorInputError(path, f"cannot read: {err.strerror or err}") from None
     except Exception as err:  # noqa: BLE001 - truncated / junk: one line, never a traceback
-        raise DoctorInputError(path, f"not a readable pickle ({type(err).__name__}: "
-                                     f"{str(err)[:120]})") from None
+        raise DoctorInputError(path, f"not a readable pickle ({type(err).__name__}: {str(err)[:120]})") from None

@@ -5,11 +5,12 @@ A target is a checkpoint folder (HF Trainer / DeepSpeed), a run folder holding c
 (expanded to its checkpoints, oldest first), or a bare weights file. Files are only ever opened
 for reading.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
@@ -75,10 +76,15 @@ def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = 
     derive_checkpoint_candidates(facts)
     step = checkpoint_step(path) if path.is_dir() else None
     step = facts.value("train.optimizer_steps_done", step)
-    row.update(checkpoint=display_path(path), step=step,
-               losses={t: v for t, k in (facts.value("history.loss_keys") or {}).items()
-                       if (v := _at(facts, k, step)) is not None},
-               lr=_at(facts, "learning_rate", step), groups=len(facts.value("optim.group_lrs") or []))
+    row.update(
+        checkpoint=display_path(path),
+        step=step,
+        losses={
+            t: v for t, k in (facts.value("history.loss_keys") or {}).items() if (v := _at(facts, k, step)) is not None
+        },
+        lr=_at(facts, "learning_rate", step),
+        groups=len(facts.value("optim.group_lrs") or []),
+    )
     if history is None and path.is_dir():
         row["note"] = "no trainer_state.json"
     return Checkpoint(path, step, facts, row)
@@ -104,5 +110,8 @@ def trajectory_facts(ckpts: list[Checkpoint], facts: Facts) -> None:
         return
     for scale, value in first.row["scales"].items():
         if f"scale.{scale}.init" not in facts and f"scale.{scale}.value" in facts:
-            facts.set(f"scale.{scale}.init", value, f"{first.facts.source(f'scale.{scale}.value')}"
-                                                    f" (step {first.step}, the earliest checkpoint)")
+            facts.set(
+                f"scale.{scale}.init",
+                value,
+                f"{first.facts.source(f'scale.{scale}.value')} (step {first.step}, the earliest checkpoint)",
+            )

@@ -1,5 +1,6 @@
 """What a resume would restore: the checkpoints in a run's output_dir, the one an explicit
 `--resume_from_checkpoint` or the code's auto-resume picks, its step, and its logit scales."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,11 @@ def resume_facts(facts: Facts) -> None:
         target = latest_checkpoint(Path(out))
     if target is None:
         return
-    facts.set("resume.checkpoint", str(target), facts.source("train.auto_resume") or facts.source("train.resume_from_checkpoint"))
+    facts.set(
+        "resume.checkpoint",
+        str(target),
+        facts.source("train.auto_resume") or facts.source("train.resume_from_checkpoint"),
+    )
     step = checkpoint_step(target)
     if step is not None:
         facts.set("resume.step", step, f"{target}/trainer_state.json")

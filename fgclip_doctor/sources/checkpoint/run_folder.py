@@ -1,5 +1,6 @@
 """A run's output_dir: its checkpoint-N folders, the newest (as transformers picks it), and a
 checkpoint's step (from its name, else its trainer_state.json)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def list_checkpoints(output_dir: object) -> list[Path]:
         return []
     if not d.is_dir():
         raise DoctorInputError(output_dir, "not a directory")
-    found = [(int(m.group(1)), name) for name in os.listdir(d)
-             if (m := _RE_CHECKPOINT.search(name)) and (d / name).is_dir()]
+    found = [
+        (int(m.group(1)), name) for name in os.listdir(d) if (m := _RE_CHECKPOINT.search(name)) and (d / name).is_dir()
+    ]
     return [d / name for _, name in sorted(found)]
 
 
@@ -42,8 +44,9 @@ def latest_checkpoint(output_dir: object) -> Path | None:
         return None
     if not os.path.isdir(folder):
         raise DoctorInputError(output_dir, "not a directory")
-    found = [n for n in os.listdir(folder)
-             if _RE_CHECKPOINT.search(n) is not None and os.path.isdir(os.path.join(folder, n))]
+    found = [
+        n for n in os.listdir(folder) if _RE_CHECKPOINT.search(n) is not None and os.path.isdir(os.path.join(folder, n))
+    ]
     if not found:
         return None
     return Path(os.path.join(folder, max(found, key=lambda x: int(_RE_CHECKPOINT.search(x).groups()[0]))))

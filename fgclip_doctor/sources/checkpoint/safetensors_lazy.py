@@ -11,14 +11,16 @@ UTF-8 JSON `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata
 then the byte buffer; offsets are relative to the buffer and must tile it exactly. The checks
 below mirror the safetensors library's own, so a file we accept is one it would load.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from fgclip_doctor.errors import DoctorInputError, read_error
 
@@ -102,15 +104,18 @@ def read_header(path: object) -> SafetensorsHeader:
             fh.seek(0)
             prefix = fh.read(8)
             if len(prefix) < 8:
-                raise DoctorInputError(path, f"not a safetensors file: {file_size} bytes, "
-                                             "shorter than the 8-byte header length")
+                raise DoctorInputError(
+                    path, f"not a safetensors file: {file_size} bytes, shorter than the 8-byte header length"
+                )
             (n,) = struct.unpack("<Q", prefix)
             if n > MAX_HEADER_BYTES:
-                raise DoctorInputError(path, f"not a safetensors file: header length {n} bytes "
-                                             f"is absurd (limit {MAX_HEADER_BYTES})")
+                raise DoctorInputError(
+                    path, f"not a safetensors file: header length {n} bytes is absurd (limit {MAX_HEADER_BYTES})"
+                )
             if 8 + n > file_size:
-                raise DoctorInputError(path, f"truncated safetensors: the header claims {n} bytes "
-                                             f"but the file has only {file_size} bytes")
+                raise DoctorInputError(
+                    path, f"truncated safetensors: the header claims {n} bytes but the file has only {file_size} bytes"
+                )
             raw = fh.read(n)
     except OSError as err:
         raise read_error(path, err, "a .safetensors file") from None
@@ -138,7 +143,7 @@ def _tensor_info(path: object, name: str, entry: object) -> TensorInfo:
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPE_SIZES:
         raise DoctorInputError(path, f"bad safetensors header: tensor {name!r} has unknown dtype {dtype!r}")
-    ints = (lambda v: isinstance(v, list) and all(type(x) is int and x >= 0 for x in v))
+    ints = lambda v: isinstance(v, list) and all(type(x) is int and x >= 0 for x in v)
     if not ints(shape):
         raise DoctorInputError(path, f"bad safetensors header: tensor {name!r} has shape {shape!r}")
     if not ints(offsets) or len(offsets) != 2 or offsets[1] < offsets[0]:
@@ -147,9 +152,12 @@ def _tensor_info(path: object, name: str, entry: object) -> TensorInfo:
     # Python ints do not overflow, so a huge shape shows up here as a mismatch, not a wrap-around.
     expected = info.numel * DTYPE_SIZES[dtype]
     if expected != info.end - info.begin:
-        raise DoctorInputError(path, f"bad safetensors header: tensor {name!r} is {dtype} "
-                                     f"{list(shape)} = {expected} bytes but spans "
-                                     f"{info.end - info.begin} bytes")
+        raise DoctorInputError(
+            path,
+            f"bad safetensors header: tensor {name!r} is {dtype} "
+            f"{list(shape)} = {expected} bytes but spans "
+            f"{info.end - info.begin} bytes",
+        )
     return info
 
 
@@ -159,21 +167,28 @@ def _check_layout(path: object, header: SafetensorsHeader) -> None:
     # Truncation first, named by the tensor that ends last: its end is the size the file had.
     last = max(header.tensors.items(), key=lambda kv: kv[1].end, default=None)
     if last is not None and last[1].end > buffer_size:
-        raise DoctorInputError(path, f"truncated safetensors: tensor {last[0]!r} ends at byte "
-                                     f"{header.data_start + last[1].end} but the file has "
-                                     f"{header.file_size} bytes")
+        raise DoctorInputError(
+            path,
+            f"truncated safetensors: tensor {last[0]!r} ends at byte "
+            f"{header.data_start + last[1].end} but the file has "
+            f"{header.file_size} bytes",
+        )
     expected_begin, previous = 0, None
     for name, info in sorted(header.tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
         if info.begin != expected_begin:
             what = "overlaps" if info.begin < expected_begin else "leaves a gap after"
             after = f"tensor {previous!r}" if previous else "the header"
-            raise DoctorInputError(path, f"bad safetensors header: tensor {name!r} starts at "
-                                         f"offset {info.begin}, which {what} {after} "
-                                         f"(ends at {expected_begin})")
+            raise DoctorInputError(
+                path,
+                f"bad safetensors header: tensor {name!r} starts at "
+                f"offset {info.begin}, which {what} {after} "
+                f"(ends at {expected_begin})",
+            )
         expected_begin, previous = info.end, name
     if expected_begin != buffer_size:
-        raise DoctorInputError(path, f"bad safetensors file: {buffer_size - expected_begin} "
-                                     "unexplained bytes after the last tensor")
+        raise DoctorInputError(
+            path, f"bad safetensors file: {buffer_size - expected_begin} unexplained bytes after the last tensor"
+        )
 
 
 def _decode(raw: bytes | bytearray, dtype: str) -> np.ndarray:
@@ -198,8 +213,9 @@ def _read_range(header: SafetensorsHeader, name: str, start: int, length: int) -
         fh.seek(header.data_start + start)
         got = fh.readinto(raw)
     if got != length:  # the file shrank since its header was read
-        raise DoctorInputError(header.path, f"truncated safetensors: tensor {name!r} could not "
-                                            f"be read in full ({got} of {length} bytes)")
+        raise DoctorInputError(
+            header.path, f"truncated safetensors: tensor {name!r} could not be read in full ({got} of {length} bytes)"
+        )
     return raw
 
 
@@ -228,13 +244,20 @@ def read_small(header: SafetensorsHeader, max_numel: int = 64) -> dict[str, np.n
 
     Empty tensors (numel 0) are skipped: they hold no value (ZeRO-3 placeholders look like this).
     """
-    return {name: read_tensor(header, name) for name, info in header.tensors.items()
-            if 0 < info.numel <= max_numel and info.dtype in DECODABLE}
+    return {
+        name: read_tensor(header, name)
+        for name, info in header.tensors.items()
+        if 0 < info.numel <= max_numel and info.dtype in DECODABLE
+    }
 
 
-def tensor_stats(header: SafetensorsHeader, name: str, max_rows: int | None = None,
-                 progress: Callable[[int, int], None] | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> dict[str, float | int]:
+def tensor_stats(
+    header: SafetensorsHeader,
+    name: str,
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> dict[str, float | int]:
     """Streaming statistics of one tensor in ~16 MB chunks: memory stays flat for any size.
 
     Returns {mean, std, min, max, norm, nonfinite, count}: `nonfinite` counts NaN/Inf, the rest
@@ -277,10 +300,16 @@ def tensor_stats(header: SafetensorsHeader, name: str, max_rows: int | None = No
             progress(start + length, total)
     if count == 0:
         nan = float("nan")
-        return {"mean": nan, "std": nan, "min": nan, "max": nan, "norm": nan,
-                "nonfinite": nonfinite, "count": 0}
-    return {"mean": mean, "std": (m2 / count) ** 0.5, "min": lo, "max": hi,
-            "norm": sumsq ** 0.5, "nonfinite": nonfinite, "count": count}
+        return {"mean": nan, "std": nan, "min": nan, "max": nan, "norm": nan, "nonfinite": nonfinite, "count": 0}
+    return {
+        "mean": mean,
+        "std": (m2 / count) ** 0.5,
+        "min": lo,
+        "max": hi,
+        "norm": sumsq**0.5,
+        "nonfinite": nonfinite,
+        "count": count,
+    }
 
 
 def read_rows(header: SafetensorsHeader, name: str, start: int, count: int) -> np.ndarray:
@@ -302,9 +331,9 @@ def read_rows(header: SafetensorsHeader, name: str, start: int, count: int) -> n
 _FLOATS = frozenset({"F16", "BF16", "F32", "F64", "F8_E5M2"})
 
 
-def count_nonfinite(header: SafetensorsHeader, name: str,
-                    progress: Callable[[int], None] | None = None,
-                    chunk_bytes: int = CHUNK_BYTES) -> int:
+def count_nonfinite(
+    header: SafetensorsHeader, name: str, progress: Callable[[int], None] | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> int:
     """NaN / Inf elements of one float tensor, streamed in ~16 MB chunks (0 for integer dtypes).
 
     `progress(n_bytes)` after each chunk with the bytes just read (for a bar over many tensors).

@@ -12,27 +12,31 @@ CLIP checkpoint is judged from its header and one scalar. Layouts recognised (ke
   hf-clip    transformers.CLIPModel: text_model.*, vision_model.*, one logit_scale
   open_clip  visual.*, transformer.*, logit_scale
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
-from fgclip_doctor.sources.files import display_path, read_text_file
 from fgclip_doctor.sources.checkpoint.layout import _tensors_of, find_weights, load_torch_file
+from fgclip_doctor.sources.files import display_path, read_text_file
 
 if TYPE_CHECKING:
     import numpy as np
 
 #: parameter names of each scale, in order of preference (FG-CLIP v1 spells `finegraind`)
-SCALE_KEYS = {"global": ("logit_scale",),
-              "finegrained": ("logit_scale_finegrained", "logit_scale_finegraind"),
-              "hardneg": ("logit_scale_hardneg",)}
+SCALE_KEYS = {
+    "global": ("logit_scale",),
+    "finegrained": ("logit_scale_finegrained", "logit_scale_finegraind"),
+    "hardneg": ("logit_scale_hardneg",),
+}
 BANK = "memory_bank."
 BANK_BUFFERS = ("queue", "queue_ids", "ptr", "fill", "forward_calls", "enabled_at_call")
 QUEUE_SAMPLE = 256  # rows of the queue read to tell random from filled
@@ -54,9 +58,12 @@ class Weights:
     @property
     def data_bytes(self) -> int:
         """Bytes of tensor data (what --scan reads)."""
-        return sum(w.tensors[self.raw[k]].end - w.tensors[self.raw[k]].begin
-                   if isinstance(w, stl.SafetensorsHeader) else w.numel() * w.element_size()
-                   for k, w in self._where.items())
+        return sum(
+            w.tensors[self.raw[k]].end - w.tensors[self.raw[k]].begin
+            if isinstance(w, stl.SafetensorsHeader)
+            else w.numel() * w.element_size()
+            for k, w in self._where.items()
+        )
 
     def source(self, key: str) -> str:
         where = self._where[key]
@@ -98,7 +105,7 @@ class Weights:
 
 
 def _add(w: Weights, key: str, dtype: str, shape: tuple[int, ...], where: object) -> None:
-    name = key[len("module."):] if key.startswith("module.") else key
+    name = key[len("module.") :] if key.startswith("module.") else key
     if name in w.raw and not w.raw[name].startswith("module."):
         return  # an unprefixed copy wins over a DDP-prefixed one
     w.raw[name], w.dtypes[name], w.shapes[name], w._where[name] = key, dtype, shape, where
@@ -111,8 +118,9 @@ def open_weights(path: Path) -> Weights:
         files = layout.files
     elif path.is_file():
         if path.suffix not in WEIGHT_SUFFIXES:
-            raise DoctorInputError(path, "unsupported weights file (expected .safetensors, "
-                                         ".bin, .pt, .pth, or a checkpoint folder)")
+            raise DoctorInputError(
+                path, "unsupported weights file (expected .safetensors, .bin, .pt, .pth, or a checkpoint folder)"
+            )
         files = [path]
     else:
         raise DoctorInputError(path, "no such file or directory")
@@ -140,8 +148,7 @@ def read_config(folder: Path) -> dict | None:
     try:
         doc = json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
-        raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: "
-                                     f"{err.msg}") from None
+        raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     if not isinstance(doc, dict):
         raise DoctorInputError(path, "expected a JSON object")
     return doc
@@ -151,13 +158,11 @@ def detect_layout(keys: set[str]) -> str:
     """fgclip, fgclip-v1, hf-clip, open_clip or unknown, from the tensor names alone."""
     if "logit_scale_finegraind" in keys:
         return "fgclip-v1"
-    if "logit_scale_finegrained" in keys or "roi_projection.weight" in keys \
-            or any(k.startswith(BANK) for k in keys):
+    if "logit_scale_finegrained" in keys or "roi_projection.weight" in keys or any(k.startswith(BANK) for k in keys):
         return "fgclip"
     if any(k.startswith("text_model.") for k in keys) and any(k.startswith("vision_model.") for k in keys):
         return "hf-clip"
-    if any(k.startswith("visual.") for k in keys) and (
-            any(k.startswith(("transformer.", "text.")) for k in keys)):
+    if any(k.startswith("visual.") for k in keys) and (any(k.startswith(("transformer.", "text.")) for k in keys)):
         return "open_clip"
     return "unknown"
 
@@ -190,8 +195,12 @@ def queue_spread(sample: np.ndarray) -> dict[str, float]:
     norms = np.linalg.norm(x, axis=1)
     zero = int((norms < 1e-12).sum())
     x = x[norms >= 1e-12] / norms[norms >= 1e-12, None]
-    out = {"rows": int(sample.shape[0]), "dim": int(x.shape[1]) if x.ndim == 2 else 0,
-           "zero_rows": zero, "random_std": 1.0 / math.sqrt(max(1, sample.reshape(sample.shape[0], -1).shape[1]))}
+    out = {
+        "rows": int(sample.shape[0]),
+        "dim": int(x.shape[1]) if x.ndim == 2 else 0,
+        "zero_rows": zero,
+        "random_std": 1.0 / math.sqrt(max(1, sample.reshape(sample.shape[0], -1).shape[1])),
+    }
     if x.shape[0] < 2:
         return {**out, "mean": math.nan, "std": math.nan}
     cos = x @ x.T
@@ -231,16 +240,22 @@ def weight_facts(w: Weights, config: dict | None, config_src: str, facts: Facts)
     for scale, value in row["scales"].items():
         init = facts.value(f"scale.{scale}.init")
         if init is not None:
-            facts.set(f"scale.{scale}.drift", value - float(init),
-                      f"{facts.source(f'scale.{scale}.value')} - {config_src} init")
+            facts.set(
+                f"scale.{scale}.drift",
+                value - float(init),
+                f"{facts.source(f'scale.{scale}.value')} - {config_src} init",
+            )
     if layout == "hf-clip":  # transformers#22252: HF CLIPModel does not gather across ranks
         facts.set("features.gathered", False, f"{w.label}: transformers CLIPModel layout")
     elif layout != "unknown":
         facts.set("features.gathered", True, f"{w.label}: {layout} layout gathers features")
     row["bank"] = _bank_facts(w, cfg, config_src, facts, seen)
     row["roi"] = _roi_facts(w, facts, seen)
-    facts.set("weights.nonfinite", {k: n for k, n in seen.items() if n}, f"{w.label}: the "
-              f"{len(seen)} tensors read (scales, bank, roi_projection); --scan reads all")
+    facts.set(
+        "weights.nonfinite",
+        {k: n for k, n in seen.items() if n},
+        f"{w.label}: the {len(seen)} tensors read (scales, bank, roi_projection); --scan reads all",
+    )
     facts.set("weights.scanned", False, w.label)
     return row
 
@@ -249,9 +264,11 @@ def _subject_config(cfg: dict, src: str, facts: Facts) -> None:
     """The subject's config.json holds the true inits (from_clip writes the base's scale into
     logit_scale_init_value and the new scales' start into *_init)."""
     base = cfg.get("logit_scale_init_value")
-    for scale, key in (("global", "logit_scale_init_value"),
-                       ("finegrained", "logit_scale_finegrained_init"),
-                       ("hardneg", "logit_scale_hardneg_init")):
+    for scale, key in (
+        ("global", "logit_scale_init_value"),
+        ("finegrained", "logit_scale_finegrained_init"),
+        ("hardneg", "logit_scale_hardneg_init"),
+    ):
         v = cfg.get(key)
         v = base if v is None else v
         if isinstance(v, (int, float)):
@@ -264,13 +281,18 @@ def _subject_config(cfg: dict, src: str, facts: Facts) -> None:
         facts.set("scale.clamp", bool(cfg["clamp_logit_scale"]), f"{src}: clamp_logit_scale")
     if isinstance(cfg.get("max_logit_scale"), (int, float)):
         facts.set("scale.clamp_max", float(cfg["max_logit_scale"]), f"{src}: max_logit_scale")
-    for fact, key in (("bank.warmup_forward_calls", "memory_bank_warmup_steps"),
-                      ("bank.mask_same_caption", "memory_bank_mask_same_caption"),
-                      ("data.num_hard_negatives", "num_hard_negatives")):
+    for fact, key in (
+        ("bank.warmup_forward_calls", "memory_bank_warmup_steps"),
+        ("bank.mask_same_caption", "memory_bank_mask_same_caption"),
+        ("data.num_hard_negatives", "num_hard_negatives"),
+    ):
         if key in cfg:
             facts.set(fact, cfg[key], f"{src}: {key}")
-    terms = ["global"] + (["region"] if cfg.get("add_box_loss", True) else []) \
+    terms = (
+        ["global"]
+        + (["region"] if cfg.get("add_box_loss", True) else [])
         + (["hardneg"] if cfg.get("add_box_loss", True) and cfg.get("use_hard_neg", True) else [])
+    )
     facts.set("loss.terms", terms, f"{src}: add_box_loss, use_hard_neg")
 
 
@@ -280,17 +302,23 @@ def _bank_facts(w: Weights, cfg: dict, src: str, facts: Facts, seen: dict[str, i
     if not any(present.values()):
         if wanted:
             facts.set("bank.enabled", True, f"{src}: use_memory_bank")
-            facts.set("bank.persisted", {b: False for b in BANK_BUFFERS},
-                      f"{w.label}: no memory_bank.* tensors")
+            facts.set("bank.persisted", {b: False for b in BANK_BUFFERS}, f"{w.label}: no memory_bank.* tensors")
         else:
-            facts.set("bank.enabled", False, f"{w.label}: no memory_bank.* tensors"
-                      + (f"; {src}: use_memory_bank false" if wanted is False else ""))
+            facts.set(
+                "bank.enabled",
+                False,
+                f"{w.label}: no memory_bank.* tensors" + (f"; {src}: use_memory_bank false" if wanted is False else ""),
+            )
         return {}
     facts.set("bank.enabled", True, f"{w.label}: memory_bank.* tensors")
     facts.set("bank.persisted", present, f"{w.label}: memory_bank.*")
     row: dict = {}
-    for b, fact in (("ptr", "bank.ptr"), ("fill", "bank.fill"), ("forward_calls", "bank.forward_calls"),
-                    ("enabled_at_call", "bank.enabled_at_call")):
+    for b, fact in (
+        ("ptr", "bank.ptr"),
+        ("fill", "bank.fill"),
+        ("forward_calls", "bank.forward_calls"),
+        ("enabled_at_call", "bank.enabled_at_call"),
+    ):
         v = _scalar(w, BANK + b, seen) if present[b] else None
         if v is not None:
             facts.set(fact, int(v), w.source(BANK + b))
@@ -312,8 +340,11 @@ def _bank_facts(w: Weights, cfg: dict, src: str, facts: Facts, seen: dict[str, i
         ids = w.read(BANK + "queue_ids", rows=row["fill"]).reshape(-1)
         _, counts = np.unique(ids, return_counts=True)
         # a row shares its caption with sum(n_c^2)/F queued entries on average (masked if enabled)
-        facts.set("bank.same_caption_mean", float((counts.astype(np.float64) ** 2).sum() / ids.size),
-                  w.source(BANK + "queue_ids"))
+        facts.set(
+            "bank.same_caption_mean",
+            float((counts.astype(np.float64) ** 2).sum() / ids.size),
+            w.source(BANK + "queue_ids"),
+        )
     return row
 
 

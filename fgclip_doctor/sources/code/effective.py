@@ -7,6 +7,7 @@ except single-element ones (logit scales, bank pointers), which are materialised
 their values can be read; pretrained weights are replaced by a lazy loader that builds the
 model on meta and fills those scalars from the checkpoint file (header + a few bytes).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,37 @@ from fgclip_doctor.errors import DoctorInputError
 
 _CONSTRUCTORS = _device_constructors()
 # In-place ops that only write data (weight init, copies): a no-op on a meta tensor.
-_DATA_WRITES = {"normal_", "uniform_", "fill_", "zero_", "copy_", "clamp_", "mul_", "add_", "sub_", "div_",
-                "exponential_", "bernoulli_", "random_", "log_normal_", "geometric_", "cauchy_",
-                "masked_fill_", "index_copy_", "__setitem__", "kaiming_uniform_", "kaiming_normal_",
-                "xavier_uniform_", "xavier_normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
-                "orthogonal_"}
+_DATA_WRITES = {
+    "normal_",
+    "uniform_",
+    "fill_",
+    "zero_",
+    "copy_",
+    "clamp_",
+    "mul_",
+    "add_",
+    "sub_",
+    "div_",
+    "exponential_",
+    "bernoulli_",
+    "random_",
+    "log_normal_",
+    "geometric_",
+    "cauchy_",
+    "masked_fill_",
+    "index_copy_",
+    "__setitem__",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "orthogonal_",
+}
 
 
 class ScalarsOnCPU(TorchFunctionMode):
@@ -79,8 +106,11 @@ def lazy_build(read_scalars):
     from fgclip.model import FGCLIPModel
 
     patch = classmethod(_lazy_from_pretrained(read_scalars))
-    with mock.patch.object(CLIPModel, "from_pretrained", patch), \
-            mock.patch.object(FGCLIPModel, "from_pretrained", patch), ScalarsOnCPU():
+    with (
+        mock.patch.object(CLIPModel, "from_pretrained", patch),
+        mock.patch.object(FGCLIPModel, "from_pretrained", patch),
+        ScalarsOnCPU(),
+    ):
         yield
 
 
@@ -92,15 +122,23 @@ def build_subject_model(margs, dargs, from_openai: bool, tokenizer, read_scalars
         return build_model(margs, dargs, SimpleNamespace(from_openai=from_openai), tokenizer)
 
 
-def optimizer_groups(model, lr: float, weight_decay: float, text_model_lr, roi_projection_lr,
-                     logit_scale_weight_decay: bool) -> list[dict]:
+def optimizer_groups(
+    model, lr: float, weight_decay: float, text_model_lr, roi_projection_lr, logit_scale_weight_decay: bool
+) -> list[dict]:
     """The trainer's real parameter groups (fgclip/trainer.py), as names instead of tensors."""
     from fgclip.trainer import parameter_groups
 
     names = {id(p): n for n, p in model.named_parameters()}
     groups = parameter_groups(model, lr, weight_decay, text_model_lr, roi_projection_lr, logit_scale_weight_decay)
-    return [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
-             "params": [names[id(p)] for p in g["params"]]} for g in groups]
+    return [
+        {
+            "name": g["name"],
+            "lr": g["lr"],
+            "weight_decay": g["weight_decay"],
+            "params": [names[id(p)] for p in g["params"]],
+        }
+        for g in groups
+    ]
 
 
 def model_dir_kind(path: Path) -> str | None:

@@ -4,11 +4,12 @@ The model is built on the meta device (fgclip_doctor/sources/effective.py), so t
 the ones the code really uses (a warmup hard-coded in `__init__` beats the flag). Pretrained
 weights are read lazily: only the scalars (logit scales) leave the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.code.effective import build_subject_model, optimizer_groups
@@ -55,8 +56,13 @@ def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scala
     dargs = dataclass_subset(train.DataArguments, values)
     base = margs.model_name_or_path
     base_here = bool(base) and Path(base).is_dir()
-    facts.set("model.fine_tuning", bool(base), sources.get("model_name_or_path", "fgclip/train.py default")
-              if base else "no --model_name_or_path: training from scratch")
+    facts.set(
+        "model.fine_tuning",
+        bool(base),
+        sources.get("model_name_or_path", "fgclip/train.py default")
+        if base
+        else "no --model_name_or_path: training from scratch",
+    )
     if base:
         facts.set("model.base", base, sources["model_name_or_path"])
     facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
@@ -96,8 +102,11 @@ def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scala
             facts.set(f"scale.{s}.init", round(v, 6), src)
 
     cfg = model.config
-    facts.set("scale.clamp", bool(cfg.clamp_logit_scale), _cite(bool(cfg.clamp_logit_scale), "clamp_logit_scale",
-                                                                sources, values, "config.clamp_logit_scale"))
+    facts.set(
+        "scale.clamp",
+        bool(cfg.clamp_logit_scale),
+        _cite(bool(cfg.clamp_logit_scale), "clamp_logit_scale", sources, values, "config.clamp_logit_scale"),
+    )
     facts.set("scale.clamp_max", float(cfg.max_logit_scale), f"{BUILT}: config.max_logit_scale")
     terms = ["global"] + (["region"] if cfg.add_box_loss else []) + (["hardneg"] if cfg.use_hard_neg else [])
     facts.set("loss.terms", terms, f"{sources.get('add_box_loss')} / {sources.get('use_hard_neg')}")
@@ -106,24 +115,44 @@ def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scala
     if cfg.use_hard_neg:
         facts.set("candidates.hardneg", 1 + cfg.num_hard_negatives, "1 positive + config.num_hard_negatives")
     bank = model.memory_bank
-    facts.set("bank.enabled", bank is not None, _cite(bank is not None, "use_memory_bank", sources, values, "memory_bank"))
+    facts.set(
+        "bank.enabled", bank is not None, _cite(bank is not None, "use_memory_bank", sources, values, "memory_bank")
+    )
     if bank is not None:
         facts.set("bank.size", bank.size, _cite(bank.size, "memory_bank_size", sources, values, "memory_bank.size"))
-        facts.set("bank.warmup_forward_calls", bank.warmup_forward_calls,
-                  _cite(bank.warmup_forward_calls, "memory_bank_warmup_steps", sources, values,
-                        "memory_bank.warmup_forward_calls"))
+        facts.set(
+            "bank.warmup_forward_calls",
+            bank.warmup_forward_calls,
+            _cite(
+                bank.warmup_forward_calls,
+                "memory_bank_warmup_steps",
+                sources,
+                values,
+                "memory_bank.warmup_forward_calls",
+            ),
+        )
         facts.set("bank.mask_same_caption", bank.mask_same_caption, f"{BUILT}: memory_bank.mask_same_caption")
         facts.set("bank.wraps", True, "fgclip/memory_bank.py enqueue (writes modulo the queue size)")
     facts.set("model.parameters", [n for n, p in model.named_parameters() if p.requires_grad], BUILT)
-    facts.set("optim.groups", optimizer_groups(model, values["learning_rate"], values["weight_decay"],
-                                               values.get("text_model_lr"), values.get("roi_projection_lr"),
-                                               bool(values.get("logit_scale_weight_decay"))),
-              "fgclip/trainer.py parameter_groups (on the meta model)")
+    facts.set(
+        "optim.groups",
+        optimizer_groups(
+            model,
+            values["learning_rate"],
+            values["weight_decay"],
+            values.get("text_model_lr"),
+            values.get("roi_projection_lr"),
+            bool(values.get("logit_scale_weight_decay")),
+        ),
+        "fgclip/trainer.py parameter_groups (on the meta model)",
+    )
     if not base or base_here:  # the architecture is known only from a readable base (or scratch)
         facts.set("text.eos_token_id", model.text_model.eos_token_id, f"{BUILT}: text_config.eos_token_id")
     if tokenizer is not None:
         facts.set("text.tokenizer_eos_id", tokenizer.eos_token_id, f"{margs.base_model or base}: tokenizer eos_token")
-    facts.set("text.long_positions", model.text_model.embeddings.long_position_embedding.num_embeddings,
-              f"{BUILT}: long position table rows")
+    facts.set(
+        "text.long_positions",
+        model.text_model.embeddings.long_position_embedding.num_embeddings,
+        f"{BUILT}: long position table rows",
+    )
     facts.set("text.max_seq_length", dargs.max_seq_length, sources.get("max_seq_length", BUILT))
-

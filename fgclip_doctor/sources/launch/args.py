@@ -4,6 +4,7 @@
 name -> value; `load_args_file` reads the same mapping, never imports the training code, and
 cites each value by file and line (`configs/args.json:7 learning_rate`).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,7 @@ def load_args_file(path: object) -> dict[str, tuple[object, str]]:
     if data is None:
         raise DoctorInputError(path, f"empty file, expected a {kind} of argument names to values")
     if not isinstance(data, dict):
-        raise DoctorInputError(
-            path, f"expected a {kind} of argument names to values, got {_kind_name(data)}")
+        raise DoctorInputError(path, f"expected a {kind} of argument names to values, got {_kind_name(data)}")
     rel = display_path(path)
     out: dict[str, tuple[object, str]] = {}
     for key, value in data.items():
@@ -88,8 +88,7 @@ def _load_json(path: object, text: str) -> tuple[object, dict[str, int]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DoctorInputError(
-            path, f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise DoctorInputError(path, f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
     return data, (_json_key_lines(text) if isinstance(data, dict) else {})
 
 
@@ -102,7 +101,7 @@ def _json_key_lines(text: str) -> dict[str, int]:
     line, counted = 1, 0
     while True:
         i = _WS.match(text, i).end()
-        if text[i:i + 1] != '"':
+        if text[i : i + 1] != '"':
             return lines
         key, end = json.decoder.scanstring(text, i + 1)
         line += text.count("\n", counted, i)
@@ -111,7 +110,7 @@ def _json_key_lines(text: str) -> dict[str, int]:
         i = _WS.match(text, end).end() + 1  # past ":"
         _, i = decoder.raw_decode(text, _WS.match(text, i).end())
         i = _WS.match(text, i).end()
-        if text[i:i + 1] == ",":
+        if text[i : i + 1] == ",":
             i += 1
 
 
@@ -135,5 +134,6 @@ def _load_yaml(path: object, text: str) -> tuple[object, dict[str, int]]:
 
 
 def _kind_name(data: object) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number",
-            bool: "a boolean"}.get(type(data), type(data).__name__)
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(data), type(data).__name__
+    )

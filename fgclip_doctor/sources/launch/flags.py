@@ -4,6 +4,7 @@ For the bundled subject the parser is its own (ModelArguments, DataArguments, Tr
 for code the doctor does not know, transformers' TrainingArguments only. Every value keeps the
 source it came from (a flag's `path:line --flag`, or the default it fell back to).
 """
+
 from __future__ import annotations
 
 from fgclip_doctor.errors import DoctorInputError

@@ -6,6 +6,7 @@ The script is read the way bash reads it (comments, `\\` continuations, quotes, 
 becomes a `Launch`; each value keeps the physical line it is written on, so a check can cite
 `scripts/train.sh:14 --gradient_accumulation_steps`.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,7 @@ from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.files import display_path, read_text_file
 from fgclip_doctor.sources.launch.shell import Expander, Field, Lexer, Word, plain
 
-NO_LAUNCH = ("no training launch found "
-             "(looked for deepspeed / torchrun / python -m / accelerate launch)")
+NO_LAUNCH = "no training launch found (looked for deepspeed / torchrun / python -m / accelerate launch)"
 
 
 @dataclass
@@ -144,8 +144,7 @@ class _Interpreter(Expander):
             if head == "exit" and depth == 0:
                 break
             if head in ("source", "."):
-                self.notes.append(f"line {line}: `{words[0].raw} ...` not followed; "
-                                  "variables it sets are unknown")
+                self.notes.append(f"line {line}: `{words[0].raw} ...` not followed; variables it sets are unknown")
                 continue
             launch = self._command(words, depth > 0)
             if launch is None:
@@ -153,10 +152,10 @@ class _Interpreter(Expander):
             # "First training launch": a helper such as `python tools/prepare.py` may come first,
             # so prefer a distributed launcher or an entry named like training.
             if launch.launcher != "python" or "train" in launch.entry.lower():
-                self._stray_after(launch, commands[index + 1:])
+                self._stray_after(launch, commands[index + 1 :])
                 return launch
             if fallback is None:
-                self._stray_after(launch, commands[index + 1:])
+                self._stray_after(launch, commands[index + 1 :])
                 fallback = launch
         if fallback is None:
             raise DoctorInputError(self.path, NO_LAUNCH)
@@ -170,8 +169,10 @@ class _Interpreter(Expander):
             head = plain(words[0])
             if head is None or not head.startswith("-"):
                 return
-            launch.notes.append(f"line {words[0].line}: `{head}` is not passed to the training "
-                                "(a comment or a space after `\\` ended the command above it)")
+            launch.notes.append(
+                f"line {words[0].line}: `{head}` is not passed to the training "
+                "(a comment or a space after `\\` ended the command above it)"
+            )
 
     def _command(self, words: list[Word], guessed: bool) -> Launch | None:
         assigns = []
@@ -203,7 +204,7 @@ class _Interpreter(Expander):
         if not m:
             return None
         # Assignments are not word-split: expand everything as if it were quoted.
-        parts = [("lit", first[1][m.end():], True)] + [(k, t, True) for k, t, _ in word.parts[1:]]
+        parts = [("lit", first[1][m.end() :], True)] + [(k, t, True) for k, t, _ in word.parts[1:]]
         fields = self.expand(Word(parts, word.line, word.raw))
         value = None if fields and fields[0].unknown else "".join(f.text for f in fields)
         if m.group(2) and value is not None:  # `VAR+=x`
@@ -214,8 +215,10 @@ class _Interpreter(Expander):
     def _set(self, name: str, value: ArgValue, guessed: bool) -> None:
         if guessed:
             kept = name in self.vars
-            self.notes.append(f"line {value.line}: {name} assigned inside a block; "
-                              f"{'kept the earlier value' if kept else 'assumed this branch runs'}")
+            self.notes.append(
+                f"line {value.line}: {name} assigned inside a block; "
+                f"{'kept the earlier value' if kept else 'assumed this branch runs'}"
+            )
             if kept:
                 return
         self.vars[name] = value.value
@@ -229,8 +232,9 @@ class _Interpreter(Expander):
             text = fields[i].text
             m = _ASSIGN.match(text)
             if m and i > 0:
-                env[m.group(1)] = ArgValue(None if fields[i].unknown else text[m.end():],
-                                           fields[i].line, fields[i].raw, m.group(1))
+                env[m.group(1)] = ArgValue(
+                    None if fields[i].unknown else text[m.end() :], fields[i].line, fields[i].raw, m.group(1)
+                )
                 i += 1
             elif text in _WRAPPERS:
                 i += 1
@@ -242,7 +246,7 @@ class _Interpreter(Expander):
                 break
         if i >= len(fields):
             return None
-        prog, rest = Path(fields[i].text).name, fields[i + 1:]
+        prog, rest = Path(fields[i].text).name, fields[i + 1 :]
         launcher, entry, kind = {"deepspeed": "deepspeed", "torchrun": "torchrun"}.get(prog), None, "script"
         if prog == "accelerate" and rest and rest[0].text == "launch":
             launcher, rest = "accelerate", rest[1:]
@@ -260,7 +264,7 @@ class _Interpreter(Expander):
                     return None
             else:
                 entry = rest[j]
-            launcher, rest = _LAUNCHER_MODULES.get(entry.text, "python"), rest[j + 1:]
+            launcher, rest = _LAUNCHER_MODULES.get(entry.text, "python"), rest[j + 1 :]
             if launcher != "python":
                 entry, kind = None, "script"
         if launcher is None:
@@ -270,7 +274,7 @@ class _Interpreter(Expander):
             opts, j = self._launcher_opts(rest, launcher)
             if j >= len(rest):
                 return None
-            entry, rest = rest[j], rest[j + 1:]
+            entry, rest = rest[j], rest[j + 1 :]
             kind = "module" if "module" in opts else "script"
         found = (self.path, launcher, entry.text, entry.line, kind)
         launch = Launch(*found, launcher_args=opts, env=env, unresolved=list(self.unresolved), notes=list(self.notes))
@@ -295,8 +299,7 @@ class _Interpreter(Expander):
                 opts[key] = ArgValue(None if f.unknown else value, f.line, f.raw, flag)
                 k += 1
             # Unknown options take a value, except when that "value" is clearly the script.
-            elif key in _BOOL_OPTS[launcher] or nxt is None or nxt.text.startswith("-") \
-                    or nxt.text.endswith(".py"):
+            elif key in _BOOL_OPTS[launcher] or nxt is None or nxt.text.startswith("-") or nxt.text.endswith(".py"):
                 opts[key] = ArgValue("True", f.line, f.raw, flag)
                 k += 1
             else:
@@ -325,7 +328,8 @@ class _Interpreter(Expander):
                 launch.args[key] = ArgValue("True", f.line, f.raw, flag)
                 k += 1
         if len(launch.positionals) == 1 and (launch.positionals[0].value or "").lower().endswith(
-                (".json", ".yaml", ".yml")):
+            (".json", ".yaml", ".yml")
+        ):
             launch.args_file = launch.positionals[0]
 
     def _world(self, launch: Launch) -> None:
@@ -348,8 +352,9 @@ class _Interpreter(Expander):
             nproc = (len(slots.split(",")), src(inc)) if slots else None
             if "num_nodes" not in opts:
                 launch.nnodes, launch.nnodes_source = len(hosts), src(inc)
-        name = {"deepspeed": "num_gpus", "torchrun": "nproc_per_node",
-                "accelerate": "num_processes"}.get(launch.launcher, "")
+        name = {"deepspeed": "num_gpus", "torchrun": "nproc_per_node", "accelerate": "num_processes"}.get(
+            launch.launcher, ""
+        )
         if nproc is None and (av := opts.get(name)):
             nproc = (_int(av.value), src(av))
             if nproc[0] is None and av.value in ("gpu", "auto") and visible:
@@ -358,8 +363,9 @@ class _Interpreter(Expander):
             nproc = (1, "torchrun default: --nproc_per_node 1")
         elif nproc is None and launch.launcher == "python":
             nproc = (1, "python launches one process")
-        launch.nproc, launch.nproc_source = nproc or visible or (
-            None, f"{launch.launcher}: process count not in the script")
+        launch.nproc, launch.nproc_source = (
+            nproc or visible or (None, f"{launch.launcher}: process count not in the script")
+        )
         for name in ("nnodes", "num_nodes", "num_machines"):
             if av := opts.get(name):
                 launch.nnodes, launch.nnodes_source = _int(av.value), src(av)

@@ -6,6 +6,7 @@ into `Field`s against a variable table, as bash's parameter and arithmetic expan
 splitting would. Command substitutions are never run: they, and variables nobody set, make a
 field `unknown` and are listed in `unresolved`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,7 +46,7 @@ class Lexer:
                 if t.startswith("\n", self.i + 1):  # continuation: the command goes on
                     self.i, self.line = self.i + 2, self.line + 1
                     continue
-                self._lit(t[self.i + 1:self.i + 2], True)
+                self._lit(t[self.i + 1 : self.i + 2], True)
                 self.i += 2
             elif c == "\n":
                 self._end()
@@ -60,7 +61,7 @@ class Lexer:
             elif c == "'":
                 j = t.find("'", self.i + 1)
                 j = len(t) if j < 0 else j
-                self._lit(t[self.i + 1:j], True)
+                self._lit(t[self.i + 1 : j], True)
                 self.line += t.count("\n", self.i, j)
                 self.i = j + 1
             elif c == '"':
@@ -93,7 +94,7 @@ class Lexer:
     def _flush(self) -> None:
         if self.parts is None:
             return
-        word = Word(self.parts, self.wline, self.t[self.start:self.i])
+        word = Word(self.parts, self.wline, self.t[self.start : self.i])
         self.parts = None
         if self.drop in ("<<", "<<-"):  # here-document delimiter: its body is skipped later
             self.heredocs.append(("".join(p[1] for p in word.parts), self.drop == "<<-"))
@@ -114,7 +115,7 @@ class Lexer:
         buf = ""
         while self.i < len(t) and t[self.i] != '"':
             c = t[self.i]
-            if c == "\\" and t[self.i + 1:self.i + 2] in ("$", "`", '"', "\\", "\n"):
+            if c == "\\" and t[self.i + 1 : self.i + 2] in ("$", "`", '"', "\\", "\n"):
                 if t[self.i + 1] == "\n":
                     self.line += 1
                 else:
@@ -136,16 +137,16 @@ class Lexer:
         t, i = self.t, self.i
         if t[i] == "`":
             j = t.find("`", i + 1)
-            kind, body, end = "cmd", t[i + 1:j if j >= 0 else len(t)], (j + 1 if j >= 0 else len(t))
+            kind, body, end = "cmd", t[i + 1 : j if j >= 0 else len(t)], (j + 1 if j >= 0 else len(t))
         elif t.startswith("$((", i):
             j = _close(t, i + 3, "(", ")")
-            kind, body, end = "arith", t[i + 3:j], j + 2
+            kind, body, end = "arith", t[i + 3 : j], j + 2
         elif t.startswith("$(", i):
             j = _close(t, i + 2, "(", ")")
-            kind, body, end = "cmd", t[i + 2:j], j + 1
+            kind, body, end = "cmd", t[i + 2 : j], j + 1
         elif t.startswith("${", i):
             j = _close(t, i + 2, "{", "}")
-            kind, body, end = "var", t[i + 2:j], j + 1
+            kind, body, end = "var", t[i + 2 : j], j + 1
         else:
             m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]").match(t, i + 1)
             kind, body, end = ("var", m.group(), m.end()) if m else ("lit", "$", i + 1)
@@ -155,8 +156,13 @@ class Lexer:
 
     def _redirect(self) -> None:
         # `2>` : the digits belong to the operator, not to the command's arguments.
-        if self.parts and len(self.parts) == 1 and self.parts[0][0] == "lit" \
-                and not self.parts[0][2] and self.parts[0][1].isdigit():
+        if (
+            self.parts
+            and len(self.parts) == 1
+            and self.parts[0][0] == "lit"
+            and not self.parts[0][2]
+            and self.parts[0][1].isdigit()
+        ):
             self.parts = None
         self._flush()
         m = re.compile(r"&?(<<<|<<-|<<|>>|>&|<&|>\||<>|>|<)").match(self.t, self.i)
@@ -173,7 +179,7 @@ class Lexer:
             while self.i < len(self.t):
                 j = self.t.find("\n", self.i)
                 j = len(self.t) if j < 0 else j
-                body = self.t[self.i:j]
+                body = self.t[self.i : j]
                 self.i, self.line = j + 1, self.line + 1
                 if (body.lstrip("\t") if strip_tabs else body) == delim:
                     break
@@ -211,10 +217,14 @@ class Field:
 
 
 _VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])(?:(:?[-=+?])(.*))?", re.S)
-_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-          ast.Mod: operator.mod,
-          ast.Pow: lambda a, b: a ** b if 0 <= b <= 64 else _fail(),  # no 9**9**9 stalls
-          ast.Div: lambda a, b: abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)}
+_ARITH = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Mod: operator.mod,
+    ast.Pow: lambda a, b: a**b if 0 <= b <= 64 else _fail(),  # no 9**9**9 stalls
+    ast.Div: lambda a, b: abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1),
+}
 
 
 def _fail() -> int:

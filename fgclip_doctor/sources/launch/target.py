@@ -4,6 +4,7 @@ A target is a launch script (.sh, parsed never executed), an args file (.json / 
 HfArgumentParser reads them), or nothing (the bundled default run: the subject's `tiny` preset).
 The subject's `--preset NAME` is expanded here (its flags first, yours win, as fgclip.train does).
 """
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,12 @@ def read_target(target: Path | None, environ: dict[str, str] | None = None) -> T
         raise DoctorInputError(path, "is a directory: give a launch script (.sh) or an args file (.json / .yaml)")
     if path.suffix in (".json", ".yaml", ".yml"):
         flags = {k: Flag(v, s) for k, (v, s) in load_args_file(path).items()}
-        view = TargetView(display_path(path), SUBJECT_MODULE, flags=flags,
-                          notes=[f"{display_path(path)}: an args file names no training code; read as fgclip.train's"])
+        view = TargetView(
+            display_path(path),
+            SUBJECT_MODULE,
+            flags=flags,
+            notes=[f"{display_path(path)}: an args file names no training code; read as fgclip.train's"],
+        )
         _expand_preset(view)
         return view
     launch = parse_launch_script(path, dict(os.environ) if environ is None else environ)
@@ -109,8 +114,15 @@ def read_target(target: Path | None, environ: dict[str, str] | None = None) -> T
         flags.update({k: Flag(v, s) for k, (v, s) in load_args_file(af).items()})
     for name, arg in launch.args.items():
         flags[name] = Flag(arg.value, format_source(launch, name))
-    view = TargetView(display_path(path), launch.entry, launch.launcher, flags,
-                      (launch.nproc, launch.nproc_source), (launch.nnodes, launch.nnodes_source),
-                      list(launch.notes), list(launch.unresolved))
+    view = TargetView(
+        display_path(path),
+        launch.entry,
+        launch.launcher,
+        flags,
+        (launch.nproc, launch.nproc_source),
+        (launch.nnodes, launch.nnodes_source),
+        list(launch.notes),
+        list(launch.unresolved),
+    )
     _expand_preset(view)
     return view

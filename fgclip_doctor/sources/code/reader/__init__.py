@@ -1,7 +1,8 @@
 """Static reader of training code the doctor has never seen: stdlib `ast`, never import, never run.
 
     reading = read_training_code("fgclip/train/train_mem.py", "script", cwd=checkout,
-                                 pythonpath=[], flags=[FlagInput("--learning_rate", "1e-6", "scripts/train.sh:31 --learning_rate")])
+                                 pythonpath=[],
+                                 flags=[FlagInput("--learning_rate", "1e-6", "scripts/train.sh:31 --learning_rate")])
     reading.facts       # Facts, every one with file:line provenance (names in vocabulary.FACTS)
     reading.notes       # what could not be read, `path:line: why` (never a traceback)
     reading.parser      # ParserSpec: the real options, types and defaults (None: no parser found)
@@ -31,6 +32,7 @@ How check-config uses it (the lead wires this; the reader imports only the groun
    logit-scale-init: scale.<scale>.init_from == "copy of logit_scale" -> init = scale.global.base;
    negatives-count: features.gathered.global False -> candidates.global = per_device_batch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -83,8 +85,9 @@ class CodeReading:
         return opt.default, opt.declared
 
 
-def read_training_code(entry: str, kind: str, cwd: str | Path, pythonpath: Sequence[str] = (),
-                       flags: Sequence[FlagInput] = ()) -> CodeReading:
+def read_training_code(
+    entry: str, kind: str, cwd: str | Path, pythonpath: Sequence[str] = (), flags: Sequence[FlagInput] = ()
+) -> CodeReading:
     """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts."""
     cwd = Path(cwd).resolve()
     notes = Notes()
@@ -125,9 +128,11 @@ def _parser_facts(reading: CodeReading, program: Program, files, flags: list[Fla
     reading.flags = typed = type_flags(spec, flags)
     if spec.unknown_base:
         return  # a flag may be one of the unknown base fields: nothing can be called rejected
-    facts.set("code.flags_rejected", [{"flag": r.option, "value": r.value, "reason": r.reason,
-                                       "source": r.source} for r in typed.rejected],
-              typed.rejected[0].source if typed.rejected else spec.where)
+    facts.set(
+        "code.flags_rejected",
+        [{"flag": r.option, "value": r.value, "reason": r.reason, "source": r.source} for r in typed.rejected],
+        typed.rejected[0].source if typed.rejected else spec.where,
+    )
     facts.set("code.flags_accepted", {d: a.value for d, a in typed.accepted.items()}, spec.where)
 
 
@@ -136,11 +141,15 @@ def _resume_facts(reading: CodeReading, files, complete: bool) -> None:
     facts = reading.facts
     if resume is None:
         if complete and files:
-            facts.set("train.auto_resume", False, f"{files[0].rel}: no checkpoint-* glob nor "
-                      "get_last_checkpoint in the code read")
+            facts.set(
+                "train.auto_resume",
+                False,
+                f"{files[0].rel}: no checkpoint-* glob nor get_last_checkpoint in the code read",
+            )
         return
-    guards_given = [g for g in resume.guards if reading.flags and g in reading.flags.accepted
-                    and reading.flags.accepted[g].value]
+    guards_given = [
+        g for g in resume.guards if reading.flags and g in reading.flags.accepted and reading.flags.accepted[g].value
+    ]
     if resume.auto and guards_given:
         a = reading.flags.accepted[guards_given[0]]
         facts.set("train.auto_resume", False, f"{resume.source} {resume.how}, off by {a.source}")
@@ -176,8 +185,11 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         params.append(ScaleParam("logit_scale", "pretrained weights", None, at, True))
         if "Siglip" in losses.hf_model:
             params.append(ScaleParam("logit_bias", "pretrained weights", None, at, True))
-    facts.set("code.logit_params", {p.attr: {"init_from": p.init_from, "at": p.at} for p in params} or None,
-              params[0].at if params else "")
+    facts.set(
+        "code.logit_params",
+        {p.attr: {"init_from": p.init_from, "at": p.at} for p in params} or None,
+        params[0].at if params else "",
+    )
     for p in _effective(params, pretrained).values():
         if "logit_bias" in p.attr:
             facts.set("bias.global.init_from", p.init_from, p.at)
@@ -186,8 +198,11 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         if scale is None:
             continue
         from_weights = p.in_init and pretrained  # from_pretrained replaces an __init__ value
-        shown = f"{p.init_from} (replaced by the pretrained weights when they hold {p.attr})" \
-            if from_weights and p.init_from != "pretrained weights" else p.init_from
+        shown = (
+            f"{p.init_from} (replaced by the pretrained weights when they hold {p.attr})"
+            if from_weights and p.init_from != "pretrained weights"
+            else p.init_from
+        )
         facts.set(f"scale.{scale}.init_from", shown, p.at)
         if from_weights:
             continue
@@ -221,8 +236,11 @@ def _loss_facts(reading: CodeReading, complete: bool) -> None:
         return
     if losses.hf_model:
         facts.set("code.model", f"transformers {losses.hf_model}", losses.hf_at)
-    facts.set("loss.terms", sorted(losses.terms), next(iter(losses.terms.values())).gathered.get(
-        True, next(iter(losses.terms.values())).gathered.get(False, "")))
+    facts.set(
+        "loss.terms",
+        sorted(losses.terms),
+        next(iter(losses.terms.values())).gathered.get(True, next(iter(losses.terms.values())).gathered.get(False, "")),
+    )
     for name, term in losses.terms.items():
         if len(term.kinds) == 1:
             kind, at = next(iter(term.kinds.items()))
@@ -241,7 +259,9 @@ def _loss_facts(reading: CodeReading, complete: bool) -> None:
             where = next(iter(term.kinds.values()), "") or next(iter(term.gathered.values()), "")
             facts.set(f"loss.{name}.errors_swallowed", False, where)
     if "features.gathered.global" in facts:
-        facts.set("features.gathered", facts.value("features.gathered.global"), facts.source("features.gathered.global"))
+        facts.set(
+            "features.gathered", facts.value("features.gathered.global"), facts.source("features.gathered.global")
+        )
     if losses.world_size_from:
         facts.set("loss.world_size_from", losses.world_size_from, losses.world_size_at)
         if losses.world_size_from.startswith("flag "):

@@ -3,6 +3,7 @@
 `constant` evaluates only literals and arithmetic on them (`77*4-60`, `np.log(1 / 0.07)`,
 `math.log(100)`): nothing of the user's runs.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,9 +16,15 @@ from fgclip_doctor.sources.code.reader.program import dotted
 
 UNKNOWN = object()  # a value the reader cannot establish statically
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow,
-           ast.Mod: operator.mod}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+}
 _MATH = {"log": math.log, "exp": math.exp, "sqrt": math.sqrt}  # np.log, math.log, torch.log ...
 
 
@@ -40,7 +47,11 @@ def constant(node: ast.AST | None, depth: int = 0) -> Any:
         return UNKNOWN
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [constant(e, depth + 1) for e in node.elts]
-        return UNKNOWN if any(i is UNKNOWN for i in items) else (list(items) if isinstance(node, ast.List) else tuple(items))
+        return (
+            UNKNOWN
+            if any(i is UNKNOWN for i in items)
+            else (list(items) if isinstance(node, ast.List) else tuple(items))
+        )
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
         fn = (dotted(node.func) or "").rpartition(".")[2]
         v = constant(node.args[0], depth + 1)

@@ -5,6 +5,7 @@ sys.path[0]; `python path/x.py` (and deepspeed / torchrun with a script) runs th
 folder as sys.path[0]. A thin wrapper such as FG-CLIP's `train_mem.py`
 (`from fgclip.train.train_fgclip import train` ... `train()`) is followed into the function it calls.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,14 +46,16 @@ def entry_file(program: Program, entry: str, kind: str) -> SourceFile | None:
             path = main if main.is_file() else None
         if path is None:
             roots = ", ".join(display(r, program.cwd) or "." for r in program.roots)
-            program.notes.add(f"{entry}: module not found under {roots} (nor the working "
-                              "directory); the training code was not read")
+            program.notes.add(
+                f"{entry}: module not found under {roots} (nor the working directory); the training code was not read"
+            )
             return None
         return program.load(entry, path)
-    path = (program.cwd / entry)
+    path = program.cwd / entry
     if not path.is_file():
-        program.notes.add(f"{entry}: no such file from the launch's working directory "
-                          f"{program.cwd}; the training code was not read")
+        program.notes.add(
+            f"{entry}: no such file from the launch's working directory {program.cwd}; the training code was not read"
+        )
         return None
     return program.load("__main__", path)
 
@@ -69,9 +72,14 @@ def _main_calls(tree: ast.Module) -> list[ast.Call]:
 
 
 def _is_main_guard(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__" and len(test.comparators) == 1
-            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__")
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
 
 
 def find_entry(program: Program, entry: str, kind: str) -> Entry | None:
@@ -83,8 +91,10 @@ def find_entry(program: Program, entry: str, kind: str) -> Entry | None:
         sym = program.resolve(file, call.func)
         if isinstance(sym, Defn) and isinstance(sym.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return Entry(file, sym, file.at(call))
-    program.notes.add(f"{file.rel}:1: no call of a training function found under "
-                      "`if __name__ == \"__main__\":`; only its module-level code is read")
+    program.notes.add(
+        f"{file.rel}:1: no call of a training function found under "
+        '`if __name__ == "__main__":`; only its module-level code is read'
+    )
     return Entry(file, None, file.at(1))
 
 

@@ -6,6 +6,7 @@ on its own so that every rejection names its flag: `ambiguous option: --warmup c
 `unrecognized arguments: --evaluation_strategy no`, `invalid float value: 'abc'`. Values whose
 type the reader cannot run (a user-defined type function) are accepted as text.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,9 @@ def _string_to_bool(text: str) -> bool:
         return True
     if text.lower() in _FALSE:
         return False
-    raise argparse.ArgumentTypeError(f"Truthy value expected: got {text} but expected one of "
-                                     "yes/no, true/false, t/f, y/n, 1/0 (case insensitive).")
+    raise argparse.ArgumentTypeError(
+        f"Truthy value expected: got {text} but expected one of yes/no, true/false, t/f, y/n, 1/0 (case insensitive)."
+    )
 
 
 _TYPES = {"int": int, "float": float, "str": str, "any": str, "bool": _string_to_bool}
@@ -131,8 +133,9 @@ def type_flags(spec: ParserSpec, flags: list[FlagInput]) -> FlagTyping:
             continue
         for dest, value in ns.items():
             if value is not None:
-                out.accepted[dest] = Accepted(dest, value if flag.known else None, flag.option,
-                                              flag.source, _declared(spec, dest))
+                out.accepted[dest] = Accepted(
+                    dest, value if flag.known else None, flag.option, flag.source, _declared(spec, dest)
+                )
     return out
 
 

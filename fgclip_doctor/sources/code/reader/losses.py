@@ -13,6 +13,7 @@ A term is gathered when a function on the way to its primitive calls `all_gather
 that does. A transformers model (AutoModel / CLIPModel ...) computes its loss on the local batch
 only (transformers#22252).
 """
+
 from __future__ import annotations
 
 import ast
@@ -163,14 +164,23 @@ class _Walker:
             elif (callee := self._resolve_call(fn, n)) is not None and self.has_loss(callee):
                 self.walk(callee, _bind(callee, n, bindings, aliases), stack, here)
 
-    def _record(self, fn: Defn, call: ast.Call, kind: str, scales: frozenset, stack: list[Defn],
-                swallowed: str) -> None:
+    def _record(
+        self, fn: Defn, call: ast.Call, kind: str, scales: frozenset, stack: list[Defn], swallowed: str
+    ) -> None:
         at = fn.file.at(call)
-        gather = next((self._frame_gather[id(f.node)] for f in reversed(stack)
-                       if self._frame_gather.get(id(f.node))), "")
+        gather = next(
+            (self._frame_gather[id(f.node)] for f in reversed(stack) if self._frame_gather.get(id(f.node))), ""
+        )
         bias = at if "bias" in scales else ""
-        world = next((f.file.at(n) for f in stack[1:] or stack for n in ast.walk(f.node)
-                      if isinstance(n, ast.Attribute) and n.attr == "world_size"), "")
+        world = next(
+            (
+                f.file.at(n)
+                for f in stack[1:] or stack
+                for n in ast.walk(f.node)
+                if isinstance(n, ast.Attribute) and n.attr == "world_size"
+            ),
+            "",
+        )
         for scale in scales - {"bias"}:
             term = self.reading.terms.setdefault(TERM_OF_SCALE[scale], Term())
             term.kinds.setdefault(kind, at)
@@ -181,8 +191,10 @@ class _Walker:
 
 
 def _direct_gather(fn: Defn) -> bool:
-    return any(isinstance(n, ast.Call) and (last(call_name(n)) in GATHER or call_name(n).endswith("nn.all_reduce"))
-               for n in ast.walk(fn.node))
+    return any(
+        isinstance(n, ast.Call) and (last(call_name(n)) in GATHER or call_name(n).endswith("nn.all_reduce"))
+        for n in ast.walk(fn.node)
+    )
 
 
 def _direct_loss(fn: Defn) -> bool:
@@ -238,7 +250,14 @@ def _from_pretrained_models(program: Program, files: list[SourceFile]) -> list[t
         for n in ast.walk(f.tree):
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "from_pretrained":
                 sym = program.resolve(f, n.func.value)
-                if isinstance(sym, External) and sym.dotted.startswith("transformers") and last(sym.dotted).endswith("Model") or isinstance(sym, Defn) and isinstance(sym.node, ast.ClassDef) and program.method(sym, "forward"):
+                if (
+                    isinstance(sym, External)
+                    and sym.dotted.startswith("transformers")
+                    and last(sym.dotted).endswith("Model")
+                    or isinstance(sym, Defn)
+                    and isinstance(sym.node, ast.ClassDef)
+                    and program.method(sym, "forward")
+                ):
                     out.append((f, n, sym))
     return out
 
@@ -263,8 +282,13 @@ def read_losses(program: Program, files: list[SourceFile]) -> LossReading:
         params = [a.arg for a in root.node.args.args + root.node.args.kwonlyargs]
         walker.walk(root, {p: frozenset({s}) for p in params if (s := _scale_of(p))}, [], "")
     if reading.hf_model and not reading.terms:
-        kind = "sigmoid" if reading.hf_model.startswith(HF_SIGMOID_MODELS) else \
-            "softmax" if reading.hf_model != "AutoModel" else ""
+        kind = (
+            "sigmoid"
+            if reading.hf_model.startswith(HF_SIGMOID_MODELS)
+            else "softmax"
+            if reading.hf_model != "AutoModel"
+            else ""
+        )
         reading.terms["global"] = Term({kind: reading.hf_at} if kind else {}, {False: reading.hf_at})
         reading.world_size_from, reading.world_size_at = "local batch only", reading.hf_at
     else:
@@ -279,11 +303,16 @@ def _world_size(reading: LossReading, files: list[SourceFile]) -> None:
     if any(t.world_size_attr for t in reading.terms.values()):
         for f in files:
             for n in ast.walk(f.tree):
-                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "world_size"
-                                                     for t in n.targets):
+                if isinstance(n, ast.Assign) and any(
+                    isinstance(t, ast.Attribute) and t.attr == "world_size" for t in n.targets
+                ):
                     v = n.value
-                    if isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and v.value.id.endswith("args") \
-                            and v.attr != "world_size":
+                    if (
+                        isinstance(v, ast.Attribute)
+                        and isinstance(v.value, ast.Name)
+                        and v.value.id.endswith("args")
+                        and v.attr != "world_size"
+                    ):
                         reading.world_size_from, reading.world_size_at = f"flag {v.attr}", f.at(n)
                         return
                     if any(isinstance(c, ast.Call) and last(call_name(c)) == "get_world_size" for c in ast.walk(v)):

@@ -6,6 +6,7 @@ default to True, `Optional[X]` as X, `list[X]` as nargs "+", Literal / Enum as c
 of a base `transformers.TrainingArguments` come from the INSTALLED transformers (imported only
 then); without transformers they are unknown and the spec says so.
 """
+
 from __future__ import annotations
 
 import ast
@@ -66,14 +67,26 @@ class ParserSpec:
 
 
 # --- HfArgumentParser ---------------------------------------------------------------------
-def _hf_option(name: str, kind: str, nargs: Any, choices: tuple | None, default: Any,
-               declared: str, optional: bool) -> list[Option]:
+def _hf_option(
+    name: str, kind: str, nargs: Any, choices: tuple | None, default: Any, declared: str, optional: bool
+) -> list[Option]:
     """The options HfArgumentParser registers for one field (mirrors hf_argparser)."""
     opts = (f"--{name}",) + ((f"--{name.replace('_', '-')}",) if "_" in name else ())
     if kind == "bool":
         takes_const = not optional or (default is not None and default is not UNKNOWN)
-        out = [Option(name, opts, "bool", "?" if takes_const else None, "store",
-                      True if takes_const else None, None, default, declared)]
+        out = [
+            Option(
+                name,
+                opts,
+                "bool",
+                "?" if takes_const else None,
+                "store",
+                True if takes_const else None,
+                None,
+                default,
+                declared,
+            )
+        ]
         if default is True:
             no = (f"--no_{name}", f"--no-{name.replace('_', '-')}")
             out.append(Option(name, no, "bool", 0, "store_false", None, None, default, declared))
@@ -144,8 +157,11 @@ def installed_training_arguments() -> tuple[list[Option], str]:
         import transformers
         from transformers import TrainingArguments
     except Exception as err:  # ImportError, or a broken install raising anything at import
-        return [], f"transformers is not importable here ({type(err).__name__}): the fields of " \
-                   "the base TrainingArguments are unknown"
+        return (
+            [],
+            f"transformers is not importable here ({type(err).__name__}): the fields of "
+            "the base TrainingArguments are unknown",
+        )
     try:
         hints = typing.get_type_hints(TrainingArguments)
     except Exception:
@@ -199,8 +215,7 @@ def dataclass_options(program: Program, cls: Defn, spec: ParserSpec, depth: int 
         default, required = _field_default(stmt.value)
         if kind == "bool" and required and not optional:
             default = False  # hf_argparser: a bool without default defaults to False
-        fields[stmt.target.id] = _hf_option(stmt.target.id, kind, nargs, choices, default,
-                                            cls.file.at(stmt), optional)
+        fields[stmt.target.id] = _hf_option(stmt.target.id, kind, nargs, choices, default, cls.file.at(stmt), optional)
     return [o for opts in fields.values() for o in opts]
 
 
@@ -221,8 +236,15 @@ def read_hf_parser(program: Program, file: SourceFile, call: ast.Call) -> Parser
 
 
 # --- argparse -----------------------------------------------------------------------------
-_ACTION_NARGS = {"store_true": 0, "store_false": 0, "store_const": 0, "count": 0, "append_const": 0,
-                 "help": 0, "version": 0}
+_ACTION_NARGS = {
+    "store_true": 0,
+    "store_false": 0,
+    "store_const": 0,
+    "count": 0,
+    "append_const": 0,
+    "help": 0,
+    "version": 0,
+}
 
 
 def _argparse_option(file: SourceFile, call: ast.Call) -> Option | None:
@@ -244,10 +266,22 @@ def _argparse_option(file: SourceFile, call: ast.Call) -> Option | None:
     nargs = constant(keyword(call, "nargs")) if keyword(call, "nargs") is not None else None
     nargs = _ACTION_NARGS.get(action, None if nargs is UNKNOWN else nargs)
     choices = constant(keyword(call, "choices")) if keyword(call, "choices") is not None else None
-    default = constant(keyword(call, "default")) if keyword(call, "default") is not None else (
-        False if action == "store_true" else True if action == "store_false" else None)
-    return Option(dest, tuple(flags), kind, nargs, action, None,
-                  tuple(choices) if isinstance(choices, (list, tuple)) else None, default, file.at(call))
+    default = (
+        constant(keyword(call, "default"))
+        if keyword(call, "default") is not None
+        else (False if action == "store_true" else True if action == "store_false" else None)
+    )
+    return Option(
+        dest,
+        tuple(flags),
+        kind,
+        nargs,
+        action,
+        None,
+        tuple(choices) if isinstance(choices, (list, tuple)) else None,
+        default,
+        file.at(call),
+    )
 
 
 def read_argparse(file: SourceFile, call: ast.Call, scope: ast.AST) -> ParserSpec:

@@ -6,6 +6,7 @@ first two only: site-packages is library code, not the user's. A top-level packa
 neither but present in the launch's working directory is read from there, with a note (that
 is what `pip install -e .` of a checkout provides, as FG-CLIP's README asks).
 """
+
 from __future__ import annotations
 
 import ast
@@ -71,9 +72,11 @@ class Program:
         found = _in_root(self.cwd, parts)
         if found and self.cwd not in self.roots:
             top = _in_root(self.cwd, parts[:1]) or found
-            self.notes.add(f"{display(top, self.cwd)}:1: package `{parts[0]}` is on neither sys.path[0] "
-                           "nor PYTHONPATH of the launch; read from the working directory, as an "
-                           "editable install (pip install -e .) of the checkout provides it")
+            self.notes.add(
+                f"{display(top, self.cwd)}:1: package `{parts[0]}` is on neither sys.path[0] "
+                "nor PYTHONPATH of the launch; read from the working directory, as an "
+                "editable install (pip install -e .) of the checkout provides it"
+            )
         return found
 
     def load(self, module: str, path: Path | None = None) -> SourceFile | None:
@@ -199,5 +202,4 @@ def _absolute(package: str, module: str | None, level: int) -> str:
 
 
 def _top_level(tree: ast.Module) -> dict[str, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef]:
-    return {n.name: n for n in tree.body
-            if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    return {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}

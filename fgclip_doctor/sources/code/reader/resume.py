@@ -8,6 +8,7 @@ Two shapes seen in the wild:
 The flags in the guarding `if` (overwrite_output_dir) are returned, so a launch that sets them
 can turn the resume off.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,8 +48,13 @@ def _guard_attrs(test: ast.expr) -> list[str]:
 
 
 def _train_calls(tree: ast.AST) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and last(call_name(n)) == "train"
-            and keyword(n, "resume_from_checkpoint") is not None]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and last(call_name(n)) == "train"
+        and keyword(n, "resume_from_checkpoint") is not None
+    ]
 
 
 def find_resume(files: list[SourceFile]) -> Resume | None:

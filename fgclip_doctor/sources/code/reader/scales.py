@@ -14,6 +14,7 @@
   excludes it. A transformers Trainer without such an override decays every parameter but
   norms and biases, logit scales included.
 """
+
 from __future__ import annotations
 
 import ast
@@ -31,14 +32,14 @@ from fgclip_doctor.sources.code.reader.astutil import (
 from fgclip_doctor.sources.code.reader.program import Defn, External, Program, dotted
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
-HF_DEFAULT_DECAY = ("transformers Trainer.create_optimizer default: weight decay on every "
-                    "parameter but norms and biases")
+HF_DEFAULT_DECAY = "transformers Trainer.create_optimizer default: weight decay on every parameter but norms and biases"
 
 
 @dataclass
 class ScaleParam:
     attr: str  # logit_scale_finegraind
-    init_from: str  # "config.logit_scale_init_value" | "copy of logit_scale" | "flag <dest>" | "constant" | "random" | "unknown"
+    # "config.logit_scale_init_value" | "copy of logit_scale" | "flag <dest>" | "constant" | "random" | "unknown"
+    init_from: str
     value: Any  # the constant (ln-value), or the flag's dest for "flag"
     at: str  # file:line of the assignment
     in_init: bool  # assigned in a class's __init__ (weights loaded with from_pretrained replace it)
@@ -79,7 +80,7 @@ def _param_default(fn: ast.FunctionDef | ast.AsyncFunctionDef | None, name: str)
         return UNKNOWN
     args = fn.args
     pos = args.posonlyargs + args.args
-    for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
+    for a, d in zip(pos[len(pos) - len(args.defaults) :], args.defaults):
         if a.arg == name:
             return constant(d)
     for a, d in zip(args.kwonlyargs, args.kw_defaults):
@@ -119,8 +120,12 @@ def find_scale_params(files: list[SourceFile]) -> list[ScaleParam]:
     for f in files:
         for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             for node in ast.walk(fn):
-                if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                        and last(call_name(node.value)) == "Parameter" and node.value.args):
+                if not (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Call)
+                    and last(call_name(node.value)) == "Parameter"
+                    and node.value.args
+                ):
                     continue
                 for target in node.targets:
                     if isinstance(target, ast.Attribute) and is_logit_param(target.attr):
@@ -171,7 +176,7 @@ def _exclusions(fn: ast.AST) -> tuple[list[str], bool]:
     names, scalars = [], False
     for n in ast.walk(fn):
         if isinstance(n, ast.Compare) and len(n.ops) == 1:
-            left, op, right = n.left, n.ops[0], n.comparators[0]
+            left, op = n.left, n.ops[0]
             if isinstance(op, (ast.In, ast.NotIn)) and isinstance(left, ast.Constant) and isinstance(left.value, str):
                 names.append(left.value)
             if isinstance(left, ast.Attribute) and left.attr == "ndim" and isinstance(op, (ast.Lt, ast.LtE)):
@@ -180,8 +185,11 @@ def _exclusions(fn: ast.AST) -> tuple[list[str], bool]:
 
 
 def _group_dicts(fn: ast.AST) -> list[ast.Dict]:
-    return [n for n in ast.walk(fn) if isinstance(n, ast.Dict)
-            and any(isinstance(k, ast.Constant) and k.value == "weight_decay" for k in n.keys)]
+    return [
+        n
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "weight_decay" for k in n.keys)
+    ]
 
 
 def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
@@ -216,12 +224,18 @@ def _uses_hf_trainer(program: Program, files: list[SourceFile]) -> bool:
         for node in ast.walk(f.tree):
             if isinstance(node, ast.ClassDef):
                 for base in program.bases(Defn(f, node)):
-                    if isinstance(base, External) and base.dotted.startswith("transformers") \
-                            and last(base.dotted).endswith("Trainer"):
+                    if (
+                        isinstance(base, External)
+                        and base.dotted.startswith("transformers")
+                        and last(base.dotted).endswith("Trainer")
+                    ):
                         return True
             if isinstance(node, ast.Call):
                 sym = program.resolve(f, node.func)
-                if isinstance(sym, External) and sym.dotted.startswith("transformers") \
-                        and last(sym.dotted) == "Trainer":
+                if (
+                    isinstance(sym, External)
+                    and sym.dotted.startswith("transformers")
+                    and last(sym.dotted) == "Trainer"
+                ):
                     return True
     return False

@@ -4,6 +4,7 @@ Each file is read once (so circular imports cost nothing). A file the reader can
 2 MB, not UTF-8, a syntax error, nesting deeper than the parser's recursion limit) becomes a
 note `path:line: why`; the facts it would have given stay absent.
 """
+
 from __future__ import annotations
 
 import ast
@@ -67,8 +68,11 @@ def parse_file(path: Path, module: str, cwd: Path, notes: Notes) -> SourceFile |
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            notes.unreadable(rel, f"{rel}:1: {size / 2**20:.1f} MB, over the {MAX_BYTES // 2**20} MB the code "
-                      "reader reads; facts from it are unknown")
+            notes.unreadable(
+                rel,
+                f"{rel}:1: {size / 2**20:.1f} MB, over the {MAX_BYTES // 2**20} MB the code "
+                "reader reads; facts from it are unknown",
+            )
             return None
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as err:
