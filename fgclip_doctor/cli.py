@@ -17,12 +17,11 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from typer.core import TyperGroup
 
 from fgclip_doctor import __version__
-from fgclip_doctor.checks.registry import Rule, all_rules, get_rule
+from fgclip_doctor.checks.registry import all_rules, get_rule
+from fgclip_doctor.commands.rules import explain_rule, print_rules
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.report import Report, emit
 from fgclip_doctor.settings import Settings, load_settings
@@ -189,42 +188,6 @@ def main(
     """A training-health doctor for FG-CLIP and CLIP-style contrastive training."""
 
 
-def _rules_table(rules: list[Rule]) -> Table:
-    table = Table(header_style="bold")
-    for name in ("code", "rule", "where", "severity", "checks"):
-        table.add_column(name, no_wrap=name != "checks")
-    for r in rules:
-        table.add_row(r.code, r.name, " ".join(r.where), r.severity, r.title)
-    return table
-
-
-_WHERE = {"C": "config", "K": "checkpoint", "L": "live run", "D": "data"}
-
-
-def _explain(r: Rule, console: Console) -> None:
-    where = ", ".join(_WHERE[c] for c in r.where)
-    console.print(Text(f"{r.code} {r.name}", style="bold"), Text(f"({r.severity} · where: {where})", style="dim"))
-    console.print(Text(r.title))
-    for heading, body in (
-        ("What it does", r.what),
-        ("Why it matters", r.why),
-        ("Example", r.example),
-        ("Evidence", r.evidence),
-        ("Fix", r.fix),
-    ):
-        console.print()
-        console.print(Text(heading, style="bold underline"))
-        console.print(Text("\n".join("  " + line for line in body.strip().splitlines())))
-    console.print()
-    console.print(Text("Default thresholds", style="bold underline"))
-    if r.thresholds:
-        for key, value in sorted(r.thresholds.items()):
-            console.print(Text(f"  {key} = {value:g}"))
-    else:
-        console.print(Text("  (none)"))
-    console.print(Text(f"\nOverride in pyproject.toml: [tool.fgclip-doctor.thresholds.{r.name}]", style="dim"))
-
-
 @app.command("rules")
 def rules_command(
     name: Annotated[Optional[str], typer.Argument(help="A rule slug or code to explain.")] = None,
@@ -234,13 +197,9 @@ def rules_command(
     console = _stdout_console()
     try:
         if name is None:
-            rules = all_rules()
-            if rules:
-                console.print(_rules_table(rules))
-            else:
-                console.print("(no rules registered)")
+            print_rules(all_rules(), console)
         else:
-            _explain(get_rule(name), console)
+            explain_rule(get_rule(name), console)
     except HANDLED_ERRORS as err:
         fail(err, debug)
 

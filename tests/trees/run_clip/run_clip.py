@@ -1,8 +1,8 @@
 """Fine-tune a vision-text dual encoder on image/caption pairs (transformers example style)."""
-
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Optional
 
 from transformers import AutoModel, HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -17,10 +17,10 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    train_file: str | None = field(default=None)
-    image_column: str | None = field(default="image_path")
-    caption_column: str | None = field(default="caption")
-    max_seq_length: int | None = field(default=128)
+    train_file: Optional[str] = field(default=None)
+    image_column: Optional[str] = field(default="image_path")
+    caption_column: Optional[str] = field(default="caption")
+    max_seq_length: Optional[int] = field(default=128)
 
 
 def main():

@@ -1,5 +1,4 @@
 """SigLIP-style model: sigmoid loss with a learned bias; region losses that may not raise."""
-
 import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn

@@ -1,7 +1,7 @@
 """Stage-2 training: SigLIP-2 towers, sigmoid global loss, region and hard-negative heads."""
-
 import pathlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import transformers
@@ -11,8 +11,8 @@ from fgclip2.model.fgclip2_model import FGCLIP2
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str | None = field(default=None)
-    base_model: str | None = field(default=None)
+    model_name_or_path: Optional[str] = field(default=None)
+    base_model: Optional[str] = field(default=None)
     log_scale: float = 4.6052
     loss_type: str = field(default="gather")
 

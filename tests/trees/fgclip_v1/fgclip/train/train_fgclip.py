@@ -1,7 +1,7 @@
 """Fine-grained CLIP training: arguments, model set-up, then the HF Trainer (FG-CLIP v1 style)."""
-
 import pathlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import transformers
@@ -12,15 +12,15 @@ from fgclip.train.clip_trainer import RegionCLIPTrainer
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str | None = field(default="openai/clip-vit-base-patch16")
-    base_model: str | None = field(default=None)
+    model_name_or_path: Optional[str] = field(default="openai/clip-vit-base-patch16")
+    base_model: Optional[str] = field(default=None)
     log_scale: float = 4.6052  # declared but the scales below copy the base's own
 
 
 @dataclass
 class DataArguments:
     data_path: str = field(default=None)
-    image_folder: str | None = field(default=None)
+    image_folder: Optional[str] = field(default=None)
     max_seq_length: int = 77 * 4 - 60
     base_seq_length: int = 77
     add_box_loss: bool = field(default=False)
@@ -32,7 +32,7 @@ class TrainingArguments(transformers.TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     from_openai: bool = field(default=False)
     train_use_word_size: int = 8
-    text_model_lr: float | None = None
+    text_model_lr: Optional[float] = None
 
 
 def train():

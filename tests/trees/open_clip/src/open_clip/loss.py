@@ -7,10 +7,8 @@ from torch import nn
 def gather_all(image_features, text_features, gather_with_grad=False):
     """Features of every rank, concatenated (autograd-aware when asked)."""
     if gather_with_grad:
-        return (
-            torch.cat(torch.distributed.nn.all_gather(image_features), dim=0),
-            torch.cat(torch.distributed.nn.all_gather(text_features), dim=0),
-        )
+        return (torch.cat(torch.distributed.nn.all_gather(image_features), dim=0),
+                torch.cat(torch.distributed.nn.all_gather(text_features), dim=0))
     images = [torch.zeros_like(image_features) for _ in range(torch.distributed.get_world_size())]
     texts = [torch.zeros_like(text_features) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(images, image_features)

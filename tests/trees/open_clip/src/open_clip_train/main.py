@@ -1,11 +1,10 @@
 """Trainer entry: options, model, parameter groups, then the epoch loop."""
-
 import sys
 
 import torch
+
 from open_clip.loss import ContrastiveLoss
 from open_clip.model import TwoTowerCLIP
-
 from open_clip_train.distributed import init_distributed
 from open_clip_train.params import parse_args
 from open_clip_train.train import train_one_epoch
@@ -22,9 +21,8 @@ def main(argv):
         {"params": [p for n, p in named if not no_decay(n, p) and p.requires_grad], "weight_decay": args.wd},
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.lr)
-    loss = ContrastiveLoss(
-        local_loss=args.local_loss, gather_with_grad=args.gather_with_grad, rank=args.rank, world_size=args.world_size
-    )
+    loss = ContrastiveLoss(local_loss=args.local_loss, gather_with_grad=args.gather_with_grad,
+                           rank=args.rank, world_size=args.world_size)
     for epoch in range(args.epochs):
         train_one_epoch(model, loss, optimizer, epoch, args)
 

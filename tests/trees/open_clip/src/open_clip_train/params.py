@@ -1,5 +1,4 @@
 """Command-line options of the trainer."""
-
 import argparse
 
 
@@ -18,19 +17,11 @@ def parse_args(argv):
     parser.add_argument("--wd", type=float, default=0.2, help="weight decay")
     parser.add_argument("--warmup", type=int, default=10000, help="warmup steps")
     parser.add_argument("--resume", type=str, default=None, help="checkpoint path, or 'latest'")
-    parser.add_argument(
-        "--precision",
-        choices=["amp", "amp_bf16", "bf16", "fp16", "fp32"],
-        default="amp_bf16",
-        help="floating point precision",
-    )
+    parser.add_argument("--precision", choices=["amp", "amp_bf16", "bf16", "fp16", "fp32"],
+                        default="amp_bf16", help="floating point precision")
     parser.add_argument("--model", type=str, default="RN50")
-    parser.add_argument(
-        "--local-loss",
-        default=False,
-        action="store_true",
-        help="local features against global ones (no full global matrix)",
-    )
+    parser.add_argument("--local-loss", default=False, action="store_true",
+                        help="local features against global ones (no full global matrix)")
     parser.add_argument("--gather-with-grad", default=False, action="store_true")
     parser.add_argument("--model-kwargs", nargs="*", default={}, action=KeyValue)
     return parser.parse_args(argv)

@@ -1,5 +1,4 @@
 """CLIP with a region (RoI) loss and a hard-negative loss next to the global one."""
-
 import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
@@ -15,16 +14,8 @@ class FineGrainedCLIP(CLIPModel):
         self.logit_scale_finegraind = nn.Parameter(torch.tensor(config.logit_scale_init_value))
         self.logit_scale_hardneg = nn.Parameter(torch.tensor(config.logit_scale_init_value))
 
-    def forward(
-        self,
-        image=None,
-        text_long=None,
-        text_short=None,
-        box_embeds=None,
-        box_text_embeds=None,
-        hard_image=None,
-        hard_text=None,
-    ):
+    def forward(self, image=None, text_long=None, text_short=None, box_embeds=None,
+                box_text_embeds=None, hard_image=None, hard_text=None):
         rank = dist.get_rank()
         image_embeds = self.encode_image(image)
         long_embeds = self.encode_text(text_long)
