@@ -248,6 +248,17 @@ def bank_size(facts: Facts, ctx: RuleContext) -> Finding:
     return ctx.passed(size, expected, f"queue of {size}: {note} {k} keys per forward", src)
 
 
+def _how_global(n: int, per: int | None, world: int | None) -> str:
+    """How `n` global candidates arise from the facts: ' (per_device 8 x world 14)' or the like."""
+    if per is None or world is None:
+        return ""
+    if n == per * world:
+        return f" (per_device {per} x world {world})"
+    if n == per:
+        return f" (per_device {per}; features not gathered across world {world})"
+    return ""
+
+
 @rule("FGD208", "grad-accum-negatives", title="gradient accumulation does not add negatives",
       severity="warn", where="C",
       fix="raise the per-device batch or the world size (or gather / queue) instead of accumulating",
@@ -275,7 +286,7 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
     if accum <= 1:
         return ctx.passed(accum, 1, "no gradient accumulation: the loss sees the whole batch", src)
     g = f" (global batch {total})" if total is not None else ""
-    each = f"per_device x world = {n} candidates per forward" if n is not None else \
+    each = f"{n} candidates per forward{_how_global(n, per, world)}" if n is not None else \
         "only the candidates of one forward call"
     return ctx.problem(accum, 1, f"accumulation {accum} multiplies the batch per optimizer step"
                        f"{g} but not the negatives: each loss sees {each}", src)
