@@ -22,6 +22,17 @@ class Facts:
 
     def __init__(self) -> None:
         self._facts: dict[str, Fact] = {}
+        self._why_unknown: dict[str, str] = {}  # fact name or prefix ("bank.") -> why it is absent
+
+    def mark_unknown(self, name: str, why: str) -> None:
+        """Say why `name` (a fact, or a prefix ending in ".") cannot be known, e.g. a launch flag
+        whose value only exists when the script runs; SKIP reasons naming the fact cite it."""
+        self._why_unknown.setdefault(name, why)
+
+    def why_unknown(self, text: str) -> list[str]:
+        """The reasons recorded for absent facts named (or prefixed) in `text` (a SKIP reason)."""
+        return list(dict.fromkeys(why for name, why in self._why_unknown.items()
+                                  if name in text and name.rstrip(".") not in self._facts))
 
     def set(self, name: str, value: Any, source: str) -> None:
         """Record `name = value`, citing `source`. A value of None is ignored (unknown stays unknown)."""

@@ -63,6 +63,11 @@ def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
         sources[name] = view.flags[name].source if name in view.flags else defaults_from
     for name in skipped:
         values[name] = None  # depends on something unresolved in the script
+    preset = view.flags.get("preset")
+    if view.is_subject and preset is not None and preset.value is None:
+        for name in values:  # an unknown preset may set any of them: a default would be a guess
+            if name not in view.flags:
+                values[name], sources[name] = None, preset.source
     if "deepspeed" in view.flags:
         values["deepspeed"], sources["deepspeed"] = view.flags["deepspeed"].value, view.flags["deepspeed"].source
     return values, sources
@@ -71,6 +76,13 @@ def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
 def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) -> None:
     if values.get(name) is not None:
         facts.set(fact, values[name], sources[name])
+    elif name in values:  # given, but its value depends on something the doctor cannot know
+        facts.mark_unknown(fact, unknown_flag(sources.get(name, f"--{name}")))
+
+
+def unknown_flag(source: str) -> str:
+    """Why a fact set by the flag at `source` is absent: its value exists only when the script runs."""
+    return f"{source} has a value known only when the script runs (not guessed)"
 
 
 def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
@@ -95,13 +107,16 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
                       ("train.weight_decay", "weight_decay"), ("train.fp16", "fp16"), ("train.bf16", "bf16"),
                       ("train.output_dir", "output_dir"), ("train.resume_from_checkpoint", "resume_from_checkpoint")):
         _set_arg(facts, fact, values, sources, arg)
+    unknown = {n: f.source for n, f in view.flags.items() if f.value is None}
+    if unknown:
+        facts.set("run.unresolved_flags", [f"--{n}" for n in unknown], "; ".join(unknown.values()))
     if (values.get("max_steps") or -1) > 0:
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
 
     if view.is_subject:
         from fgclip_doctor.sources.subject_facts import subject_facts
 
-        subject_facts(facts, values, sources)
+        subject_facts(facts, values, sources, unknown)
     _derive(facts, values, sources, dataset_size)
     _resume(facts)
     return facts
