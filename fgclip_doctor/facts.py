@@ -24,6 +24,20 @@ class Facts:
 
     def __init__(self) -> None:
         self._facts: dict[str, Fact] = {}
+        self._why_unknown: dict[str, str] = {}  # fact name or prefix ("bank.") -> why it is absent
+
+    def mark_unknown(self, name: str, why: str) -> None:
+        """Say why `name` (a fact, or a prefix ending in ".") cannot be known, e.g. a launch flag
+        whose value only exists when the script runs; SKIP reasons naming the fact cite it."""
+        self._why_unknown.setdefault(name, why)
+
+    def why_unknown(self, text: str) -> list[str]:
+        """The reasons recorded for absent facts named (or prefixed) in `text` (a SKIP reason)."""
+        return list(
+            dict.fromkeys(
+                why for name, why in self._why_unknown.items() if name in text and name.rstrip(".") not in self._facts
+            )
+        )
 
     def set(self, name: str, value: Any, source: str) -> None:
         """Record `name = value`, citing `source`. A value of None is ignored (unknown stays unknown)."""
@@ -79,3 +93,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
+
+
+def unknown_flag(source: str) -> str:
+    """Why a fact set by the flag at `source` is absent: its value exists only when the script runs."""
+    return f"{source} has a value known only when the script runs (not guessed)"

@@ -82,6 +82,8 @@ def find_pyproject(start: Path) -> tuple[Path, dict[str, Any]] | None:
             raise DoctorInputError(candidate, f"not valid TOML: {err}") from err
         except UnicodeDecodeError as err:
             raise DoctorInputError(candidate, f"not UTF-8 text: {err}") from err
+        except RecursionError:  # `x = [[[[...]]]]`: tomllib recurses once per level
+            raise DoctorInputError(candidate, "not usable TOML: arrays or tables nested too deeply") from None
         table = data.get("tool", {}).get("fgclip-doctor")
         if table is not None:
             return candidate, table

@@ -64,7 +64,7 @@ def make_console(stream: TextIO | None = None, environ: Mapping[str, str] | None
     stream = sys.stdout if stream is None else stream
     colour = colour_wanted(stream, environ)
     return Console(
-        file=stream,
+        file=EncodableText(stream),
         width=terminal_width(stream, environ),
         force_terminal=colour,
         color_system=("auto" if _isatty(stream) else "standard") if colour else None,
@@ -74,3 +74,23 @@ def make_console(stream: TextIO | None = None, environ: Mapping[str, str] | None
         emoji=False,
         force_jupyter=False,
     )
+
+
+class EncodableText:
+    """A text stream that writes what its encoding cannot hold as backslash escapes instead of
+    raising: a lone surrogate from a hostile input file (`"\\ud800"` in a YAML key) is shown as
+    `\\ud800`, never a UnicodeEncodeError after the checks ran."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:
+            safe = text.encode(self._encoding, "backslashreplace").decode(self._encoding, "replace")
+            return self._stream.write(safe)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding, ...
+        return getattr(self._stream, name)

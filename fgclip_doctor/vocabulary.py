@@ -25,6 +25,7 @@ FACTS: dict[str, str] = {
     "run.nproc_per_node": "processes per node",
     "run.nnodes": "nodes",
     "run.world_size": "processes in the run (nproc_per_node x nnodes)",
+    "run.unresolved_flags": "launch flags whose value the doctor cannot know (`$(cmd)`, an unset variable): left out, never guessed",
     # --- the schedule --------------------------------------------------------------------
     "train.per_device_batch": "samples per forward call per process",
     "train.grad_accum": "forward calls per optimizer step (gradient accumulation)",

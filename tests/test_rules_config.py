@@ -333,7 +333,7 @@ def test_grad_accum_negatives():
     [f] = check("grad-accum-negatives", facts_of())
     assert f.status is Status.WARN and f.message == (
         "accumulation 8 multiplies the batch per optimizer step (global batch 64) but not the "
-        "negatives: each loss sees per_device x world = 8 candidates per forward"
+        "negatives: each loss sees 8 candidates per forward (per_device 8 x world 1)"
     )
     assert f"{S}:25 --gradient_accumulation_steps" in f.sources
     assert check("grad-accum-negatives", facts_of(train__grad_accum=1))[0].status is Status.PASS

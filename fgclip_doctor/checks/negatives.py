@@ -175,6 +175,17 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
     return [judge[t](facts, ctx) for t in TERMS if t in terms]
 
 
+def _how_global(n: int, per: int | None, world: int | None) -> str:
+    """How `n` global candidates arise from the facts: ' (per_device 8 x world 14)' or the like."""
+    if per is None or world is None:
+        return ""
+    if n == per * world:
+        return f" (per_device {per} x world {world})"
+    if n == per:
+        return f" (per_device {per}; features not gathered across world {world})"
+    return ""
+
+
 @rule(
     "FGD208",
     "grad-accum-negatives",
@@ -208,7 +219,7 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.passed(accum, 1, "no gradient accumulation: the loss sees the whole batch", src)
     g = f" (global batch {total})" if total is not None else ""
     each = (
-        f"per_device x world = {n} candidates per forward"
+        f"{n} candidates per forward{_how_global(n, per, world)}"
         if n is not None
         else "only the candidates of one forward call"
     )

@@ -357,6 +357,9 @@ def run_rules(facts: Facts, where: str, settings: Settings | None = None, *, com
                 f"rule {r.code} {r.name} must return a Finding or a non-empty list "
                 f"of Findings (use ctx.skip(reason)), got {result!r}"
             )
+        for f in produced:  # a SKIP names why its missing facts are unknown (e.g. the launch flag)
+            if f.status is Status.SKIP and (why := facts.why_unknown(f.message)):
+                f.message += " — " + "; ".join(why)
         findings.extend(produced)
     return findings
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fgclip_doctor.facts import Facts
+from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
@@ -25,6 +25,8 @@ from fgclip_doctor.sources.launch.target import TargetView
 def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) -> None:
     if values.get(name) is not None:
         facts.set(fact, values[name], sources[name])
+    elif name in values:  # given, but its value depends on something the doctor cannot know
+        facts.mark_unknown(fact, unknown_flag(sources.get(name, f"--{name}")))
 
 
 def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
@@ -59,13 +61,16 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         ("train.resume_from_checkpoint", "resume_from_checkpoint"),
     ):
         _set_arg(facts, fact, values, sources, arg)
+    unknown = {n: f.source for n, f in view.flags.items() if f.value is None}
+    if unknown:
+        facts.set("run.unresolved_flags", [f"--{n}" for n in unknown], "; ".join(unknown.values()))
     if (values.get("max_steps") or -1) > 0:
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
 
     if view.is_subject:
         from fgclip_doctor.sources.code.subject_facts import subject_facts
 
-        subject_facts(facts, values, sources, read_scalars)
+        subject_facts(facts, values, sources, read_scalars, unknown)
     if None not in (
         facts.value("run.world_size"),
         facts.value("train.per_device_batch"),

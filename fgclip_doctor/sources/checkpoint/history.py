@@ -60,6 +60,11 @@ def _int(v: object) -> int | None:
     return v if type(v) is int else None
 
 
+def _positive(v: int | None) -> int | None:
+    """A count the Trainer writes as >= 1; anything else is not a batch / interval: unknown."""
+    return v if v is not None and v >= 1 else None
+
+
 def load_history(folder: object) -> RunHistory | None:
     """The history of a checkpoint folder, or None without trainer_state.json (DoctorInputError
     for broken JSON or a log_history that is not a list of objects)."""
@@ -76,8 +81,8 @@ def load_history(folder: object) -> RunHistory | None:
         _int(state.get("global_step")),
         _int(state.get("max_steps")),
         float(epoch) if isinstance(epoch, (int, float)) else None,
-        _int(state.get("train_batch_size")),
-        _int(state.get("logging_steps")),
+        _positive(_int(state.get("train_batch_size"))),
+        _positive(_int(state.get("logging_steps"))),
     )
     for entry in logs:
         step = entry.get("step")

@@ -68,6 +68,8 @@ def _load_json(path: Path) -> object:
         return json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
         raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:  # valid JSON nested deeper than the parser's stack (`[[[[...]]]]`)
+        raise DoctorInputError(path, "JSON nested too deeply to read") from None
 
 
 def _sharded(folder: Path, index_name: str) -> tuple[list[Path], dict[str, Path], Path]:

@@ -125,6 +125,10 @@ def read_header(path: object) -> SafetensorsHeader:
         raise DoctorInputError(path, "not a safetensors file: the header is not UTF-8") from None
     except ValueError as err:  # JSONDecodeError is a ValueError; so is a duplicate name
         raise DoctorInputError(path, f"not a safetensors file: header is not valid JSON ({err})") from None
+    except RecursionError:  # valid JSON nested deeper than the parser's stack (`[[[[...]]]]`)
+        raise DoctorInputError(
+            path, "not a safetensors file: the header is JSON nested too deeply to be a tensor table"
+        ) from None
     if not isinstance(doc, dict):
         raise DoctorInputError(path, "not a safetensors file: header is not a JSON object")
     metadata = doc.pop("__metadata__", None) or {}

@@ -149,6 +149,8 @@ def read_config(folder: Path) -> dict | None:
         doc = json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
         raise DoctorInputError(path, f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:  # valid JSON nested deeper than the parser's stack (`[[[[...]]]]`)
+        raise DoctorInputError(path, "JSON nested too deeply to read") from None
     if not isinstance(doc, dict):
         raise DoctorInputError(path, "expected a JSON object")
     return doc

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from fgclip_doctor.facts import Facts
+from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.code.effective import build_subject_model, optimizer_groups
 from fgclip_doctor.vocabulary import SCALE_PARAMS
 
@@ -47,11 +47,48 @@ def dataclass_subset(cls, values: dict):
     return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
-def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: ScalarReader) -> None:
-    """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train."""
+#: What the model build decides: absent (with the reason) when the model cannot be built here.
+MODEL_FACTS = (
+    "model.",
+    "scale.",
+    "loss.terms",
+    "data.max_boxes",
+    "data.num_hard_negatives",
+    "candidates.hardneg",
+    "candidates.region",
+    "bank.",
+    "optim.groups",
+    "text.",
+)
+#: Flags outside Model/DataArguments that still shape the built model.
+BUILD_FLAGS = ("preset", "from_openai")
+
+
+def _not_built(facts: Facts, why: str) -> None:
+    for name in MODEL_FACTS:
+        facts.mark_unknown(name, why)
+
+
+def subject_facts(
+    facts: Facts, values: dict, sources: dict, read_scalars: ScalarReader, unknown: dict[str, str] | None = None
+) -> None:
+    """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train.
+
+    `unknown`: flags given with a value the doctor cannot know (name -> source). When one of them
+    shapes the model (a Model/DataArguments field, --preset, --from_openai), the model is not
+    built: a guess handed to the subject would become a fact. Its facts stay absent, and the
+    rules that need them SKIP naming the flag.
+    """
     from fgclip import train
     from fgclip.config import FGCLIPConfig
 
+    facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
+    facts.set("features.gathered", True, "fgclip/losses.py gather_features (all_gather with gradient)")
+    shaping = {f.name for cls in (train.ModelArguments, train.DataArguments) for f in dataclasses.fields(cls)}
+    blocked = [src for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
+    if blocked:
+        _not_built(facts, "; ".join(unknown_flag(src) for src in blocked) + ": the model was not built")
+        return
     margs = dataclass_subset(train.ModelArguments, values)
     dargs = dataclass_subset(train.DataArguments, values)
     base = margs.model_name_or_path
@@ -65,10 +102,16 @@ def subject_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scala
     )
     if base:
         facts.set("model.base", base, sources["model_name_or_path"])
-    facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
-    facts.set("features.gathered", True, "fgclip/losses.py gather_features (all_gather with gradient)")
 
     tokenizer = _tokenizer(margs.base_model or base)
+    if tokenizer is None and not base:  # fgclip.train builds from scratch with the tokenizer's vocabulary
+        where = margs.base_model or "no --base_model / --model_name_or_path"
+        _not_built(
+            facts,
+            f"fgclip.train needs a tokenizer folder to build from scratch ({where} is "
+            "not one here): the model was not built",
+        )
+        return
     if base and not base_here:
         # The base is not on this machine (a GPU path): the code's defaults + flags, no weights.
         from fgclip.model import FGCLIPModel

@@ -41,9 +41,33 @@ def load_args_file(path: object) -> dict[str, tuple[object, str]]:
     out: dict[str, tuple[object, str]] = {}
     for key, value in data.items():
         name = str(key)
+        if _too_big(value):  # YAML aliases expand a few lines into billions of items
+            raise DoctorInputError(
+                path,
+                f"the value of {name} holds more than {MAX_VALUE_ITEMS} items (YAML aliases?): not an argument value",
+            )
         line = lines.get(name)
         out[name] = (value, f"{rel}:{line} {name}" if line else f"{rel}: {name}")
     return out
+
+
+MAX_VALUE_ITEMS = 10_000  # list / dict items in one argument's value (report_to, *_kwargs: a few)
+
+
+def _too_big(value: object) -> bool:
+    """True when `value` holds more than MAX_VALUE_ITEMS items, counted until the budget runs out
+    (aliases shared a billion times are counted each time, as printing them would)."""
+    budget, stack = MAX_VALUE_ITEMS, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            item = [*item.keys(), *item.values()]
+        if isinstance(item, (list, tuple)):
+            budget -= len(item)
+            if budget < 0:
+                return True
+            stack.extend(item)
+    return False
 
 
 def coerce(value: object, kind: type) -> object:
@@ -89,7 +113,12 @@ def _load_json(path: object, text: str) -> tuple[object, dict[str, int]]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DoctorInputError(path, f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    return data, (_json_key_lines(text) if isinstance(data, dict) else {})
+    except RecursionError:  # valid JSON nested deeper than the parser's stack (`[[[[...]]]]`)
+        raise DoctorInputError(path, "JSON nested too deeply to be an args file") from None
+    try:
+        return data, (_json_key_lines(text) if isinstance(data, dict) else {})
+    except RecursionError:
+        raise DoctorInputError(path, "JSON nested too deeply to be an args file") from None
 
 
 def _json_key_lines(text: str) -> dict[str, int]:
@@ -125,6 +154,8 @@ def _load_yaml(path: object, text: str) -> tuple[object, dict[str, int]]:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise DoctorInputError(path, f"invalid YAML{where}: {problem}") from None
+    except RecursionError:  # `[[[[...]]]]`: PyYAML's composer recurses once per level
+        raise DoctorInputError(path, "YAML nested too deeply to be an args file") from None
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, _ in node.value:

@@ -52,6 +52,11 @@ def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
         sources[name] = view.flags[name].source if name in view.flags else defaults_from
     for name in skipped:
         values[name] = None  # depends on something unresolved in the script
+    preset = view.flags.get("preset")
+    if view.is_subject and preset is not None and preset.value is None:
+        for name in values:  # an unknown preset may set any of them: a default would be a guess
+            if name not in view.flags:
+                values[name], sources[name] = None, preset.source
     if "deepspeed" in view.flags:
         values["deepspeed"], sources["deepspeed"] = view.flags["deepspeed"].value, view.flags["deepspeed"].source
     return values, sources

@@ -25,6 +25,9 @@ class Word:
     raw: str
 
 
+_ORDINARY = re.compile(r"[^\\\n \t\r#'\"$`<>;&|()]*")  # characters with no meaning to the lexer
+
+
 class Lexer:
     """Split shell text into commands (lists of unexpanded words) at newlines, `;`, `&&`,
     `||`, `|`, `&`, `(`, `)`; drop comments, redirections and here-document bodies."""
@@ -74,9 +77,10 @@ class Lexer:
             elif c in ";&|()":
                 self._end()
                 self.i += 1
-            else:
-                self._lit(c, False)
-                self.i += 1
+            else:  # a run of ordinary characters at once: a megabyte word stays linear
+                m = _ORDINARY.match(t, self.i + 1)
+                self._lit(t[self.i : m.end()], False)
+                self.i = m.end()
         self._end()
         return self.cmds
 
