@@ -214,7 +214,8 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
     accum = int(facts.value("train.grad_accum"))
     per, world = facts.value("train.per_device_batch"), facts.value("run.world_size")
     n = facts.value("candidates.global")
-    if n is None and per is not None and world is not None:
+    gathered = facts.value("features.gathered")
+    if n is None and per is not None and world is not None and (gathered or world == 1):
         n = per * world
     total = facts.value("train.global_batch")
     if total is None and per is not None and world is not None:
@@ -229,6 +230,11 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
         f"{n} candidates per forward{_how_global(n, per, world)}"
         if n is not None
         else "only the candidates of one forward call"
+        + (
+            f" ({per} or {per * world}: not known whether the loss gathers features across ranks)"
+            if per is not None and world is not None
+            else ""
+        )
     )
     return ctx.problem(
         accum,

@@ -117,7 +117,8 @@ COPY = "copy of logit_scale"  # scale.<scale>.init_from of a scale that starts a
 def _init_hint(facts: Facts) -> str:
     """Where a scale's init would come from: never a flag the training code lacks."""
     known = facts.value("code.flags_known")
-    if known is not None and "logit_scale_init_value" not in known:
+    foreign = facts.value("run.subject_known") is False and known is None
+    if foreign or (known is not None and "logit_scale_init_value" not in known):
         return "(the code's scale parameters or a readable base model give them)"
     return "(the launch's --logit_scale_init_value or the model's effective values give them)"
 
