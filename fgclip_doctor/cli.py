@@ -213,25 +213,7 @@ def rules_command(
 ModuleOpt = Annotated[
     Optional[str], typer.Option("--module", "-m", help="Training module, as `python -m MODULE -- ARGS` runs it.")
 ]
-TrainingArgs = Annotated[
-    Optional[list[str]],
-    typer.Argument(help="After `--`: the training script's (or module's) own arguments.", show_default=False),
-]
-
-
-def program_view(target: Optional[Path], module: Optional[str], argv: Optional[list[str]]):
-    """A training script / module with its arguments (`train.py -- ARGS`, `-m pkg.mod -- ARGS`) as a
-    TargetView, or None when the target is a launch script, an args file or nothing."""
-    from fgclip_doctor.sources.launch.target import read_program_target
-
-    argv = list(argv or [])
-    if module is not None and target is not None:  # `-m pkg -- --lr 1`: click hands `--lr` to TARGET
-        argv, target = [str(target), *argv], None
-    if module is None and (target is None or target.suffix != ".py"):
-        if argv:
-            raise DoctorUsageError("arguments after `--` go to a training script (train.py) or -m MODULE")
-        return None
-    return read_program_target(target, module, argv)
+TrainingArgs = Annotated[Optional[list[str]], typer.Argument(help="After `--`: the training's own arguments.")]
 
 
 @app.command("check-config")
@@ -261,7 +243,9 @@ def check_config_command(
     from fgclip_doctor.commands.check_config import build_report
 
     def build(settings: Settings) -> Report:
-        return build_report(target, settings, dataset_size, program_view(target, module, training_args))
+        from fgclip_doctor.sources.launch.target import program_target
+
+        return build_report(target, settings, dataset_size, program_target(target, module, training_args))
 
     run_report(
         "check-config",
@@ -311,11 +295,9 @@ def live_command(
     from fgclip_doctor.commands.live.command import build_report
 
     def build(settings: Settings) -> Report:
-        from fgclip_doctor.sources.launch.target import read_target, refuse_own_fgclip
+        from fgclip_doctor.sources.launch.target import live_target
 
-        view = program_view(target, module, training_args) or (read_target(target) if target else None)
-        if view is not None:
-            refuse_own_fgclip(view)
+        view = live_target(target, module, training_args)
         return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc)
 
     run_report(

@@ -161,6 +161,19 @@ def _settle(view: TargetView) -> TargetView:
     return view
 
 
+def program_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
+    """The CLI's `train.py -- ARGS` / `-m pkg.mod -- ARGS` as a TargetView; None when the target is a
+    launch script, an args file or nothing (then no arguments may follow `--`)."""
+    argv = list(argv or [])
+    if module is not None and target is not None:  # `-m pkg -- --lr 1`: the CLI hands `--lr` to TARGET
+        argv, target = [str(target), *argv], None
+    if module is None and (target is None or Path(target).suffix != ".py"):
+        if argv:
+            raise DoctorUsageError("arguments after `--` go to a training script (train.py) or -m MODULE")
+        return None
+    return read_program_target(target, module, argv)
+
+
 def read_program_target(script: Path | None, module: str | None, argv: list[str]) -> TargetView:
     """`train.py -- --flag v ...` or `-m pkg.mod -- ...`: one process, as `python train.py ...` runs it."""
     if (script is None) == (module is None):
@@ -192,6 +205,14 @@ def refuse_own_fgclip(view: TargetView) -> None:
             "doctor's bundled subject: `live` cannot run it in the doctor's process. `check-config` reads "
             "it as text; to measure it, add fgclip_doctor.callback.DoctorCallback to its Trainer",
         )
+
+
+def live_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
+    """The launch `live` runs (None: the bundled default run), refused when it cannot run here."""
+    view = program_target(target, module, argv) or (read_target(target) if target is not None else None)
+    if view is not None:
+        refuse_own_fgclip(view)
+    return view
 
 
 def read_target(target: Path | TargetView | None, environ: dict[str, str] | None = None) -> TargetView:
