@@ -186,6 +186,12 @@ def main(
     ] = False,
 ) -> None:
     """A training-health doctor for FG-CLIP and CLIP-style contrastive training."""
+    from fgclip_doctor.bundled import pin_subject
+
+    try:  # before anything imports `fgclip`: FG-CLIP's own package of that name may be on sys.path
+        pin_subject()
+    except DoctorInputError as err:
+        fail(err)
 
 
 @app.command("rules")
@@ -204,12 +210,22 @@ def rules_command(
         fail(err, debug)
 
 
+ModuleOpt = Annotated[
+    Optional[str], typer.Option("--module", "-m", help="Training module, as `python -m MODULE -- ARGS` runs it.")
+]
+TrainingArgs = Annotated[Optional[list[str]], typer.Argument(help="After `--`: the training's own arguments.")]
+
+
 @app.command("check-config")
 def check_config_command(
     target: Annotated[
         Optional[Path],
-        typer.Argument(help="Launch script (.sh) or args file (.json/.yaml); none = the bundled default run."),
+        typer.Argument(
+            help="Launch script (.sh), args file (.json/.yaml) or training script (.py); none = the default run."
+        ),
     ] = None,
+    training_args: TrainingArgs = None,
+    module: ModuleOpt = None,
     dataset_size: Annotated[
         Optional[int],
         typer.Option("--dataset-size", min=1, help="Training records, when the annotations are not readable here."),
@@ -226,10 +242,15 @@ def check_config_command(
     """Check a launch before it runs: scales, warmups in both step units, negatives, resume, precision."""
     from fgclip_doctor.commands.check_config import build_report
 
+    def build(settings: Settings) -> Report:
+        from fgclip_doctor.sources.launch.target import program_target
+
+        return build_report(target, settings, dataset_size, program_target(target, module, training_args))
+
     run_report(
         "check-config",
         str(target) if target else None,
-        lambda settings: build_report(target, settings, dataset_size),
+        build,
         CommonOptions(format, output, strict, select, ignore, debug, quiet=quiet, verbose=verbose),
     )
 
@@ -245,8 +266,11 @@ class Device(str, Enum):
 @app.command("live")
 def live_command(
     target: Annotated[
-        Optional[Path], typer.Argument(help="Launch script (.sh) or args file; none = the bundled default run.")
+        Optional[Path],
+        typer.Argument(help="Launch script (.sh), args file or training script (.py); none = the bundled default run."),
     ] = None,
+    training_args: TrainingArgs = None,
+    module: ModuleOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to run.")] = 60,
     preset: Annotated[Optional[str], typer.Option("--preset", help="A subject preset: tiny | seed-bug.")] = None,
     device: Annotated[Device, typer.Option("--device", help="auto picks CUDA when present.")] = Device.auto,
@@ -270,10 +294,16 @@ def live_command(
     """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
     from fgclip_doctor.commands.live.command import build_report
 
+    def build(settings: Settings) -> Report:
+        from fgclip_doctor.sources.launch.target import live_target
+
+        view = live_target(target, module, training_args)
+        return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc)
+
     run_report(
         "live",
         str(target) if target else None,
-        lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
+        build,
         CommonOptions(
             format, output, strict, select, ignore, debug, expect=list(expect or []), quiet=quiet, verbose=verbose
         ),

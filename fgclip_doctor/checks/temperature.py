@@ -12,7 +12,7 @@ import math
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.vocabulary import SCALE_PARAMS, SCALES, scale_fact
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM, SCALE_PARAMS, SCALES, scale_fact
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
 LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
@@ -62,16 +62,12 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     scales = [s for s in ("finegrained", "hardneg") if scale_fact(s, "init") in facts]
     if scale_fact("global", "init") in facts and base_name in facts:
         scales.append("global")
-    if not scales:
-        return [
-            ctx.skip(
-                "not known: scale.finegrained.init, scale.hardneg.init (the launch's "
-                "--logit_scale_init_value or the model's effective values give them)"
-            )
-        ]
     tuning = facts.value("model.fine_tuning")
+    copies = [s for s in SCALES if s not in scales and facts.value(scale_fact(s, "init_from")) == COPY]
+    out = [_copied(facts, ctx, s, tuning) for s in copies]
+    if not scales:
+        return out or [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init " + _init_hint(facts))]
     base = facts.value(base_name)
-    out = []
     for s in scales:
         init_name = scale_fact(s, "init")
         init = float(facts.value(init_name))
@@ -113,6 +109,32 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
         else:
             out.append(_judge_init(ctx, s, init, float(base), src))
     return out
+
+
+COPY = "copy of logit_scale"  # scale.<scale>.init_from of a scale that starts as the base's global scale
+
+
+def _init_hint(facts: Facts) -> str:
+    """Where a scale's init would come from: never a flag the training code lacks."""
+    known = facts.value("code.flags_known")
+    foreign = facts.value("run.subject_known") is False and known is None
+    if foreign or (known is not None and "logit_scale_init_value" not in known):
+        return "(the code's scale parameters or a readable base model give them)"
+    return "(the launch's --logit_scale_init_value or the model's effective values give them)"
+
+
+def _copied(facts: Facts, ctx: RuleContext, scale: str, tuning) -> Finding:
+    """A scale the code starts as a copy of the model's global scale: the base's value, whatever it is."""
+    src = ctx.sources_of(facts, scale_fact(scale, "init_from"), "model.fine_tuning")
+    if not tuning:
+        return ctx.skip("not known: model.fine_tuning (a copy of logit_scale is the base's only when fine-tuning)")
+    return ctx.passed(
+        "= base global",
+        "the base's scale",
+        f"{scale} starts as a copy of the base's logit_scale (after from_pretrained): T ratio 1",
+        src,
+        scale,
+    )
 
 
 def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tuple[str, ...]) -> Finding:
@@ -223,6 +245,9 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
 def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per logit_scale parameter found in the optimizer groups."""
     if "optim.groups" not in facts:
+        decayed = [s for s in SCALES if scale_fact(s, "decayed") in facts]
+        if decayed:
+            return [_decayed_in_code(facts, ctx, s) for s in decayed]
         return [ctx.skip("not known: optim.groups (the optimizer's parameter groups, read from the trainer)")]
     src = ctx.sources_of(facts, "optim.groups", "train.weight_decay")
     out = []
@@ -266,6 +291,21 @@ def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
             src,
         )
     ]
+
+
+def _decayed_in_code(facts: Facts, ctx: RuleContext, scale: str) -> Finding:
+    """From the code's optimizer grouping (no-decay name lists, create_optimizer overrides)."""
+    name = scale_fact(scale, "decayed")
+    src = ctx.sources_of(facts, name, "train.weight_decay")
+    spelled = [p for p in facts.value("code.logit_params") or {} if SCALE_OF_PARAM.get(p) == scale]
+    param = spelled[0] if spelled else SCALE_PARAMS[scale]
+    wd = facts.value("train.weight_decay")
+    if not facts.value(name):
+        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is in the code's no-decay group", src, param)
+    if wd is not None and float(wd) == 0:
+        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is decayed, at weight_decay 0", src, param)
+    shown = f"weight_decay {float(wd):g}" if wd is not None else "weight decay"
+    return ctx.problem(shown, "weight_decay 0", f"{param} is in the code's decayed group ({shown})", src, param)
 
 
 @rule(

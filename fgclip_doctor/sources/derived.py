@@ -39,14 +39,21 @@ def derive_run(facts: Facts) -> None:
     if steps is not None:
         facts.set("train.optimizer_steps", steps, src)
         facts.set("train.forward_calls", forward_calls(steps, accum), "optimizer_steps × accumulation")
-    # Candidates per loss row.
-    if facts.value("features.gathered", False) or world == 1:
+    # Candidates per loss row: unknown when the world is > 1 and gathering is unknown.
+    gathered = facts.value("features.gathered")
+    if gathered or world == 1:
         facts.set("candidates.global", global_candidates(per_device, world, True), f"per_device ({ps}) × world ({ws})")
-    else:
+    elif gathered is False:
         facts.set(
             "candidates.global",
             global_candidates(per_device, world, False),
-            f"per_device ({ps}); features not gathered across ranks",
+            f"per_device ({ps}); features not gathered across ranks ({facts.source('features.gathered')})",
+        )
+    else:
+        facts.mark_unknown(
+            "candidates.global",
+            f"not known whether the loss gathers features across the {world} ranks: "
+            f"{per_device} or {per_device * world} candidates",
         )
     if "data.max_boxes" in facts and "region" in facts.value("loss.terms", ()):
         per_image = min(
