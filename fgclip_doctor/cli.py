@@ -258,6 +258,9 @@ def live_command(
     expect: Annotated[
         Optional[list[str]], typer.Option("--expect", help="Loss milestone, e.g. region_loss@50<1.0 (repeatable).")
     ] = None,
+    log: Annotated[
+        Optional[Path], typer.Option("--log", help="Write what the training prints (its log lines) to FILE.")
+    ] = None,
     format: FormatOpt = None,
     output: OutputOpt = None,
     strict: StrictOpt = None,
@@ -273,7 +276,7 @@ def live_command(
     run_report(
         "live",
         str(target) if target else None,
-        lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
+        lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc, log),
         CommonOptions(
             format, output, strict, select, ignore, debug, expect=list(expect or []), quiet=quiet, verbose=verbose
         ),

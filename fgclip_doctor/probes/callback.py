@@ -193,13 +193,14 @@ class ProbeCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
             return
-        self.logs.append({"step": state.global_step, **logs})
+        given = set(logs)
         doctor = self.log_values()
         logs.update(doctor)
         # Trainer.log appended a copy of `logs` to log_history just before this event: update it too.
         last = state.log_history[-1] if state.log_history else None
-        if doctor and isinstance(last, dict) and all(k in last for k in self.logs[-1] if k != "step"):
+        if doctor and isinstance(last, dict) and given <= set(last):
             last.update(doctor)
+        self.logs.append({"step": state.global_step, **logs})
 
     def log_values(self) -> dict[str, int]:
         """The doctor/ keys for the latest findings: counts, and a level per problem seen so far."""
