@@ -22,8 +22,8 @@ from typer.core import TyperGroup
 from fgclip_doctor import __version__
 from fgclip_doctor.checks.registry import all_rules, get_rule
 from fgclip_doctor.commands.rules import explain_rule, print_rules
-from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
-from fgclip_doctor.report import Report, emit
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError, one_line
+from fgclip_doctor.report import Report, emit, refuse_output_into
 from fgclip_doctor.settings import Settings, load_settings
 from fgclip_doctor.terminal import make_console
 
@@ -123,33 +123,16 @@ def split_list(values: Optional[list[str]]) -> list[str]:
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
-def _one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.filename is not None:
-        text = f"{err.filename}: {err.strerror or err}"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
 def fail(err: BaseException, debug: bool = False) -> NoReturn:
     """Report a handled error as one line on stderr (traceback first with --debug); exit 2."""
     if debug:
         traceback.print_exception(err, file=sys.stderr)
-    typer.echo(f"fgclip-doctor: error: {_one_line(err)}", err=True)
+    typer.echo(f"fgclip-doctor: error: {one_line(err)}", err=True)
     raise typer.Exit(2)
 
 
 def _stdout_console() -> Console:
     return make_console(sys.stdout)
-
-
-def _check_output(target: Optional[str], output: Optional[Path]) -> None:
-    """The doctor never writes into what it inspects."""
-    if output is None or not target or not Path(target).exists():
-        return
-    inspected, out = Path(target).resolve(), output.resolve()
-    if out == inspected or inspected in out.parents:
-        raise DoctorUsageError(f"{output}: --output would write into the inspected {target}")
 
 
 def run_report(
@@ -164,7 +147,7 @@ def run_report(
         verbosity = opts.verbosity()
         settings, _origin = load_settings(Path.cwd())
         settings = settings.merge(opts.cli_values())
-        _check_output(target, opts.output)
+        refuse_output_into(target, opts.output)
         report = build(settings)
         report.strict = settings.strict
         code = emit(report, settings.format or "table", opts.output, _stdout_console(), verbosity)
@@ -282,6 +265,9 @@ def live_command(
     expect: Annotated[
         Optional[list[str]], typer.Option("--expect", help="Loss milestone, e.g. region_loss@50<1.0 (repeatable).")
     ] = None,
+    log: Annotated[
+        Optional[Path], typer.Option("--log", help="Write what the training prints (its log lines) to FILE.")
+    ] = None,
     format: FormatOpt = None,
     output: OutputOpt = None,
     strict: StrictOpt = None,
@@ -298,7 +284,7 @@ def live_command(
         from fgclip_doctor.sources.launch.target import live_target
 
         view = live_target(target, module, training_args)
-        return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc)
+        return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc, log)
 
     run_report(
         "live",

@@ -111,6 +111,7 @@ def observed_facts(
     if base is not None:
         for name, fact in base.items():
             facts.set(name, fact.value, fact.source)
+    _trainer_args_facts(facts, record.trainer_args)
     terms = summarize_terms(record)
     facts.set("observed.terms", list(terms), SRC)
     facts.set("train.optimizer_steps_done", record.steps_done, "live: Trainer state.global_step")
@@ -170,6 +171,24 @@ def observed_facts(
     facts.set("observed.nonfinite_loss", sum(t["nonfinite_loss"] for t in terms.values()), SRC)
     _history_facts(facts, terms)
     return facts
+
+
+#: fact <- the Trainer's argument (probes/callback.py TRAINER_ARGS, plus max_steps and warmup_steps)
+TRAINER_ARG_FACTS = {
+    "train.per_device_batch": "per_device_train_batch_size",
+    "train.grad_accum": "gradient_accumulation_steps",
+    "train.learning_rate": "learning_rate",
+    "train.weight_decay": "weight_decay",
+    "train.max_steps": "max_steps",
+    "schedule.warmup_steps": "warmup_steps",
+}
+
+
+def _trainer_args_facts(facts: Facts, args: dict) -> None:
+    """The Trainer's own arguments, where the launch's facts do not say (a callback in a user's run)."""
+    for name, arg in TRAINER_ARG_FACTS.items():
+        if name not in facts and args.get(arg) is not None:
+            facts.set(name, args[arg], f"live: the Trainer's {arg}")
 
 
 def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:
