@@ -17,7 +17,7 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
-from fgclip_doctor.sources.derived import derive_run
+from fgclip_doctor.sources.derived import derive_config_levels, derive_run
 from fgclip_doctor.sources.launch.flags import typed_args
 from fgclip_doctor.sources.launch.target import TargetView
 
@@ -78,6 +78,7 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     ):
         _dataset_size(facts, values, dataset_size)
     derive_run(facts)
+    derive_config_levels(facts)
     resume_facts(facts)
     return facts
 
