@@ -9,6 +9,7 @@ from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 
 HEAD = "roi_projection"
+RUN_LR = "every group"  # the run's one learning rate, when the groups' own are not known
 
 
 def fmt_lr(lr: float) -> str:
@@ -169,7 +170,7 @@ def group_lrs(facts: Facts) -> tuple[list[tuple[str, float | None, list[str]]], 
         )
     for name in ("schedule.base_lr", "train.learning_rate"):
         if name in facts:
-            return [("every group", facts.value(name), [])], (name,)
+            return [(RUN_LR, facts.value(name), [])], (name,)
     return [], ()
 
 
@@ -212,7 +213,12 @@ def lr_zero(facts: Facts, ctx: RuleContext) -> list[Finding]:
     if zero:
         shown = "; ".join(f"group {g!r}" + _params_text(ps) for g, ps in zero)
         whole = "every group" if len(zero) == len(groups) else f"{len(zero)} of {len(groups)} groups"
-        out.append(ctx.problem("lr 0", "lr > 0", f"{whole} at lr 0: {shown}: nothing there trains", src, "lr"))
+        msg = (
+            "the run's learning rate is 0: nothing trains"
+            if zero[0][0] == RUN_LR
+            else f"{whole} at lr 0: {shown}: nothing there trains"
+        )
+        out.append(ctx.problem("lr 0", "lr > 0", msg, src, "lr"))
     elif known:
         lrs = ", ".join(f"{g} {fmt_lr(lr)}" for g, lr, _ in known[:6])
         out.append(ctx.passed(f"min lr {fmt_lr(min(lr for _, lr, _ in known))}", "lr > 0", lrs, src, "lr"))

@@ -115,7 +115,8 @@ def observed_facts(
     facts = Facts()
     if base is not None:
         for name, fact in base.items():
-            facts.set(name, fact.value, fact.source)
+            if not name.startswith(("loss.chance.", "loss.floor.")):  # the launch's; measured below
+                facts.set(name, fact.value, fact.source)
     terms = summarize_terms(record)
     facts.set("observed.terms", list(terms), SRC)
     facts.set("train.optimizer_steps_done", record.steps_done, "live: Trainer state.global_step")
