@@ -70,7 +70,8 @@ def loss_floor(facts: Facts, ctx: RuleContext) -> list[Finding]:
                 ctx.problem(measured, expected, msg + ": the target is out of reach whatever the features", src, term)
             )
             continue
-        names = {term, term.split("/")[0], TERM_KEYS.get(term, term)}
+        logged = (facts.value("history.loss_keys") or {}).get(term)  # a plain CLIP logs its term as `loss`
+        names = {term, term.split("/")[0], TERM_KEYS.get(term, term)} | ({logged} if logged else set())
         blocked = [e for e in expectations if e.op in ("<", "<=") and names & set(e.keys()) and e.value < floor]
         if blocked:
             shown = ", ".join(e.text for e in blocked)

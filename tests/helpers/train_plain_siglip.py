@@ -33,7 +33,12 @@ def tiny_siglip(logit_scale_init: float) -> SiglipModel:
             max_position_embeddings=16,
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
         ),
     )
     model = SiglipModel(cfg)
