@@ -161,3 +161,48 @@ def test_siglip_checkpoint_and_live_use_the_sigmoid_levels(tmp_path):
     assert "siglip" in term and fact(doc, f"loss.{term}.kind") == "sigmoid"
     assert fact(doc, f"loss.chance.{term}") == pytest.approx(chance_level(64, "sigmoid"), rel=1e-4)
     assert status(doc, "loss-floor", term) == {"PASS"} and status(doc, "lr-zero") == {"PASS"}
+
+
+# ---- the other branches, on facts shaped as the sources write them -----------------------------
+
+
+def _history(values: list[float], chance: float, **more) -> object:
+    from fgclip_doctor.facts import Facts
+
+    facts = Facts()
+    facts.set("history.loss_keys", {"global": "loss"}, "t")
+    facts.set("history.series", {"loss": [[i + 1, v] for i, v in enumerate(values)]}, "t")
+    facts.set("loss.chance.global", chance, "t")
+    for name, value in more.items():
+        facts.set(name.replace("__", "."), value, "t")
+    return facts
+
+
+def test_plateau_warns_at_a_positive_lr_and_passes_off_chance():
+    from rule_check import check_rule
+
+    at_chance = _history([4.16, 4.15, 4.17] * 4, math.log(64), schedule__base_lrs=[1e-4])
+    [f] = check_rule("loss-plateau", at_chance, "inspect-ckpt")
+    assert f.status.value == "WARN" and "positive LR" in f.message
+    falling = _history([4.16 - 0.1 * i for i in range(12)], math.log(64), schedule__base_lrs=[1e-4])
+    assert check_rule("loss-plateau", falling, "inspect-ckpt")[0].status.value == "PASS"
+
+
+def test_loss_chance_flat_fails_falling_is_too_early():
+    from rule_check import check_rule
+
+    flat = _history([4.16, 4.17, 4.15, 4.16, 4.16] * 5, math.log(64))
+    assert check_rule("loss-chance", flat, "inspect-ckpt")[0].status.value == "FAIL"
+    falling = _history([9.0 - 0.2 * i for i in range(25)], math.log(64))  # 4.2 at step 25, still falling
+    [f] = check_rule("loss-chance", falling, "inspect-ckpt")
+    assert f.status.value == "SKIP" and "too early to judge" in f.message
+
+
+def test_lr_zero_before_the_schedule_ends_fails_at_its_end_passes():
+    from rule_check import check_rule
+
+    base = dict(schedule__base_lrs=[1e-3], optim__group_lrs=[0.0], schedule__total_steps=100, schedule__warmup_steps=5)
+    early = _history([1.0], 1.0, train__optimizer_steps_done=60, **base)
+    assert "schedule" in {f.subject for f in check_rule("lr-zero", early, "inspect-ckpt") if f.status.value == "FAIL"}
+    end = _history([1.0], 1.0, train__optimizer_steps_done=100, **base)
+    assert {f.status.value for f in check_rule("lr-zero", end, "inspect-ckpt")} == {"PASS"}

@@ -16,6 +16,11 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.vocabulary import TERM_KEYS
 
 
+def _nats(x: float) -> str:
+    """A loss level as people read it: 2.25, 0.0123, or < 1e-4 (not 1.87e-86)."""
+    return f"{x:.3g}" if x >= 1e-4 else "< 1e-4"
+
+
 def _terms(facts: Facts) -> list[str]:
     return [n[len("loss.chance.") :] for n in facts if n.startswith("loss.chance.")]
 
@@ -62,9 +67,9 @@ def loss_floor(facts: Facts, ctx: RuleContext) -> list[Finding]:
             continue
         chance, floor = float(facts.value(chance_n)), float(facts.value(floor_n))
         ratio = floor / chance if chance > 0 else math.nan
-        measured = f"floor {floor:.3g} = {ratio:.2f} x chance"
+        measured = f"floor {_nats(floor)} = {ratio:.2f} x chance"
         expected = f"<= {ctx.threshold('max_ratio'):g} x chance {chance:.3g}"
-        msg = f"{term}: the temperature {when} lets the loss fall to {floor:.3g} at best (chance {chance:.3g})"
+        msg = f"{term}: the temperature {when} lets the loss fall to {_nats(floor)} at best (chance {chance:.3g})"
         if ratio > ctx.threshold("max_ratio"):
             out.append(
                 ctx.problem(measured, expected, msg + ": the target is out of reach whatever the features", src, term)
