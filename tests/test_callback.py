@@ -116,11 +116,6 @@ def test_abort_on_must_be_known():
         DoctorCallback(abort_on="FAIL!")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until issue 12 (rules12) lands: loss-chance judges one point, and the healthy run's "
-    "region/reverse is still falling from 2.6x chance at step 20 (1.66x); drop this mark at the merge",
-)
 def test_healthy_subject_run_stops_nothing_and_has_no_fail(synthetic_root, tmp_path, monkeypatch):
     from fgclip.train import main
 

@@ -9,6 +9,7 @@ from fgclip_doctor.checks import negatives, optim, resume, schedule, temperature
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
+from fgclip_doctor.sources.derived import derive_config_levels
 
 S = "scripts/seed_bug.sh"
 BUILT = "fgclip/model.py (built on meta)"
@@ -114,8 +115,13 @@ def statuses(findings) -> dict[tuple[str, str], Status]:
 
 
 def test_seed_scenario_fails_the_three_mistakes():
-    found = run_rules(facts_of(), "C", Settings(), command="check-config")
+    facts = facts_of()
+    derive_config_levels(facts)  # chance and floor per term, as check-config derives them
+    found = run_rules(facts, "C", Settings(), command="check-config")
     st = statuses(found)
+    # T 14.3 lets the region loss fall to ~0 over 32 boxes: the temperature alone did not hold it at ln 4
+    assert {st[("loss-floor", t)] for t in ("global", "region", "hardneg")} == {Status.PASS}
+    assert st[("lr-zero", "lr")] is Status.PASS and st[("lr-zero", "parameters")] is Status.PASS
     assert st[("logit-scale-init", "finegrained")] is Status.FAIL
     assert st[("logit-scale-init", "hardneg")] is Status.FAIL
     assert st[("logit-scale-init", "global")] is Status.PASS

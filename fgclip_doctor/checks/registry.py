@@ -45,6 +45,7 @@ RULE_MODULES: list[str] = [
     "optim",
     "loss_health",
     "code_rules",
+    "loss_levels",
 ]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data

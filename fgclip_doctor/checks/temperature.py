@@ -158,18 +158,23 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
 @rule(
     "FGD102",
     "logit-scale-clamp",
-    title="scales clamped at ln 100 and not above it",
+    title="scales clamped to [0, ln 100] and inside it",
     severity="fail",
     where="CKL",
-    fix="clamp the scales to [0, 4.6052] after every optimizer step and start them at or below 4.6052",
+    fix="clamp the scales to [0, 4.6052] after every optimizer step, start them inside it (2.6592 from "
+    "scratch, the base's when fine-tuning) and keep weight decay off them",
     what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
-    "(value in a checkpoint or live run, init in a config) is at or below it.",
+    "(value in a checkpoint or live run, init in a config) is at or below it, and above `min` "
+    "(0: temperature 1).",
     why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
-    "clamp to keep the learnable temperature in range.",
-    example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; no clamp in the trainer -> WARN",
+    "clamp to keep the learnable temperature in range. At or below 0 (T <= 1) cosine logits span "
+    "at most [-1, 1]: the loss cannot leave the neighbourhood of chance (loss-floor), and a scale "
+    "pulled there by weight decay never comes back by itself.",
+    example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; logit_scale 0.0 (T 1) -> FAIL; no "
+    "clamp in the trainer -> WARN",
     evidence="open_clip src/open_clip_train/train.py and legacy_train.py clamp logit_scale to "
     "[0, ln 100] after each optimizer step.",
-    thresholds={"max": LN100, "tol": 1e-3},
+    thresholds={"max": LN100, "min": 0.0, "tol": 1e-3},
 )
 def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the clamp itself, one per scale with a known value or init."""
@@ -212,11 +217,23 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
         v = float(facts.value(name))
         what = "is at" if name.endswith(".value") else "starts at"
         src = ctx.sources_of(facts, name, "scale.clamp_max")
-        expected = f"<= {fmt_scale(limit)}"
+        low = ctx.threshold("min")
+        expected = f"in ({fmt_scale(low)}, {fmt_scale(limit)}]"
         if v > limit + ctx.threshold("tol"):
             out.append(
                 ctx.problem(
                     fmt_scale(v), expected, f"{s} {what} {fmt_scale(v)}, above the clamp {fmt_scale(limit)}", src, s
+                )
+            )
+        elif v <= low:
+            out.append(
+                ctx.problem(
+                    fmt_scale(v),
+                    expected,
+                    f"{s} {what} {fmt_scale(v)}: temperature <= {math.exp(low):.3g}, cosine logits within "
+                    f"[-{math.exp(v):.3g}, {math.exp(v):.3g}]: the loss stays near chance (loss-floor)",
+                    src,
+                    s,
                 )
             )
         else:

@@ -18,7 +18,7 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
-from fgclip_doctor.sources.derived import derive_run
+from fgclip_doctor.sources.derived import derive_config_levels, derive_run
 from fgclip_doctor.sources.launch.flags import typed_args
 from fgclip_doctor.sources.launch.target import TargetView
 from fgclip_doctor.sources.launch_code import code_facts, settle_args_file
@@ -98,6 +98,7 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     ):
         _dataset_size(facts, values, dataset_size)
     derive_run(facts)
+    derive_config_levels(facts)
     resume_facts(facts)
     return facts
 

@@ -64,7 +64,8 @@ def terms_table(terms: dict, facts, findings) -> Table:
         "logits min..max",
         "pos − hardest",
         "loss first→last",
-        "ln N",
+        "chance",
+        "floor",
         "ratio",
         "verdict",
     ):
@@ -84,7 +85,8 @@ def terms_table(terms: dict, facts, findings) -> Table:
             f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
             f"{t['margin_last']:+.2f}",
             f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
-            f"{t['ln_candidates_last']:.2f}",
+            f"{t['chance_last']:.2f}" + (" σ" if t["kind"] == "sigmoid" else ""),
+            f"{facts.value(f'loss.floor.{term}'):.2f}" if f"loss.floor.{term}" in facts else "?",
             f"{t['ratio_last']:.2f}",
             _verdict(findings, term),
         )
