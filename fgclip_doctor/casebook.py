@@ -152,7 +152,7 @@ CASES: tuple[Case, ...] = (
         "live",
         Launch((*EARLY_BANK, "--memory_bank_mask_same_caption", "False")),
         Launch(EARLY_BANK),
-        (Expect("bank-false-negatives", "", W),),
+        (Expect("bank-false-negatives", "same caption", W),),
         steps=12,
     ),
     Case(
