@@ -163,7 +163,7 @@ CASES: tuple[Case, ...] = (
         Launch(EARLY_BANK),
         (Expect("bank-persist", "", F),),
         cost="expensive",
-        steps=4,
+        steps=10,
     ),
     Case(
         "ddp-targets-not-offset",
@@ -205,6 +205,24 @@ CASES: tuple[Case, ...] = (
         (Expect("region-collapse", "", F),),
         steps=3,
         args=("--interval", "1"),
+    ),
+    Case(
+        "region-pool-image",
+        "DESIGN.md §6 control: a region head that pools the whole image reaches only 0.88-0.98 of chance",
+        "live",
+        Launch(("--region_pool", "image")),
+        Launch(),
+        (Expect("region-collapse", "", F),),
+        steps=3,
+        args=("--interval", "1"),
+    ),
+    Case(
+        "boxes-over-max",
+        "FG-CLIP's loader keeps the first max_boxes boxes of a record and drops the rest silently",
+        "check-data",
+        Launch(data="extra-boxes"),
+        Launch(data=""),
+        (Expect("boxes-over-max", "", W),),
     ),
     Case(
         "eos-cut",
