@@ -171,7 +171,7 @@ CASES: tuple[Case, ...] = (
         "live",
         Launch(script="tests/helpers/train_unoffset_ddp.py", nproc=2),
         Launch(("--offset", "True"), script="tests/helpers/train_unoffset_ddp.py", nproc=2),
-        (Expect("ddp-targets", "", F),),
+        (Expect("ddp-targets", "train_unoffset_ddp.py:33 compute_loss", F),),
         cost="expensive",
         steps=3,
         args=("--interval", "1", "--device", "cpu"),
