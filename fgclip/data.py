@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fgclip import faults
 from fgclip.boxes import box_problem
 from fgclip.data_files import data_files, layout
 
@@ -128,6 +129,10 @@ class FGCLIPDataset(torch.utils.data.Dataset):
 
     def _tok(self, texts: list[str], length: int) -> torch.Tensor:
         # [len(texts), length] long; truncation keeps eos (post-processor counts it)
+        if faults.active("eos-cut"):  # casebook: tokenise in full, then cut (EOS lost from long rows)
+            ids = self.tokenizer(texts, padding="longest", return_tensors="pt").input_ids[:, :length]
+            pad = self.tokenizer.pad_token_id or 0
+            return torch.nn.functional.pad(ids, (0, length - ids.shape[1]), value=pad)
         return self.tokenizer(
             texts, max_length=length, padding="max_length", truncation=True, return_tensors="pt"
         ).input_ids

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fgclip import faults
+
 DIAG_ENV = "ENABLE_RUNTIME_DIAG"
 
 
@@ -29,12 +31,13 @@ class RegionMemoryBank(nn.Module):
         self.warmup_forward_calls = warmup_forward_calls
         self.mask_same_caption = mask_same_caption
         # Random unit rows until filled: pairwise cosine ~ 1/sqrt(D) tells "never filled" apart.
-        self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1))  # [Q, D]
-        self.register_buffer("queue_ids", torch.zeros(size, dtype=torch.long))  # [Q] caption ids
-        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))  # next slot to write
-        self.register_buffer("fill", torch.zeros((), dtype=torch.long))  # slots written, <= Q
-        self.register_buffer("forward_calls", torch.zeros((), dtype=torch.long))
-        self.register_buffer("enabled_at_call", torch.full((), -1, dtype=torch.long))
+        keep = not faults.active("bank-not-persistent")  # casebook: lightly#993's non-persistent queue
+        self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1), persistent=keep)  # [Q, D]
+        self.register_buffer("queue_ids", torch.zeros(size, dtype=torch.long), persistent=keep)  # [Q] caption ids
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long), persistent=keep)  # next slot to write
+        self.register_buffer("fill", torch.zeros((), dtype=torch.long), persistent=keep)  # slots written, <= Q
+        self.register_buffer("forward_calls", torch.zeros((), dtype=torch.long), persistent=keep)
+        self.register_buffer("enabled_at_call", torch.full((), -1, dtype=torch.long), persistent=keep)
 
     @property
     def active(self) -> bool:
@@ -67,7 +70,10 @@ class RegionMemoryBank(nn.Module):
             return
         if k > self.size:  # keep the newest entries only
             feats, caption_ids, k = feats[-self.size :], caption_ids[-self.size :], self.size
-        feats = F.normalize(feats.detach().float(), dim=1).to(self.queue.dtype)
+        feats = feats.detach().float()
+        if not faults.active("bank-unnormalised"):  # casebook: the fault queues raw features
+            feats = F.normalize(feats, dim=1)
+        feats = feats.to(self.queue.dtype)
         slots = (int(self.ptr) + torch.arange(k, device=self.queue.device)) % self.size  # wraps
         self.queue[slots] = feats
         self.queue_ids[slots] = caption_ids.to(self.queue_ids.device)

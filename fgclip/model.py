@@ -18,6 +18,7 @@ from transformers import initialization as hf_init
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextEmbeddings
 
+from fgclip import faults
 from fgclip.config import FGCLIPConfig
 from fgclip.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
 from fgclip.memory_bank import RegionMemoryBank
@@ -157,8 +158,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
             p.clamp_(0, self.config.max_logit_scale)
 
     # ---- encoders -------------------------------------------------------------------------
-    def encode_text(self, input_ids: torch.Tensor, long: bool = False) -> torch.Tensor:
-        """[N, L] token ids -> [N, D] normalised; long captions use the long projection."""
+    def encode_text(self, input_ids: torch.Tensor, long: bool = False, normalize: bool = True) -> torch.Tensor:
+        """[N, L] token ids -> [N, D] normalised (as projected with normalize=False); long captions
+        use the long projection."""
         # Trim the padding after the last row's EOS: with a causal mask, tokens after a row's EOS
         # cannot change its EOS state, so the pooled output is the same at a fraction of the cost.
         eos = self.text_model.eos_token_id
@@ -171,7 +173,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         finally:
             emb.use_long = False
         proj = self.text_filip_projection if long else self.text_projection
-        return F.normalize(proj(pooled), dim=-1)
+        return F.normalize(proj(pooled), dim=-1) if normalize else proj(pooled)
 
     def _last_block_without_attention(self, x: torch.Tensor) -> torch.Tensor:
         # FG-CLIP's dense path: the last block with attention replaced by its value projection,
@@ -196,8 +198,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
             xyxy = torch.tensor([0.0, 0.0, 1.0, 1.0], device=xyxy.device).expand_as(xyxy)
         h, w = fmap.shape[-2:]
         grid = torch.tensor([w, h, w, h], dtype=torch.float32, device=xyxy.device)
+        if faults.active("pixel-boxes"):  # casebook: boxes in pixels, as a loader that skips normalising
+            xyxy = xyxy * self.config.vision_config.image_size
         rois = torch.cat([b_idx[:, None].float(), xyxy * grid], dim=1)  # [k, 5] on the patch grid
-        feats = roi_align(fmap.float(), rois, 1, 1.0, self.config.roi_sampling_ratio, aligned=True)
+        spatial_scale = 1 / 16 if faults.active("roi-spatial-scale") else 1.0  # casebook: a detector's stride
+        feats = roi_align(fmap.float(), rois, 1, spatial_scale, self.config.roi_sampling_ratio, aligned=True)
         return F.normalize(feats[:, :, 0, 0], dim=-1).to(fmap.dtype)  # [k, D]
 
     # ---- forward --------------------------------------------------------------------------
@@ -236,9 +241,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
             valid = torch.arange(boxes.shape[1], device=boxes.device)[None] < box_nums[:, None]  # [B, K]
             if valid.any():
                 box_feats = self.box_features(fmap, boxes, valid)  # [k, D]
-                captions = self.encode_text(box_texts[valid])  # [k, D]
+                projected = self.encode_text(box_texts[valid], normalize=False)  # [k, D]
+                captions = F.normalize(projected, dim=-1)
+                keys = projected if faults.active("bank-unnormalised") else captions  # casebook fault
                 ids = box_caption_ids[valid] if box_caption_ids is not None else None
-                out.region_loss = self._region_loss(box_feats, captions, ids, use_memory_bank)
+                out.region_loss = self._region_loss(box_feats, captions, ids, use_memory_bank, keys)
                 if want_hard:
                     hard = (hard_valid & valid)[valid]  # which of the k boxes have rewrites, [k]
                     if hard.any():
@@ -257,7 +264,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
             out.loss = sum(terms)
         return out
 
-    def _region_loss(self, box_feats, captions, ids, use_memory_bank: bool) -> torch.Tensor:
+    def _region_loss(self, box_feats, captions, ids, use_memory_bank: bool, keys=None) -> torch.Tensor:
+        # keys: what the bank queues ([k, D]; the normalised captions unless a casebook fault says otherwise)
         bank = self.memory_bank
         queue = queue_ids = None
         if bank is not None:
@@ -268,7 +276,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if bank is not None and self.training:
             if ids is None:
                 ids = torch.zeros(captions.shape[0], dtype=torch.long, device=captions.device)
-            bank.enqueue(captions, ids)
+            bank.enqueue(captions if keys is None else keys, ids)
         return loss
 
     # ---- loading --------------------------------------------------------------------------

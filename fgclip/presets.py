@@ -12,7 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_CACHE = Path(os.environ.get("FGCLIP_CACHE", Path.home() / ".cache" / "fgclip-doctor")) / "synthetic-v1"
+
+def default_cache() -> Path:
+    """`$FGCLIP_CACHE/synthetic-v1` (default `~/.cache/fgclip-doctor`), read at each call, not at import."""
+    return Path(os.environ.get("FGCLIP_CACHE", Path.home() / ".cache" / "fgclip-doctor")) / "synthetic-v1"
+
 
 TINY = """
 --model_name_or_path {data}/base --base_model {data}/base --from_openai True
@@ -36,9 +40,10 @@ SEED_BUG = (
 PRESETS = {"tiny": TINY, "seed-bug": SEED_BUG}
 
 
-def ensure_synthetic(root: Path = DEFAULT_CACHE) -> Path:
-    """The synthetic data + tiny base under `root`, generated on first use (about a minute on a CPU)."""
-    root = Path(root)
+def ensure_synthetic(root: Path | None = None) -> Path:
+    """The synthetic data + tiny base under `root` (default_cache()), generated on first use (about a
+    minute on a CPU)."""
+    root = Path(root) if root is not None else default_cache()
     if not (root / "base" / "model.safetensors").exists():
         from fgclip.base_model import pretrain_base
         from fgclip.synthetic import generate
@@ -52,5 +57,5 @@ def preset_args(name: str, data_root: Path | None = None) -> list[str]:
     """The flags of preset `name` with its data paths filled in (generating the data if needed)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    root = ensure_synthetic(data_root or DEFAULT_CACHE)
+    root = ensure_synthetic(data_root)
     return PRESETS[name].format(data=root).split()

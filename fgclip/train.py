@@ -12,9 +12,11 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
+import torch
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser
 
+from fgclip import faults
 from fgclip.config import CLIP_INIT, FGCLIPConfig
 from fgclip.data import FGCLIPDataset, collate
 from fgclip.model import FGCLIPModel
@@ -132,6 +134,17 @@ def build_model(margs: ModelArguments, dargs: DataArguments, targs: TrainingArgu
     return FGCLIPModel(cfg)
 
 
+def built_model(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, tokenizer) -> FGCLIPModel:
+    """build_model, with the casebook's frozen-scales fault applied when FGCLIP_FAULT names it."""
+    model = build_model(margs, dargs, targs, tokenizer)
+    if faults.active("frozen-scales"):  # casebook: scales that never train (no grad, no optimizer)
+        for p in model.logit_scales().values():
+            p.requires_grad_(False)
+    if faults.active("bf16-weights"):  # casebook: every tensor, logits included, in bfloat16
+        model = model.to(torch.bfloat16)
+    return model
+
+
 def image_stats(base_dir: str | None) -> dict:
     """Normalisation mean / std from the base's preprocessor_config.json (CLIP's when absent)."""
     path = pathlib.Path(base_dir or "") / "preprocessor_config.json"
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> FGCLIPTrainer:
     )
     if sum(data.dropped_boxes.values()) and targs.process_index == 0:
         print(f"[data] dropped boxes: {dict(data.dropped_boxes)}", flush=True)
-    model = build_model(margs, dargs, targs, tokenizer)
+    model = built_model(margs, dargs, targs, tokenizer)
     trainer = FGCLIPTrainer(
         model=model,
         args=targs,

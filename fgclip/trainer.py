@@ -8,6 +8,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
+from fgclip import faults
 from fgclip.model import SCALE_NAMES
 
 TEXT_PREFIXES = ("text_model.", "text_projection.", "text_filip_projection.")
@@ -46,6 +47,8 @@ def parameter_groups(
         if pname in SCALE_NAMES:
             add("logit_scales", p, lr, weight_decay if logit_scale_weight_decay else 0.0)
         elif pname.startswith("roi_projection."):
+            if faults.active("roi-outside-optimizer"):  # casebook: the new head never trains
+                continue
             add("roi_projection", p, roi_projection_lr or lr, 0.0 if no_decay else weight_decay)
         elif pname.startswith(TEXT_PREFIXES):
             add("text_no_decay" if no_decay else "text", p, text_model_lr or lr, 0.0 if no_decay else weight_decay)

@@ -12,6 +12,10 @@ SCALES = ("global", "finegrained", "hardneg")
 # The parameter each scale is stored in (FG-CLIP / the subject), and other spellings seen in the wild.
 SCALE_PARAMS = {"global": "logit_scale", "finegrained": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
 SCALE_ALIASES = {"logit_scale_finegraind": "logit_scale_finegrained"}  # FG-CLIP v1's spelling
+#: features closer than this (cosine) are copies of each other: the probe's line, the rule's docs and the tests'
+NEAR_COPY_COSINE = 0.9999
+#: the scale each of the subject's loss terms multiplies its logits by ("region/reverse" -> "region")
+TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
 SCALE_OF_PARAM = {**{p: s for s, p in SCALE_PARAMS.items()}, "logit_scale_finegraind": "finegrained"}
 TERMS = ("global", "region", "hardneg")
 #: loss term -> its key in the subject's (FG-CLIP's) log_history

@@ -28,9 +28,9 @@ _THREADS_BEFORE: list[int] = []  # torch thread counts that `one_torch_thread` r
 def synthetic_root(tmp_path_factory) -> Path:
     """The synthetic data + tiny base (`<root>/base`, `train.jsonl`, `val.jsonl`, `tokenizer/`).
 
-    Also points `FGCLIP_CACHE` and `fgclip.presets.DEFAULT_CACHE` at it for the session, so
-    `--preset tiny` / `--preset seed-bug` (in-process or in a subprocess) find it instead of
-    generating into ~/.cache. DEFAULT_CACHE is read at import time, hence the patch.
+    Also points `FGCLIP_CACHE` at it for the session, so `--preset tiny` / `--preset seed-bug`
+    (in-process or in a subprocess) find it instead of generating into ~/.cache: every entry point
+    reads it at the call (fgclip.presets.default_cache), so the environment is the one switch.
     """
     import torch
 
@@ -48,7 +48,6 @@ def synthetic_root(tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     mp = pytest.MonkeyPatch()
     mp.setenv("FGCLIP_CACHE", str(cache_dir))
-    mp.setattr(presets, "DEFAULT_CACHE", root)
     yield root
     mp.undo()
 

@@ -189,8 +189,6 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     nolaunch = tmp_path / "nolaunch.sh"
     nolaunch.write_text("echo hello\nls -l\n")
     one_error_line(runner.invoke(app, ["check-config", str(nolaunch)]), "no training launch")
-    unknown = script(tmp_path, SCRIPTS / "train_tiny.sh", add="--bogus_flag 3")
-    one_error_line(runner.invoke(app, ["check-config", str(unknown)]), "unknown flags", "--bogus_flag")
     broken = tmp_path / "args.json"
     broken.write_text('{"max_steps": 10,\n "learning_rate": }\n')
     one_error_line(runner.invoke(app, ["check-config", str(broken)]), "args.json", "invalid JSON at line 2")
@@ -198,6 +196,17 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     yaml.write_text("max_steps: [10\nlearning_rate: 1\n")
     one_error_line(runner.invoke(app, ["check-config", str(yaml)]), "args.yaml", "invalid YAML")
     one_error_line(runner.invoke(app, ["check-config", "--format", "xml"]))  # usage error
+
+
+def test_a_flag_the_subject_rejects_fails_unknown_flag_with_its_line(tmp_path):
+    # The run would die at start (HfArgumentParser), so it is a finding, not unreadable input;
+    # a flag that abbreviates a real one is what argparse accepts, and so does the doctor.
+    unknown = script(tmp_path, SCRIPTS / "train_tiny.sh", add="--bogus_flag 3 --memory_bank_warmup 50")
+    result = runner.invoke(app, ["check-config", str(unknown), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    findings = [f for f in json.loads(result.stdout)["findings"] if f["rule"] == "unknown-flag"]
+    assert [(f["status"], f["subject"]) for f in findings] == [("FAIL", "--bogus_flag")]
+    assert "unrecognized" in findings[0]["message"] and findings[0]["sources"][0].endswith("--bogus_flag")
 
 
 def test_corrupt_checkpoint_in_output_dir_exits_2(tmp_path):

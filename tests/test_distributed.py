@@ -1,6 +1,7 @@
 """Two ranks on gloo (CPU): the global loss sees 2 x per-rank batch candidates, and the Trainer runs under DDP."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -110,4 +111,4 @@ def test_trainer_runs_under_ddp_on_cpu(two_ranks):
         for call in t["head_calls"]:
             assert call["logits_shape"] == [4, 8]
             assert call["targets"] == list(range(4 * r, 4 * r + 4))
-        assert len(t["losses"]) == 3 and all(x == x for x in t["losses"])  # finite, logged each step
+        assert len(t["losses"]) == 3 and all(math.isfinite(x) for x in t["losses"])  # logged each step

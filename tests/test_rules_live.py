@@ -15,7 +15,7 @@ from fgclip_doctor.checks import bank, features, logits, negatives, observed
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.vocabulary import FACTS
+from fgclip_doctor.vocabulary import FACTS, NEAR_COPY_COSINE
 
 PROBE = "live probe: cross_entropy"
 BANK = "live probe: RegionMemoryBank"
@@ -215,7 +215,7 @@ def false_negative_facts(n_captions: int, mask: bool) -> Facts:
     )  # none of the positives' captions
     same = pos_ids[:, None] == queue_ids[None, :]  # [rows, Q]
     masked = same if mask else torch.zeros_like(same)
-    near = (table[pos_ids] @ table[queue_ids].T > 0.99) & ~masked
+    near = (table[pos_ids] @ table[queue_ids].T > NEAR_COPY_COSINE) & ~masked
     return facts_of(
         observed__bank__same_caption_rows=(same.any(1).float().mean().item(), BANK),
         observed__bank__near_duplicate_rows=(near.any(1).float().mean().item(), BANK),
@@ -229,7 +229,8 @@ def test_false_negatives_warn_with_few_captions_unmasked():
     assert same.status is Status.WARN and same.measured == "100 %"
     assert "100 % of region rows have a queued entry with their own caption, unmasked" in same.message
     assert "fgclip/memory_bank.py mask_same_caption" in same.sources
-    assert near.status is Status.WARN and "cosine > 0.99" in near.message
+    assert near.status is Status.WARN
+    assert re.search(rf"cosine > {re.escape(str(NEAR_COPY_COSINE))}(?![0-9])", near.message), near.message
 
 
 def test_false_negatives_pass_when_masked_or_distinct():

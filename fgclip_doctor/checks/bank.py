@@ -14,6 +14,7 @@ from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import optimizer_step
+from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
 
 NO_BANK = "no memory bank in this model"
 
@@ -244,7 +245,7 @@ def bank_hygiene(facts: Facts, ctx: RuleContext) -> list[Finding]:
     "captions before they are enqueued",
     what="In a live run: the fraction of region rows whose positive caption also sits in the "
     "queue (same caption id) while same-caption masking is off, and the fraction of rows "
-    "with an unmasked queued candidate at cosine > 0.9999 to the positive caption "
+    f"with an unmasked queued candidate at cosine > {NEAR_COPY_COSINE} to the positive caption "
     "feature (features equal up to float error; text towers are anisotropic: after the "
     "tiny fine-tune 99.8 % of distinct captions have a neighbour above 0.999, which are "
     "hard negatives, not copies). Either above 1 % warns.",
@@ -312,7 +313,10 @@ def bank_false_negatives(facts: Facts, ctx: RuleContext) -> list[Finding]:
         out.append(ctx.skip(f"not known: {dup_n}", src, "near duplicate"))
     else:
         dup = float(facts.value(dup_n))
-        text = f"{pct(dup)} of rows have an unmasked queued candidate at cosine > 0.9999 to the positive caption"
+        text = (
+            f"{pct(dup)} of rows have an unmasked queued candidate at cosine > {NEAR_COPY_COSINE} "
+            "to the positive caption"
+        )
         if dup > limit:
             out.append(
                 ctx.problem(

@@ -54,7 +54,7 @@ def is_scale_param(param: str, scale: str) -> bool:
     evidence="open_clip src/open_clip/model.py inits logit_scale at ln(1/0.07) for training "
     "from scratch; a pretrained CLIP sits at the ln 100 clamp (open_clip_train/train.py); "
     "the seed incident (region loss stuck at ln 4).",
-    thresholds={"min_ratio": 0.5, "init_tol": 1e-3, "base_tol": 1e-2},
+    thresholds={"min_ratio": 0.5, "init_tol": 1e-3},
 )
 def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale with a known init."""
@@ -143,14 +143,12 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
     expected = f"{fmt_scale(base)}; at least {ratio:g} x the base temperature"
     verb = "starts at" if scale != "global" else "is set to"
     msg = f"{scale} {verb} {fmt_scale(init)}; base global {fmt_scale(base)}"
-    clip_default = abs(init - CLIP_INIT) < ctx.threshold("init_tol") and abs(base - LN100) < ctx.threshold("base_tol")
-    if clip_default:
-        return ctx.problem(
-            fmt_scale(init), expected, msg + ": CLIP's from-scratch init on a base at ln 100", src, scale
-        )
+    # One line, no special values: the verdict depends on init - base vs ln(min_ratio) only, so it
+    # is monotonic in the threshold and in the init (the seed's 2.6592 on ln 100 FAILs by ratio 0.143).
     if init < floor:
+        what = ": CLIP's from-scratch init" if abs(init - CLIP_INIT) < ctx.threshold("init_tol") else ""
         return ctx.problem(
-            fmt_scale(init), expected, msg + f": T ratio {math.exp(init - base):.3g} < {ratio:g}", src, scale
+            fmt_scale(init), expected, msg + f"{what}: T ratio {math.exp(init - base):.3g} < {ratio:g}", src, scale
         )
     return ctx.passed(fmt_scale(init), expected, msg, src, scale)
 

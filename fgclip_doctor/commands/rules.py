@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fgclip_doctor.casebook import cases_for_rule
 from fgclip_doctor.checks.registry import Rule
 
 
@@ -41,6 +42,14 @@ def explain_rule(r: Rule, console: Console) -> None:
         console.print()
         console.print(Text(heading, style="bold underline"))
         console.print(Text("\n".join("  " + line for line in body.strip().splitlines())))
+    console.print()
+    console.print(Text("Proven by (casebook: python bench/casebook.py NAME)", style="bold underline"))
+    cases = cases_for_rule(r.name)
+    for c in cases:
+        note = f" [pending: {c.pending}]" if c.pending else ""
+        console.print(Text(f"  {c.name} ({c.command}){note}: {c.citation}"))
+    if not cases:
+        console.print(Text("  (no case yet)"))
     console.print()
     console.print(Text("Default thresholds", style="bold underline"))
     if r.thresholds:

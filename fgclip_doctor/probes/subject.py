@@ -14,8 +14,8 @@ import torch
 
 from fgclip_doctor.probes.accumulator import Accumulator
 from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
 
-NEAR_COPY_COSINE = 0.9999
 HEAD_TERMS = {"GlobalContrastiveLoss": "global", "RegionContrastiveLoss": "region", "HardNegativeLoss": "hardneg"}
 
 
@@ -74,7 +74,7 @@ class SubjectProbe:
             return
         captions, ids, queue, qids = args[1].detach(), args[3], args[4].detach(), args[5]
         same = ids[:, None] == qids[None, :]  # [k, F] copies of the positive's caption
-        # Near-copies: features equal up to float error (cosine > 0.9999): captions that differ
+        # Near-copies: features equal up to float error (cosine > NEAR_COPY_COSINE): captions that differ
         # only where the tokenizer does not look. Not a looser line: text towers are anisotropic;
         # on the tiny base 92 % of distinct box captions have a neighbour above 0.99, and after
         # the 60-step fine-tune 99.8 % one above 0.999 ("circle" / "square" at 0.9998), yet at

@@ -13,6 +13,7 @@ import math
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.sources.derived import derive_temperatures, set_levels
+from fgclip_doctor.vocabulary import TERM_SCALE
 
 SRC = "live: measured"
 
@@ -141,6 +142,11 @@ def observed_facts(
         facts.set(f"scale.{name}.init", round(value, 6), "live: model parameters at train begin")
     for name, value in record.scale_value.items():
         facts.set(f"scale.{name}.value", round(value, 6), f"live: model parameters after step {record.steps_done}")
+    for term in terms:  # the multiplier of each term's logits, when the term is one of the subject's
+        name = TERM_SCALE.get(term.split("/")[0])
+        if name in record.scale_value:
+            where = f"live: exp(scale.{name}.value) after step {record.steps_done}"
+            facts.set(f"observed.logits.{term}.scale", round(math.exp(record.scale_value[name]), 4), where)
     if record.groups:
         facts.set("optim.groups", record.groups, "live: the Trainer's optimizer param_groups")
         facts.set("model.parameters", [p for g in record.groups for p in g["params"]], "live: optimizer params")

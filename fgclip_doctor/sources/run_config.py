@@ -19,7 +19,7 @@ from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
 from fgclip_doctor.sources.derived import derive_config_levels, derive_run
-from fgclip_doctor.sources.launch.flags import typed_args
+from fgclip_doctor.sources.launch.flags import rejected_flags, typed_args
 from fgclip_doctor.sources.launch.target import TargetView
 from fgclip_doctor.sources.launch_code import code_facts, settle_args_file
 
@@ -41,6 +41,7 @@ def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) ->
 def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str]) -> dict:
     """The subject's flags typed by its own HfArgumentParser, then its model built on meta."""
     values, sources = typed_args(view)
+    facts.set("code.flags_rejected", rejected_flags(view), "fgclip/train.py HfArgumentParser (each flag parsed alone)")
     for fact, arg in (
         ("train.per_device_batch", "per_device_train_batch_size"),
         ("train.grad_accum", "gradient_accumulation_steps"),

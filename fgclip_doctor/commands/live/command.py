@@ -17,8 +17,8 @@ from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, 
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.units import forward_call_text
+from fgclip_doctor.vocabulary import TERM_SCALE
 
-TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
 
@@ -33,9 +33,10 @@ def resolve_view(target: Path | None, preset: str | None) -> TargetView:
         return read_target(target)
     from fgclip.presets import ensure_synthetic
 
-    ensure_synthetic()
     name = preset or "tiny"
-    return TargetView(None, "fgclip.train", flags={"preset": Flag(name, f"--preset {name}"), **preset_flags(name)})
+    flags = preset_flags(name)  # a bad name is rejected here, before any data is generated
+    ensure_synthetic()
+    return TargetView(None, "fgclip.train", flags={"preset": Flag(name, f"--preset {name}"), **flags})
 
 
 def _candidates(t: dict) -> str:

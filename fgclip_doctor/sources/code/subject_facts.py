@@ -64,6 +64,34 @@ MODEL_FACTS = (
 BUILD_FLAGS = ("preset", "from_openai")
 
 
+def _read_subject_behaviour(facts: Facts) -> None:
+    """train.auto_resume and features.gathered, read from the subject's code, not asserted."""
+    from fgclip import losses, train
+    from fgclip_doctor.sources.code.reader.resume import find_resume
+    from fgclip_doctor.sources.code.reader.source import Notes, parse_file
+
+    parsed = parse_file(Path(train.__file__), "fgclip.train", Path.cwd(), Notes())
+    resume = find_resume([parsed]) if parsed is not None else None
+    if resume is None:
+        facts.mark_unknown("train.auto_resume", "fgclip/train.py: no trainer.train() call read")
+    else:
+        facts.set("train.auto_resume", resume.auto, f"{resume.source} ({resume.how}, static reader)")
+    gathers = "gather_features" in losses.GlobalContrastiveLoss.forward.__code__.co_names
+    facts.set("features.gathered", gathers, "fgclip/losses.py GlobalContrastiveLoss.forward (calls gather_features)")
+
+
+def _bank_wraps() -> bool:
+    """Whether the subject's queue writes modulo its size: 3 rows into a 2-row queue leave the pointer at 1."""
+    import torch
+
+    from fgclip.memory_bank import RegionMemoryBank
+
+    bank = RegionMemoryBank(2, size=2, warmup_forward_calls=0)
+    bank.enqueue(torch.eye(2), torch.arange(2))
+    bank.enqueue(torch.eye(2)[:1], torch.arange(1))
+    return int(bank.ptr) == 1 and int(bank.fill) == 2
+
+
 def _not_built(facts: Facts, why: str) -> None:
     for name in MODEL_FACTS:
         facts.mark_unknown(name, why)
@@ -82,10 +110,8 @@ def subject_facts(
     from fgclip import train
     from fgclip.config import FGCLIPConfig
 
-    facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
-    facts.set("features.gathered", True, "fgclip/losses.py gather_features (all_gather with gradient)")
+    _read_subject_behaviour(facts)
     facts.set("loss.world_size_from", "torch.distributed", "fgclip/losses.py gather_features (dist.get_world_size)")
-    facts.set("code.flags_rejected", [], "fgclip/train.py HfArgumentParser (an unknown flag is an input error)")
     shaping = {f.name for cls in (train.ModelArguments, train.DataArguments) for f in dataclasses.fields(cls)}
     blocked = [src for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
     if blocked:
@@ -179,7 +205,8 @@ def subject_facts(
             ),
         )
         facts.set("bank.mask_same_caption", bank.mask_same_caption, f"{BUILT}: memory_bank.mask_same_caption")
-        facts.set("bank.wraps", True, "fgclip/memory_bank.py enqueue (writes modulo the queue size)")
+        wraps = _bank_wraps()
+        facts.set("bank.wraps", wraps, "fgclip/memory_bank.py RegionMemoryBank.enqueue (run on a 2-row queue)")
     facts.set("model.parameters", [n for n, p in model.named_parameters() if p.requires_grad], BUILT)
     facts.set(
         "optim.groups",

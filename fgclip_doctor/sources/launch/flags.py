@@ -24,9 +24,44 @@ def _parser_for(view: TargetView):
     return HfArgumentParser((TrainingArguments,))
 
 
+class _Rejected(Exception):
+    """argparse's error(), raised instead of exiting."""
+
+
+def _argv(name: str, value: object) -> list[str]:
+    return [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+
+
+def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:
+    """The flags the training's own parser rejects, each parsed alone as the parser would: an
+    unknown or ambiguous name, a value of the wrong type or outside its choices. Each is
+    {flag, value, reason, source} (unknown-flag, FGD303, FAILs on them)."""
+    parser = parser or _parser_for(view)
+
+    def error(message: str):
+        raise _Rejected(message)
+
+    parser.error = error
+    out = []
+    for name, flag in view.flags.items():
+        if name in ("deepspeed", "preset") or flag.value is None:
+            continue
+        try:
+            _ns, unknown = parser.parse_known_args(_argv(name, flag.value))
+            reason = "unrecognized argument" if any(u.startswith("--") for u in unknown) else None
+        except _Rejected as err:
+            reason = str(err)
+        if reason:
+            out.append({"flag": f"--{name}", "value": flag.value, "reason": reason, "source": flag.source})
+    return out
+
+
 def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
-    """Every argument the parser knows: value (typed, default when not given) and its source."""
+    """Every argument the parser knows: value (typed, default when not given) and its source.
+    Flags the parser rejects (rejected_flags) are left out: what the run would do with them is
+    die at start, which unknown-flag reports."""
     parser = _parser_for(view)
+    rejected = {str(r["flag"])[2:] for r in rejected_flags(view, parser)}
 
     def error(message: str):
         raise DoctorInputError(view.origin(), f"bad arguments for {view.entry}: {message}")
@@ -34,17 +69,13 @@ def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
     parser.error = error
     argv, skipped = [], []
     for name, flag in view.flags.items():
-        if name in ("deepspeed", "preset"):  # a path / a name: nothing to type, and no DeepSpeed needed
+        if name in ("deepspeed", "preset") or name in rejected:  # a path / a name: nothing to type
             continue
         if flag.value is None:
             skipped.append(name)
             continue
-        value = flag.value
-        argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
-    ns, unknown = parser.parse_known_args(argv)
-    unknown_flags = [u for u in unknown if u.startswith("--")]
-    if unknown_flags and view.is_subject:
-        raise DoctorInputError(view.origin(), f"unknown flags for {view.entry}: {' '.join(unknown_flags)}")
+        argv += _argv(name, flag.value)
+    ns, _unknown = parser.parse_known_args(argv)
     defaults_from = "fgclip/train.py default" if view.is_subject else HF_DEFAULT
     values, sources = {}, {}
     for name, value in vars(ns).items():

@@ -97,11 +97,11 @@ def _pairs(tokens: list[str], source: str, cite_flag: bool = False) -> dict[str,
 
 def preset_flags(name: str, source_prefix: str = SUBJECT_PRESETS_FILE) -> dict[str, Flag]:
     """The subject's preset flags, with data paths in its default cache (nothing generated)."""
-    from fgclip.presets import DEFAULT_CACHE, PRESETS
+    from fgclip.presets import PRESETS, default_cache
 
     if name not in PRESETS:
         raise DoctorInputError(source_prefix, f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
-    return _pairs(PRESETS[name].format(data=DEFAULT_CACHE).split(), f"{source_prefix} preset {name}")
+    return _pairs(PRESETS[name].format(data=default_cache()).split(), f"{source_prefix} preset {name}")
 
 
 def _expand_preset(view: TargetView) -> None:

@@ -1,0 +1,233 @@
+"""Run the casebook (fgclip_doctor/casebook.py): every fault and its healthy twin, end to end.
+
+    python bench/casebook.py                 # all cases (a few minutes on 2 cores)
+    python bench/casebook.py --cheap         # only the cheap ones (what the test suite runs)
+    python bench/casebook.py seed-scale-init eos-cut
+
+Each launch is written as a script (or a checkpoint, or an annotation file) in a temporary
+folder and judged by the command a user would run (check-config, live, inspect-ckpt on the
+checkpoint the run wrote, check-data), in-process through the CLI with `--format json`.
+Prints the detection table and `casebook: D/N faults detected, F false FAILs on N healthy twins`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from fgclip_doctor.casebook import CASES, Case, Expect, Launch  # noqa: E402
+
+DATA_SAMPLE = 64  # check-data cases judge the first records of the synthetic train.jsonl
+
+
+@dataclass
+class Outcome:
+    """One run of the doctor on one launch: exit code and (rule, subject, status) of every finding."""
+
+    exit_code: int
+    findings: list[tuple[str, str, str]]
+    seconds: float
+
+    def with_status(self, status: str) -> set[tuple[str, str, str]]:
+        return {f for f in self.findings if f[2] == status}
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    fault: Outcome
+    twin: Outcome
+
+    @property
+    def missing(self) -> list[Expect]:
+        """Expected findings the fault run did not produce."""
+        return [e for e in self.case.expected if (e.rule, e.subject, e.status) not in self.fault.findings]
+
+    @property
+    def twin_fails(self) -> set[tuple[str, str, str]]:
+        return self.twin.with_status("FAIL")
+
+    @property
+    def twin_warns_unexpected(self) -> set[tuple[str, str, str]]:
+        """WARNs of the twin that differ from the case's expected ones (either way)."""
+        expected = {(e.rule, e.subject, e.status) for e in self.case.twin_warns}
+        return self.twin.with_status("WARN") ^ expected
+
+    @property
+    def detected(self) -> bool:
+        return not self.missing and self.fault.exit_code in (0, 1)
+
+
+@contextlib.contextmanager
+def fault_env(fault: str | None):
+    """FGCLIP_FAULT=fault for the duration (the subject reads it at each call), then as before."""
+    before = os.environ.get("FGCLIP_FAULT")
+    if fault:
+        os.environ["FGCLIP_FAULT"] = fault
+    else:
+        os.environ.pop("FGCLIP_FAULT", None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FGCLIP_FAULT", None)
+        else:
+            os.environ["FGCLIP_FAULT"] = before
+
+
+def train_checkpoint(flags: tuple[str, ...], out: Path, steps: int, fault: str | None = None) -> Path:
+    """A real run of the subject for `steps` optimizer steps that saves checkpoint-<steps> in `out`."""
+    from fgclip import train
+
+    argv = ["--preset", "tiny", *flags, "--max_steps", str(steps), "--save_steps", str(steps)]
+    argv += ["--logging_steps", "1", "--output_dir", str(out)]
+    with fault_env(fault), contextlib.redirect_stdout(sys.stderr):
+        train.main(argv)
+    return out / f"checkpoint-{steps}"
+
+
+def launch_script(launch: Launch, work: Path, command: str) -> Path:
+    """The launch as a bash script in `work` (its output_dir is `work/out`)."""
+    out = work / "out"
+    if launch.prior is not None:  # a checkpoint of an earlier run waits in output_dir
+        train_checkpoint(launch.prior, out, steps=1)
+    if launch.script:
+        program = str(ROOT / launch.script)
+        runner = "python"
+        if launch.nproc > 1 and command == "check-config":
+            runner = f"torchrun --nproc_per_node {launch.nproc}"
+        line = f"{runner} {program} --output_dir {out} --per_device_train_batch_size 4 --report_to none --use_cpu True"
+    else:
+        line = f"python -m fgclip.train --preset tiny --output_dir {out}"
+    script = work / "launch.sh"
+    script.write_text("#!/usr/bin/env bash\n" + " ".join([line, *launch.flags]) + "\n")
+    return script
+
+
+def rewrite_data(name: str, work: Path, root: Path) -> Path:
+    """The first records of the synthetic annotations, with one named fault written into them."""
+    records = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()[:DATA_SAMPLE]]
+    if name == "pixel-boxes":  # boxes in pixels of the 64-pixel images instead of [0, 1]
+        for r in records:
+            for b in r["bbox_info"]:
+                b["bbox"] = [round(v * 64, 1) for v in b["bbox"]]
+    elif name == "extra-boxes":  # more boxes than the loader's max_boxes (4): the last ones never train
+        for r in records:
+            r["bbox_info"] = (r["bbox_info"] * 6)[:6]
+    elif name:
+        raise KeyError(f"unknown data rewrite {name!r}")
+    path = work / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def target_of(case: Case, launch: Launch, work: Path, root: Path) -> tuple[list[str], int]:
+    """The doctor's argv for this launch (command, target, options) and the optimizer steps run."""
+    if case.command == "check-data":
+        return ["check-data", str(rewrite_data(launch.data or "", work, root)), "--image-root", str(root)], 0
+    if case.command == "inspect-ckpt":
+        ckpt = train_checkpoint(launch.flags, work / "out", case.steps, launch.fault)
+        return ["inspect-ckpt", str(ckpt)], case.steps
+    script = launch_script(launch, work, case.command)
+    if case.command == "live":
+        argv = ["live", str(script), "--steps", str(case.steps)]
+        if launch.nproc > 1:
+            argv += ["--nproc", str(launch.nproc)]
+        return argv, case.steps
+    return ["check-config", str(script)], 0
+
+
+def judge(case: Case, launch: Launch, root: Path) -> Outcome:
+    """Run the doctor on one launch and read its JSON report."""
+    from typer.testing import CliRunner
+
+    from fgclip_doctor.cli import app
+
+    with tempfile.TemporaryDirectory(prefix=f"casebook-{case.name}-") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        argv, _ = target_of(case, launch, work, root)
+        report = work / "report.json"
+        with fault_env(launch.fault):
+            result = CliRunner().invoke(app, [*argv, *case.args, "--format", "json", "--output", str(report)])
+        if result.exit_code not in (0, 1) or not report.exists():
+            raise RuntimeError(f"{case.name}: {' '.join(argv)} exited {result.exit_code}: {result.output[-2000:]}")
+        doc = json.loads(report.read_text())
+        findings = [(f["rule"], f["subject"], f["status"]) for f in doc["findings"]]
+        return Outcome(result.exit_code, findings, time.perf_counter() - start)
+
+
+def run_case(case: Case, root: Path) -> CaseResult:
+    return CaseResult(case, judge(case, case.fault, root), judge(case, case.twin, root))
+
+
+def table(results: list[CaseResult]) -> str:
+    head = ("fault", "source", "command", "expected rule", "detected", "steps", "twin false alarms")
+    rows = []
+    for r in results:
+        c = r.case
+        alarms = sorted(r.twin_fails | r.twin_warns_unexpected)
+        rows.append(
+            (
+                c.name,
+                c.citation.split(":")[0][:38],
+                c.command,
+                ", ".join(sorted({e.rule for e in c.expected})),
+                "yes" if r.detected else "NO: " + ", ".join(f"{e.rule}/{e.subject}" for e in r.missing),
+                str(c.steps) if c.command in ("live", "inspect-ckpt") else "0",
+                ", ".join(f"{s} {rule}/{subj}" for rule, subj, s in alarms) or "none",
+            )
+        )
+    widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
+    fmt = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)])
+
+
+def summary(results: list[CaseResult]) -> str:
+    n = len(results)
+    detected = sum(r.detected for r in results)
+    false_fails = sum(bool(r.twin_fails) for r in results)
+    return f"casebook: {detected}/{n} faults detected, {false_fails} false FAILs on {n} healthy twins"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="only these cases")
+    parser.add_argument("--cheap", action="store_true", help="only the cheap cases (the test suite's)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from fgclip.presets import ensure_synthetic
+
+    root = ensure_synthetic()
+    chosen = [c for c in CASES if (not args.names or c.name in args.names) and (not args.cheap or c.cost == "cheap")]
+    pending = [c for c in chosen if c.pending]
+    results = []
+    for c in chosen:
+        if c.pending:
+            continue
+        r = run_case(c, root)
+        seconds = r.fault.seconds + r.twin.seconds
+        print(f"  {c.name}: {'detected' if r.detected else 'MISSED'} ({seconds:.0f} s)", file=sys.stderr)
+        results.append(r)
+    print(table(results))
+    for c in pending:
+        print(f"pending: {c.name} ({c.pending})")
+    print(summary(results))
+    ok = all(r.detected and not r.twin_fails and not r.twin_warns_unexpected for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The casebook's cheap cases, end to end: each fault is caught with its exact finding, and its healthy
+twin has no FAIL and exactly the WARNs the case expects. The expensive cases run in bench/casebook.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.casebook import fault_env, run_case  # noqa: E402
+from fgclip import faults  # noqa: E402
+from fgclip_doctor.casebook import CASES, cases_for_rule  # noqa: E402
+from fgclip_doctor.checks.registry import all_rules  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CHEAP = [c for c in CASES if c.cost == "cheap"]
+
+
+@pytest.mark.parametrize("case", CHEAP, ids=[c.name for c in CHEAP])
+def test_cheap_case(case, synthetic_root):
+    if case.pending:
+        pytest.skip(case.pending)
+    r = run_case(case, synthetic_root)
+    assert not r.missing, f"{case.name}: not found {r.missing}; found {sorted(r.fault.findings)}"
+    assert r.fault.exit_code == (1 if any(e.status == "FAIL" for e in case.expected) else r.fault.exit_code)
+    assert not r.twin_fails and r.twin.exit_code == 0, sorted(r.twin_fails)
+    assert not r.twin_warns_unexpected, sorted(r.twin_warns_unexpected)
+
+
+def test_the_casebook_is_complete_and_cited():
+    names = [c.name for c in CASES]
+    assert len(set(names)) == len(names) >= 20
+    for c in CASES:
+        assert c.citation and c.expected and c.fault != c.twin, c.name
+        assert c.command in ("check-config", "live", "inspect-ckpt", "check-data")
+        assert c.fault.fault is None or c.fault.fault in faults.FAULTS
+        assert c.twin.fault is None  # a twin is healthy: no injected fault
+    rules = {r.name for r in all_rules()}
+    assert {e for c in CASES if not c.pending for e in (x.rule for x in c.expected)} <= rules
+
+
+def test_pending_cases_name_rules_not_yet_registered():
+    rules = {r.name for r in all_rules()}
+    for c in CASES:
+        if c.pending:
+            assert any(e.rule not in rules for e in c.expected), f"{c.name} is pending but its rules exist"
+
+
+def test_cases_for_rule_and_the_rules_command_name_the_cases():
+    from typer.testing import CliRunner
+
+    from fgclip_doctor.cli import app
+
+    assert [c.name for c in cases_for_rule("head-lr")] == ["head-outside-optimizer"]
+    out = CliRunner().invoke(app, ["rules", "bank-hygiene"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "bank-unnormalised" in out.stdout and "moco" in out.stdout.lower()
+
+
+def test_faults_are_off_by_default_and_named():
+    with fault_env(None):
+        assert not any(faults.active(name) for name in faults.FAULTS)
+    with fault_env("eos-cut,frozen-scales"):
+        assert faults.active("eos-cut") and faults.active("frozen-scales") and not faults.active("pixel-boxes")
+    with pytest.raises(KeyError):
+        faults.active("no-such-fault")
