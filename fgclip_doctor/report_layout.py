@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from rich.cells import cell_len
 from rich.console import Console, RenderableType
@@ -146,19 +147,53 @@ def finding_block(group: Finding | list[Finding], width: int) -> list[Text]:
     return lines
 
 
+def _tail(f: Finding) -> str:
+    return f.message if Status(f.status) is Status.SKIP or not f.measured else f.measured
+
+
+def _one_line_groups(findings: list[Finding]) -> list[Finding]:
+    """Consecutive findings of one rule and one status (SKIPs: one reason too) as one finding:
+    subjects joined ("global, region, hardneg"), what was measured said once per distinct value."""
+    groups: list[list[Finding]] = []
+    for f in findings:
+        last = groups[-1][0] if groups else None
+        if (
+            last is not None
+            and (last.code, last.status) == (f.code, f.status)
+            and (Status(f.status) is not Status.SKIP or last.message == f.message)
+        ):
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    out = []
+    for g in groups:
+        if len(g) == 1:
+            out.append(g[0])
+            continue
+        subjects = ", ".join(dict.fromkeys(f.subject for f in g if f.subject))
+        tails = " · ".join(dict.fromkeys(_tail(f) for f in g if _tail(f)))
+        is_skip = Status(g[0].status) is Status.SKIP
+        out.append(
+            replace(
+                g[0], subject=subjects, measured="" if is_skip else tails, message=g[0].message if is_skip else tails
+            )
+        )
+    return out
+
+
 def one_liners(findings: list[Finding], width: int) -> list[Text]:
-    """One line per finding: status, code, rule · subject, then what was measured (a SKIP: its
-    reason); heads aligned, each line cut at a word boundary to the width."""
+    """One line per rule and status: status, code, rule · subject(s), then what was measured (a
+    SKIP: its reason); heads aligned, each line cut at a word boundary to the width."""
+    findings = _one_line_groups(findings)
     heads = [_head(f) for f in findings]
     pad = min(max((cell_len(h.plain) for h in heads), default=0), width // 2)
     lines = []
     for f, head in zip(findings, heads):
-        tail = f.message if Status(f.status) is Status.SKIP or not f.measured else f.measured
         line = _status(f)
         line.append(" ")
         line.append_text(head)
         line.append(" " * max(0, pad - cell_len(head.plain)) + "  ")
-        line.append(display(tail or ""), style="dim" if Status(f.status) is Status.SKIP else "")
+        line.append(display(_tail(f) or ""), style="dim" if Status(f.status) is Status.SKIP else "")
         line.rstrip()
         lines.append(truncate(line, width))
     return lines
