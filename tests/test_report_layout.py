@@ -330,7 +330,11 @@ def test_seed_bug_at_each_width(in_copy, width):
     assert "$FGCLIP_CACHE/synthetic-v1/base" in text and cache + "/synthetic-v1" not in text
     assert any(cache in s for f in doc["findings"] for s in f["sources"])  # JSON keeps it absolute
     passes = [line for line in text.splitlines() if line.startswith("PASS ")]
-    assert len(passes) == doc["summary"]["pass"]  # one line each
+    codes = [f["code"] for f in doc["findings"] if f["status"] == "PASS"]
+    assert len(passes) == len(dict.fromkeys(codes))  # one line per rule, its subjects joined
+    for f in (f for f in doc["findings"] if f["status"] == "PASS"):
+        line = next(p for p in passes if p.startswith(f"PASS {f['code']} "))
+        assert not f["subject"] or f["subject"] in line or line.endswith("…")
 
 
 def test_quiet_and_verbose_flags(in_copy):

@@ -56,9 +56,14 @@ def test_logit_scale_init_is_monotonic(a, b, base, r1, r2):
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(SCALE, SCALE, SCALE, SCALE)
 def test_logit_scale_clamp_is_monotonic(a, b, m1, m2):
+    # Two sides: at or below 0 (temperature <= 1) always fails; above 0 the verdict is monotonic
+    # in the value (higher never passes where lower fails) and in the limit.
     low, high = sorted((a, b))
     tight, loose = sorted((m1, m2))
     for limit in (tight, loose):
-        assert not (clamp_fails(low, limit) and not clamp_fails(high, limit))
+        if low > 0:
+            assert not (clamp_fails(low, limit) and not clamp_fails(high, limit))
+        for value in (low, high):
+            assert clamp_fails(value, limit) or value > 0
     for value in (low, high):
         assert not (clamp_fails(value, loose) and not clamp_fails(value, tight))
