@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 from fgclip_doctor import __version__
 from fgclip_doctor.checks.registry import all_rules, get_rule
 from fgclip_doctor.commands.rules import explain_rule, print_rules
+from fgclip_doctor.environment import require_trainer
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.report import Report, emit
 from fgclip_doctor.settings import Settings, load_settings
@@ -268,12 +269,17 @@ def live_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
-    from fgclip_doctor.commands.live.command import build_report
+
+    def build(settings: Settings) -> Report:
+        require_trainer("live")  # before the import: the live command imports transformers
+        from fgclip_doctor.commands.live.command import build_report
+
+        return build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc)
 
     run_report(
         "live",
         str(target) if target else None,
-        lambda settings: build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc),
+        build,
         CommonOptions(
             format, output, strict, select, ignore, debug, expect=list(expect or []), quiet=quiet, verbose=verbose
         ),

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from fgclip_doctor.checks.registry import run_rules
+from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
@@ -81,11 +82,13 @@ def summary_table(facts: Facts) -> Table:
 
 def build_report(target: Path | None, settings: Settings, dataset_size: int | None = None) -> Report:
     """The whole check-config pipeline for one target (raises DoctorInputError on bad input)."""
+    view = read_target(target)
+    if view.is_subject:
+        require_subject()
     if target is None:  # the bundled default run: its synthetic data and tiny base, made on first use
         from fgclip.presets import ensure_synthetic
 
         ensure_synthetic()
-    view = read_target(target)
     facts = collect_facts(view, dataset_size)
     findings = run_rules(facts, "C", settings, command="check-config")
     name = view.target or "default run (fgclip.train --preset tiny)"

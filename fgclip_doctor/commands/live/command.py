@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.commands.live.runner import run_training
+from fgclip_doctor.environment import require_subject
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.derived import derive_world
 from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
@@ -57,7 +58,11 @@ def resolve_view(target: Path | None, preset: str | None) -> TargetView:
 
         raise DoctorUsageError("give a TARGET or --preset, not both")
     if target is not None:
-        return read_target(target)
+        view = read_target(target)
+        if view.is_subject:
+            require_subject()
+        return view
+    require_subject()
     from fgclip.presets import ensure_synthetic
 
     ensure_synthetic()
