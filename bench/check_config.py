@@ -3,6 +3,8 @@
 Prints medians of interleaved cold runs (a new process each) and the ratios the issue targets:
   doctor (tiny launch) / floor (`python -c "import torch, transformers; from transformers import CLIPModel"`)  <= 1.3
   doctor (ViT-L/14-sized base) / doctor (tiny base)                                                        <= 1.10
+  doctor (FG-CLIP-v1-style tree, code read as text) / doctor (the bundled default run)                    <= 1.00
+and the FG-CLIP-v1-style tree's cost against `fgclip-doctor rules` (the CLI's own start-up).
 The base dirs hold a real config.json and a safetensors file with the logit scale only: the
 doctor builds the model on the meta device and reads scalars lazily, so weights never matter.
 
@@ -77,9 +79,9 @@ python -m fgclip.train --model_name_or_path {base} --base_model {base} --from_op
     return path
 
 
-def cold(cmd: list[str]) -> float:
+def cold(cmd: list[str], cwd: Path = ROOT) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - t
 
 
@@ -93,18 +95,25 @@ def main() -> None:
         tmp = Path(tmp)
         tok = generate(tmp / "data", n_train=4, n_val=1, images=False)["tokenizer"]
         doctor = [sys.executable, "-m", "fgclip_doctor", "check-config", "--format", "json"]
+        v1 = tmp / "fgclip_v1"  # FG-CLIP's checkout as the working directory, its own `fgclip` first
+        shutil.copytree(ROOT / "tests" / "trees" / "fgclip_v1", v1)
         cmds = {
             "floor": FLOOR,
             "doctor tiny": doctor + [str(launch(tmp / "tiny.sh", make_base(tmp / "tiny", TINY, tok)))],
             "doctor ViT-L/14": doctor + [str(launch(tmp / "l14.sh", make_base(tmp / "l14", VIT_L14, tok)))],
+            "doctor default": doctor,
+            "doctor v1 tree": doctor + ["scripts/train.sh"],
+            "rules": [sys.executable, "-m", "fgclip_doctor", "rules"],
         }
-        check = subprocess.run(cmds["doctor tiny"], cwd=ROOT, capture_output=True, text=True)
-        assert check.returncode in (0, 1), check.stderr
+        cwd = {"doctor v1 tree": v1}
+        for name in ("doctor tiny", "doctor v1 tree"):
+            check = subprocess.run(cmds[name], cwd=cwd.get(name, ROOT), capture_output=True, text=True)
+            assert check.returncode in (0, 1), check.stderr
         times = {k: [] for k in cmds}
         cold(FLOOR)  # warm the file cache once; every measured run is still a new process
         for _ in range(args.runs):
-            for name, cmd in cmds.items():  # interleaved, so drift hits all three alike
-                times[name].append(cold(cmd))
+            for name, cmd in cmds.items():  # interleaved, so drift hits all alike
+                times[name].append(cold(cmd, cwd.get(name, ROOT)))
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in times.items():
         print(f"{k:16s} median {med[k]:.2f}s  runs {' '.join(f'{x:.2f}' for x in v)}")
@@ -112,6 +121,10 @@ def main() -> None:
     r2 = med["doctor ViT-L/14"] / med["doctor tiny"]
     print(f"doctor / import floor      = {r1:.2f}x  (target <= 1.30)  {'OK' if r1 <= 1.3 else 'MISS'}")
     print(f"ViT-L/14 / tiny            = {r2:.2f}x  (target <= 1.10)  {'OK' if r2 <= 1.1 else 'MISS'}")
+    r3 = med["doctor v1 tree"] / med["doctor default"]
+    r4 = med["doctor v1 tree"] / med["rules"]
+    print(f"v1 tree / default run      = {r3:.2f}x  (target <= 1.00)  {'OK' if r3 <= 1.0 else 'MISS'}")
+    print(f"v1 tree / `rules`          = {r4:.2f}x")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from fgclip_doctor import __version__
 from fgclip_doctor.checks.registry import all_rules, get_rule
 from fgclip_doctor.commands.rules import explain_rule, print_rules
 from fgclip_doctor.environment import require_trainer
-from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
-from fgclip_doctor.report import Report, emit
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError, one_line
+from fgclip_doctor.report import Report, emit, refuse_output_into
 from fgclip_doctor.settings import Settings, load_settings
 from fgclip_doctor.terminal import make_console
 
@@ -124,33 +124,16 @@ def split_list(values: Optional[list[str]]) -> list[str]:
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
-def _one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.filename is not None:
-        text = f"{err.filename}: {err.strerror or err}"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
 def fail(err: BaseException, debug: bool = False) -> NoReturn:
     """Report a handled error as one line on stderr (traceback first with --debug); exit 2."""
     if debug:
         traceback.print_exception(err, file=sys.stderr)
-    typer.echo(f"fgclip-doctor: error: {_one_line(err)}", err=True)
+    typer.echo(f"fgclip-doctor: error: {one_line(err)}", err=True)
     raise typer.Exit(2)
 
 
 def _stdout_console() -> Console:
     return make_console(sys.stdout)
-
-
-def _check_output(target: Optional[str], output: Optional[Path]) -> None:
-    """The doctor never writes into what it inspects."""
-    if output is None or not target or not Path(target).exists():
-        return
-    inspected, out = Path(target).resolve(), output.resolve()
-    if out == inspected or inspected in out.parents:
-        raise DoctorUsageError(f"{output}: --output would write into the inspected {target}")
 
 
 def run_report(
@@ -165,7 +148,7 @@ def run_report(
         verbosity = opts.verbosity()
         settings, _origin = load_settings(Path.cwd())
         settings = settings.merge(opts.cli_values())
-        _check_output(target, opts.output)
+        refuse_output_into(target, opts.output)
         report = build(settings)
         report.strict = settings.strict
         code = emit(report, settings.format or "table", opts.output, _stdout_console(), verbosity)
@@ -187,6 +170,12 @@ def main(
     ] = False,
 ) -> None:
     """A training-health doctor for FG-CLIP and CLIP-style contrastive training."""
+    from fgclip_doctor.bundled import pin_subject
+
+    try:  # before anything imports `fgclip`: FG-CLIP's own package of that name may be on sys.path
+        pin_subject()
+    except DoctorInputError as err:
+        fail(err)
 
 
 @app.command("rules")
@@ -205,12 +194,22 @@ def rules_command(
         fail(err, debug)
 
 
+ModuleOpt = Annotated[
+    Optional[str], typer.Option("--module", "-m", help="Training module, as `python -m MODULE -- ARGS` runs it.")
+]
+TrainingArgs = Annotated[Optional[list[str]], typer.Argument(help="After `--`: the training's own arguments.")]
+
+
 @app.command("check-config")
 def check_config_command(
     target: Annotated[
         Optional[Path],
-        typer.Argument(help="Launch script (.sh) or args file (.json/.yaml); none = the bundled default run."),
+        typer.Argument(
+            help="Launch script (.sh), args file (.json/.yaml) or training script (.py); none = the default run."
+        ),
     ] = None,
+    training_args: TrainingArgs = None,
+    module: ModuleOpt = None,
     dataset_size: Annotated[
         Optional[int],
         typer.Option("--dataset-size", min=1, help="Training records, when the annotations are not readable here."),
@@ -227,10 +226,15 @@ def check_config_command(
     """Check a launch before it runs: scales, warmups in both step units, negatives, resume, precision."""
     from fgclip_doctor.commands.check_config import build_report
 
+    def build(settings: Settings) -> Report:
+        from fgclip_doctor.sources.launch.target import program_target
+
+        return build_report(target, settings, dataset_size, program_target(target, module, training_args))
+
     run_report(
         "check-config",
         str(target) if target else None,
-        lambda settings: build_report(target, settings, dataset_size),
+        build,
         CommonOptions(format, output, strict, select, ignore, debug, quiet=quiet, verbose=verbose),
     )
 
@@ -246,8 +250,11 @@ class Device(str, Enum):
 @app.command("live")
 def live_command(
     target: Annotated[
-        Optional[Path], typer.Argument(help="Launch script (.sh) or args file; none = the bundled default run.")
+        Optional[Path],
+        typer.Argument(help="Launch script (.sh), args file or training script (.py); none = the bundled default run."),
     ] = None,
+    training_args: TrainingArgs = None,
+    module: ModuleOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to run.")] = 60,
     preset: Annotated[Optional[str], typer.Option("--preset", help="A subject preset: tiny | seed-bug.")] = None,
     device: Annotated[Device, typer.Option("--device", help="auto picks CUDA when present.")] = Device.auto,
@@ -258,6 +265,9 @@ def live_command(
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Processes (torchrun; gloo on the CPU).")] = 1,
     expect: Annotated[
         Optional[list[str]], typer.Option("--expect", help="Loss milestone, e.g. region_loss@50<1.0 (repeatable).")
+    ] = None,
+    log: Annotated[
+        Optional[Path], typer.Option("--log", help="Write what the training prints (its log lines) to FILE.")
     ] = None,
     format: FormatOpt = None,
     output: OutputOpt = None,
@@ -273,8 +283,10 @@ def live_command(
     def build(settings: Settings) -> Report:
         require_trainer("live")  # before the import: the live command imports transformers
         from fgclip_doctor.commands.live.command import build_report
+        from fgclip_doctor.sources.launch.target import live_target
 
-        return build_report(target, preset, steps, device.value, keep_run, interval, settings, nproc)
+        view = live_target(target, module, training_args)
+        return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc, log)
 
     run_report(
         "live",

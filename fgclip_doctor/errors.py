@@ -26,3 +26,12 @@ def read_error(path: object, err: OSError, expected: str = "a file") -> DoctorIn
 
 class DoctorUsageError(Exception):
     """Bad usage the CLI parser could not catch (e.g. an unknown rule name in --select)."""
+
+
+def one_line(err: BaseException) -> str:
+    """The error as the one line the CLI prints after `fgclip-doctor: error: `."""
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

@@ -256,3 +256,12 @@ def emit(report: Report, format: str, output: Path | None, console: Console, ver
         console.file.write(render(report, format))
         console.file.flush()
     return exit_code(report.findings, report.strict)
+
+
+def refuse_output_into(target: str | None, output: Path | None) -> None:
+    """The doctor never writes into what it inspects."""
+    if output is None or not target or not Path(target).exists():
+        return
+    inspected, out = Path(target).resolve(), output.resolve()
+    if out == inspected or inspected in out.parents:
+        raise DoctorUsageError(f"{output}: --output would write into the inspected {target}")

@@ -30,3 +30,21 @@ def trend(points: list[tuple[int, float]]) -> str:
     if abs(b - a) <= 0.05 * max(abs(a), 1e-12):
         return "flat"
     return "falling" if b < a else "rising"
+
+
+def recent_fall(points: list[tuple[int, float]], window: int = 5) -> tuple[float, float] | None:
+    """How far a series fell over its last `window` finite logs, and its own noise there:
+    (drop, noise) from the least-squares line through them, drop = -slope x (last step - first),
+    noise = the standard deviation of the residuals about that line. None with fewer than 3 logs."""
+    pts = [(float(s), v) for s, v in points if math.isfinite(v)][-window:]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx, my = sum(s for s, _ in pts) / n, sum(v for _, v in pts) / n
+    sxx = sum((s - mx) ** 2 for s, _ in pts)
+    if sxx == 0:
+        return None
+    slope = sum((s - mx) * (v - my) for s, v in pts) / sxx
+    resid = [v - (my + slope * (s - mx)) for s, v in pts]
+    noise = math.sqrt(sum(r * r for r in resid) / (n - 2)) if n > 2 else 0.0
+    return -slope * (pts[-1][0] - pts[0][0]), noise

@@ -173,3 +173,58 @@ def test_subject_bf16_launch_runs_on_the_cpu(tmp_path, synthetic_root):
     assert all(f["status"] != "WARN" for f in doc["findings"] if f["rule"] == "logit-scale-frozen")
     [fneg] = [f for f in doc["findings"] if f["rule"] == "bank-false-negatives"]
     assert fneg["status"] == "SKIP" and "never switched on in this run" in fneg["message"]
+
+
+def test_default_run_keeps_the_trainer_logs_in_the_json(default_run):
+    _, doc = default_run
+    logs = [entry for entry in doc["live"]["trainer_logs"] if "loss" in entry]
+    assert [entry["step"] for entry in logs] == list(range(5, 61, 5))  # logging_steps 5 of the tiny preset
+    assert all("doctor/fail" in entry for entry in logs)  # the callback's own keys, as in a user's run
+
+
+def test_default_live_fits_two_screens_and_keeps_the_training_output_in_the_log(synthetic_root, tmp_path):
+    import os
+    import subprocess
+
+    log = tmp_path / "train.log"
+    env = {**os.environ, "COLUMNS": "100", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "fgclip_doctor", "live", "--steps", "60", "--log", str(log)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = result.stdout.splitlines() + result.stderr.splitlines()
+    assert len(shown) <= 120, len(shown)
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    assert not [line for line in shown if line.startswith("{'loss'") or "it/s]" in line]  # not echoed
+    assert "\x1b[" not in result.stderr  # off a terminal: no progress bar
+    written = log.read_text()
+    assert written.count("{'loss'") == 12  # every logging step of 60 (logging_steps 5)
+
+
+def test_progress_bar_shows_each_loss_term_on_a_terminal_only():
+    import io
+
+    from rich.console import Console
+
+    from fgclip_doctor.commands.live.progress import ProgressCallback
+
+    snapshot = {"terms": {"global": {"loss_sum": 0.8, "loss_calls": 2}, "region": {"loss_sum": 6.4, "loss_calls": 2}}}
+    state = type("State", (), {"global_step": 5})()
+    for terminal in (True, False):
+        out = io.StringIO()
+        bar = ProgressCallback(60, Console(file=out, force_terminal=terminal, width=100))
+        bar.watch([snapshot])
+        bar.on_train_begin(None, state, None)
+        bar.on_step_end(None, state, None)
+        bar.progress.refresh()
+        bar.on_train_end(None, state, None)
+        text = out.getvalue()
+        if terminal:
+            assert "5/60" in text and "global 0.4" in text and "region 3.2" in text
+        else:
+            assert text == ""

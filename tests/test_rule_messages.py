@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 from fuzz_cli import fuzz_settings
 from hypothesis import given
@@ -23,9 +24,10 @@ from fgclip_doctor.cli import app
 from fgclip_doctor.facts import Facts
 
 
-def check_config_json(tmp_path, script: str) -> tuple[dict, dict]:
-    """(findings by code + subject, facts) of `check-config` on `script`, run from tmp_path."""
-    (tmp_path / "train.py").write_text("print('never run')\n")
+def check_config_json(tmp_path, script: str, code: str = "print('never run')\n") -> tuple[dict, dict]:
+    """(findings by code + subject, facts) of `check-config` on `script`, run from tmp_path,
+    where train.py holds `code` (read as text, never run)."""
+    (tmp_path / "train.py").write_text(code)
     (tmp_path / "launch.sh").write_text(script)
     import os
 
@@ -41,12 +43,16 @@ def check_config_json(tmp_path, script: str) -> tuple[dict, dict]:
     return findings, {k: v["value"] for k, v in doc["facts"].items()}
 
 
+RUN_CLIP = Path(__file__).parent / "trees" / "run_clip" / "run_clip.py"
+
+
 def test_fgd208_on_a_foreign_launch_of_world_14(tmp_path):
     findings, facts = check_config_json(
         tmp_path,
         "torchrun --nproc_per_node 14 train.py \\\n"
         "  --per_device_train_batch_size 256 --gradient_accumulation_steps 4 "
         "--max_steps 10 --output_dir out\n",
+        RUN_CLIP.read_text(),  # HF CLIPModel: the loss sees the local batch only (transformers#22252)
     )
     msg = findings[("FGD208", "")]["message"]
     assert facts["run.world_size"] == 14 and facts["train.per_device_batch"] == 256

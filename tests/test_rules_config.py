@@ -9,6 +9,7 @@ from fgclip_doctor.checks import negatives, optim, resume, schedule, temperature
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.settings import Settings
+from fgclip_doctor.sources.derived import derive_config_levels
 
 S = "scripts/seed_bug.sh"
 BUILT = "fgclip/model.py (built on meta)"
@@ -68,6 +69,11 @@ SEED = {
     "bank.wraps": (True, "fgclip/memory_bank.py enqueue (writes modulo the queue size)"),
     "data.max_boxes": (4, "fgclip/data.py default max_boxes"),
     "features.gathered": (True, "fgclip/losses.py gather_features"),
+    "loss.world_size_from": ("torch.distributed", "fgclip/losses.py gather_features"),
+    "code.flags_rejected": ([], "fgclip/train.py HfArgumentParser"),
+    "loss.global.errors_swallowed": (False, "fgclip/losses.py"),
+    "loss.region.errors_swallowed": (False, "fgclip/losses.py"),
+    "loss.hardneg.errors_swallowed": (False, "fgclip/losses.py"),
     "candidates.global": (8, "per_device (8) × world (1)"),
     "candidates.region.in_batch": (32, "per_device × max_boxes (upper bound), this rank's boxes"),
     "candidates.region.with_bank": (160, "in-batch + bank.size"),
@@ -109,8 +115,13 @@ def statuses(findings) -> dict[tuple[str, str], Status]:
 
 
 def test_seed_scenario_fails_the_three_mistakes():
-    found = run_rules(facts_of(), "C", Settings(), command="check-config")
+    facts = facts_of()
+    derive_config_levels(facts)  # chance and floor per term, as check-config derives them
+    found = run_rules(facts, "C", Settings(), command="check-config")
     st = statuses(found)
+    # T 14.3 lets the region loss fall to ~0 over 32 boxes: the temperature alone did not hold it at ln 4
+    assert {st[("loss-floor", t)] for t in ("global", "region", "hardneg")} == {Status.PASS}
+    assert st[("lr-zero", "lr")] is Status.PASS and st[("lr-zero", "parameters")] is Status.PASS
     assert st[("logit-scale-init", "finegrained")] is Status.FAIL
     assert st[("logit-scale-init", "hardneg")] is Status.FAIL
     assert st[("logit-scale-init", "global")] is Status.PASS

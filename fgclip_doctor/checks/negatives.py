@@ -73,6 +73,13 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)", src, "global")
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
+    if world is not None and world > 1 and gathered is None:  # never a PASS on assumed gathering
+        return ctx.skip(
+            f"not known: features.gathered (whether the loss gathers features across the {world} ranks: "
+            f"{per} or {expected} candidates per row)",
+            src,
+            "global",
+        )
     if world is not None and world > 1 and gathered is False:
         return ctx.problem(
             per,
@@ -207,7 +214,8 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
     accum = int(facts.value("train.grad_accum"))
     per, world = facts.value("train.per_device_batch"), facts.value("run.world_size")
     n = facts.value("candidates.global")
-    if n is None and per is not None and world is not None:
+    gathered = facts.value("features.gathered")
+    if n is None and per is not None and world is not None and (gathered or world == 1):
         n = per * world
     total = facts.value("train.global_batch")
     if total is None and per is not None and world is not None:
@@ -222,6 +230,11 @@ def grad_accum_negatives(facts: Facts, ctx: RuleContext) -> Finding:
         f"{n} candidates per forward{_how_global(n, per, world)}"
         if n is not None
         else "only the candidates of one forward call"
+        + (
+            f" ({per} or {per * world}: not known whether the loss gathers features across ranks)"
+            if per is not None and world is not None
+            else ""
+        )
     )
     return ctx.problem(
         accum,

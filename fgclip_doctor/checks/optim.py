@@ -9,6 +9,7 @@ from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 
 HEAD = "roi_projection"
+RUN_LR = "every group"  # the run's one learning rate, when the groups' own are not known
 
 
 def fmt_lr(lr: float) -> str:
@@ -145,3 +146,138 @@ def head_lr(facts: Facts, ctx: RuleContext) -> list[Finding]:
                 )
             )
     return out
+
+
+# ---- learning rates: what every command knows of them --------------------------------------------
+
+
+def group_lrs(facts: Facts) -> tuple[list[tuple[str, float | None, list[str]]], tuple[str, ...]]:
+    """[(group, base LR, parameters)] and the facts they came from: the optimizer's groups (config
+    of the subject, live), the saved scheduler's base LRs (checkpoint), else the run's one LR."""
+    if "optim.groups" in facts:
+        base = facts.value("train.learning_rate")
+        groups = [
+            (str(g.get("name", i)), g.get("lr", base), list(g.get("params", [])))
+            for i, g in enumerate(facts.value("optim.groups") or [])
+        ]
+        return groups, ("optim.groups", "train.learning_rate")
+    if facts.value("schedule.base_lrs"):
+        names = facts.value("optim.group_names") or []
+        lrs = facts.value("schedule.base_lrs")
+        return [(names[i] if i < len(names) else str(i), lr, []) for i, lr in enumerate(lrs)], (
+            "schedule.base_lrs",
+            "optim.group_names",
+        )
+    for name in ("schedule.base_lr", "train.learning_rate"):
+        if name in facts:
+            return [(RUN_LR, facts.value(name), [])], (name,)
+    return [], ()
+
+
+def lr_is_zero(facts: Facts) -> bool | None:
+    """True when every group's base LR is 0, False when one is positive, None when unknown."""
+    groups, _ = group_lrs(facts)
+    lrs = [float(lr) for _, lr, _ in groups if lr is not None]
+    return None if not lrs else all(lr == 0 for lr in lrs)
+
+
+@rule(
+    "FGD603",
+    "lr-zero",
+    title="every optimizer group trains: a learning rate above 0, all trainable parameters held",
+    severity="fail",
+    where="CKL",
+    fix="give every group a learning rate > 0 (--learning_rate, the group's own LR), and put every "
+    "trainable parameter in a group (or freeze it with requires_grad=False)",
+    what="Each optimizer group's base learning rate (the launch's --learning_rate for code the doctor "
+    "does not know; the saved scheduler's base_lrs in a checkpoint; the optimizer's groups in a live "
+    "run) is above 0; in a checkpoint, the saved LR is not 0 before the schedule's end; every "
+    "trainable parameter is in some group. head-lr judges the new region head on its own.",
+    why="At LR 0 nothing moves: the loss stays where it started (at chance for a contrastive loss) "
+    "for the whole run, and every step costs compute for nothing. A scheduler that decays to 0 is "
+    "fine only at its end.",
+    example="plain CLIPModel, --learning_rate 0: groups 0, 1 at lr 0 -> FAIL; the loss stays at "
+    "4.16 = ln 64 for 12 steps",
+    evidence="issue 12 (a 12-step CLIPModel run at LR 0 that the doctor passed); torch.optim applies "
+    "p -= lr x update, nothing at lr 0; transformers' schedulers end at 0 at max_steps.",
+)
+def lr_zero(facts: Facts, ctx: RuleContext) -> list[Finding]:
+    """One finding on the groups' learning rates, one on parameters no group holds."""
+    groups, names = group_lrs(facts)
+    if not groups:
+        return [ctx.skip("not known: optim.groups, schedule.base_lrs, train.learning_rate (the run's LRs)")]
+    src = ctx.sources_of(facts, *names)
+    out = []
+    known = [(g, float(lr), ps) for g, lr, ps in groups if lr is not None]
+    zero = [(g, ps) for g, lr, ps in known if lr == 0]
+    if zero:
+        shown = "; ".join(f"group {g!r}" + _params_text(ps) for g, ps in zero)
+        whole = "every group" if len(zero) == len(groups) else f"{len(zero)} of {len(groups)} groups"
+        msg = (
+            "the run's learning rate is 0: nothing trains"
+            if zero[0][0] == RUN_LR
+            else f"{whole} at lr 0: {shown}: nothing there trains"
+        )
+        out.append(ctx.problem("lr 0", "lr > 0", msg, src, "lr"))
+    elif known:
+        lrs = ", ".join(f"{g} {fmt_lr(lr)}" for g, lr, _ in known[:6])
+        out.append(ctx.passed(f"min lr {fmt_lr(min(lr for _, lr, _ in known))}", "lr > 0", lrs, src, "lr"))
+    else:
+        out.append(ctx.skip("the groups' learning rates are not known", src, "lr"))
+    out += _lr_ended_early(facts, ctx)
+    params = facts.value("model.parameters")
+    if params is not None and "optim.groups" in facts:
+        held = {p for _, _, ps in groups for p in ps}
+        loose = [p for p in params if p not in held]
+        psrc = ctx.sources_of(facts, "model.parameters", "optim.groups")
+        if loose:
+            shown = ", ".join(loose[:4]) + (" ..." if len(loose) > 4 else "")
+            out.append(
+                ctx.problem(
+                    f"{len(loose)} not in the optimizer",
+                    "every trainable parameter in a group",
+                    f"{len(loose)} trainable parameters in no optimizer group ({shown}): they never train",
+                    psrc,
+                    "parameters",
+                )
+            )
+        else:
+            out.append(
+                ctx.passed(
+                    "all in groups",
+                    "every trainable parameter in a group",
+                    f"{len(params)} parameters",
+                    psrc,
+                    "parameters",
+                )
+            )
+    return out
+
+
+def _params_text(params: list[str]) -> str:
+    """' (a, b, c ...; 12 parameters)', or '' when the group's parameters are not known."""
+    if not params:
+        return ""
+    return f" ({', '.join(params[:3])}{' ...' if len(params) > 3 else ''}; {len(params)} parameters)"
+
+
+def _lr_ended_early(facts: Facts, ctx: RuleContext) -> list[Finding]:
+    """A checkpoint whose saved LRs are all 0 after the warmup and before the schedule's end."""
+    last, base = facts.value("optim.group_lrs"), facts.value("schedule.base_lrs")
+    step, total = facts.value("train.optimizer_steps_done"), facts.value("schedule.total_steps")
+    warm = facts.value("schedule.warmup_steps") or 0
+    if not last or not base or step is None or not total or any(float(b) == 0 for b in base):
+        return []
+    src = ctx.sources_of(facts, "optim.group_lrs", "schedule.total_steps", "train.optimizer_steps_done")
+    if all(float(x) == 0 for x in last) and warm < step < total:
+        return [
+            ctx.problem(
+                "lr 0 at the checkpoint",
+                "lr > 0 until the schedule's end",
+                f"the saved LR is 0 at step {step}, before the schedule's end at {total} "
+                f"(warmup {warm}): the rest of the run does not train",
+                src,
+                "schedule",
+            )
+        ]
+    return []

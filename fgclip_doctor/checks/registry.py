@@ -44,6 +44,8 @@ RULE_MODULES: list[str] = [
     "features",
     "optim",
     "loss_health",
+    "code_rules",
+    "loss_levels",
 ]
 
 WHERE_LETTERS = "CKLD"  # C config/code, K checkpoint, L live run, D data

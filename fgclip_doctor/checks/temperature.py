@@ -12,7 +12,7 @@ import math
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.vocabulary import SCALE_PARAMS, SCALES, scale_fact
+from fgclip_doctor.vocabulary import SCALE_OF_PARAM, SCALE_PARAMS, SCALES, scale_fact
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
 LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
@@ -62,16 +62,12 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     scales = [s for s in ("finegrained", "hardneg") if scale_fact(s, "init") in facts]
     if scale_fact("global", "init") in facts and base_name in facts:
         scales.append("global")
-    if not scales:
-        return [
-            ctx.skip(
-                "not known: scale.finegrained.init, scale.hardneg.init (the launch's "
-                "--logit_scale_init_value or the model's effective values give them)"
-            )
-        ]
     tuning = facts.value("model.fine_tuning")
+    copies = [s for s in SCALES if s not in scales and facts.value(scale_fact(s, "init_from")) == COPY]
+    out = [_copied(facts, ctx, s, tuning) for s in copies]
+    if not scales:
+        return out or [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init " + _init_hint(facts))]
     base = facts.value(base_name)
-    out = []
     for s in scales:
         init_name = scale_fact(s, "init")
         init = float(facts.value(init_name))
@@ -115,6 +111,32 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     return out
 
 
+COPY = "copy of logit_scale"  # scale.<scale>.init_from of a scale that starts as the base's global scale
+
+
+def _init_hint(facts: Facts) -> str:
+    """Where a scale's init would come from: never a flag the training code lacks."""
+    known = facts.value("code.flags_known")
+    foreign = facts.value("run.subject_known") is False and known is None
+    if foreign or (known is not None and "logit_scale_init_value" not in known):
+        return "(the code's scale parameters or a readable base model give them)"
+    return "(the launch's --logit_scale_init_value or the model's effective values give them)"
+
+
+def _copied(facts: Facts, ctx: RuleContext, scale: str, tuning) -> Finding:
+    """A scale the code starts as a copy of the model's global scale: the base's value, whatever it is."""
+    src = ctx.sources_of(facts, scale_fact(scale, "init_from"), "model.fine_tuning")
+    if not tuning:
+        return ctx.skip("not known: model.fine_tuning (a copy of logit_scale is the base's only when fine-tuning)")
+    return ctx.passed(
+        "= base global",
+        "the base's scale",
+        f"{scale} starts as a copy of the base's logit_scale (after from_pretrained): T ratio 1",
+        src,
+        scale,
+    )
+
+
 def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tuple[str, ...]) -> Finding:
     ratio = ctx.threshold("min_ratio")
     floor = base + math.log(ratio) if ratio > 0 else float("-inf")
@@ -136,18 +158,23 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
 @rule(
     "FGD102",
     "logit-scale-clamp",
-    title="scales clamped at ln 100 and not above it",
+    title="scales clamped to [0, ln 100] and inside it",
     severity="fail",
     where="CKL",
-    fix="clamp the scales to [0, 4.6052] after every optimizer step and start them at or below 4.6052",
+    fix="clamp the scales to [0, 4.6052] after every optimizer step, start them inside it (2.6592 from "
+    "scratch, the base's when fine-tuning) and keep weight decay off them",
     what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
-    "(value in a checkpoint or live run, init in a config) is at or below it.",
+    "(value in a checkpoint or live run, init in a config) is at or below it, and above `min` "
+    "(0: temperature 1).",
     why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
-    "clamp to keep the learnable temperature in range.",
-    example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; no clamp in the trainer -> WARN",
+    "clamp to keep the learnable temperature in range. At or below 0 (T <= 1) cosine logits span "
+    "at most [-1, 1]: the loss cannot leave the neighbourhood of chance (loss-floor), and a scale "
+    "pulled there by weight decay never comes back by itself.",
+    example="logit_scale_finegrained = 5.3 (T 200) -> FAIL; logit_scale 0.0 (T 1) -> FAIL; no "
+    "clamp in the trainer -> WARN",
     evidence="open_clip src/open_clip_train/train.py and legacy_train.py clamp logit_scale to "
     "[0, ln 100] after each optimizer step.",
-    thresholds={"max": LN100, "tol": 1e-3},
+    thresholds={"max": LN100, "min": 0.0, "tol": 1e-3},
 )
 def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding for the clamp itself, one per scale with a known value or init."""
@@ -190,11 +217,23 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
         v = float(facts.value(name))
         what = "is at" if name.endswith(".value") else "starts at"
         src = ctx.sources_of(facts, name, "scale.clamp_max")
-        expected = f"<= {fmt_scale(limit)}"
+        low = ctx.threshold("min")
+        expected = f"in ({fmt_scale(low)}, {fmt_scale(limit)}]"
         if v > limit + ctx.threshold("tol"):
             out.append(
                 ctx.problem(
                     fmt_scale(v), expected, f"{s} {what} {fmt_scale(v)}, above the clamp {fmt_scale(limit)}", src, s
+                )
+            )
+        elif v <= low:
+            out.append(
+                ctx.problem(
+                    fmt_scale(v),
+                    expected,
+                    f"{s} {what} {fmt_scale(v)}: temperature <= {math.exp(low):.3g}, cosine logits within "
+                    f"[-{math.exp(v):.3g}, {math.exp(v):.3g}]: the loss stays near chance (loss-floor)",
+                    src,
+                    s,
                 )
             )
         else:
@@ -223,6 +262,9 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
 def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per logit_scale parameter found in the optimizer groups."""
     if "optim.groups" not in facts:
+        decayed = [s for s in SCALES if scale_fact(s, "decayed") in facts]
+        if decayed:
+            return [_decayed_in_code(facts, ctx, s) for s in decayed]
         return [ctx.skip("not known: optim.groups (the optimizer's parameter groups, read from the trainer)")]
     src = ctx.sources_of(facts, "optim.groups", "train.weight_decay")
     out = []
@@ -266,6 +308,21 @@ def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
             src,
         )
     ]
+
+
+def _decayed_in_code(facts: Facts, ctx: RuleContext, scale: str) -> Finding:
+    """From the code's optimizer grouping (no-decay name lists, create_optimizer overrides)."""
+    name = scale_fact(scale, "decayed")
+    src = ctx.sources_of(facts, name, "train.weight_decay")
+    spelled = [p for p in facts.value("code.logit_params") or {} if SCALE_OF_PARAM.get(p) == scale]
+    param = spelled[0] if spelled else SCALE_PARAMS[scale]
+    wd = facts.value("train.weight_decay")
+    if not facts.value(name):
+        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is in the code's no-decay group", src, param)
+    if wd is not None and float(wd) == 0:
+        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is decayed, at weight_decay 0", src, param)
+    shown = f"weight_decay {float(wd):g}" if wd is not None else "weight decay"
+    return ctx.problem(shown, "weight_decay 0", f"{param} is in the code's decayed group ({shown})", src, param)
 
 
 @rule(

@@ -12,7 +12,7 @@ from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.launch.target import read_target
+from fgclip_doctor.sources.launch.target import TargetView, launch_directory, read_target
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.units import forward_calls_text
 
@@ -40,6 +40,10 @@ SUMMARY = [
 ]
 
 
+#: Rows shown as "unknown", with the reason, when their fact is absent for a recorded reason.
+UNKNOWN_SHOWN = ("run.world_size", "candidates.global", "train.per_device_batch", "train.grad_accum")
+
+
 def _scale(v: float) -> str:
     return f"{v:.4f} (T {math.exp(v):.3g})"
 
@@ -52,7 +56,8 @@ def _row(facts: Facts, label: str, name: str | None, fmt) -> tuple[str, str, str
         src = facts.source("train.fp16" if p == "fp16" else "train.bf16")
         return label, p, src
     if name not in facts:
-        return None
+        why = facts.why_unknown(name) if name in UNKNOWN_SHOWN else []
+        return (label, "unknown", why[0]) if why else None
     v = facts.value(name)
     if name.startswith("scale."):
         text = _scale(v)
@@ -80,24 +85,42 @@ def summary_table(facts: Facts) -> Table:
     return table
 
 
-def build_report(target: Path | None, settings: Settings, dataset_size: int | None = None) -> Report:
-    """The whole check-config pipeline for one target (raises DoctorInputError on bad input)."""
-    view = read_target(target)
+def _code_line(facts: Facts, view: TargetView) -> str:
+    """What was read of code that is not the bundled subject, and from where."""
+    if view.entry is None:
+        return "no training code named: facts come from the args file's keys by name, without defaults"
+    files = facts.value("code.files_read")
+    if not files:
+        return f"{view.entry}: its code was not read (see the notes); facts come from the launch's flags only"
+    parser = facts.value("code.parser", "no argument parser found")
+    return (
+        f"{view.entry} is not the bundled subject: its code was read as text, never run "
+        f"({len(files)} files from {launch_directory(view)}; {parser}). Use `live` on a GPU box to measure."
+    )
+
+
+def build_report(
+    target: Path | None,
+    settings: Settings,
+    dataset_size: int | None = None,
+    view: TargetView | None = None,
+) -> Report:
+    """The whole check-config pipeline for one target, or for an already read `view` (a training
+    script or module with its arguments). Raises DoctorInputError on bad input."""
+    if view is None:
+        view = read_target(target)
     if view.is_subject:
         require_subject()
-    if target is None:  # the bundled default run: its synthetic data and tiny base, made on first use
+    if target is None and view.target is None:  # the bundled default run: its data and tiny base, made on first use
         from fgclip.presets import ensure_synthetic
 
         ensure_synthetic()
     facts = collect_facts(view, dataset_size)
     findings = run_rules(facts, "C", settings, command="check-config")
     name = view.target or "default run (fgclip.train --preset tiny)"
-    lines = [f"fgclip-doctor check-config · {name} · {view.entry} via {view.launcher}"]
+    lines = [f"fgclip-doctor check-config · {name} · {view.entry or 'no training code'} via {view.launcher}"]
     if not view.is_subject:
-        lines.append(
-            f"{view.entry} is code the doctor does not know: facts come from its flags and "
-            "transformers' TrainingArguments defaults; model-level rules SKIP. Use `live` to measure."
-        )
+        lines.append(_code_line(facts, view))
     lines += [f"note: {n}" for n in view.notes]
     if view.unresolved:
         lines.append("unresolved in the script: " + ", ".join(view.unresolved))

@@ -196,7 +196,7 @@ def loss_table(facts: Facts, findings: list) -> Table:
     """Per loss term: candidates, chance, first -> last with a sparkline, ratio, verdict."""
     verdict = {f.subject: f for f in findings if f.rule == "loss-chance"}
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for name in ("term", "key", "chance", "first → last", "trend", "ratio", "verdict"):
+    for name in ("term", "key", "chance", "floor", "first → last", "trend", "ratio", "verdict"):
         table.add_column(name)
     series = facts.value("history.series") or {}
     for term, key in (facts.value("history.loss_keys") or {}).items():
@@ -207,6 +207,7 @@ def loss_table(facts: Facts, findings: list) -> Table:
             term,
             key,
             f"{chance:.3g}" if chance is not None else "?",
+            f"{facts.value(f'loss.floor.{term}'):.3g}" if f"loss.floor.{term}" in facts else "?",
             f"{vals[0]:.4g} → {vals[-1]:.4g} {sparkline(vals, 24)}" if vals else "—",
             trend([tuple(p) for p in series.get(key, [])]),
             f.measured if f and f.status is not Status.SKIP else "—",

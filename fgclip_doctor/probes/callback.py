@@ -1,18 +1,23 @@
 """ProbeCallback: the probes as a TrainerCallback; `fgclip_doctor.callback.DoctorCallback` adds the rules.
 
 It observes and only steers through `control` (transformers' callback contract): probes are
-installed at train begin and removed at train end or `close()` (also on error / Ctrl-C when
+installed at train begin (on the model the Trainer hands its callbacks, so `add_callback` after
+the Trainer is built works) and removed at train end or `close()` (also on error / Ctrl-C when
 used as a context manager); statistics stay on the device and are read back every `interval`
 optimizer steps, keyed by step (`history`). `record()` is what was measured, as a ProbeRecord.
-A `judge(record) -> findings` given by the constructor is asked at each read-back when
-`abort_on="fail"`; a FAIL sets `control.should_training_stop`. Findings go into the Trainer's
-logs (`doctor/...` keys), so they reach TensorBoard / W&B when `attach(trainer)` puts this
-callback first. Probes never import the rules: the judge comes from above.
+A `judge(record) -> findings` given by the constructor is asked at each read-back; with
+`abort_on="fail"` a FAIL (with "warn", a WARN too) sets `control.should_training_stop`.
+The latest findings go into every log (`doctor/fail`, `doctor/warn` counts, and
+`doctor/<rule>/<subject>` = 1 WARN, 2 FAIL, 0 once it passes again), so they land in
+`state.log_history` and reach TensorBoard / W&B: at train begin this callback moves itself first
+in the Trainer's list, before the reporting integrations. Probes never import the rules: the
+judge comes from above.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import torch
@@ -27,6 +32,17 @@ from fgclip_doctor.vocabulary import SCALE_OF_PARAM
 #: a record -> the findings of the live rules on it (objects with .status "PASS" / "WARN" /
 #: "FAIL" / "SKIP", .rule and .subject); fgclip_doctor/callback.py gives the default one
 Judge = Callable[[ProbeRecord], list]
+#: abort_on -> the statuses that stop the run
+STOP_ON = {None: (), "fail": ("FAIL",), "warn": ("FAIL", "WARN")}
+#: TrainingArguments the record keeps (the rules read them as train.* facts when the launch is not known)
+TRAINER_ARGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay")
+#: the value of a `doctor/<rule>/<subject>` log key
+LOG_LEVEL = {"WARN": 1, "FAIL": 2}
+
+
+def _status(finding) -> str:
+    """The status as text: PASS, WARN, FAIL or SKIP (a finding's status may be a str Enum)."""
+    return str(getattr(finding.status, "value", finding.status))
 
 
 def _unwrap(model):
@@ -49,9 +65,14 @@ class ProbeCallback(TrainerCallback):
     """Probes for a Trainer run: loss terms, candidates, bank, gradients, scales; history by step."""
 
     def __init__(
-        self, interval: int = 5, abort_on: str | None = None, rank: int = 0, judge: Judge | None = None
+        self, interval: int = 5, abort_on: str | None = None, rank: int | None = None, judge: Judge | None = None
     ) -> None:
-        self.interval, self.abort_on, self.rank = max(1, interval), abort_on, rank
+        if abort_on not in STOP_ON:
+            raise ValueError(f"abort_on must be None, 'fail' or 'warn', got {abort_on!r}")
+        self.interval, self.abort_on = max(1, interval), abort_on
+        self.rank = rank  # None: the Trainer's process_index at train begin (0 outside a Trainer)
+        self.world_size = 1
+        self.trainer_args: dict = {}
         self.judge = judge
         self.ce: CrossEntropyProbe | None = None
         self.subject: SubjectProbe | None = None
@@ -64,7 +85,8 @@ class ProbeCallback(TrainerCallback):
         self.groups: list[dict] = []
         self.lrs: dict[str, float] = {}
         self.logs: list[dict] = []
-        self.findings: list = []
+        self.findings: list = []  # the judge's latest findings
+        self.logged_keys: list[str] = []  # doctor/<rule>/<subject> keys logged so far (kept, 0 when fixed)
         self.steps_done = 0
         self.installed = False
 
@@ -74,7 +96,7 @@ class ProbeCallback(TrainerCallback):
         if self.installed:
             return
         model = _unwrap(model)
-        self.ce = CrossEntropyProbe(self.rank).install()
+        self.ce = CrossEntropyProbe(self.rank or 0).install()
         self.subject = SubjectProbe(model, self.ce).install()
 
         def count(mod, args):
@@ -114,13 +136,36 @@ class ProbeCallback(TrainerCallback):
         self.close()
 
     def attach(self, trainer) -> ProbeCallback:
-        """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks."""
+        """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks
+        (`trainer.add_callback(cb)` works as well: at train begin it moves itself first)."""
         trainer.callback_handler.callbacks.insert(0, self)
         return self
 
     # ---- Trainer events ------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.rank is None:
+            self.rank = getattr(args, "process_index", 0)
+        self.world_size = getattr(args, "world_size", 1)
+        self.trainer_args = trainer_args(args, state)
+        self._move_first()
         self.install(model, optimizer)
+
+    def _move_first(self) -> None:
+        """Put this callback first in the Trainer's list, so the reporting integrations (added at
+        Trainer init, before any `add_callback`) see the doctor/ keys this one adds in on_log.
+        transformers passes events no handler: it is the `self` of CallbackHandler.call_event, the
+        caller. Moving from index k to 0 during that loop leaves the callbacks after k in place."""
+        frame = sys._getframe(1)
+        for _ in range(3):
+            if frame is None:
+                return
+            handler = frame.f_locals.get("self")
+            callbacks = getattr(handler, "callbacks", None)
+            if isinstance(callbacks, list) and any(c is self for c in callbacks):
+                callbacks.remove(self)
+                callbacks.insert(0, self)
+                return
+            frame = frame.f_back
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         # Sampled on the step before each read-back (and the first), like Cockpit's quantities.
@@ -140,24 +185,43 @@ class ProbeCallback(TrainerCallback):
         self.steps_done = state.global_step
         if state.global_step % self.interval == 0:
             self.snapshot(state.global_step, model)
-            if self.abort_on == "fail" and self.judge is not None and self._has_fail():
-                control.should_training_stop = True
+            if self.judge is not None:
+                self.findings = self.judge(self.record())
+                if any(_status(f) in STOP_ON[self.abort_on] for f in self.findings):
+                    control.should_training_stop = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
             return
+        given = set(logs)
+        doctor = self.log_values()
+        logs.update(doctor)
+        # Trainer.log appended a copy of `logs` to log_history just before this event: update it too.
+        last = state.log_history[-1] if state.log_history else None
+        if doctor and isinstance(last, dict) and given <= set(last):
+            last.update(doctor)
         self.logs.append({"step": state.global_step, **logs})
-        if self.findings:
-            for status in ("FAIL", "WARN"):
-                logs[f"doctor/{status.lower()}"] = sum(f.status == status for f in self.findings)
-            for f in self.findings:
-                if f.status == "FAIL":
-                    logs[f"doctor/{f.rule}{'/' + f.subject if f.subject else ''}"] = 1
+
+    def log_values(self) -> dict[str, int]:
+        """The doctor/ keys for the latest findings: counts, and a level per problem seen so far."""
+        if not self.findings:  # not judged yet (a judge always returns findings)
+            return {}
+        out = {f"doctor/{s.lower()}": sum(_status(f) == s for f in self.findings) for s in ("FAIL", "WARN")}
+        levels: dict[str, int] = {}
+        for f in self.findings:
+            key = f"doctor/{f.rule}" + (f"/{f.subject}" if f.subject else "")
+            levels[key] = max(levels.get(key, 0), LOG_LEVEL.get(_status(f), 0))
+            if levels[key] and key not in self.logged_keys:
+                self.logged_keys.append(key)
+        out.update({key: levels.get(key, 0) for key in self.logged_keys})
+        return out
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.steps_done = state.global_step
         if not self.history or self.history[-1]["step"] != state.global_step:
             self.snapshot(state.global_step, model)
+            if self.judge is not None:  # `findings` are the whole run's, also when shorter than interval
+                self.findings = self.judge(self.record())
         self.close()
 
     # ---- read-back ----------------------------------------------------------------------
@@ -196,6 +260,8 @@ class ProbeCallback(TrainerCallback):
             history=self.history,
             forward_calls=self.forward_calls,
             steps_done=self.steps_done,
+            world_size=self.world_size,
+            trainer_args=dict(self.trainer_args),
             scale_init=self.scale_init,
             scale_value=self.scale_value,
             groups=self.groups,
@@ -206,9 +272,16 @@ class ProbeCallback(TrainerCallback):
             dtypes=dict(ce.dtypes) if ce else {},
         )
 
-    def _has_fail(self) -> bool:
-        self.findings = self.judge(self.record())
-        return any(f.status == "FAIL" for f in self.findings)
+
+def trainer_args(args, state) -> dict:
+    """TRAINER_ARGS of the run, its optimizer steps and its LR warmup in optimizer steps."""
+    out = {k: getattr(args, k) for k in TRAINER_ARGS if getattr(args, k, None) is not None}
+    steps = getattr(state, "max_steps", 0) or 0
+    if steps > 0:
+        out["max_steps"] = steps
+        if hasattr(args, "get_warmup_steps"):  # warmup_steps, or a ratio of the run
+            out["warmup_steps"] = args.get_warmup_steps(steps)
+    return out
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -1,4 +1,6 @@
-"""The generic probe: every `torch.nn.functional.cross_entropy` call during a run, measured.
+"""The generic probe: every `torch.nn.functional.cross_entropy` call during a run, measured; and
+every sigmoid contrastive loss (SigLIP, FG-CLIP 2): `F.logsigmoid` / `F.binary_cross_entropy_with_logits`
+on a 2-D [rows, candidates] logits matrix.
 
 Works on training code the doctor has never seen. A contrastive loss hands cross-entropy a
 logits matrix [rows, candidates] and the index of each row's positive, so each call tells:
@@ -6,6 +8,12 @@ candidates per positive (columns; finite ones only, so masked queue entries do n
 chance level ln(candidates), the positive's logit vs the hardest negative, the logit range
 and dtype, and whether targets sit at rank x rows + i (the DDP offset). Calls are named by the
 loss term the subject probe announces, else by call site (`file.py:line function`).
+
+A sigmoid loss scores every (row, candidate) pair on its own. `logsigmoid` gets the signed
+logits z * l (z = +1 on the diagonal, the positives, -1 elsewhere, as SigLIP builds them);
+BCE-with-logits gets l and the 0/1 labels. Its loss is measured the SigLIP way, summed over a
+row's candidates and averaged over rows, whatever the code then reduces, so that it compares
+with the sigmoid chance level (sources/derived.py derives it: about ln N + 1).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ SUMS = (
     "top1",
     "offset_ok",
     "nonfinite_loss",
+    "chance",  # ln(candidates) for softmax, the sigmoid chance level for sigmoid calls
+    "sigmoid",  # 1 for a sigmoid call
 )
 MINS = ("logit_min",)
 MAXS = ("logit_max", "abs_max")
@@ -51,7 +61,7 @@ def call_site(skip_dirs: tuple[str, ...] = (_TORCH_DIR,)) -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
-def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor, rank: int):
+def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor, rank: int, sigmoid: bool = False):
     """One call's statistics as stacked device tensors in SUMS / MINS / MAXS order (no host sync)."""
     x = logits.detach().float()  # [N, C]
     n, c = x.shape
@@ -65,6 +75,11 @@ def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tenso
     hardest = neg.amax(1)  # [N]
     n_eff = finite.sum(1).clamp(min=1).float()  # candidates actually in each row
     ln_c = n_eff.log().mean()
+    if sigmoid:  # ln N + (N - 1) ln(N / (N - 1)) per row (sources/derived.py chance_level)
+        m = n_eff.clamp(min=2.0)
+        chance = (m.log() + (m - 1) * (m / (m - 1)).log()).mean()
+    else:
+        chance = ln_c
     loss_v = loss.detach().float().mean()
     offset = (t == torch.arange(n, device=t.device) + rank * n).float().mean()
     top1 = (x.argmax(1) == t).float().mean()
@@ -83,6 +98,8 @@ def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tenso
             top1,
             offset,
             (~torch.isfinite(loss_v)).float(),
+            chance,
+            one * float(sigmoid),
         ]
     )
     xmin = torch.where(finite, x, math.inf).amin()
@@ -122,7 +139,7 @@ class CrossEntropyProbe:
         # A head's first cross-entropy is its primary direction (image->text, box->caption).
         return self.current_term if self.calls_in_term == 1 else f"{self.current_term}/reverse"
 
-    def observe(self, logits, target, loss) -> None:
+    def observe(self, logits, target, loss, sigmoid: bool = False) -> None:
         if logits.dim() != 2 or target is None:
             return  # not a [rows, candidates] contrastive call (e.g. token-level LM loss)
         term = self.term_name()
@@ -135,7 +152,7 @@ class CrossEntropyProbe:
         self.losses[term].add(torch.stack([loss.detach().float().mean(), self._one(loss)]))
         n = self.term_calls[term] = self.term_calls.get(term, 0) + 1
         if (n - 1) % self.sample_every == 0:
-            acc.add(*ce_observation(logits, target, loss, self.rank))
+            acc.add(*ce_observation(logits, target, loss, self.rank, sigmoid))
         self.calls += 1
         cols = self.columns.setdefault(term, [])
         if not cols or cols[-1][1] != logits.shape[1]:
@@ -143,21 +160,47 @@ class CrossEntropyProbe:
         self.rows[term] = int(logits.shape[0])
         self.dtypes[term] = str(logits.dtype)
 
+    def observe_sigmoid(self, logits: torch.Tensor, positives: torch.Tensor, row_loss: torch.Tensor) -> None:
+        """A sigmoid loss: unsigned logits [N, C], the positives' mask, the loss of each row [N]."""
+        if logits.dim() != 2 or logits.shape[0] < 2 or logits.shape[0] > logits.shape[1]:
+            return  # not a [rows, candidates] contrastive matrix
+        self.observe(logits, positives.float().argmax(1), row_loss, sigmoid=True)
+
     def install(self) -> CrossEntropyProbe:
-        """Patch torch.nn.functional.cross_entropy (module attribute: every caller goes through it)."""
-        original = self._original = F.cross_entropy
+        """Patch cross_entropy, logsigmoid and binary_cross_entropy_with_logits in
+        torch.nn.functional (module attributes: every caller goes through them)."""
+        self._original = {n: getattr(F, n) for n in ("cross_entropy", "logsigmoid", "binary_cross_entropy_with_logits")}
+        ce, logsig, bce = self._original.values()
         probe = self
 
         def cross_entropy(input, target, *args, **kwargs):
-            out = original(input, target, *args, **kwargs)
+            out = ce(input, target, *args, **kwargs)
             probe.observe(input, target, out)
             return out
 
-        cross_entropy.__wrapped__ = original
-        F.cross_entropy = cross_entropy
+        def logsigmoid(input, *args, **kwargs):
+            out = logsig(input, *args, **kwargs)
+            if input.dim() == 2 and 2 <= input.shape[0] <= input.shape[1]:
+                # SigLIP: input = z * logits, z = 2 eye - 1; the loss of a row is -sum_j out[i, j]
+                eye = torch.eye(*input.shape, device=input.device, dtype=torch.bool)
+                unsigned = torch.where(eye, input, -input).detach()
+                probe.observe_sigmoid(unsigned, eye, -out.detach().float().sum(1))
+            return out
+
+        def binary_cross_entropy_with_logits(input, target, *args, **kwargs):
+            out = bce(input, target, *args, **kwargs)
+            if input.dim() == 2 and target.shape == input.shape and 2 <= input.shape[0] <= input.shape[1]:
+                rows = bce(input.detach().float(), target.detach().float(), reduction="none").sum(1)
+                probe.observe_sigmoid(input.detach(), target.detach() > 0.5, rows)
+            return out
+
+        for name, fn in zip(self._original, (cross_entropy, logsigmoid, binary_cross_entropy_with_logits)):
+            fn.__wrapped__ = self._original[name]
+            setattr(F, name, fn)
         return self
 
     def remove(self) -> None:
-        if self._original is not None:
-            F.cross_entropy = self._original
+        if self._original:
+            for name, fn in self._original.items():
+                setattr(F, name, fn)
             self._original = None

@@ -26,6 +26,8 @@ class ProbeRecord:
     history: list[dict] = field(default_factory=list)  # one read-back per interval (see above)
     forward_calls: int = 0  # the model's forward calls (micro-steps) in this process
     steps_done: int = 0  # Trainer state.global_step at the last event
+    world_size: int = 1  # processes of the run (TrainingArguments.world_size at train begin)
+    trainer_args: dict = field(default_factory=dict)  # the Trainer's own arguments (TRAINER_ARGS, warmup in steps)
     scale_init: dict[str, float] = field(default_factory=dict)  # ln-scales at train begin, by scale name
     scale_value: dict[str, float] = field(default_factory=dict)  # ln-scales at the last read-back
     groups: list[dict] = field(default_factory=list)  # optimizer groups: {name, lr, weight_decay, params}

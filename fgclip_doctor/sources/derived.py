@@ -1,9 +1,10 @@
 """Derived facts: batch x world x accumulation, run length in both step units, the bank's
-switch-on step, and candidates per loss row (with chance levels for checkpoints).
+switch-on step, candidates per loss row, each term's chance level and floor, temperatures.
 
 The one place every command derives them: check-config and live from the launch's facts
 (`derive_run`, and `derive_world` for `live --nproc`), inspect-ckpt from a checkpoint's
-(`derive_checkpoint_candidates`). The arithmetic itself is `fgclip_doctor.units`; what differs
+(`derive_checkpoint_candidates`); all three then `derive_levels` (chance, floor, temperatures).
+The step arithmetic is `fgclip_doctor.units`; the loss levels' formulas are here (below); what differs
 between commands is only which facts they start from, and so the provenance each value cites.
 Imports only the ground floor.
 """
@@ -39,14 +40,21 @@ def derive_run(facts: Facts) -> None:
     if steps is not None:
         facts.set("train.optimizer_steps", steps, src)
         facts.set("train.forward_calls", forward_calls(steps, accum), "optimizer_steps × accumulation")
-    # Candidates per loss row.
-    if facts.value("features.gathered", False) or world == 1:
+    # Candidates per loss row: unknown when the world is > 1 and gathering is unknown.
+    gathered = facts.value("features.gathered")
+    if gathered or world == 1:
         facts.set("candidates.global", global_candidates(per_device, world, True), f"per_device ({ps}) × world ({ws})")
-    else:
+    elif gathered is False:
         facts.set(
             "candidates.global",
             global_candidates(per_device, world, False),
-            f"per_device ({ps}); features not gathered across ranks",
+            f"per_device ({ps}); features not gathered across ranks ({facts.source('features.gathered')})",
+        )
+    else:
+        facts.mark_unknown(
+            "candidates.global",
+            f"not known whether the loss gathers features across the {world} ranks: "
+            f"{per_device} or {per_device * world} candidates",
         )
     if "data.max_boxes" in facts and "region" in facts.value("loss.terms", ()):
         per_image = min(
@@ -100,7 +108,7 @@ def derive_checkpoint_candidates(facts: Facts) -> None:
         how = f"train_batch_size {batch}" + (f" x world {world}" if gathered else " (not gathered)")
         facts.set("candidates.global", n, f"{facts.source('train.per_device_batch')}; {wsrc}")
         parts, why = (2, "FG-CLIP sums the long- and short-caption losses") if subject else (1, "")
-        facts.set("loss.chance.global", parts * math.log(n), f"{parts} x ln {n} ({how}" + (f"; {why})" if why else ")"))
+        set_levels(facts, "global", [(parts, n)], f"{parts} x level({n}) ({how}" + (f"; {why})" if why else ")"))
     terms = facts.value("loss.terms") or []
     if subject and batch and "region" in terms:
         k = int(batch) * MAX_BOXES
@@ -120,14 +128,17 @@ def derive_checkpoint_candidates(facts: Facts) -> None:
                 f"{ksrc} + queue fill {fill} - {same or 0:.1f} same-caption (masked)",
             )
         if k > 1:
-            chance = (math.log(k + queue) + math.log(k)) / 2
-            facts.set(
-                "loss.chance.region", chance, f"(ln {k + queue:.4g} box->caption + ln {k:.4g} caption->box) / 2; {ksrc}"
+            set_levels(
+                facts,
+                "region",
+                [(0.5, k + queue), (0.5, k)],
+                f"(level({k + queue:.4g}) box->caption + level({k:.4g}) caption->box) / 2; {ksrc}",
             )
     hard = facts.value("data.num_hard_negatives")
     if subject and "hardneg" in terms and hard:
         facts.set("candidates.hardneg", 1 + int(hard), facts.source("data.num_hard_negatives"))
-        facts.set("loss.chance.hardneg", math.log(1 + int(hard)), f"ln(1 + {hard} rewrites)")
+        set_levels(facts, "hardneg", [(1, 1 + int(hard))], f"level(1 + {hard} rewrites)")
+    derive_temperatures(facts)
 
 
 def _boxes_from_fill(facts: Facts) -> tuple[float, str] | None:
@@ -143,3 +154,116 @@ def _boxes_from_fill(facts: Facts) -> tuple[float, str] | None:
                 "forward calls (trainer_state.json)"
             )
     return None
+
+
+# ---- loss levels: chance and floor of one row of N candidates ------------------------------------
+# Logits are cosine similarities times the temperature T = e^s (s the ln-scale), so every logit
+# lies in [-T, T] (plus a bias b for sigmoid losses).
+#
+# softmax cross-entropy, loss = ln(1 + sum_j e^(l_j - l_pos)):
+#   chance = ln N (all logits equal: the model tells nothing apart);
+#   floor  = ln(1 + (N - 1) e^(-2T)): the positive at +T, every negative at -T. With s = 0
+#            (T 1) and N = 64 the floor is 2.25 = 0.54 x ln 64; at CLIP's 2.6592 (T 14.3) ~ 0.
+# sigmoid (SigLIP, FG-CLIP 2), loss per row = -sum_j ln sigmoid(z_j (T cos_j + b)), z = +1 for the
+# positive and -1 for the N - 1 negatives (SigLIP sums over the row and averages over rows):
+#   chance = the best a constant logit c can do: sigmoid(c) = 1/N, which gives
+#            ln N + (N - 1) ln(N / (N - 1))   (about ln N + 1; 5.15 for N = 64);
+#   floor  = min over b of softplus(-T - b) + (N - 1) softplus(b - T): the positive at +T, the
+#            negatives at -T, with the best bias (the learned one can only do worse).
+
+LOSS_KINDS = ("softmax", "sigmoid")
+
+
+def _softplus(x: float) -> float:
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+def chance_level(n: float, kind: str = "softmax") -> float:
+    """The loss of a row of `n` candidates when the model tells nothing apart (nats)."""
+    if n <= 1:
+        return 0.0
+    if kind == "sigmoid":
+        return math.log(n) + (n - 1) * math.log(n / (n - 1))
+    return math.log(n)
+
+
+def loss_floor(n: float, scale: float, kind: str = "softmax") -> float:
+    """The lowest loss a row of `n` candidates can reach with cosine logits at ln-scale `scale`."""
+    t = math.exp(min(scale, 50.0))
+    if n <= 1:
+        return 0.0
+    if kind == "sigmoid":
+        f = lambda b: _softplus(-t - b) + (n - 1) * _softplus(b - t)  # noqa: E731  convex in b
+        lo, hi = -t - 60.0, t + 60.0
+        for _ in range(200):  # ternary search on a convex function
+            m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+            lo, hi = (lo, m2) if f(m1) < f(m2) else (m1, hi)
+        return f((lo + hi) / 2)
+    return math.log1p((n - 1) * math.exp(-2 * t))
+
+
+#: loss term (or its `/reverse` direction in live) -> the scale its logits use
+TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
+
+
+def term_scale(facts: Facts, term: str) -> str | None:
+    """The scale fact (`scale.<scale>.value`, else `.init`) of a term's logits; for code the doctor
+    does not know (terms named by call site), the one scale the model has."""
+    scale = TERM_SCALE.get(term.split("/")[0])
+    if scale is None:
+        known = {n.split(".")[1] for n in facts if n.startswith("scale.") and n.endswith((".value", ".init"))}
+        known.discard("clamp")
+        scale = next(iter(known)) if len(known) == 1 else None
+    if scale is None:
+        return None
+    for kind in ("value", "init"):
+        if f"scale.{scale}.{kind}" in facts:
+            return f"scale.{scale}.{kind}"
+    return None
+
+
+def term_kind(facts: Facts, term: str) -> str:
+    """softmax or sigmoid: what the code reader, the weights (a logit_bias) or the probe said."""
+    kind = facts.value(f"loss.{term.split('/')[0]}.kind") or facts.value(f"loss.{term}.kind")
+    return "sigmoid" if kind == "sigmoid" else "softmax"
+
+
+def set_levels(facts: Facts, term: str, parts: list[tuple[float, float]], how: str) -> None:
+    """`loss.chance.<term>` and, with the term's scale known, `loss.floor.<term>`: the sum over
+    the loss's parts of weight x level(candidates), e.g. FG-CLIP's global term [(2, N)]."""
+    kind = term_kind(facts, term)
+    facts.set(f"loss.chance.{term}", sum(w * chance_level(n, kind) for w, n in parts), f"{kind} chance: {how}")
+    name = term_scale(facts, term)
+    if name is not None:
+        s = float(facts.value(name))
+        facts.set(
+            f"loss.floor.{term}",
+            sum(w * loss_floor(n, s, kind) for w, n in parts),
+            f"{kind} floor at {name} = {s:.4g} (T {math.exp(s):.3g}): {how}",
+        )
+
+
+def derive_temperatures(facts: Facts) -> None:
+    """`scale.<scale>.<kind>.temperature` = e^value for every known init, value and base."""
+    for name in [n for n in facts if n.startswith("scale.") and n.endswith((".init", ".value", ".base"))]:
+        v = facts.value(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            facts.set(f"{name}.temperature", math.exp(min(float(v), 700.0)), f"exp({name}) ({facts.source(name)})")
+
+
+def derive_config_levels(facts: Facts) -> None:
+    """check-config: each term's chance and floor at the scales' start, from the derived candidates
+    (FG-CLIP's global term sums the long- and short-caption losses: twice the one-loss level)."""
+    subject = bool(facts.value("run.subject_known"))
+    n = facts.value("candidates.global")
+    if n:
+        parts = 2 if subject else 1
+        set_levels(facts, "global", [(parts, n)], f"{parts} x level({n} candidates)")
+    terms = facts.value("loss.terms") or []
+    k = facts.value("candidates.region.in_batch")
+    if "region" in terms and k:
+        set_levels(facts, "region", [(0.5, k), (0.5, k)], f"({k} box->caption + {k} caption->box) / 2, before the bank")
+    h = facts.value("candidates.hardneg")
+    if "hardneg" in terms and h:
+        set_levels(facts, "hardneg", [(1, h)], f"level({h} candidates: 1 + rewrites)")
+    derive_temperatures(facts)

@@ -12,6 +12,7 @@ import math
 
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.probes.record import ProbeRecord
+from fgclip_doctor.sources.derived import derive_temperatures, set_levels
 
 SRC = "live: measured"
 
@@ -33,6 +34,8 @@ def term_series(history: list[dict], term: str) -> list[dict]:
                 k: s[k] / calls
                 for k in ("ln_candidates", "candidates", "pos", "hardest", "margin", "top1", "offset_ok")
             }
+            last["chance"] = s["chance"] / calls if "chance" in s else last["ln_candidates"]
+            last["kind"] = "sigmoid" if s.get("sigmoid", 0) > calls / 2 else "softmax"
             last.update(
                 logit_min=s["logit_min"],
                 logit_max=s["logit_max"],
@@ -44,7 +47,7 @@ def term_series(history: list[dict], term: str) -> list[dict]:
             continue
         row = dict(last)
         row["loss"] = s["loss_sum"] / s["loss_calls"] if s.get("loss_calls") else s["loss"] / calls
-        row["ratio"] = row["loss"] / row["ln_candidates"] if row["ln_candidates"] > 0 else math.nan
+        row["ratio"] = row["loss"] / row["chance"] if row["chance"] > 0 else math.nan
         row["step"] = snap["step"]
         if not calls:
             row["nonfinite_loss"] = 0.0
@@ -76,6 +79,8 @@ def summarize_terms(record: ProbeRecord) -> dict[str, dict]:
             "loss_first": series[0]["loss"],
             "loss_last": series[-1]["loss"],
             "ln_candidates_last": series[-1]["ln_candidates"],
+            "chance_last": series[-1]["chance"],
+            "kind": series[-1]["kind"],
             "ratio_last": series[-1]["ratio"],
             "ratio_first": series[0]["ratio"],
             "candidates_first": series[0]["candidates"],
@@ -110,7 +115,9 @@ def observed_facts(
     facts = Facts()
     if base is not None:
         for name, fact in base.items():
-            facts.set(name, fact.value, fact.source)
+            if not name.startswith(("loss.chance.", "loss.floor.")):  # the launch's; measured below
+                facts.set(name, fact.value, fact.source)
+    _trainer_args_facts(facts, record.trainer_args)
     terms = summarize_terms(record)
     facts.set("observed.terms", list(terms), SRC)
     facts.set("train.optimizer_steps_done", record.steps_done, "live: Trainer state.global_step")
@@ -123,7 +130,7 @@ def observed_facts(
         facts.set(f"observed.logits.{term}.max_abs", t["abs_max"], where)
         facts.set(f"observed.loss.{term}.first", t["loss_first"], where)
         facts.set(f"observed.loss.{term}.last", t["loss_last"], where)
-        facts.set(f"observed.loss.{term}.chance", t["ln_candidates_last"], where)
+        facts.set(f"observed.loss.{term}.chance", t["chance_last"], where)
         facts.set(f"observed.loss.{term}.ratio", t["ratio_last"], where)
         facts.set(f"observed.loss.{term}.series", [r["loss"] for r in t["series"]], where)
         rows, cols = t["rows"], t["columns_max"]
@@ -169,7 +176,26 @@ def observed_facts(
         facts.set("observed.grad.nonfinite", sum(v["nonfinite"] for v in grads.values()), "live: grad norms")
     facts.set("observed.nonfinite_loss", sum(t["nonfinite_loss"] for t in terms.values()), SRC)
     _history_facts(facts, terms)
+    derive_temperatures(facts)
     return facts
+
+
+#: fact <- the Trainer's argument (probes/callback.py TRAINER_ARGS, plus max_steps and warmup_steps)
+TRAINER_ARG_FACTS = {
+    "train.per_device_batch": "per_device_train_batch_size",
+    "train.grad_accum": "gradient_accumulation_steps",
+    "train.learning_rate": "learning_rate",
+    "train.weight_decay": "weight_decay",
+    "train.max_steps": "max_steps",
+    "schedule.warmup_steps": "warmup_steps",
+}
+
+
+def _trainer_args_facts(facts: Facts, args: dict) -> None:
+    """The Trainer's own arguments, where the launch's facts do not say (a callback in a user's run)."""
+    for name, arg in TRAINER_ARG_FACTS.items():
+        if name not in facts and args.get(arg) is not None:
+            facts.set(name, args[arg], f"live: the Trainer's {arg}")
 
 
 def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:
@@ -179,7 +205,11 @@ def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:
     facts.set("history.loss_keys", {term: term for term in terms}, src)
     facts.set("history.series", {term: [(r["step"], r["loss"]) for r in t["series"]] for term, t in terms.items()}, src)
     for term, t in terms.items():
-        facts.set(f"loss.chance.{term}", t["ln_candidates_last"], f"live: ln(candidates in the {term} logits)")
+        n = t["candidates_last"]
+        if t["kind"] == "sigmoid":
+            facts.set(f"loss.{term}.kind", "sigmoid", "live: logsigmoid / BCE-with-logits on the term's logits")
+        set_levels(facts, term, [(1, n)], f"live: {n:.4g} candidates in the {term} logits")
+        facts.set(f"loss.chance.{term}", t["chance_last"], f"live: {t['kind']} chance of the {term} logits")
     bad = [
         {"key": term, "value": str(r["loss"]), "step": r["step"]}
         for term, t in terms.items()

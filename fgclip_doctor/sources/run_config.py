@@ -3,8 +3,9 @@
 Three layers, each citing where its numbers come from:
 1. the flags (launch script / args file / preset), typed the way HfArgumentParser types them;
 2. for the bundled subject, the effective values of its code (model built on the meta device,
-   the trainer's real parameter groups); for code the doctor does not know, the parsed flags
-   with transformers' TrainingArguments defaults, and a note saying so;
+   the trainer's real parameter groups); for any other code, that code read statically
+   (sources/launch_code.py: its own parser, defaults, scales, losses, resume), never HF defaults
+   it does not use;
 3. derived facts: world size, batches, run length in both step units, the bank's switch-on
    point, candidates per loss, and what a resume would restore (scales read lazily).
 """
@@ -17,9 +18,17 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
-from fgclip_doctor.sources.derived import derive_run
+from fgclip_doctor.sources.derived import derive_config_levels, derive_run
 from fgclip_doctor.sources.launch.flags import typed_args
 from fgclip_doctor.sources.launch.target import TargetView
+from fgclip_doctor.sources.launch_code import code_facts, settle_args_file
+
+#: Why a launcher's process count may be absent from a script.
+WORLD_UNKNOWN = {
+    "deepspeed": "deepspeed without --num_gpus / --include / a hostfile in the script runs one process "
+    "per visible GPU of each host: the world size is unknown here",
+    "accelerate": "accelerate without --num_processes takes it from its config file: the world size is unknown here",
+}
 
 
 def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) -> None:
@@ -29,26 +38,9 @@ def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) ->
         facts.mark_unknown(fact, unknown_flag(sources.get(name, f"--{name}")))
 
 
-def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
-    """All check-config facts for `view` (see fgclip_doctor/vocabulary.py for the names)."""
-    facts = Facts()
+def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str]) -> dict:
+    """The subject's flags typed by its own HfArgumentParser, then its model built on meta."""
     values, sources = typed_args(view)
-    facts.set("run.launcher", view.launcher, view.origin())
-    facts.set("run.entry", view.entry, view.origin())
-    facts.set(
-        "run.subject_known",
-        view.is_subject,
-        "fgclip-doctor: recognised fgclip.train"
-        if view.is_subject
-        else f"fgclip-doctor: {view.entry} is not known; flags parsed with TrainingArguments defaults",
-    )
-    nproc, nproc_src = view.nproc
-    nnodes, nnodes_src = view.nnodes
-    facts.set("run.nproc_per_node", nproc, nproc_src)
-    facts.set("run.nnodes", nnodes, nnodes_src)
-    if nproc is not None and nnodes is not None:
-        facts.set("run.world_size", nproc * nnodes, f"{nproc_src} × {nnodes_src}")
-
     for fact, arg in (
         ("train.per_device_batch", "per_device_train_batch_size"),
         ("train.grad_accum", "gradient_accumulation_steps"),
@@ -61,16 +53,44 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         ("train.resume_from_checkpoint", "resume_from_checkpoint"),
     ):
         _set_arg(facts, fact, values, sources, arg)
+    if (values.get("max_steps") or -1) > 0:
+        facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
+    from fgclip_doctor.sources.code.subject_facts import subject_facts
+
+    subject_facts(facts, values, sources, read_scalars, unknown)
+    return values
+
+
+def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
+    """All check-config facts for `view` (see fgclip_doctor/vocabulary.py for the names)."""
+    facts = Facts()
+    settle_args_file(view)
+    facts.set("run.launcher", view.launcher, view.origin())
+    facts.set("run.entry", view.entry, view.origin())
+    facts.set(
+        "run.subject_known",
+        view.is_subject,
+        "fgclip-doctor: recognised fgclip.train"
+        if view.is_subject
+        else f"fgclip-doctor: {view.entry or 'no training code'} is not the bundled subject: its code is read as text",
+    )
+    nproc, nproc_src = view.nproc
+    nnodes, nnodes_src = view.nnodes
+    facts.set("run.nproc_per_node", nproc, nproc_src)
+    facts.set("run.nnodes", nnodes, nnodes_src)
+    if nproc is not None and nnodes is not None:
+        facts.set("run.world_size", nproc * nnodes, f"{nproc_src} × {nnodes_src}")
+    else:
+        facts.mark_unknown(
+            "run.world_size", WORLD_UNKNOWN.get(view.launcher, nproc_src if nproc is None else nnodes_src)
+        )
     unknown = {n: f.source for n, f in view.flags.items() if f.value is None}
     if unknown:
         facts.set("run.unresolved_flags", [f"--{n}" for n in unknown], "; ".join(unknown.values()))
-    if (values.get("max_steps") or -1) > 0:
-        facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
-
     if view.is_subject:
-        from fgclip_doctor.sources.code.subject_facts import subject_facts
-
-        subject_facts(facts, values, sources, read_scalars, unknown)
+        values = _subject_flag_facts(facts, view, unknown)
+    else:
+        values = code_facts(facts, view)
     if None not in (
         facts.value("run.world_size"),
         facts.value("train.per_device_batch"),
@@ -78,6 +98,7 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     ):
         _dataset_size(facts, values, dataset_size)
     derive_run(facts)
+    derive_config_levels(facts)
     resume_facts(facts)
     return facts
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from transformers import TrainerCallback
 
 from fgclip_doctor.checks.registry import Status, run_rules
+from fgclip_doctor.commands.live.progress import ProgressCallback
 from fgclip_doctor.commands.live.runner import run_training
 from fgclip_doctor.environment import require_subject
 from fgclip_doctor.report import Report, sparkline
@@ -23,32 +22,6 @@ from fgclip_doctor.units import forward_call_text
 TERM_SCALE = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
-
-
-class ProgressCallback(TrainerCallback):
-    """A rich progress bar over optimizer steps (stderr; silent when not a terminal)."""
-
-    def __init__(self, steps: int) -> None:
-        from rich.console import Console
-
-        self.progress = Progress(
-            TextColumn("live"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = self.progress.add_task("steps", total=steps)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.progress.start()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.progress.update(self.task, completed=state.global_step)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.progress.stop()
 
 
 def resolve_view(target: Path | None, preset: str | None) -> TargetView:
@@ -96,7 +69,8 @@ def terms_table(terms: dict, facts, findings) -> Table:
         "logits min..max",
         "pos − hardest",
         "loss first→last",
-        "ln N",
+        "chance",
+        "floor",
         "ratio",
         "verdict",
     ):
@@ -116,7 +90,8 @@ def terms_table(terms: dict, facts, findings) -> Table:
             f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
             f"{t['margin_last']:+.2f}",
             f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
-            f"{t['ln_candidates_last']:.2f}",
+            f"{t['chance_last']:.2f}" + (" σ" if t["kind"] == "sigmoid" else ""),
+            f"{facts.value(f'loss.floor.{term}'):.2f}" if f"loss.floor.{term}" in facts else "?",
             f"{t['ratio_last']:.2f}",
             _verdict(findings, term),
         )
@@ -159,21 +134,35 @@ def build_report(
     interval: int,
     settings,
     nproc: int = 1,
+    log: Path | None = None,
 ) -> Report:
-    """The whole live pipeline: in this process, or on `nproc` ranks under torchrun."""
+    """The whole live pipeline: in this process, or on `nproc` ranks under torchrun. The training's
+    own output (its log dicts, progress bars, prints) goes to `log`, not the terminal."""
     view = resolve_view(target, preset)
     base = collect_facts(view)
     if nproc > 1:
         return _distributed(view, base, nproc, steps, device, interval, settings)
+    progress = ProgressCallback(steps)
     run = run_training(
-        view, steps, device, keep_run, interval, progress=ProgressCallback(steps), settings=settings, base_facts=base
+        view, steps, device, keep_run, interval, progress=progress, settings=settings, base_facts=base, log=log
     )
     record = run.callback.record()
     facts = observed_facts(record, base, world_size=1)
-    return live_report(view, facts, record.history, summarize_terms(record), steps, run.device, 1, run.notes, settings)
+    return live_report(
+        view,
+        facts,
+        record.history,
+        summarize_terms(record),
+        steps,
+        run.device,
+        1,
+        run.notes,
+        settings,
+        trainer_logs=run.callback.logs,
+    )
 
 
-def live_report(view, facts, history, terms, steps, device, world, notes, settings) -> Report:
+def live_report(view, facts, history, terms, steps, device, world, notes, settings, trainer_logs=()) -> Report:
     """Rules and report from observed facts (shared by one process and --nproc)."""
     findings = run_rules(facts, "L", settings, command="live")
     name = view.target or f"fgclip.train --preset {view.flags['preset'].value}"
@@ -194,6 +183,7 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
             "notes": list(notes),
             "terms": {k: {kk: vv for kk, vv in v.items()} for k, v in terms.items()},
             "history": history,
+            "trainer_logs": list(trainer_logs),  # the Trainer's own log dicts, with their step
         }
     }
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)

@@ -4,13 +4,15 @@ The launch is parsed exactly as check-config parses it; the training module (or 
 with `runpy` and the launch's own arguments. While it runs, `transformers.Trainer.__init__` is
 wrapped so that, whatever the script does with its flags, the Trainer gets: `max_steps = N`,
 a temporary `output_dir` (never the user's, so never resuming), no checkpoint saving (unless
-`keep_run`), no reporting integrations, no tqdm, and the DoctorCallback. `Trainer.train` is
+`keep_run`), no reporting integrations, no tqdm, and the DoctorCallback. What the training
+prints is captured (`LiveRun.output`), not shown. `Trainer.train` is
 wrapped to drop `resume_from_checkpoint`. Everything is undone on exit, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import runpy
 import sys
 import sysconfig
@@ -33,6 +35,7 @@ class LiveRun:
     device: str
     argv: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    output: str = ""  # what the training itself printed (stdout and stderr), never echoed
 
 
 def launch_argv(view: TargetView, notes: list[str]) -> list[str]:
@@ -88,6 +91,12 @@ def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: 
         callback.close()
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line the training printed (its own error message, usually)."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
 def training_error(err: BaseException, device: str) -> str:
     """`the training raised ValueError: ... (at file.py:12)`, the innermost frame, plus a hint for bf16 on a CPU."""
     import traceback
@@ -114,8 +123,10 @@ def run_training(
     progress=None,
     settings=None,
     base_facts=None,
+    log: Path | None = None,
 ) -> LiveRun:
-    """Run the launch's training for `steps` optimizer steps under the probes."""
+    """Run the launch's training for `steps` optimizer steps under the probes; what it prints
+    goes to `log` (also when it fails), not to the terminal."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -125,6 +136,8 @@ def run_training(
     notes: list[str] = []
     argv = launch_argv(view, notes)
     callback = DoctorCallback(interval=interval, rank=rank, settings=settings, base_facts=base_facts)
+    if progress is not None:
+        progress.watch(callback.history)
     tmp = None
     if keep_run is not None:
         out = str(keep_run)
@@ -136,13 +149,16 @@ def run_training(
         if device == "cpu":  # before TrainingArguments validates: a --bf16 launch is refused on a CPU without it
             argv += ["--use_cpu", "True"]
     entry = view.entry or ""
+    captured = io.StringIO()
     saved_argv = sys.argv
     sys.argv = [entry] + argv
     try:
-        # The training's own prints go to stderr: stdout carries the report (JSON / JUnit).
+        # The training's own prints (Trainer's log dicts, tqdm bars) are kept, not shown: stdout
+        # carries the report (JSON / JUnit); `live --log FILE` writes them out.
         with (
             forced_trainer(callback, steps, out, keep_run is not None, device, progress),
-            contextlib.redirect_stdout(sys.stderr),
+            contextlib.redirect_stdout(captured),
+            contextlib.redirect_stderr(captured),
             warnings.catch_warnings(),
         ):
             warnings.filterwarnings("ignore", message=".*found in sys.modules.*", category=RuntimeWarning)
@@ -161,7 +177,10 @@ def run_training(
                     runpy.run_module(entry, run_name="__main__", alter_sys=True)
             except SystemExit as err:
                 if err.code not in (None, 0):
-                    raise DoctorInputError(view.origin(), f"the training exited with {err.code!r}") from None
+                    said = last_line(captured.getvalue())
+                    raise DoctorInputError(
+                        view.origin(), f"the training exited with {err.code!r}" + (f": {said}" if said else "")
+                    ) from None
             except ImportError as err:
                 raise DoctorInputError(view.origin(), f"cannot import the training code: {err}") from None
             except (DoctorInputError, DoctorUsageError):
@@ -170,8 +189,13 @@ def run_training(
                 raise DoctorInputError(view.origin(), training_error(err, device)) from err
     finally:
         sys.argv = saved_argv
+        if log is not None:
+            try:
+                log.write_text(captured.getvalue(), encoding="utf-8")
+            except OSError as err:
+                raise DoctorUsageError(f"--log {log}: cannot write: {err.strerror or err}") from None
         if tmp is not None:
             tmp.cleanup()
     if not callback.history:
         raise DoctorInputError(view.origin(), "the training never reached a Trainer step: nothing was measured")
-    return LiveRun(callback, out, device, argv, notes)
+    return LiveRun(callback, out, device, argv, notes, captured.getvalue())

@@ -235,6 +235,9 @@ def weight_facts(w: Weights, config: dict | None, config_src: str, facts: Facts)
         if value is not None:
             facts.set(f"scale.{scale}.value", value, w.source(key))
             row["scales"][scale] = value
+    bias = next((k for k in sorted(keys) if k.rsplit(".", 1)[-1] == "logit_bias"), None)
+    if bias is not None:  # SigLIP-style: a learned bias on sigmoid logits
+        facts.set("loss.global.kind", "sigmoid", f"{w.source(bias)} (a logit_bias: a sigmoid loss)")
     cfg = config or {}
     subject = layout in ("fgclip", "fgclip-v1") and cfg.get("model_type") in ("fgclip", None)
     if subject and cfg:

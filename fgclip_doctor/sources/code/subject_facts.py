@@ -84,6 +84,8 @@ def subject_facts(
 
     facts.set("train.auto_resume", True, "fgclip/train.py main: resumes whenever output_dir holds checkpoint-*")
     facts.set("features.gathered", True, "fgclip/losses.py gather_features (all_gather with gradient)")
+    facts.set("loss.world_size_from", "torch.distributed", "fgclip/losses.py gather_features (dist.get_world_size)")
+    facts.set("code.flags_rejected", [], "fgclip/train.py HfArgumentParser (an unknown flag is an input error)")
     shaping = {f.name for cls in (train.ModelArguments, train.DataArguments) for f in dataclasses.fields(cls)}
     blocked = [src for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
     if blocked:
@@ -153,6 +155,8 @@ def subject_facts(
     facts.set("scale.clamp_max", float(cfg.max_logit_scale), f"{BUILT}: config.max_logit_scale")
     terms = ["global"] + (["region"] if cfg.add_box_loss else []) + (["hardneg"] if cfg.use_hard_neg else [])
     facts.set("loss.terms", terms, f"{sources.get('add_box_loss')} / {sources.get('use_hard_neg')}")
+    for term in terms:
+        facts.set(f"loss.{term}.errors_swallowed", False, "fgclip/losses.py: no except around a loss")
     facts.set("data.max_boxes", dargs.max_boxes, sources.get("max_boxes", BUILT))
     facts.set("data.num_hard_negatives", cfg.num_hard_negatives, f"{BUILT}: config.num_hard_negatives")
     if cfg.use_hard_neg:

@@ -13,72 +13,20 @@ from fgclip_doctor.sources.launch.target import TargetView
 HF_DEFAULT = "transformers.TrainingArguments default"
 
 
-#: The TrainingArguments fields check-config reads, typed as HfArgumentParser types them, for
-#: when there is no transformers to ask (the reading commands need none).
-PLAIN_TYPES = {
-    "per_device_train_batch_size": int,
-    "gradient_accumulation_steps": int,
-    "max_steps": int,
-    "num_train_epochs": float,
-    "learning_rate": float,
-    "weight_decay": float,
-    "fp16": bool,
-    "bf16": bool,
-}
-TRUE, FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")  # hf_argparser's string_to_bool
-
-
 def _parser_for(view: TargetView):
-    """HfArgumentParser over the subject's dataclasses, or transformers' TrainingArguments only;
-    None when transformers is not installed (only for code the doctor does not know)."""
-    if view.is_subject:  # the commands checked that the subject can run here (environment.py)
-        from transformers import HfArgumentParser
+    """HfArgumentParser over the subject's dataclasses, or transformers' TrainingArguments only."""
+    from transformers import HfArgumentParser, TrainingArguments
 
+    if view.is_subject:
         from fgclip import train
 
         return HfArgumentParser((train.ModelArguments, train.DataArguments, train.TrainingArguments))
-    try:
-        from transformers import HfArgumentParser, TrainingArguments
-    except ImportError:
-        return None
     return HfArgumentParser((TrainingArguments,))
-
-
-def _plain(view: TargetView, name: str, value: object, kind: type) -> object:
-    """One flag's value as `kind`, or DoctorInputError worded like argparse's."""
-    try:
-        if kind is bool:
-            text = str(value).lower()
-            if text not in TRUE + FALSE:
-                raise ValueError(text)
-            return text in TRUE
-        return kind(value)
-    except (TypeError, ValueError, OverflowError):
-        raise DoctorInputError(
-            view.origin(),
-            f"bad arguments for {view.entry}: argument --{name}: invalid {kind.__name__} value: {value!r}",
-        ) from None
-
-
-def plain_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
-    """Without transformers: the launch's own flags only (PLAIN_TYPES typed, the rest text), no defaults."""
-    view.notes.append(
-        "transformers is not installed here: only the launch's flags are read, no TrainingArguments defaults"
-    )
-    values, sources = {}, {}
-    for name, flag in view.flags.items():
-        value, kind = flag.value, PLAIN_TYPES.get(name)
-        if value is not None and kind is not None and type(value) is not kind:
-            value = _plain(view, name, value, kind)
-        values[name], sources[name] = value, flag.source
-    return values, sources
 
 
 def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
     """Every argument the parser knows: value (typed, default when not given) and its source."""
     parser = _parser_for(view)
-    if parser is None:
-        return plain_args(view)
 
     def error(message: str):
         raise DoctorInputError(view.origin(), f"bad arguments for {view.entry}: {message}")

@@ -1,20 +1,28 @@
 """What a check-config target says: the flags a training will receive, each with its provenance.
 
 A target is a launch script (.sh, parsed never executed), an args file (.json / .yaml as
-HfArgumentParser reads them), or nothing (the bundled default run: the subject's `tiny` preset).
+HfArgumentParser reads them), a training script or module with its own arguments
+(`train.py -- --lr 1e-4`, `-m pkg.mod -- ...`, read as `python train.py ...` would run it), or
+nothing (the bundled default run: the subject's `tiny` preset).
 The subject's `--preset NAME` is expanded here (its flags first, yours win, as fgclip.train does).
+
+Whether a launch runs the bundled subject is decided the way Python would resolve its entry from
+the launch's directory: `-m fgclip.train` next to FG-CLIP's own `fgclip/` package runs that
+package, not the subject.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.bundled import PACKAGE, own_package_named_fgclip
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.sources.files import display_path
 from fgclip_doctor.sources.launch.args import load_args_file
-from fgclip_doctor.sources.launch.script import format_source, parse_launch_script
+from fgclip_doctor.sources.launch.script import Launch, format_source, parse_launch_script
 
 SUBJECT_MODULE = "fgclip.train"
 SUBJECT_PRESETS_FILE = "fgclip/presets.py"
@@ -24,6 +32,8 @@ SUBJECT_PRESETS_FILE = "fgclip/presets.py"
 class Flag:
     value: object  # str from a script; a JSON type from an args file
     source: str
+    option: str = ""  # as spelled in the launch (`--batch-size`); "" = `--<name>`
+    bare: bool = False  # given without a value (`--do_train`)
 
 
 @dataclass
@@ -38,33 +48,49 @@ class TargetView:
     nnodes: tuple[int | None, str] = (1, "default: one node")
     notes: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    entry_kind: str = ""  # "module" (`-m`) or "script"; "" = guessed from the entry's spelling
+    launch: Launch | None = None  # the parsed launch script, when the target is one
+    args_file_only: bool = False  # an args file alone: it names no training code
+    subject: bool | None = None  # resolved from the launch's directory (None: by the entry's name)
 
     @property
     def is_subject(self) -> bool:
         """True when the launch runs the bundled FG-CLIP subject (`fgclip.train`)."""
+        if self.subject is not None:
+            return self.subject
         e = (self.entry or "").replace("\\", "/")
         return e == SUBJECT_MODULE or e.endswith("fgclip/train.py")
+
+    @property
+    def kind(self) -> str:
+        """How the launcher runs the entry: "module" (`-m`) or "script"."""
+        if self.entry_kind:
+            return self.entry_kind
+        return "script" if (self.entry or "").endswith(".py") or "/" in (self.entry or "") else "module"
 
     def origin(self) -> str:
         """The file the flags came from (for error messages)."""
         return self.target or SUBJECT_PRESETS_FILE
 
 
-def _pairs(tokens: list[str], source: str) -> dict[str, Flag]:
-    """`--k v --flag --k2=v2` -> {k: v, flag: "True", k2: v2} (last wins, as argparse)."""
+def _pairs(tokens: list[str], source: str, cite_flag: bool = False) -> dict[str, Flag]:
+    """`--k v --flag --k2=v2` -> {k: v, flag: "True", k2: v2} (last wins, as argparse).
+    `cite_flag`: each source names its flag (`command line --lr`)."""
     out: dict[str, Flag] = {}
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         if tok.startswith("--"):
-            name, eq, val = tok[2:].partition("=")
+            option, eq, val = tok.partition("=")
+            bare = False
             if not eq:
                 nxt = tokens[i + 1] if i + 1 < len(tokens) else None
                 if nxt is not None and not nxt.startswith("--"):
                     val, i = nxt, i + 1
                 else:
-                    val = "True"
-            out[name.replace("-", "_")] = Flag(val, source)
+                    val, bare = "True", True
+            where = f"{source} {option}" if cite_flag else source
+            out[option[2:].replace("-", "_")] = Flag(val, where, option, bare)
         i += 1
     return out
 
@@ -86,10 +112,117 @@ def _expand_preset(view: TargetView) -> None:
         view.flags = flags
 
 
-def read_target(target: Path | None, environ: dict[str, str] | None = None) -> TargetView:
-    """Turn a check-config target into a TargetView (raises DoctorInputError on bad input)."""
+def launch_directory(view: TargetView) -> Path:
+    """The directory the launch runs in: where its entry and its own packages are resolved from.
+
+    For now the directory check-config runs from; the launch script's own `cd` / `pushd`
+    (tracked by the launch parser) replaces it here, in this one place.
+    """
+    return Path.cwd()
+
+
+def launch_pythonpath(view: TargetView, environ: dict[str, str] | None = None) -> list[str]:
+    """The launch's PYTHONPATH entries: the script's `export PYTHONPATH=...`, else the environment's."""
+    env = view.launch.env if view.launch is not None else {}
+    if "PYTHONPATH" in env:
+        text = env["PYTHONPATH"].value or ""
+    else:
+        text = (os.environ if environ is None else environ).get("PYTHONPATH", "")
+    return [p for p in text.split(os.pathsep) if p]
+
+
+def search_roots(view: TargetView) -> list[Path]:
+    """Where the launch's Python looks first: sys.path[0] (the launch directory for `-m`, the
+    script's folder otherwise), then PYTHONPATH, relative to the launch directory."""
+    here = launch_directory(view)
+    first = here if view.kind == "module" else (here / (view.entry or ".")).parent
+    return [first] + [here / p for p in launch_pythonpath(view)]
+
+
+def own_fgclip(view: TargetView) -> Path | None:
+    """The launch's own package named `fgclip` (FG-CLIP's), when its Python would import it."""
+    return own_package_named_fgclip(search_roots(view))
+
+
+def _runs_subject(view: TargetView) -> bool:
+    """Whether the launch runs the bundled subject, as Python would resolve its entry."""
+    entry = (view.entry or "").replace("\\", "/")
+    if entry == SUBJECT_MODULE:
+        return own_fgclip(view) is None
+    if entry.endswith("fgclip/train.py"):
+        path = launch_directory(view) / entry
+        return not path.is_file() or path.resolve() == (PACKAGE / "train.py").resolve()
+    return False
+
+
+def _settle(view: TargetView) -> TargetView:
+    view.subject = _runs_subject(view)
+    _expand_preset(view)
+    return view
+
+
+def program_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
+    """The CLI's `train.py -- ARGS` / `-m pkg.mod -- ARGS` as a TargetView; None when the target is a
+    launch script, an args file or nothing (then no arguments may follow `--`)."""
+    argv = list(argv or [])
+    if module is not None and target is not None:  # `-m pkg -- --lr 1`: the CLI hands `--lr` to TARGET
+        argv, target = [str(target), *argv], None
+    if module is None and (target is None or Path(target).suffix != ".py"):
+        if argv:
+            raise DoctorUsageError("arguments after `--` go to a training script (train.py) or -m MODULE")
+        return None
+    return read_program_target(target, module, argv)
+
+
+def read_program_target(script: Path | None, module: str | None, argv: list[str]) -> TargetView:
+    """`train.py -- --flag v ...` or `-m pkg.mod -- ...`: one process, as `python train.py ...` runs it."""
+    if (script is None) == (module is None):
+        raise DoctorUsageError("give a training script or -m MODULE (not both)")
+    if script is not None and not Path(script).is_file():
+        raise DoctorInputError(script, "no such training script")
+    entry = module if module is not None else str(script)
+    view = TargetView(
+        entry if script is not None else f"-m {module}",
+        entry,
+        "python",
+        _pairs(list(argv), "command line", cite_flag=True),
+        entry_kind="module" if module is not None else "script",
+    )
+    return _settle(view)
+
+
+def refuse_own_fgclip(view: TargetView) -> None:
+    """`live` runs the launch in the doctor's process, where `fgclip` is the bundled subject: a
+    launch of the user's own package of that name (FG-CLIP's) cannot run there. One line, exit 2."""
+    if view.is_subject or not view.entry:
+        return
+    roots = [*search_roots(view), launch_directory(view), *(Path(p or ".") for p in sys.path)]
+    own = own_package_named_fgclip([r for r in roots if r.resolve() != PACKAGE.parent])
+    if own is not None:
+        raise DoctorInputError(
+            view.origin(),
+            f"the launch runs its own package `fgclip` ({display_path(own)}), which has the name of the "
+            "doctor's bundled subject: `live` cannot run it in the doctor's process. `check-config` reads "
+            "it as text; to measure it, add fgclip_doctor.callback.DoctorCallback to its Trainer",
+        )
+
+
+def live_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
+    """The launch `live` runs (None: the bundled default run), refused when it cannot run here."""
+    view = program_target(target, module, argv) or (read_target(target) if target is not None else None)
+    if view is not None:
+        refuse_own_fgclip(view)
+    return view
+
+
+def read_target(target: Path | TargetView | None, environ: dict[str, str] | None = None) -> TargetView:
+    """Turn a check-config target into a TargetView (raises DoctorInputError on bad input).
+    A TargetView already read (a training script with its arguments) is returned as it is."""
+    if isinstance(target, TargetView):
+        return target
     if target is None:
         view = TargetView(None, SUBJECT_MODULE, flags={"preset": Flag("tiny", "default run (fgclip-doctor)")})
+        view.subject = True
         _expand_preset(view)
         return view
     path = Path(target)
@@ -97,23 +230,20 @@ def read_target(target: Path | None, environ: dict[str, str] | None = None) -> T
         raise DoctorInputError(path, "no such file or directory")
     if path.is_dir():
         raise DoctorInputError(path, "is a directory: give a launch script (.sh) or an args file (.json / .yaml)")
+    if path.suffix == ".py":
+        return read_program_target(path, None, [])
     if path.suffix in (".json", ".yaml", ".yml"):
         flags = {k: Flag(v, s) for k, (v, s) in load_args_file(path).items()}
-        view = TargetView(
-            display_path(path),
-            SUBJECT_MODULE,
-            flags=flags,
-            notes=[f"{display_path(path)}: an args file names no training code; read as fgclip.train's"],
-        )
-        _expand_preset(view)
-        return view
+        view = TargetView(display_path(path), SUBJECT_MODULE, flags=flags, args_file_only=True)
+        return _settle(view)  # whether its keys are fgclip.train's is settled against the subject's parser
     launch = parse_launch_script(path, dict(os.environ) if environ is None else environ)
     flags = {}
     if launch.args_file is not None and launch.args_file.value:
         af = Path(launch.args_file.value)
         flags.update({k: Flag(v, s) for k, (v, s) in load_args_file(af).items()})
     for name, arg in launch.args.items():
-        flags[name] = Flag(arg.value, format_source(launch, name))
+        bare = arg.value == "True" and " " not in arg.raw and "=" not in arg.raw
+        flags[name] = Flag(arg.value, format_source(launch, name), arg.flag or f"--{name}", bare)
     view = TargetView(
         display_path(path),
         launch.entry,
@@ -123,6 +253,7 @@ def read_target(target: Path | None, environ: dict[str, str] | None = None) -> T
         (launch.nnodes, launch.nnodes_source),
         list(launch.notes),
         list(launch.unresolved),
+        launch.entry_kind,
+        launch,
     )
-    _expand_preset(view)
-    return view
+    return _settle(view)

@@ -1,0 +1,218 @@
+"""Facts for a launch whose code is not the bundled subject: its own code, read statically.
+
+The launch's entry is resolved from the launch's directory (sources/launch/target.py
+`launch_directory`), its code read with stdlib `ast` (sources/code/reader: never imported, never
+run), and its flags typed against that code's real parser. Run facts come from the typed flags
+or, not given, from the code's own defaults, each citing where it is declared; a default of the
+installed `transformers.TrainingArguments` is used only for code whose parser inherits it, and
+says so. A dest the code's parser does not have gives no fact: nothing is assumed.
+
+An args file alone names no training code: it is read as fgclip.train's only when every key is
+one of fgclip.train's arguments; otherwise its keys are read by name, without any defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from fgclip_doctor.bundled import ROOT
+from fgclip_doctor.facts import Facts, unknown_flag
+from fgclip_doctor.sources.checkpoint.layout import read_scalars
+from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
+from fgclip_doctor.sources.launch.args import coerce
+from fgclip_doctor.sources.launch.target import TargetView, launch_directory, launch_pythonpath
+
+#: Run facts and the dests that give them, first match in the code's parser (HF spelling, then
+#: open_clip's argparse spelling).
+FACT_DESTS = (
+    ("train.per_device_batch", ("per_device_train_batch_size", "batch_size")),
+    ("train.grad_accum", ("gradient_accumulation_steps", "accum_freq")),
+    ("train.epochs", ("num_train_epochs", "epochs")),
+    ("train.learning_rate", ("learning_rate", "lr")),
+    ("train.weight_decay", ("weight_decay", "wd")),
+    ("train.fp16", ("fp16",)),
+    ("train.bf16", ("bf16",)),
+    ("train.output_dir", ("output_dir",)),
+    ("train.resume_from_checkpoint", ("resume_from_checkpoint",)),
+    ("train.max_steps", ("max_steps",)),
+)
+#: open_clip's `--precision`: amp is torch.autocast's default dtype on CUDA, float16.
+PRECISION = {
+    "amp": ("fp16", "fp16 autocast"),
+    "fp16": ("fp16", "fp16 weights"),
+    "pure_fp16": ("fp16", "fp16 weights"),
+    "amp_bf16": ("bf16", "bf16 autocast"),
+    "amp_bfloat16": ("bf16", "bf16 autocast"),
+    "bf16": ("bf16", "bf16 weights"),
+    "pure_bf16": ("bf16", "bf16 weights"),
+    "fp32": ("fp32", "fp32"),
+}
+#: HF TrainingArguments types of the keys an args file is read by, when no code is known.
+BY_NAME = {
+    "per_device_train_batch_size": int,
+    "gradient_accumulation_steps": int,
+    "num_train_epochs": float,
+    "learning_rate": float,
+    "weight_decay": float,
+    "fp16": bool,
+    "bf16": bool,
+    "output_dir": str,
+    "resume_from_checkpoint": str,
+    "max_steps": int,
+}
+
+
+def flag_inputs(view: TargetView) -> list[FlagInput]:
+    """The launch's flags as the reader types them (JSON values as the text a launch would hold)."""
+    out = []
+    for name, flag in view.flags.items():
+        value = flag.value
+        if isinstance(value, (list, dict)):
+            out.append(FlagInput(flag.option or f"--{name}", None, flag.source, known=False))
+            continue
+        text = None if flag.bare else (str(value).lower() if isinstance(value, bool) else value)
+        out.append(FlagInput(flag.option or f"--{name}", text, flag.source, known=value is not None))
+    return out
+
+
+def read_launch_code(view: TargetView) -> CodeReading:
+    """Read the code `view` launches, from the launch's directory (never imported)."""
+    own = [p for p in launch_pythonpath(view) if (launch_directory(view) / p).resolve() != ROOT]
+    return read_training_code(view.entry or "", view.kind, launch_directory(view), own, flag_inputs(view))
+
+
+def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
+    """Fill the run facts of a launch of code the doctor does not know; returns {dest: value}."""
+    if view.entry is None:
+        return _by_name(facts, view)
+    reading = read_launch_code(view)
+    view.notes += reading.notes
+    for name, fact in reading.facts.items():
+        facts.set(name, fact.value, fact.source)
+    if reading.parser is None:
+        view.notes.append(f"{view.entry}: no argument parser read: run facts come from the launch's flags by name")
+        return _by_name(facts, view)
+    values: dict[str, object] = {}
+    for fact, dests in FACT_DESTS:
+        dest = next((d for d in dests if reading.parser.option(d) is not None), None)
+        if dest is None:
+            continue
+        got = _value(reading, dest)
+        if got is None:
+            continue
+        value, source, known = got
+        if not known:
+            facts.mark_unknown(fact, unknown_flag(source))
+            continue
+        values[dest] = value
+        if fact == "train.max_steps" and (value is None or value <= 0):
+            continue
+        if fact == "train.resume_from_checkpoint" and value in (False, "False", "false", ""):
+            continue
+        facts.set(fact, value, source)
+    if reading.parser.option("precision") is not None and "train.fp16" not in facts:
+        _precision(facts, reading)
+    for dest in ("data_path", "max_boxes", "model_name_or_path"):
+        got = _value(reading, dest) if reading.parser.option(dest) else None
+        if got is not None and got[2]:
+            values[dest] = got[0]
+    _base_model(facts, reading)
+    return values
+
+
+def _value(reading: CodeReading, dest: str) -> tuple[object, str, bool] | None:
+    """(value, source, known) of `dest`: the launch's typed flag, else the code's default."""
+    if reading.flags and dest in reading.flags.accepted:
+        a = reading.flags.accepted[dest]
+        return a.value, a.source, a.value is not None
+    default = reading.default(dest)
+    if default is None:
+        return None
+    value, declared = default
+    where = f"default ({declared})" if declared.startswith("transformers") else f"{declared} default"
+    return value, where, True
+
+
+def _precision(facts: Facts, reading: CodeReading) -> None:
+    got = _value(reading, "precision")
+    if got is None or not got[2]:
+        return
+    text, source, _ = got
+    kind, what = PRECISION.get(str(text), (None, ""))
+    if kind is None:
+        return
+    src = f"{source}: --precision {text} is {what}"
+    facts.set("train.fp16", kind == "fp16", src)
+    facts.set("train.bf16", kind == "bf16", src)
+
+
+def _base_model(facts: Facts, reading: CodeReading) -> None:
+    """model.fine_tuning / model.base from a `model_name_or_path` flag; the base's global scale
+    when its weights are readable here; a scale copied from it then starts at that value."""
+    got = _value(reading, "model_name_or_path") if reading.parser.option("model_name_or_path") else None
+    if got is None or not got[2]:
+        return
+    base, source, _ = got
+    facts.set("model.fine_tuning", bool(base), source if base else f"{source}: no base model")
+    if not base:
+        return
+    facts.set("model.base", base, source)
+    if not Path(str(base)).is_dir():
+        facts.set("model.base_readable", False, f"{base} is not readable here: the base scale is unknown")
+        return
+    facts.set("model.base_readable", True, str(base))
+    scalars = read_scalars(str(base), ["logit_scale"])
+    if "logit_scale" not in scalars:
+        return
+    value, src = scalars["logit_scale"]
+    facts.set("scale.global.base", float(value), src)
+    for scale in ("global", "finegrained", "hardneg"):
+        if facts.value(f"scale.{scale}.init_from") == "copy of logit_scale":
+            at = facts.source(f"scale.{scale}.init_from")
+            facts.set(f"scale.{scale}.init", float(value), f"{at}: a copy of the base's logit_scale ({src})")
+
+
+def _by_name(facts: Facts, view: TargetView) -> dict[str, object]:
+    """No code to type the flags against: the HF-named keys by their name, no defaults."""
+    values: dict[str, object] = {}
+    fact_of = {dests[0]: fact for fact, dests in FACT_DESTS}
+    for name, kind in BY_NAME.items():
+        flag = view.flags.get(name)
+        if flag is None:
+            continue
+        if flag.value is None:
+            facts.mark_unknown(fact_of[name], unknown_flag(flag.source))
+            continue
+        try:
+            value = coerce(flag.value, kind)
+        except ValueError:
+            continue
+        values[name] = value
+        if name == "max_steps" and value <= 0:
+            continue
+        facts.set(fact_of[name], value, flag.source)
+    return values
+
+
+def settle_args_file(view: TargetView) -> None:
+    """An args file alone: fgclip.train's only when each key is one of its arguments."""
+    if not view.args_file_only or not view.is_subject:
+        return
+    from fgclip_doctor.bundled import pin_subject
+
+    pin_subject()
+    from fgclip import train
+
+    classes = (train.ModelArguments, train.DataArguments, train.TrainingArguments)
+    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    foreign = sorted(k for k in view.flags if k not in known and k != "preset")
+    if not foreign:
+        view.notes.append(f"{view.target}: an args file names no training code; its keys are all fgclip.train's")
+        return
+    shown = ", ".join(foreign[:4]) + (" ..." if len(foreign) > 4 else "")
+    view.subject, view.entry = False, None
+    view.notes.append(
+        f"{view.target}: an args file names no training code, and {shown} are not fgclip.train's arguments: "
+        "its keys are read by name, without any defaults (give the launch script to read the code)"
+    )

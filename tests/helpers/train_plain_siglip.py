@@ -1,0 +1,63 @@
+"""Training code the doctor has never seen, with a sigmoid loss: a plain transformers.SiglipModel,
+HfArgumentParser + Trainer. Random images and token ids, `return_loss=True`: SigLIP's own loss,
+-sum_j logsigmoid(z_ij * (T cos_ij + b)) over a row, averaged over rows (z = +1 on the diagonal).
+Run as `python tests/helpers/train_plain_siglip.py --output_dir OUT --per_device_train_batch_size 16 ...`.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, SiglipConfig, SiglipModel, Trainer, TrainingArguments
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_plain_clip import RandomPairs, collate  # noqa: E402  (same folder)
+
+
+@dataclass
+class ModelArgs:
+    logit_scale_init: float = 2.302585  # ln 10: SigLIP's init (T 10, bias -10)
+    seed_data: int = 0
+
+
+def tiny_siglip(logit_scale_init: float) -> SiglipModel:
+    """A SiglipModel small enough to train in a second on the CPU."""
+    cfg = SiglipConfig(
+        text_config=dict(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+    )
+    model = SiglipModel(cfg)
+    with torch.no_grad():
+        model.logit_scale.fill_(logit_scale_init)
+    return model
+
+
+def main() -> None:
+    margs, targs = HfArgumentParser((ModelArgs, TrainingArguments)).parse_args_into_dataclasses()
+    torch.manual_seed(targs.seed)
+    trainer = Trainer(
+        model=tiny_siglip(margs.logit_scale_init),
+        args=targs,
+        train_dataset=RandomPairs(seed=margs.seed_data),
+        data_collator=collate,
+    )
+    trainer.train()
+
+
+if __name__ == "__main__":
+    main()

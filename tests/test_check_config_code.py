@@ -1,0 +1,172 @@
+"""check-config on launches of code that is not the bundled subject (issue 10): the launch's code is
+read statically from the directory check-config runs in (copies of tests/trees/), its flags typed
+against its own parser, and no rule PASSes on an assumed value. Plus FG-CLIP's own `fgclip`
+package as the working directory, and `train.py -- ARGS` / `-m MOD -- ARGS` targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from fgclip_doctor.cli import app
+
+TREES = Path(__file__).parent / "trees"
+REPO = Path(__file__).parents[1]
+
+
+def run(cwd: Path, *args: str) -> tuple[int, dict, dict, str]:
+    """(exit code, findings {(code, subject): finding}, facts {name: (value, source)}, stderr)."""
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, ["check-config", "--format", "json", *args])
+    finally:
+        os.chdir(before)
+    assert result.exit_code in (0, 1), result.stderr or result.stdout
+    doc = json.loads(result.stdout)
+    findings = {(f["code"], f.get("subject", "")): f for f in doc["findings"]}
+    facts = {k: (v["value"], v["source"]) for k, v in doc["facts"].items()}
+    return result.exit_code, findings, facts, result.stderr
+
+
+def status(findings: dict, code: str, subject: str = "") -> str:
+    return findings[(code, subject)]["status"]
+
+
+def tree(tmp_path: Path, name: str) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(TREES / name, dst)
+    return dst
+
+
+def test_fgclip_v1_launch(tmp_path):
+    v1 = tree(tmp_path, "fgclip_v1")
+    _, found, facts, _ = run(v1, "scripts/train.sh")
+    # deepspeed without --num_gpus / --include / hostfile: every visible GPU, unknown here
+    assert "run.world_size" not in facts and "candidates.global" not in facts
+    assert status(found, "FGD201", "global") == "SKIP"
+    assert "one process per visible GPU" in found[("FGD201", "global")]["message"]
+    assert facts["train.auto_resume"] == (True, "fgclip/train/train_fgclip.py:50 glob checkpoint-*")
+    assert status(found, "FGD401") == "PASS"  # no checkpoint-* yet
+    assert facts["features.gathered.global"][0] is True and facts["features.gathered.region"][0] is False
+    assert status(found, "FGD103", "logit_scale_finegraind") == "WARN"  # decays all but LayerNorm and bias
+    assert status(found, "FGD102", "clamp") == "WARN"  # no clamp is never a PASS
+    assert status(found, "FGD101", "finegrained") == "PASS"  # a copy of the base's logit_scale
+    assert facts["train.per_device_batch"] == (512, "scripts/train.sh:21 --per_device_train_batch_size")
+    assert "TrainingArguments" in facts["train.fp16"][1]  # HF code: the installed default, and it says so
+    assert status(found, "FGD209") == "PASS"  # the v1 loss takes torch.distributed's world size
+    # once a checkpoint-* exists, the glob resume WARNs
+    ckpt = v1 / "checkpoints" / "stage2" / "checkpoint-100"
+    ckpt.mkdir(parents=True)
+    save_file({"logit_scale": torch.tensor(4.6052)}, str(ckpt / "model.safetensors"))
+    _, found, _, _ = run(v1, "scripts/train.sh")
+    assert status(found, "FGD401") == "WARN"
+
+
+def test_rejected_flag_fails_naming_its_line(tmp_path):
+    v1 = tree(tmp_path, "fgclip_v1")
+    script = (v1 / "scripts/train.sh").read_text().replace('--report_to "none"', '--report_to "none" --warmup 200')
+    (v1 / "scripts/train.sh").write_text(script)
+    code, found, _, _ = run(v1, "scripts/train.sh")
+    assert code == 1
+    warmup = found[("FGD303", "--warmup")]
+    assert warmup["status"] == "FAIL" and "ambiguous option: --warmup" in warmup["message"]
+    assert warmup["message"].startswith("scripts/train.sh:30 --warmup")
+
+
+def test_fgclip2_world_size_from_a_flag(tmp_path):
+    v2 = tree(tmp_path, "fgclip2")
+    script = v2 / "scripts/train/stage2.sh"
+    _, found, facts, _ = run(v2, str(script.relative_to(v2)))
+    assert status(found, "FGD209") == "WARN"  # launch world unknown (deepspeed without --num_gpus)
+    assert status(found, "FGD704", "region") == "WARN" and status(found, "FGD704", "hardneg") == "WARN"
+    assert status(found, "FGD704", "global") == "PASS"
+    text = script.read_text()
+    script.write_text(text.replace("deepspeed fgclip2", "deepspeed --num_gpus 4 fgclip2"))
+    _, found, facts, _ = run(v2, str(script.relative_to(v2)))
+    assert facts["run.world_size"][0] == 4 and facts["loss.world_size"][0] == 8
+    assert status(found, "FGD209") == "FAIL"
+    script.write_text(text.replace("deepspeed fgclip2", "deepspeed --num_gpus 8 fgclip2"))
+    _, found, _, _ = run(v2, str(script.relative_to(v2)))
+    assert status(found, "FGD209") == "PASS"
+
+
+def test_hf_clipmodel_on_8_gpus_shows_64_candidates_no_pass(tmp_path):
+    hf = tree(tmp_path, "run_clip")
+    _, found, facts, _ = run(hf, "train.sh")
+    assert facts["run.world_size"][0] == 8
+    assert facts["candidates.global"][0] == 64
+    assert status(found, "FGD201", "global") == "FAIL"
+    assert "22252" in found[("FGD201", "global")]["message"]
+
+
+def test_open_clip_carries_no_hf_defaults(tmp_path):
+    oc = tree(tmp_path, "open_clip")
+    code, found, facts, _ = run(oc / "src", "../train.sh")  # the script runs from src/ (`cd src`)
+    assert not any("TrainingArguments" in src for _, src in facts.values())
+    assert facts["train.per_device_batch"] == (320, "../train.sh:5 --batch-size")
+    assert facts["train.learning_rate"][0] == pytest.approx(1e-3)
+    assert facts["train.fp16"][0] is True and "fp16 autocast" in facts["train.fp16"][1]
+    assert status(found, "FGD601") == "FAIL"  # --precision amp is fp16 autocast: never "fp16 off"
+    assert status(found, "FGD303") == "PASS"  # --warmup: exact match before abbreviations
+    assert "train.grad_accum" not in facts  # the code has no accumulation flag: nothing assumed
+
+
+def test_args_file_of_other_code_is_not_read_as_the_subject(tmp_path):
+    (tmp_path / "args.json").write_text(json.dumps({"batch_size": 32, "learning_rate": 1e-4, "precision": "amp"}))
+    _, found, facts, _ = run(tmp_path, "args.json")
+    assert facts["run.subject_known"][0] is False
+    assert facts["train.learning_rate"] == (1e-4, "args.json:1 learning_rate")
+    for default_only in ("train.per_device_batch", "train.fp16", "train.weight_decay", "train.grad_accum"):
+        assert default_only not in facts, default_only
+    skip = found[("FGD101", "")]
+    assert skip["status"] == "SKIP" and "--logit_scale_init_value" not in skip["message"]
+
+
+def test_training_script_and_module_targets(tmp_path):
+    hf = tree(tmp_path, "run_clip")
+    _, found, facts, _ = run(
+        hf, "run_clip.py", "--", "--per_device_train_batch_size", "12", "--output_dir", "o", "--bogus", "1"
+    )
+    assert facts["train.per_device_batch"] == (12, "command line --per_device_train_batch_size")
+    assert facts["run.world_size"][0] == 1
+    assert status(found, "FGD303", "--bogus") == "FAIL"
+    oc = tree(tmp_path, "open_clip")
+    _, found, facts, _ = run(oc / "src", "-m", "open_clip_train.main", "--", "--batch-size", "8", "--warmup", "5")
+    assert facts["train.per_device_batch"][0] == 8 and status(found, "FGD303") == "PASS"
+    result = CliRunner().invoke(app, ["check-config", "tests/fixtures/none.sh", "--", "--lr", "1"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+
+
+def doctor(cwd: Path, *args: str, pythonpath: str = str(REPO)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    return subprocess.run(
+        [sys.executable, "-m", "fgclip_doctor", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_fgclip_checkout_as_working_directory(tmp_path):
+    """FG-CLIP's own package `fgclip` first on sys.path (`python -m`, PYTHONPATH=.): read, never imported."""
+    v1 = tree(tmp_path, "fgclip_v1")
+    (v1 / "fgclip" / "__init__.py").write_text("raise SystemExit('the user package was imported')\n")
+    checked = doctor(v1, "check-config", "scripts/train.sh", "-q", pythonpath=f".{os.pathsep}{REPO}")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert "Traceback" not in checked.stderr and "user package" not in checked.stderr + checked.stdout
+    assert "fgclip/train/train_mem.py is not the bundled subject" in " ".join(checked.stdout.split())
+    live = doctor(v1, "live", "scripts/train.sh")
+    assert live.returncode == 2 and live.stderr.count("\n") == 1, live.stderr
+    assert "own package `fgclip`" in live.stderr and "is not a package" not in live.stderr
+    # `-m fgclip.train` here runs FG-CLIP's package, not the subject: read as text
+    (v1 / "subject.sh").write_text("python -m fgclip.train --preset tiny\n")
+    other = doctor(v1, "check-config", "subject.sh", "-q")
+    assert other.returncode in (0, 1) and "Traceback" not in other.stderr, other.stderr
+    assert "recognised fgclip.train" not in other.stdout
