@@ -123,24 +123,22 @@ def test_check_config_reads_a_plain_clip_launch(tmp_path):
     facts = json.loads(result.stdout)["facts"]
     assert facts["run.subject_known"]["value"] is False
     assert facts["train.per_device_batch"] == {"value": 6, "source": f"{script}:3 --per_device_train_batch_size"}
-    # a default of the INSTALLED TrainingArguments, cited as such
-    assert facts["train.grad_accum"] == {"value": 1, "source": "transformers.TrainingArguments default"}
-    assert facts["candidates.global"]["value"] == 6
+    # a default of the INSTALLED TrainingArguments (4.57 in .ci/run's second venv), cited as such
+    version = environment.transformers_version()
+    assert facts["train.grad_accum"]["value"] == 1
+    assert f"transformers {version} TrainingArguments" in facts["train.grad_accum"]["source"]
 
 
-def test_check_config_without_transformers_reads_only_the_launch(tmp_path):
+def test_check_config_without_transformers_says_what_is_unknown(tmp_path):
     script = plain_clip_script(tmp_path)
     table = without_transformers("check-config", str(script), cwd=tmp_path)
     assert table.returncode == 0, table.stderr
-    assert "transformers is not installed here" in " ".join(table.stdout.split())
+    assert "the fields of the base TrainingArguments are unknown" in " ".join(table.stdout.split())
     result = without_transformers("check-config", str(script), "--format", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)["facts"]
-    assert facts["train.per_device_batch"]["value"] == 6 and facts["train.learning_rate"]["value"] == 1e-3
-    assert "train.grad_accum" not in facts  # the default is transformers', unknown here: never guessed
-    # a flag the installed parser would refuse is refused the same way
-    bad = without_transformers("check-config", str(plain_clip_script(tmp_path, "--fp16 maybe ")), cwd=tmp_path)
-    assert bad.returncode == 2 and "--fp16: invalid bool value: 'maybe'" in one_error_line(bad.stderr)
+    assert facts["code.parser"]["value"] == "HfArgumentParser(ModelArgs, TrainingArguments)"  # the code was read
+    assert "train.grad_accum" not in facts  # transformers' default, unknown here: never guessed
 
 
 def test_rules_and_subject_without_transformers(tmp_path):

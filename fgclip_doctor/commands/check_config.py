@@ -109,9 +109,8 @@ def build_report(
     script or module with its arguments). Raises DoctorInputError on bad input."""
     if view is None:
         view = read_target(target)
-    if view.is_subject:
-        require_subject()
     if target is None and view.target is None:  # the bundled default run: its data and tiny base, made on first use
+        require_subject()
         from fgclip.presets import ensure_synthetic
 
         ensure_synthetic()

@@ -31,10 +31,7 @@ def resolve_view(target: Path | None, preset: str | None) -> TargetView:
 
         raise DoctorUsageError("give a TARGET or --preset, not both")
     if target is not None:
-        view = read_target(target)
-        if view.is_subject:
-            require_subject()
-        return view
+        return read_target(target)  # a launch of the subject: collect_facts checks it can run here
     require_subject()
     from fgclip.presets import ensure_synthetic
 
