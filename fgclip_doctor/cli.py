@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 from fgclip_doctor import __version__
 from fgclip_doctor.checks.registry import all_rules, get_rule
 from fgclip_doctor.commands.rules import explain_rule, print_rules
+from fgclip_doctor.environment import require_trainer
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError, one_line
 from fgclip_doctor.report import Report, emit, refuse_output_into
 from fgclip_doctor.settings import Settings, load_settings
@@ -278,9 +279,10 @@ def live_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """A short real run with probes: what each loss sees, the bank, gradients; pass/fail table."""
-    from fgclip_doctor.commands.live.command import build_report
 
     def build(settings: Settings) -> Report:
+        require_trainer("live")  # before the import: the live command imports transformers
+        from fgclip_doctor.commands.live.command import build_report
         from fgclip_doctor.sources.launch.target import live_target
 
         view = live_target(target, module, training_args)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from fgclip_doctor.checks.registry import run_rules
+from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
@@ -109,6 +110,7 @@ def build_report(
     if view is None:
         view = read_target(target)
     if target is None and view.target is None:  # the bundled default run: its data and tiny base, made on first use
+        require_subject()
         from fgclip.presets import ensure_synthetic
 
         ensure_synthetic()

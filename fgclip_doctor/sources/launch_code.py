@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from fgclip_doctor.bundled import ROOT
+from fgclip_doctor.environment import subject_unavailable
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
@@ -198,6 +199,14 @@ def _by_name(facts: Facts, view: TargetView) -> dict[str, object]:
 def settle_args_file(view: TargetView) -> None:
     """An args file alone: fgclip.train's only when each key is one of its arguments."""
     if not view.args_file_only or not view.is_subject:
+        return
+    why = subject_unavailable()
+    if why:  # its argument classes cannot be imported here (transformers 4): read the keys by name
+        view.subject, view.entry = False, None
+        view.notes.append(
+            f"{view.target}: an args file names no training code, and {why.split(':')[0]}: "
+            "its keys are read by name, without any defaults"
+        )
         return
     from fgclip_doctor.bundled import pin_subject
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.checkpoint.resume import resume_facts
@@ -68,6 +69,8 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     """All check-config facts for `view` (see fgclip_doctor/vocabulary.py for the names)."""
     facts = Facts()
     settle_args_file(view)
+    if view.is_subject:  # its parser and meta build import it: transformers 5, or one line + exit 2
+        require_subject()
     facts.set("run.launcher", view.launcher, view.origin())
     facts.set("run.entry", view.entry, view.origin())
     facts.set(

@@ -11,6 +11,7 @@ from rich.text import Text
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.commands.live.progress import ProgressCallback
 from fgclip_doctor.commands.live.runner import run_training
+from fgclip_doctor.environment import require_subject
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.derived import derive_world
 from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
@@ -30,7 +31,8 @@ def resolve_view(target: Path | None, preset: str | None) -> TargetView:
 
         raise DoctorUsageError("give a TARGET or --preset, not both")
     if target is not None:
-        return read_target(target)
+        return read_target(target)  # a launch of the subject: collect_facts checks it can run here
+    require_subject()
     from fgclip.presets import ensure_synthetic
 
     name = preset or "tiny"
