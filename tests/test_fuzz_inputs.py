@@ -63,7 +63,7 @@ def check_data(name: str, data: bytes, *extra: str) -> None:
                 cwd=root.parent)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(case=data_files())
 @example(case=("train.jsonl", Blob((NESTED + "\n").encode())))
 @example(case=("train.json", Blob(NESTED.encode())))

@@ -383,7 +383,8 @@ def history_facts(folder: Path, facts, ds_files: tuple[list[Path], list[Path]] =
         facts.set("train.epoch", h.epoch, f"{src}: epoch")
         facts.set("train.max_steps", h.max_steps, f"{src}: max_steps")
         facts.set("train.optimizer_steps", h.max_steps, f"{src}: max_steps")
-        facts.set("train.per_device_batch", h.train_batch_size, f"{src}: train_batch_size")
+        if (h.train_batch_size or 0) > 0:  # a batch of 0 or -1 is no batch (and ln of it no chance level)
+            facts.set("train.per_device_batch", h.train_batch_size, f"{src}: train_batch_size")
         facts.set("history.series", {k: [list(p) for p in v] for k, v in h.series.items()},
                   f"{src}: log_history")
         facts.set("history.loss_keys", h.loss_keys(), f"{src}: log_history keys")
