@@ -249,7 +249,7 @@ def emit(report: Report, format: str, output: Path | None, console: Console, ver
     """
     if output is not None:
         text = render(report, format, console.width, verbosity)
-        output.write_text(text, encoding="utf-8")
+        output.write_text(text, encoding="utf-8", errors="backslashreplace")  # lone surrogates from inputs
     elif format == "table":
         render_table(report, console, verbosity)
     else:

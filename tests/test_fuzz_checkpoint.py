@@ -234,6 +234,7 @@ log_entries = st.dictionaries(
     expect=st.none() | st.sampled_from(["region_loss@5<1.0", "loss@10<2", "loss@-1<nan"]),
 )
 @example(state=json.loads('{"log_history": [{"step": 1, "loss": 1e400}]}'), expect=None)
+@example(state={"global_step": 0, "train_batch_size": -1}, expect=None)  # ln of a batch of -1
 def test_trainer_state(state, expect):
     text = json.dumps(state, allow_nan=True).encode()
     inspect_folder({"trainer_state.json": text}, expect=expect)

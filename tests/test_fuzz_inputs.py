@@ -80,7 +80,7 @@ def check_data(name: str, data: bytes, *extra: str) -> None:
         run_cli(["check-data", root, "-j", "1", "--image-root", root, "--grid", "8"], inspected=[root], cwd=root.parent)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(case=data_files())
 @example(case=("train.jsonl", Blob((NESTED + "\n").encode())))
 @example(case=("train.json", Blob(NESTED.encode())))

@@ -216,7 +216,7 @@ def check_script(data: bytes, extra: dict[str, bytes] | None = None) -> None:
         run_cli(["check-config", script, "--format", "json"], inspected=[root], cwd=root)
 
 
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(data=script_bytes())
 def test_launch_scripts(data):
     check_script(data.data)
@@ -264,11 +264,12 @@ def args_files(draw) -> tuple[str, Blob]:
     return suffix, Blob(text.encode())
 
 
-@fuzz_settings(60)
+@fuzz_settings(40)
 @given(case=args_files(), via_script=st.booleans())
 @example(case=(".yaml", Blob(BILLION_LAUGHS.encode())), via_script=False)
 @example(case=(".json", Blob(('{"max_steps": ' + DEEP + "}").encode())), via_script=True)
 @example(case=(".yaml", Blob(("max_steps: " + DEEP).encode())), via_script=False)
+@example(case=(".json", Blob(b'{"output_dir": "a\\ud800b"}')), via_script=False)  # a lone surrogate
 def test_args_files(case, via_script):
     suffix, blob = case
     with tempfile.TemporaryDirectory() as tmp:
