@@ -12,7 +12,7 @@ import torch
 from transformers import HfArgumentParser, SiglipConfig, SiglipModel, Trainer, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_plain_clip import RandomPairs, collate  # noqa: E402  (same folder)
+from train_plain_clip import TINY_TEXT, TINY_VISION, RandomPairs, collate  # noqa: E402  (same folder)
 
 
 @dataclass
@@ -23,24 +23,7 @@ class ModelArgs:
 
 def tiny_siglip(logit_scale_init: float) -> SiglipModel:
     """A SiglipModel small enough to train in a second on the CPU."""
-    cfg = SiglipConfig(
-        text_config=dict(
-            vocab_size=100,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-    )
+    cfg = SiglipConfig(text_config=TINY_TEXT, vision_config=TINY_VISION)
     model = SiglipModel(cfg)
     with torch.no_grad():
         model.logit_scale.fill_(logit_scale_init)
