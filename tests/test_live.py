@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from schema import validate
+from schema import exit_of, validate
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -22,6 +22,7 @@ def live(*args: str) -> tuple[int, dict]:
     assert result.exit_code in (0, 1), (result.output or "") + repr(result.exception)
     doc = json.loads(result.stdout)
     validate(doc, {"live"})
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
     return result.exit_code, doc
 
 
