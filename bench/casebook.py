@@ -13,9 +13,12 @@ Prints the detection table and `casebook: D/N faults detected, F false FAILs on 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from fgclip_doctor.casebook import CASES, Case, Expect, Launch  # noqa: E402
 
 DATA_SAMPLE = 64  # check-data cases judge the first records of the synthetic train.jsonl
+TRAINED: dict[tuple[Launch, int], Path] = {}  # (launch, steps) -> its checkpoint, for this process
 
 
 @dataclass
@@ -86,28 +90,54 @@ def fault_env(fault: str | None):
             os.environ["FGCLIP_FAULT"] = before
 
 
-def train_checkpoint(flags: tuple[str, ...], out: Path, steps: int, fault: str | None = None) -> Path:
-    """A real run of the subject for `steps` optimizer steps that saves checkpoint-<steps> in `out`."""
-    from fgclip import train
+def train_checkpoint(launch: Launch, steps: int) -> Path:
+    """A real run of `launch` for `steps` optimizer steps that saved checkpoint-<steps>. Runs are kept
+    for the process (the doctor never writes into what it inspects), so cases that share a launch, and
+    a case's fault and twin when they coincide, train it once."""
+    key = (launch, steps)
+    if key not in TRAINED:
+        out = Path(tempfile.mkdtemp(prefix="casebook-run-"))
+        atexit.register(shutil.rmtree, out, True)
+        common = ["--max_steps", str(steps), "--save_steps", str(steps), "--logging_steps", "1"]
+        if launch.script:  # another family's script, in its own process as a user runs it
+            argv = [sys.executable, str(ROOT / launch.script), *common, "--output_dir", str(out)]
+            argv += ["--report_to", "none", "--use_cpu", "True", *launch.flags]
+            env = {k: v for k, v in os.environ.items() if k != "FGCLIP_FAULT"}
+            subprocess.run(argv, check=True, capture_output=True, cwd=ROOT, env=env, timeout=600)
+        else:
+            from fgclip import train
 
-    argv = ["--preset", "tiny", *flags, "--max_steps", str(steps), "--save_steps", str(steps)]
-    argv += ["--logging_steps", "1", "--output_dir", str(out)]
-    with fault_env(fault), contextlib.redirect_stdout(sys.stderr):
-        train.main(argv)
-    return out / f"checkpoint-{steps}"
+            argv = ["--preset", "tiny", *launch.flags, *common, "--output_dir", str(out)]
+            with fault_env(launch.fault), contextlib.redirect_stdout(sys.stderr):
+                train.main(argv)
+        TRAINED[key] = out / f"checkpoint-{steps}"
+    return TRAINED[key]
+
+
+def tree_copy(launch: Launch, work: Path) -> Path:
+    """A copy of tests/trees/<tree> in `work` with the launch's edits applied (each must match once)."""
+    root = work / launch.tree
+    shutil.copytree(ROOT / "tests" / "trees" / launch.tree, root)
+    for name, old, new in launch.edits:
+        path = root / name
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise ValueError(f"edit of {name}: {old!r} found {text.count(old)} times, not once")
+        path.write_text(text.replace(old, new))
+    return root
 
 
 def launch_script(launch: Launch, work: Path, command: str) -> Path:
     """The launch as a bash script in `work` (its output_dir is `work/out`)."""
     out = work / "out"
     if launch.prior is not None:  # a checkpoint of an earlier run waits in output_dir
-        train_checkpoint(launch.prior, out, steps=1)
+        shutil.copytree(train_checkpoint(Launch(launch.prior), steps=1), out / "checkpoint-1")
     if launch.script:
         program = str(ROOT / launch.script)
         runner = "python"
         if launch.nproc > 1 and command == "check-config":
             runner = f"torchrun --nproc_per_node {launch.nproc}"
-        line = f"{runner} {program} --output_dir {out} --per_device_train_batch_size 4 --report_to none --use_cpu True"
+        line = f"{runner} {program} --output_dir {out} --report_to none --use_cpu True"
     else:
         line = f"python -m fgclip.train --preset tiny --output_dir {out}"
     script = work / "launch.sh"
@@ -125,27 +155,46 @@ def rewrite_data(name: str, work: Path, root: Path) -> Path:
     elif name == "extra-boxes":  # more boxes than the loader's max_boxes (4): the last ones never train
         for r in records:
             r["bbox_info"] = (r["bbox_info"] * 6)[:6]
-    elif name:
+    elif name == "tiny-boxes":  # every box shrunk to 0.03 x 0.03 around its centre: under one cell of 14
+        for r in records:
+            for b in r["bbox_info"]:
+                cx, cy = (b["bbox"][0] + b["bbox"][2]) / 2, (b["bbox"][1] + b["bbox"][3]) / 2
+                b["bbox"] = [round(cx - 0.015, 4), round(cy - 0.015, 4), round(cx + 0.015, 4), round(cy + 0.015, 4)]
+    elif name == "no-captions":  # the first box of every record without short_expr or long_expr
+        for r in records:
+            r["bbox_info"][0]["short_expr"] = r["bbox_info"][0]["long_expr"] = ""
+    elif name == "few-negatives":  # 3 of the 10 hard-negative rewrites kept for every flagged box
+        for r in records:
+            for b in r["bbox_info"]:
+                b["short_expr_negs"] = {k: v for k, v in list(b["short_expr_negs"].items())[:3]}
+    elif name == "missing-images":  # every 8th record names an image that was never written
+        for r in records[::8]:
+            r["f_path"] = r["f_path"].replace("train_", "lost_")
+    elif name and name != "truncated-line":
         raise KeyError(f"unknown data rewrite {name!r}")
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    if name == "truncated-line":  # an interrupted write: the last line stops half way, no newline
+        text = text[: len(text) - len(json.dumps(records[-1])) // 2 - 1]
     path = work / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.write_text(text)
     return path
 
 
-def target_of(case: Case, launch: Launch, work: Path, root: Path) -> tuple[list[str], int]:
-    """The doctor's argv for this launch (command, target, options) and the optimizer steps run."""
+def target_of(case: Case, launch: Launch, work: Path, root: Path) -> tuple[list[str], Path | None]:
+    """The doctor's argv for this launch (command, target, options) and the folder it runs in."""
     if case.command == "check-data":
-        return ["check-data", str(rewrite_data(launch.data or "", work, root)), "--image-root", str(root)], 0
+        return ["check-data", str(rewrite_data(launch.data or "", work, root)), "--image-root", str(root)], None
     if case.command == "inspect-ckpt":
-        ckpt = train_checkpoint(launch.flags, work / "out", case.steps, launch.fault)
-        return ["inspect-ckpt", str(ckpt)], case.steps
+        return ["inspect-ckpt", str(train_checkpoint(launch, case.steps))], None
+    if launch.tree:  # check-config reads the tree's code from the folder it runs in, as a user runs it
+        return ["check-config", str(launch.script)], tree_copy(launch, work)
     script = launch_script(launch, work, case.command)
     if case.command == "live":
         argv = ["live", str(script), "--steps", str(case.steps)]
         if launch.nproc > 1:
             argv += ["--nproc", str(launch.nproc)]
-        return argv, case.steps
-    return ["check-config", str(script)], 0
+        return argv, None
+    return ["check-config", str(script)], None
 
 
 def judge(case: Case, launch: Launch, root: Path) -> Outcome:
@@ -157,9 +206,9 @@ def judge(case: Case, launch: Launch, root: Path) -> Outcome:
     with tempfile.TemporaryDirectory(prefix=f"casebook-{case.name}-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        argv, _ = target_of(case, launch, work, root)
+        argv, cwd = target_of(case, launch, work, root)
         report = work / "report.json"
-        with fault_env(launch.fault):
+        with fault_env(launch.fault), contextlib.chdir(cwd or os.getcwd()):
             result = CliRunner().invoke(app, [*argv, *case.args, "--format", "json", "--output", str(report)])
         if result.exit_code not in (0, 1) or not report.exists():
             raise RuntimeError(f"{case.name}: {' '.join(argv)} exited {result.exit_code}: {result.output[-2000:]}")

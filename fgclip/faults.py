@@ -22,6 +22,7 @@ FAULTS = {
     "eos-cut": "captions cut to the text length after tokenising, dropping EOS from long rows",
     "roi-outside-optimizer": "parameter_groups leaves roi_projection out of the optimizer",
     "frozen-scales": "the logit scales are built with requires_grad=False",
+    "scheduler-per-call": "the LR scheduler stepped on every forward call (micro-batch), not per optimizer step",
 }
 
 

@@ -99,6 +99,10 @@ class FGCLIPTrainer(Trainer):
         if not self._diag_printed and os.environ.get("ENABLE_RUNTIME_DIAG") == "1":
             self._print_diag(_unwrap(model))
         outputs = model(**inputs)
+        if faults.active("scheduler-per-call") and self.lr_scheduler is not None:  # casebook fault
+            self._calls = getattr(self, "_calls", 0) + 1
+            if self._calls % self.args.gradient_accumulation_steps:  # the Trainer steps it on the last one
+                self.lr_scheduler.step()
         for term in LOSS_TERMS:  # summed on the device; read back once per logging interval
             value = outputs.get(term)
             if value is not None:

@@ -30,9 +30,17 @@ SCHEMA_FINDING = {
 }
 
 
+def exit_of(doc: dict) -> int:
+    """The exit code the findings call for without --strict: 1 on any FAIL, else 0 (SKIP never fails)."""
+    return 1 if any(f["status"] == "FAIL" for f in doc["findings"]) else 0
+
+
 def validate(doc: dict, extra: set[str] = frozenset()) -> None:
-    """A small schema check of the public JSON document, field by field."""
+    """A small schema check of the public JSON document, field by field; its exit code is the one its
+    findings call for (1 on a FAIL; a WARN only under --strict)."""
     assert set(doc) == set(SCHEMA_TOP) | extra
+    warned = any(f["status"] == "WARN" for f in doc["findings"])
+    assert doc["exit_code"] == exit_of(doc) or (warned and doc["exit_code"] == 1), doc["exit_code"]
     for key, typ in SCHEMA_TOP.items():
         assert isinstance(doc[key], typ), key
     assert doc["tool"] == "fgclip-doctor" and doc["version"] == __version__

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from schema import exit_of
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -33,6 +34,7 @@ def run(cwd: Path, *args: str) -> tuple[int, dict, dict, str]:
         os.chdir(before)
     assert result.exit_code in (0, 1), result.stderr or result.stdout
     doc = json.loads(result.stdout)
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
     findings = {(f["code"], f.get("subject", "")): f for f in doc["findings"]}
     facts = {k: (v["value"], v["source"]) for k, v in doc["facts"].items()}
     return result.exit_code, findings, facts, result.stderr

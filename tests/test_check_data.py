@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from schema import validate
+from schema import exit_of, validate
 from typer.testing import CliRunner
 
 import fgclip.boxes
@@ -122,7 +122,7 @@ def run(*args: str) -> tuple[int, dict]:
     assert result.exit_code in (0, 1), result.output + str(result.exception)
     doc = json.loads(result.stdout)
     validate(doc, extra={"data"})
-    assert doc["exit_code"] == result.exit_code
+    assert doc["exit_code"] == result.exit_code == exit_of(doc)
     return result.exit_code, doc
 
 

@@ -284,3 +284,29 @@ def test_every_fact_is_in_the_vocabulary(v1, v2, hf, oc):
 
     used = {generic(n) for r in (v1, v2, hf, oc) for n in r.facts}
     assert sorted(n for n in used if n not in FACTS) == []
+
+
+GATHER_FN = (
+    "import torch\nimport torch.distributed as dist\n\n\nclass AllGather(torch.autograd.Function):\n"
+    "    @staticmethod\n    def forward(ctx, x):\n        parts = [torch.zeros_like(x) for _ in range(2)]\n"
+    "        dist.all_gather(parts, x)\n        return torch.cat(parts)\n\n\n"
+    "def gather(x):\n    return AllGather.apply(x)\n"
+)
+
+
+def test_a_gather_through_an_autograd_function_is_a_gather(tmp_path):
+    # fgclip/losses.py's gather_features: a helper that calls Function.apply, whose forward all_gathers
+    model = MODEL.replace(
+        "import torch.nn.functional as F\n", "import torch.nn.functional as F\nfrom pkg.dist import gather\n"
+    )
+    model = model.replace(
+        "return F.cross_entropy(self.logit_scale.exp() * x, x)",
+        "return F.cross_entropy(self.logit_scale.exp() * gather(x), x)",
+    )
+    root = _tree(tmp_path, {"model.py": model, "dist.py": GATHER_FN})
+    r = read_training_code("train.py", "script", root, ["."])
+    assert r.facts.value("features.gathered.global") is True
+    assert r.facts.source("features.gathered.global").startswith("pkg/model.py:")
+    (tmp_path / "plain").mkdir()
+    plain = read_training_code("train.py", "script", _tree(tmp_path / "plain", {"model.py": MODEL}), ["."])
+    assert plain.facts.value("features.gathered.global") is False

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from schema import validate
+from schema import exit_of, validate
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -173,6 +173,7 @@ def inspect(*args: str, codes: tuple[int, ...] = (0, 1)) -> tuple[int, dict]:
     assert result.exit_code in codes, result.output + repr(result.exception)
     doc = json.loads(result.stdout)
     validate(doc, extra={"trajectory"})
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
     assert doc["exit_code"] == result.exit_code
     return result.exit_code, doc
 
@@ -222,7 +223,9 @@ def test_healthy_checkpoint(runs):
     assert fact(doc, "candidates.global") == 8 and fact(doc, "candidates.hardneg") == 11
     assert fact(doc, "loss.chance.global") == pytest.approx(2 * math.log(8))
     assert {f["status"] for f in doc["findings"] if f["rule"] in ("nonfinite", "resume-schedule")} == {"PASS"}
-    table = runner.invoke(app, ["inspect-ckpt", str(ck)], env={"COLUMNS": "200"}).stdout
+    shown = runner.invoke(app, ["inspect-ckpt", str(ck)], env={"COLUMNS": "200"})
+    assert shown.exit_code == doc["exit_code"]  # the table's run ends as the JSON one does
+    table = shown.stdout
     assert "Loss terms" in table and "region_loss" in table and any(c in table for c in "▁▂▃▄▅▆▇█")
 
 
@@ -236,7 +239,9 @@ def test_run_dir_shows_the_trajectory(runs):
         assert set(r["losses"]) == {"global", "region", "hardneg"}
     assert rows[0]["bank"]["enabled_at_call"] == -1 and rows[-1]["bank"]["enabled_at_call"] == 50
     assert fact(doc, "optim.group_counts") == {r["checkpoint"]: 6 for r in rows}
-    text = runner.invoke(app, ["inspect-ckpt", str(runs / "healthy")], env={"COLUMNS": "200"}).stdout
+    shown = runner.invoke(app, ["inspect-ckpt", str(runs / "healthy")], env={"COLUMNS": "200"})
+    assert shown.exit_code == doc["exit_code"]
+    text = shown.stdout
     assert "Trajectory" in text and "checkpoint-20" in text and "checkpoint-60" in text
     # at step 20 the bank (warmup 50 forward calls) is not due yet: not a failure
     _, early = inspect(str(runs / "healthy" / "checkpoint-20"))
@@ -365,7 +370,8 @@ def test_foreign_layouts(runs, tmp_path):
     assert fact(doc, "ckpt.layout") == "open_clip"
     assert fact(doc, "scale.global.value") == pytest.approx(4.6052)
     assert find(doc, "logit-scale-clamp", "global")["status"] == "PASS"
-    assert "open_clip layout" in runner.invoke(app, ["inspect-ckpt", str(tmp_path / "epoch_3.pt")]).stdout
+    shown = runner.invoke(app, ["inspect-ckpt", str(tmp_path / "epoch_3.pt")])
+    assert shown.exit_code == doc["exit_code"] and "open_clip layout" in shown.stdout
 
 
 # ---- each rule fires, and stays silent, on real checkpoints ---------------------------------------

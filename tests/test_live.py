@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from schema import validate
+from schema import exit_of, validate
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -22,6 +22,7 @@ def live(*args: str) -> tuple[int, dict]:
     assert result.exit_code in (0, 1), (result.output or "") + repr(result.exception)
     doc = json.loads(result.stdout)
     validate(doc, {"live"})
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
     return result.exit_code, doc
 
 
@@ -111,6 +112,23 @@ def test_bad_target_exits_2(tmp_path):
     assert result.exit_code == 2 and "unknown preset" in result.stderr
 
 
+def test_bad_preset_is_rejected_before_any_data_is_generated(tmp_path, monkeypatch):
+    import fgclip.base_model
+    import fgclip.synthetic
+
+    def never(*args, **kwargs):
+        raise AssertionError("synthetic data generated for a preset that does not exist")
+
+    monkeypatch.setenv("FGCLIP_CACHE", str(tmp_path / "cache"))  # empty: any preset work would build here
+    monkeypatch.setattr(fgclip.synthetic, "generate", never)
+    monkeypatch.setattr(fgclip.base_model, "pretrain_base", never)
+    result = runner.invoke(app, ["live", "--preset", "nope"])
+    [line] = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and result.stdout == ""
+    assert line.startswith("fgclip-doctor: error: ") and "unknown preset" in line and "nope" in line
+    assert not (tmp_path / "cache").exists()
+
+
 def _script(tmp_path: Path, name: str, args: str) -> Path:
     path = tmp_path / f"{name}.sh"
     path.write_text(f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/{name}.py \\\n  {args}\n")
@@ -143,11 +161,12 @@ def test_nproc_2_unoffset_targets_fail(tmp_path):
 
 
 def test_training_that_raises_is_one_line_exit_2(tmp_path):
-    # --bf16 without --use_cpu: transformers refuses it on a CPU inside the script's own argument parsing
+    # --fp16 and --bf16 together: transformers refuses them inside the script's own argument parsing,
+    # on any machine (a GPU or not); the bf16 in the message brings the CPU hint under --device cpu
     script = tmp_path / "train_clip.sh"
     script.write_text(
         f"#!/bin/bash\n{sys.executable} {ROOT}/tests/helpers/train_plain_clip.py \\\n"
-        f"  --output_dir {tmp_path}/out --bf16 True --report_to none\n"
+        f"  --output_dir {tmp_path}/out --fp16 True --bf16 True --report_to none\n"
     )
     result = runner.invoke(app, ["live", str(script), "--steps", "2", "--device", "cpu"])
     [line] = result.stderr.strip().splitlines()

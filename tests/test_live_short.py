@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from schema import exit_of
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -17,7 +18,9 @@ runner = CliRunner()
 def live(*args: str) -> tuple[int, dict]:
     result = runner.invoke(app, ["live", *args, "--device", "cpu", "--format", "json"])
     assert result.exit_code in (0, 1), (result.output or "") + repr(result.exception)
-    return result.exit_code, json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
+    return result.exit_code, doc
 
 
 def not_passing(doc: dict) -> list[str]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from schema import exit_of
 from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
@@ -27,7 +28,9 @@ NEW = ("lr-zero", "loss-floor", "loss-plateau")
 def doctor(*args: str) -> tuple[int, dict]:
     result = runner.invoke(app, [*args, "--format", "json"])
     assert result.exit_code in (0, 1), (result.output or "") + repr(result.exception)
-    return result.exit_code, json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == doc["exit_code"] == exit_of(doc)
+    return result.exit_code, doc
 
 
 def status(doc: dict, rule: str, subject: str | None = None) -> set[str]:

@@ -205,9 +205,14 @@ def test_save_pretrained_restores_the_bank(tmp_path, tiny_batches, tiny_tokenize
     # and the rest of the model too (long position table included)
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
-    # the loaded model still encodes long captions
+    # the loaded model still encodes long captions (past the short table): the same losses as the model
+    batch = tiny_batches[0]
+    assert batch["text_long"].shape[-1] > model.config.text_config.max_position_embeddings
     with torch.no_grad():
-        loaded.eval()(**tiny_batches[0], use_memory_bank=False)
+        mine = model.eval()(**batch, use_memory_bank=False)
+        theirs = loaded.eval()(**batch, use_memory_bank=False)
+    for term in ("loss", "global_loss", "region_loss", "hardneg_loss"):
+        assert torch.isfinite(theirs[term]) and torch.equal(theirs[term], mine[term]), term
 
 
 def test_checkpoint_without_a_bank_loads_an_empty_bank(tmp_path, tiny_batches, tiny_tokenizer):

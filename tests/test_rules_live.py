@@ -5,21 +5,26 @@ from __future__ import annotations
 import inspect
 import re
 
+import pytest
 import torch
 import torch.nn.functional as F
 from rule_check import by_subject, check_rule
 
-from fgclip.memory_bank import RegionMemoryBank
-from fgclip.roi_align import roi_align
+import fgclip.model as fgmodel
+from fgclip_doctor.callback import DoctorCallback
 from fgclip_doctor.checks import bank, features, logits, negatives, observed
 from fgclip_doctor.checks.registry import Finding, Status, get_rule, run_rules
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.probes.accumulator import read_all
+from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+from fgclip_doctor.probes.subject import SubjectProbe
 from fgclip_doctor.settings import Settings
+from fgclip_doctor.sources.live import observed_facts
 from fgclip_doctor.vocabulary import FACTS, NEAR_COPY_COSINE
 
 PROBE = "live probe: cross_entropy"
-BANK = "live probe: RegionMemoryBank"
-ROI = "live probe: region head"
+BANK_BUFFERS = "live: memory bank buffers"
+LIVE_REGION = "live: region head inputs"
 
 
 def facts_of(**values) -> Facts:
@@ -34,6 +39,37 @@ def facts_of(**values) -> Facts:
 
 def check(name: str, facts: Facts, **thresholds) -> list[Finding]:
     return check_rule(name, facts, "live", **thresholds)
+
+
+@pytest.fixture(scope="module")
+def subject(synthetic_root, tiny_tokenizer):
+    """(synthetic root, a real batch of 4 synthetic records) for the tiny subject."""
+    from fgclip.data import FGCLIPDataset, collate
+
+    data = FGCLIPDataset(synthetic_root / "train.jsonl", synthetic_root, tiny_tokenizer, image_size=64)
+    return synthetic_root, collate([data[i] for i in range(4)])
+
+
+def probed(subject, queue=None, **config) -> Facts:
+    """The facts `live` makes of two forward calls of the real tiny subject (bank on from call 1)
+    under the doctor's probes (probes/subject.py, probes/cross_entropy.py): nothing recomputed here.
+    `queue` rewrites the bank's queue buffer before the read-back; `config` overrides FGCLIPConfig."""
+    root, batch = subject
+    torch.manual_seed(0)
+    model = fgmodel.FGCLIPModel.from_clip(str(root / "base"), memory_bank_warmup_steps=1, **config).train()
+    cb = DoctorCallback()
+    with cb:
+        cb.install(model, None)
+        with torch.no_grad():
+            for _ in range(2):  # the second call sees the first call's keys in the queue
+                model(**batch)
+        if queue is not None:
+            model.memory_bank.queue = queue(model.memory_bank.queue)
+        cb.snapshot(1, model)
+    facts = observed_facts(cb.record())
+    mask = model.config.memory_bank_mask_same_caption
+    facts.set("bank.mask_same_caption", mask, "fgclip/config.py memory_bank_mask_same_caption")
+    return facts
 
 
 def test_rules_registered_live_only_and_documented():
@@ -155,36 +191,28 @@ def test_bf16_logits_skips_and_call_site_terms():
 # --- FGD204 bank-hygiene -------------------------------------------------------------------------
 
 
-def bank_facts(queue: torch.Tensor) -> Facts:
-    err = (queue.detach().norm(dim=1) - 1).abs().max().item()
-    return facts_of(
-        observed__bank__key_norm_error=(err, BANK), observed__bank__requires_grad=(queue.requires_grad, BANK)
-    )
-
-
-def test_bank_hygiene_passes_the_subjects_bank():
-    torch.manual_seed(0)
-    bank = RegionMemoryBank(dim=16, size=32)
-    head = torch.nn.Linear(16, 16)
-    bank.enqueue(head(torch.randn(8, 16)), torch.arange(8))  # graph tensors: detached inside
-    found = by_subject(check("bank-hygiene", bank_facts(bank.candidates()[0])))
+def test_bank_hygiene_passes_the_subjects_bank(subject):
+    found = by_subject(check("bank-hygiene", probed(subject)))
     assert found["key norms"].status is Status.PASS and found["detached"].status is Status.PASS
-    assert BANK in found["key norms"].sources
+    assert found["key norms"].measured == "max | ||key|| - 1 | = 0"
+    assert BANK_BUFFERS in found["key norms"].sources
 
 
-def test_bank_hygiene_fails_a_raw_graph_queue():
-    torch.manual_seed(0)
-    head = torch.nn.Linear(16, 16)
-    queue = torch.cat([head(torch.randn(8, 16)), head(torch.randn(8, 16))])  # raw, with graph
-    found = by_subject(check("bank-hygiene", bank_facts(queue)))
-    norms, grad = found["key norms"], found["detached"]
+def test_bank_hygiene_fails_raw_keys_and_a_graph_queue(subject, monkeypatch):
+    monkeypatch.setenv("FGCLIP_FAULT", "bank-unnormalised")  # the bank queues raw projected features
+    found = by_subject(check("bank-hygiene", probed(subject)))
+    norms = found["key norms"]
     assert norms.status is Status.FAIL and "queued keys are not unit-norm" in norms.message
     assert norms.expected == "<= 0.01" and "F.normalize" in norms.fix
+    assert found["detached"].status is Status.PASS  # raw, but still detached by the bank
+    loose = by_subject(check("bank-hygiene", probed(subject), norm_tol=1e3))
+    assert loose["key norms"].status is Status.PASS
+    monkeypatch.delenv("FGCLIP_FAULT")
+    # a queue that keeps the autograd graph: the probe reads the real buffer's requires_grad
+    weight = torch.ones((), requires_grad=True)
+    grad = by_subject(check("bank-hygiene", probed(subject, queue=lambda q: q * weight)))["detached"]
     assert grad.status is Status.FAIL and grad.measured == "requires_grad True"
     assert "keeps the graph" in grad.message and "detach" in grad.fix
-    # a loose threshold accepts the norms, not the graph
-    loose = by_subject(check("bank-hygiene", bank_facts(queue), norm_tol=1e3))
-    assert loose["key norms"].status is Status.PASS and loose["detached"].status is Status.FAIL
 
 
 def test_bank_hygiene_skips_without_a_bank():
@@ -205,42 +233,46 @@ def test_bank_hygiene_skips_without_a_bank():
 # --- FGD205 bank-false-negatives -----------------------------------------------------------------
 
 
-def false_negative_facts(n_captions: int, mask: bool) -> Facts:
-    """Region positives and a 128-entry queue drawn from `n_captions` captions (real features)."""
-    torch.manual_seed(0)
-    table = F.normalize(torch.randn(256, 16), dim=1)  # one feature per caption id
-    pos_ids = torch.randint(0, n_captions, (32,))
-    queue_ids = (
-        torch.randint(0, n_captions, (128,)) if n_captions <= 15 else torch.arange(n_captions, n_captions + 128)
-    )  # none of the positives' captions
-    same = pos_ids[:, None] == queue_ids[None, :]  # [rows, Q]
-    masked = same if mask else torch.zeros_like(same)
-    near = (table[pos_ids] @ table[queue_ids].T > NEAR_COPY_COSINE) & ~masked
-    return facts_of(
-        observed__bank__same_caption_rows=(same.any(1).float().mean().item(), BANK),
-        observed__bank__near_duplicate_rows=(near.any(1).float().mean().item(), BANK),
-        bank__mask_same_caption=(mask, "fgclip/memory_bank.py mask_same_caption"),
-    )
-
-
-def test_false_negatives_warn_with_few_captions_unmasked():
-    found = by_subject(check("bank-false-negatives", false_negative_facts(15, mask=False)))
+def test_false_negatives_warn_with_the_same_batch_queued_unmasked(subject):
+    # the batch's own captions are in the queue after the first call: every region row has a copy
+    found = by_subject(check("bank-false-negatives", probed(subject, memory_bank_mask_same_caption=False)))
     same, near = found["same caption"], found["near duplicate"]
     assert same.status is Status.WARN and same.measured == "100 %"
     assert "100 % of region rows have a queued entry with their own caption, unmasked" in same.message
-    assert "fgclip/memory_bank.py mask_same_caption" in same.sources
+    assert near.status is Status.PASS and near.measured == "0 %"  # copies share an id: not "near"
+
+
+def test_false_negatives_pass_when_masked(subject):
+    found = by_subject(check("bank-false-negatives", probed(subject)))
+    assert found["same caption"].status is Status.PASS and found["same caption"].measured == "100 % masked"
+    assert "all masked" in found["same caption"].message
+    assert found["near duplicate"].status is Status.PASS and LIVE_REGION in found["near duplicate"].sources
+
+
+def test_near_copy_line_is_one_number_for_probe_and_rule():
+    """The probe's own region-input statistic on real tensors: a queued key of another caption counts
+    as a near copy above NEAR_COPY_COSINE and not just below it; the rule's message names the line."""
+    probe = SubjectProbe(torch.nn.Module(), CrossEntropyProbe(0))  # only its region-input statistic is used
+    torch.manual_seed(0)
+    captions = F.normalize(torch.randn(4, 16), dim=1)
+    other = torch.randn(4, 16)
+    other = F.normalize(other - (other * captions).sum(1, keepdim=True) * captions, dim=1)  # row i orthogonal to i
+    margin = (1 - NEAR_COPY_COSINE) / 2
+    cosines = torch.tensor([NEAR_COPY_COSINE + margin, NEAR_COPY_COSINE + margin, NEAR_COPY_COSINE - margin, 0.5])
+    queue = cosines[:, None] * captions + (1 - cosines[:, None] ** 2).sqrt() * other  # unit rows, cosine i to row i
+    assert torch.allclose((queue * captions).sum(1), cosines, atol=1e-6)
+    ids, queue_ids = torch.arange(4), torch.arange(4) + 100  # other captions: not the same caption
+    probe._region_inputs((None, captions, None, ids, queue, queue_ids))
+    stats = read_all(probe.acc)["bank_rows"]
+    assert stats["calls"] == 1 and stats["same_caption_rows"] == 0 and stats["near_duplicate_rows"] == 0.5
+    facts = facts_of(
+        observed__bank__same_caption_rows=stats["same_caption_rows"],
+        observed__bank__near_duplicate_rows=stats["near_duplicate_rows"],
+        bank__mask_same_caption=True,
+    )
+    near = by_subject(check("bank-false-negatives", facts))["near duplicate"]
     assert near.status is Status.WARN
     assert re.search(rf"cosine > {re.escape(str(NEAR_COPY_COSINE))}(?![0-9])", near.message), near.message
-
-
-def test_false_negatives_pass_when_masked_or_distinct():
-    found = by_subject(check("bank-false-negatives", false_negative_facts(15, mask=True)))
-    assert found["same caption"].status is Status.PASS
-    assert "all masked" in found["same caption"].message
-    assert found["same caption"].measured == "100 % masked"
-    assert found["near duplicate"].status is Status.PASS and found["near duplicate"].measured == "0 %"
-    distinct = by_subject(check("bank-false-negatives", false_negative_facts(100, mask=False)))
-    assert {f.status for f in distinct.values()} == {Status.PASS}
 
 
 def test_false_negatives_skip():
@@ -304,61 +336,33 @@ def test_ddp_targets_pass_and_skip():
 
 # --- FGD502 roi-scale / FGD503 region-collapse ---------------------------------------------------
 
-GRID = 7  # patch grid of the toy feature map
-BOXES = [
-    torch.tensor([[0.05, 0.05, 0.45, 0.45], [0.5, 0.1, 0.95, 0.6], [0.2, 0.55, 0.7, 0.95]]),
-    torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
-]
 
-
-def roi_facts(features: torch.Tensor, per_image: list[int]) -> Facts:
-    """The region probe's statistics from raw RoI features [K, C] of images with `per_image` boxes."""
-    norms = features.norm(dim=1)
-    cosines = []
-    for f in features.split(per_image):
-        if f.shape[0] >= 2:
-            c = F.normalize(f, dim=1) @ F.normalize(f, dim=1).T
-            cosines.append((c.sum() - c.diag().sum()) / (f.shape[0] * (f.shape[0] - 1)))
-    return facts_of(
-        observed__region__feature_norm_min=(norms.min().item(), ROI),
-        observed__region__feature_norm_mean=(norms.mean().item(), ROI),
-        observed__region__within_image_cosine=(torch.stack(cosines).mean().item(), ROI),
-        observed__region__images_with_2_boxes=(len(cosines), ROI),
-    )
-
-
-def feature_map() -> torch.Tensor:
-    torch.manual_seed(0)
-    return torch.randn(2, 16, GRID, GRID)
-
-
-def test_box_aware_pooling_passes_both():
-    feats = roi_align(feature_map(), BOXES, 1, spatial_scale=GRID, aligned=True).flatten(1)
-    facts = roi_facts(feats, [3, 2])
+def test_box_aware_pooling_passes_both(subject):
+    facts = probed(subject)
     [scale] = check("roi-scale", facts)
     [collapse] = check("region-collapse", facts)
-    assert scale.status is Status.PASS and ROI in scale.sources
-    assert collapse.status is Status.PASS and "over 2 images" in collapse.message
+    assert scale.status is Status.PASS and "live: RoIAlign outputs" in scale.sources
+    assert collapse.status is Status.PASS and "over 4 images" in collapse.message
 
 
-def test_pixel_boxes_pool_zeros():
-    pixels = [b * 224 for b in BOXES]  # pixel coordinates where normalised ones were expected
-    feats = roi_align(feature_map(), pixels, 1, spatial_scale=GRID, aligned=True).flatten(1)
-    [f] = check("roi-scale", roi_facts(feats, [3, 2]))
+def test_pixel_boxes_pool_zeros(subject, monkeypatch):
+    monkeypatch.setenv("FGCLIP_FAULT", "pixel-boxes")  # box_features feeds pixel boxes to RoIAlign
+    [f] = check("roi-scale", probed(subject))
     assert f.status is Status.FAIL and f.measured == "min norm 0" and f.expected == ">= 1e-06"
     assert "boxes pool zeros, they lie outside the feature map" in f.message
 
 
-def test_box_ignoring_model_collapses():
-    pooled = feature_map().mean(dim=(2, 3))  # the whole image, whatever the box
-    feats = torch.cat([pooled[i].expand(len(b), -1) for i, b in enumerate(BOXES)])
-    [f] = check("region-collapse", roi_facts(feats, [3, 2]))
+def test_box_ignoring_model_collapses(subject, monkeypatch):
+    facts = probed(subject, region_pool="image")  # the whole image, whatever the box
+    [f] = check("region-collapse", facts)
     assert f.status is Status.FAIL and f.measured == "cosine 1.000" and f.expected == "<= 0.98"
     assert "the model or the box scaling ignores the box" in f.message
-    [scale] = check("roi-scale", roi_facts(feats, [3, 2]))
+    [scale] = check("roi-scale", facts)
     assert scale.status is Status.PASS  # nonzero, just the same for every box
-    loose = check("region-collapse", roi_facts(feats, [3, 2]), max_cosine=1.01)
-    assert loose[0].status is Status.PASS
+    assert check("region-collapse", facts, max_cosine=1.01)[0].status is Status.PASS
+    monkeypatch.setenv("FGCLIP_FAULT", "roi-spatial-scale")  # a detector's 1/16 on patch-grid boxes
+    [g] = check("region-collapse", probed(subject))
+    assert g.status is Status.FAIL and g.measured == "cosine 1.000"
 
 
 def test_roi_rules_skip():

@@ -14,12 +14,15 @@ from transformers import CLIPConfig, CLIPModel, HfArgumentParser, Trainer, Train
 class ModelArgs:
     logit_scale_init_value: float = 2.6592
     seed_data: int = 0
+    blank_images: bool = False  # casebook fault: every image all zeros (the images never reach the tower)
 
 
 class RandomPairs(torch.utils.data.Dataset):
-    def __init__(self, n: int = 64, seed: int = 0) -> None:
+    def __init__(self, n: int = 64, seed: int = 0, blank: bool = False) -> None:
         g = torch.Generator().manual_seed(seed)
         self.pixels = torch.randn(n, 3, 32, 32, generator=g)
+        if blank:
+            self.pixels.zero_()
         self.ids = torch.randint(1, 90, (n, 8), generator=g)
         self.ids[:, -1] = 99  # EOS, the highest id
 
@@ -69,7 +72,7 @@ def main() -> None:
     trainer = Trainer(
         model=tiny_clip(margs.logit_scale_init_value),
         args=targs,
-        train_dataset=RandomPairs(seed=margs.seed_data),
+        train_dataset=RandomPairs(seed=margs.seed_data, blank=margs.blank_images),
         data_collator=collate,
     )
     trainer.train()

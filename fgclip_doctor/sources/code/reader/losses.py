@@ -10,8 +10,8 @@ function reads: `logit_scale` -> global, `logit_scale_finegraind` / `_finegraine
 (`logit_scale = self.logit_scale.exp()`), or as a parameter the caller passed it to.
 A term is gathered when a function on the way to its primitive calls `all_gather`
 (torch.distributed or torch.distributed.nn), `torch.distributed.nn.all_reduce`, or a helper
-that does. A transformers model (AutoModel / CLIPModel ...) computes its loss on the local batch
-only (transformers#22252).
+that does (a torch.autograd.Function's `apply` runs its `forward`). A transformers model
+(AutoModel / CLIPModel ...) computes its loss on the local batch only (transformers#22252).
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ class _Walker:
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
             cls = self._class_of(fn)
             return self.program.method(cls, func.attr) if cls else None
+        if isinstance(func, ast.Attribute) and func.attr == "apply":  # autograd.Function.apply runs its forward
+            owner = self.program.resolve(fn.file, func.value)
+            if isinstance(owner, Defn) and isinstance(owner.node, ast.ClassDef):
+                return self.program.method(owner, "forward")
         sym = self.program.resolve(fn.file, func)
         if isinstance(sym, Defn) and isinstance(sym.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return sym

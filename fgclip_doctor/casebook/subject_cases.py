@@ -1,59 +1,19 @@
-"""The casebook as data: real silent training faults, each a launch with exactly one fault, a healthy
-twin that differs only in that fault, and the finding(s) that must catch it.
-
-Plain data, no runner: `fgclip-doctor rules NAME` reads it to name the cases that prove a rule;
-`bench/casebook.py` runs every case and `tests/test_casebook.py` the cheap ones. A launch is the
-subject (`python -m fgclip.train --preset tiny` + flags), optionally with one fault of
-`fgclip/faults.py` (FGCLIP_FAULT), or a small training script of another family (tests/helpers/),
-or, for check-data, one named rewrite of the synthetic annotations. Faults never enter as facts.
-"""
+"""The casebook's cases on the bundled subject: `python -m fgclip.train --preset tiny` with one flag
+or one FGCLIP_FAULT (fgclip/faults.py), judged by check-config, live or inspect-ckpt."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from fgclip_doctor.casebook.case import Case, Expect, F, Launch, W
 
-
-@dataclass(frozen=True)
-class Launch:
-    flags: tuple[str, ...] = ()  # appended to the subject's `--preset tiny` (or to `script`)
-    fault: str | None = None  # FGCLIP_FAULT for this run (fgclip/faults.py)
-    script: str | None = None  # a training script of another family, relative to the repo root
-    nproc: int = 1  # processes (live --nproc; torchrun in the launch for check-config)
-    prior: tuple[str, ...] | None = None  # output_dir already holds a checkpoint of a run with these flags
-    data: str | None = None  # check-data: a named rewrite of the synthetic train.jsonl ("" = as generated)
-
-
-@dataclass(frozen=True)
-class Expect:
-    rule: str
-    subject: str
-    status: str  # FAIL | WARN
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    citation: str  # where the fault is known from
-    command: str  # check-config | live | inspect-ckpt | check-data
-    fault: Launch
-    twin: Launch
-    expected: tuple[Expect, ...]  # findings the fault must produce
-    twin_warns: tuple[Expect, ...] = ()  # the twin's WARNs, exactly (it never FAILs)
-    cost: str = "cheap"  # cheap: in the test suite; expensive: bench only
-    steps: int = 0  # live: --steps; inspect-ckpt: optimizer steps trained before the checkpoint
-    args: tuple[str, ...] = ()  # extra arguments of the doctor's command
-    pending: str | None = None  # why it cannot pass on this branch yet (runners skip it)
-
-
-F, W = "FAIL", "WARN"
 TINY_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "40")
+ACCUM2 = ("--gradient_accumulation_steps", "2", "--memory_bank_warmup_steps", "4")  # bank on at call 4 of 6
 NO_CLAMP = ("--clamp_logit_scale", "False")
 EARLY_BANK = ("--memory_bank_warmup_steps", "8")  # the 128-row queue is full by forward call 8 (~28 boxes a call)
 BOTH_NEW_SCALES = (Expect("logit-scale-init", "finegrained", F), Expect("logit-scale-init", "hardneg", F))
 ALL_SCALES = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
 LIVE_WARN_SUBJECTS = ("global", "region", "hardneg")
 
-CASES: tuple[Case, ...] = (
+SUBJECT_CASES: tuple[Case, ...] = (
     # ---- the seed's three mistakes (../shared/seed/region-loss-fix-summary.zh.md) -------------------
     Case(
         "seed-scale-init",
@@ -165,27 +125,7 @@ CASES: tuple[Case, ...] = (
         cost="expensive",
         steps=10,
     ),
-    Case(
-        "ddp-targets-not-offset",
-        "gathered features with targets arange(B) on every rank (open_clip loss.py offsets by rank)",
-        "live",
-        Launch(script="tests/helpers/train_unoffset_ddp.py", nproc=2),
-        Launch(("--offset", "True"), script="tests/helpers/train_unoffset_ddp.py", nproc=2),
-        (Expect("ddp-targets", "train_unoffset_ddp.py:33 compute_loss", F),),
-        cost="expensive",
-        steps=3,
-        args=("--interval", "1", "--device", "cpu"),
-    ),
     # ---- boxes, RoI and text -------------------------------------------------------------------------
-    Case(
-        "pixel-boxes-data",
-        "torchvision roi_align docs: boxes in input coordinates scaled by spatial_scale; FG-CLIP's "
-        "loader expects [0, 1] boxes",
-        "check-data",
-        Launch(data="pixel-boxes"),
-        Launch(data=""),
-        (Expect("box-valid", "invalid boxes", F), Expect("box-valid", "pixel coordinates", F)),
-    ),
     Case(
         "pixel-boxes-roi",
         "pixel-coordinate boxes reaching RoIAlign on the patch grid: every box off the map, features zero",
@@ -215,14 +155,6 @@ CASES: tuple[Case, ...] = (
         (Expect("region-collapse", "", F),),
         steps=3,
         args=("--interval", "1"),
-    ),
-    Case(
-        "boxes-over-max",
-        "FG-CLIP's loader keeps the first max_boxes boxes of a record and drops the rest silently",
-        "check-data",
-        Launch(data="extra-boxes"),
-        Launch(data=""),
-        (Expect("boxes-over-max", "", W),),
     ),
     Case(
         "eos-cut",
@@ -269,16 +201,26 @@ CASES: tuple[Case, ...] = (
         Launch(),
         (Expect("unknown-flag", "--memory_bank_warmup_calls", F),),
     ),
+    # ---- the subject's schedule -------------------------------------------------------------------------
+    Case(
+        "scheduler-per-micro-batch",
+        "accelerate docs, gradient accumulation: step the scheduler when the optimizer steps; one stepped "
+        "per micro-batch runs accumulation times ahead, and a resume continues from there",
+        "inspect-ckpt",
+        Launch(ACCUM2, fault="scheduler-per-call"),
+        Launch(ACCUM2),
+        (Expect("resume-schedule", "lr", F),),
+        steps=3,
+    ),
+    Case(
+        "seed-warmup-live",
+        "seed mistake 2, measured live: the warmup's 400 forward calls against the 320 the 40-step launch "
+        "makes (the fix: 50, optimizer step 7)",
+        "live",
+        Launch((*TINY_ACCUM8, "--memory_bank_warmup_steps", "400")),
+        Launch((*TINY_ACCUM8, "--memory_bank_warmup_steps", "50")),
+        (Expect("step-units", "bank warmup", F), Expect("bank-active", "", F)),
+        cost="expensive",
+        steps=2,
+    ),
 )
-
-
-def cases_for_rule(rule: str) -> list[Case]:
-    """The cases whose fault must produce a finding of `rule` (slug)."""
-    return [c for c in CASES if any(e.rule == rule for e in c.expected)]
-
-
-def case(name: str) -> Case:
-    found = [c for c in CASES if c.name == name]
-    if not found:
-        raise KeyError(f"no casebook case {name!r}")
-    return found[0]

@@ -1,0 +1,183 @@
+"""The casebook's cases outside the bundled subject's training: rewrites of the synthetic annotations
+(check-data), copies of other codebases' training trees with one edit (tests/trees/, check-config),
+and small training scripts of other families (tests/helpers/: live, inspect-ckpt)."""
+
+from __future__ import annotations
+
+from fgclip_doctor.casebook.case import Case, Expect, F, Launch, W
+
+BATCH4 = ("--per_device_train_batch_size", "4")
+UNOFFSET = "tests/helpers/train_unoffset_ddp.py"
+PLAIN_CLIP = "tests/helpers/train_plain_clip.py"  # transformers CLIPModel + Trainer, 64 random pairs
+PLAIN = ("--per_device_train_batch_size", "64", "--learning_rate", "1e-3")  # one batch of the 64 pairs a step
+FGCLIP2_SH = "scripts/train/stage2.sh"
+NO_WARMUP_RATIO = (FGCLIP2_SH, "    --warmup_ratio 0.03 \\\n", "")  # transformers 5 has no --warmup_ratio
+ON_4_GPUS = ((FGCLIP2_SH, "deepspeed fgclip2", "deepspeed --num_gpus 4 fgclip2"), NO_WARMUP_RATIO)
+ON_8_GPUS = ((FGCLIP2_SH, "deepspeed fgclip2", "deepspeed --num_gpus 8 fgclip2"), NO_WARMUP_RATIO)
+FGCLIP2_WARNS = (
+    Expect("logit-scale-clamp", "clamp", W),  # the tree clamps no scale
+    *(Expect("logit-scale-decay", s, W) for s in ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")),
+)
+SWALLOWED = (Expect("loss-errors-swallowed", "region", W), Expect("loss-errors-swallowed", "hardneg", W))
+BARE_EXCEPT = (
+    "fgclip2/model/fgclip2_model.py",
+    "        except:  # noqa: E722 - the pattern under test\n            pass\n",
+    "        except Exception:\n            raise\n",
+)
+
+OTHER_CASES: tuple[Case, ...] = (
+    # ---- the annotations (check-data on one rewrite of the synthetic train.jsonl) ----------------------
+    Case(
+        "pixel-boxes-data",
+        "torchvision roi_align docs: boxes in input coordinates scaled by spatial_scale; FG-CLIP's "
+        "loader expects [0, 1] boxes",
+        "check-data",
+        Launch(data="pixel-boxes"),
+        Launch(data=""),
+        (Expect("box-valid", "invalid boxes", F), Expect("box-valid", "pixel coordinates", F)),
+    ),
+    Case(
+        "boxes-over-max",
+        "FG-CLIP's loader keeps the first max_boxes boxes of a record and drops the rest silently",
+        "check-data",
+        Launch(data="extra-boxes"),
+        Launch(data=""),
+        (Expect("boxes-over-max", "", W),),
+    ),
+    Case(
+        "tiny-boxes",
+        "FG-CLIP: RoIAlign on the 14x14 patch grid (ViT-B/16 at 224): a box inside one cell is pooled "
+        "from that cell's neighbourhood, not from the object",
+        "check-data",
+        Launch(data="tiny-boxes"),
+        Launch(data=""),
+        (Expect("box-tiny", "", W),),
+    ),
+    Case(
+        "boxes-without-captions",
+        "FG-CLIP's loader: caption = short_expr or long_expr or '': a box without one is contrasted "
+        "against the empty string",
+        "check-data",
+        Launch(data="no-captions"),
+        Launch(data=""),
+        (Expect("box-caption", "", W),),
+    ),
+    Case(
+        "few-hard-negatives",
+        "FG-CLIP's hard-negative loss takes 10 rewrites a box: a box with fewer leaves that loss "
+        "without a word (hard_valid False)",
+        "check-data",
+        Launch(data="few-negatives"),
+        Launch(data=""),
+        (Expect("hard-negatives", "", W),),
+    ),
+    Case(
+        "truncated-annotations",
+        "an interrupted write leaves half a last line; FG-CLIP json.loads every line before step 0",
+        "check-data",
+        Launch(data="truncated-line"),
+        Launch(data=""),
+        (Expect("record-malformed", "", F),),
+    ),
+    Case(
+        "missing-images",
+        "FG-CLIP LazySupervisedBboxDataset opens image_folder / f_path in __getitem__: a missing file "
+        "raises inside a DataLoader worker, mid-epoch",
+        "check-data",
+        Launch(data="missing-images"),
+        Launch(data=""),
+        (Expect("data-missing-images", "missing", F),),
+    ),
+    # ---- training code of other codebases (check-config in a copy of tests/trees/) --------------------
+    Case(
+        "loss-world-size",
+        "FG-CLIP 2 style launch: the loss loops over --train_use_word_size ranks, not torch.distributed's "
+        "world; 8 under a 4-GPU deepspeed launch",
+        "check-config",
+        Launch(tree="fgclip2", script=FGCLIP2_SH, edits=ON_4_GPUS),
+        Launch(
+            tree="fgclip2",
+            script=FGCLIP2_SH,
+            edits=(*ON_4_GPUS, (FGCLIP2_SH, "--train_use_word_size 8", "--train_use_word_size 4")),
+        ),
+        (Expect("world-size", "", F),),
+        twin_warns=(*FGCLIP2_WARNS, *SWALLOWED),
+    ),
+    Case(
+        "loss-in-bare-except",
+        "FG-CLIP 2 style model: the region and hard-negative terms inside try / except: pass; an error "
+        "drops them and the run goes on with the global loss alone",
+        "check-config",
+        Launch(tree="fgclip2", script=FGCLIP2_SH, edits=ON_8_GPUS),
+        Launch(tree="fgclip2", script=FGCLIP2_SH, edits=(*ON_8_GPUS, BARE_EXCEPT)),
+        SWALLOWED,
+        twin_warns=FGCLIP2_WARNS,
+    ),
+    Case(
+        "hf-clip-no-gather",
+        "transformers#22252: CLIPModel's loss sees the local batch only; under torchrun "
+        "--nproc_per_node 8 each rank contrasts 64 candidates, not 512",
+        "check-config",
+        Launch(tree="run_clip", script="train.sh"),
+        Launch(tree="run_clip", script="train.sh", edits=(("train.sh", "--nproc_per_node 8", "--nproc_per_node 1"),)),
+        (Expect("negatives-count", "global", F),),
+        twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("logit-scale-decay", "logit_scale", W)),
+    ),
+    # ---- a DDP script of another family (tests/helpers/train_unoffset_ddp.py) -----------------------------
+    Case(
+        "ddp-targets-not-offset",
+        "gathered features with targets arange(B) on every rank (open_clip loss.py offsets by rank)",
+        "live",
+        Launch(BATCH4, script=UNOFFSET, nproc=2),
+        Launch((*BATCH4, "--offset", "True"), script=UNOFFSET, nproc=2),
+        (Expect("ddp-targets", "train_unoffset_ddp.py:33 compute_loss", F),),
+        cost="expensive",
+        steps=3,
+        args=("--interval", "1", "--device", "cpu"),
+    ),
+    # ---- a plain transformers CLIPModel (tests/helpers/train_plain_clip.py) ---------------------------
+    Case(
+        "scale-zero",
+        "logit_scale_init_value 0 (a temperature of 1): cosines in [-1, 1] cannot push a softmax over 64 "
+        "below 0.54 ln 64 (issue 12)",
+        "inspect-ckpt",
+        Launch((*PLAIN, "--logit_scale_init_value", "0"), script=PLAIN_CLIP),
+        Launch(PLAIN, script=PLAIN_CLIP),
+        (Expect("loss-floor", "global", F),),
+        cost="expensive",
+        steps=24,
+    ),
+    Case(
+        "lr-zero-checkpoint",
+        "an optimizer at LR 0: the loss never leaves its start and the milestone asked for is never met",
+        "inspect-ckpt",
+        Launch(("--per_device_train_batch_size", "64", "--learning_rate", "0"), script=PLAIN_CLIP),
+        Launch(PLAIN, script=PLAIN_CLIP),
+        (Expect("lr-zero", "lr", F), Expect("loss-chance", "global", F), Expect("loss-milestones", "loss@24<3.5", F)),
+        cost="expensive",
+        steps=24,
+        args=("--expect", "loss@24<3.5"),
+    ),
+    Case(
+        "blank-images",
+        "images that never reach the tower (a failed decode filled with zeros): every image embeds alike "
+        "and the loss can only settle at chance, ln 64, however long it trains",
+        "inspect-ckpt",
+        Launch((*PLAIN, "--blank_images", "True"), script=PLAIN_CLIP),
+        Launch(PLAIN, script=PLAIN_CLIP),
+        (Expect("loss-plateau", "global", W), Expect("loss-chance", "global", F)),
+        cost="expensive",
+        steps=24,
+    ),
+    Case(
+        "scale-init-100",
+        "CLIPConfig(logit_scale_init_value=100): the scale, not its log (ln 100 = 4.6052); exp(100) "
+        "overflows float32 and the loss is NaN from step 1",
+        "inspect-ckpt",
+        Launch((*PLAIN, "--logit_scale_init_value", "100"), script=PLAIN_CLIP),
+        Launch(PLAIN, script=PLAIN_CLIP),
+        (Expect("nonfinite", "history", F), Expect("nonfinite", "weights", F)),
+        cost="expensive",
+        steps=24,
+    ),
+)
