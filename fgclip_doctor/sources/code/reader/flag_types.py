@@ -124,7 +124,7 @@ def type_flags(spec: ParserSpec, flags: list[FlagInput]) -> FlagTyping:
             if not flag.known and "invalid" in str(err):
                 ns = None  # the placeholder value, not the flag, was rejected: value unknown
             else:
-                out.rejected.append(Rejected(flag.option, flag.value, flag.source, str(err)))
+                out.rejected.append(Rejected(flag.option, flag.value, flag.source, str(err) + _version_note(spec)))
                 continue
         if ns is None:
             dest = _dest_of(parser, flag.option)
@@ -137,6 +137,14 @@ def type_flags(spec: ParserSpec, flags: list[FlagInput]) -> FlagTyping:
                     dest, value if flag.known else None, flag.option, flag.source, _declared(spec, dest)
                 )
     return out
+
+
+def _version_note(spec: ParserSpec) -> str:
+    """A parser that inherits transformers' TrainingArguments is typed with the INSTALLED version's
+    fields: say which, since flags come and go between versions (evaluation_strategy in 4.x)."""
+    hf = next((o.declared for o in spec.options if o.declared.startswith("transformers ")), "")
+    version = hf.split(" ")[1] if hf.count(" ") >= 2 else ""
+    return f" (its TrainingArguments fields are those of transformers {version} installed here)" if version else ""
 
 
 def _dest_of(parser: argparse.ArgumentParser, option: str) -> str | None:
