@@ -45,6 +45,8 @@ def run_distributed(
                     "steps": steps,
                     "device": device,
                     "interval": interval,
+                    "directory": None if view.directory is None else str(view.directory),
+                    "directory_source": view.directory_source,
                 }
             )
         )
@@ -89,6 +91,8 @@ def _worker(spec_path: str, out: str) -> None:
     view = TargetView(
         spec["target"], spec["entry"], spec["launcher"], {k: Flag(v, s) for k, (v, s) in spec["flags"].items()}
     )
+    view.directory = None if spec["directory"] is None else Path(spec["directory"])
+    view.directory_source = spec["directory_source"]
     rank = int(os.environ.get("RANK", "0"))
     run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank)
     rec = run.callback.record().to_json()
