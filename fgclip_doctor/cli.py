@@ -154,6 +154,8 @@ def run_report(
         code = emit(report, settings.format or "table", opts.output, _stdout_console(), verbosity)
     except HANDLED_ERRORS as err:
         fail(err, opts.debug)
+    except KeyboardInterrupt:  # Ctrl-C: cleaned up on the way here; one line `aborted`, exit 130
+        raise typer.Abort() from None
     raise typer.Exit(code)
 
 

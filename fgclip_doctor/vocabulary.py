@@ -25,6 +25,7 @@ FACTS: dict[str, str] = {
     # --- the launch ----------------------------------------------------------------------
     "run.launcher": "deepspeed | torchrun | accelerate | python",
     "run.entry": "training module or script the launch runs",
+    "run.directory": "the folder the launch runs in (after its script's cd / pushd): relative paths resolve from it",
     "run.subject_known": "True when the training code is recognised and its effective values were read from code",
     "run.nproc_per_node": "processes per node",
     "run.nnodes": "nodes",

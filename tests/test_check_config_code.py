@@ -113,9 +113,10 @@ def test_hf_clipmodel_on_8_gpus_shows_64_candidates_no_pass(tmp_path):
 
 def test_open_clip_carries_no_hf_defaults(tmp_path):
     oc = tree(tmp_path, "open_clip")
-    code, found, facts, _ = run(oc / "src", "../train.sh")  # the script runs from src/ (`cd src`)
+    code, found, facts, _ = run(oc, "train.sh")  # the script's `cd src` is followed: its code is read there
+    assert facts["run.directory"] == (str(oc / "src"), "train.sh:2 cd src")
     assert not any("TrainingArguments" in src for _, src in facts.values())
-    assert facts["train.per_device_batch"] == (320, "../train.sh:5 --batch-size")
+    assert facts["train.per_device_batch"] == (320, "train.sh:5 --batch-size")
     assert facts["train.learning_rate"][0] == pytest.approx(1e-3)
     assert facts["train.fp16"][0] is True and "fp16 autocast" in facts["train.fp16"][1]
     assert status(found, "FGD601") == "FAIL"  # --precision amp is fp16 autocast: never "fp16 off"

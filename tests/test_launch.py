@@ -95,7 +95,9 @@ def test_fgclip_deepspeed_launch(tmp_path):
     assert "logs/stage2.log" not in {a.value for a in args.values()}  # redirection dropped
     assert launch.positionals == [] and launch.args_file is None
     assert launch.env["ACC"] == ArgValue("8", line_of(path, "ACC="), "ACC=$((64 / 8))", "ACC")
-    assert launch.unresolved == ['$(dirname "$0")']  # `cd $(...)` seen, never run
+    assert launch.unresolved == []  # `$(dirname "$0")` is pure: evaluated, never run
+    assert launch.directory == path.parent.parent  # cd "$(dirname "$0")/.."
+    assert launch.directory_source == f'{path}:{line_of(path, "cd ")} cd "$(dirname "$0")/.."'
 
 
 def test_format_source_cites_line_and_flag(tmp_path, monkeypatch):

@@ -95,7 +95,8 @@ def _code_line(facts: Facts, view: TargetView) -> str:
     parser = facts.value("code.parser", "no argument parser found")
     return (
         f"{view.entry} is not the bundled subject: its code was read as text, never run "
-        f"({len(files)} files from {launch_directory(view)}; {parser}). Use `live` on a GPU box to measure."
+        f"({len(files)} files from {launch_directory(view) or 'an unknown directory'}; {parser}). "
+        "Use `live` on a GPU box to measure."
     )
 
 

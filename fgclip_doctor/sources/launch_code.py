@@ -14,7 +14,6 @@ one of fgclip.train's arguments; otherwise its keys are read by name, without an
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from fgclip_doctor.bundled import ROOT
 from fgclip_doctor.environment import subject_unavailable
@@ -22,7 +21,13 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
 from fgclip_doctor.sources.launch.args import coerce
-from fgclip_doctor.sources.launch.target import TargetView, launch_directory, launch_pythonpath
+from fgclip_doctor.sources.launch.target import (
+    TargetView,
+    launch_directory,
+    launch_path,
+    launch_pythonpath,
+    unknown_directory,
+)
 
 #: Run facts and the dests that give them, first match in the code's parser (HF spelling, then
 #: open_clip's argparse spelling).
@@ -78,9 +83,13 @@ def flag_inputs(view: TargetView) -> list[FlagInput]:
 
 
 def read_launch_code(view: TargetView) -> CodeReading:
-    """Read the code `view` launches, from the launch's directory (never imported)."""
-    own = [p for p in launch_pythonpath(view) if (launch_directory(view) / p).resolve() != ROOT]
-    return read_training_code(view.entry or "", view.kind, launch_directory(view), own, flag_inputs(view))
+    """Read the code `view` launches, from the launch's directory (never imported; not read when
+    that directory is unknown: which file Python would run is then unknown too)."""
+    here = launch_directory(view)
+    if here is None:
+        return CodeReading(Facts(), [f"{view.entry}: not read: {unknown_directory(view, view.entry)}"])
+    own = [p for p in launch_pythonpath(view) if (here / p).resolve() != ROOT]
+    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view))
 
 
 def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
@@ -89,6 +98,9 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         return _by_name(facts, view)
     reading = read_launch_code(view)
     view.notes += reading.notes
+    if launch_directory(view) is None:  # what only the code says: absent, and why
+        for prefix in ("code.", "scale.", "loss."):
+            facts.mark_unknown(prefix, unknown_directory(view, view.entry))
     for name, fact in reading.facts.items():
         facts.set(name, fact.value, fact.source)
     if reading.parser is None:
@@ -118,7 +130,7 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         got = _value(reading, dest) if reading.parser.option(dest) else None
         if got is not None and got[2]:
             values[dest] = got[0]
-    _base_model(facts, reading)
+    _base_model(facts, reading, view)
     return values
 
 
@@ -148,7 +160,7 @@ def _precision(facts: Facts, reading: CodeReading) -> None:
     facts.set("train.bf16", kind == "bf16", src)
 
 
-def _base_model(facts: Facts, reading: CodeReading) -> None:
+def _base_model(facts: Facts, reading: CodeReading, view: TargetView) -> None:
     """model.fine_tuning / model.base from a `model_name_or_path` flag; the base's global scale
     when its weights are readable here; a scale copied from it then starts at that value."""
     got = _value(reading, "model_name_or_path") if reading.parser.option("model_name_or_path") else None
@@ -159,11 +171,12 @@ def _base_model(facts: Facts, reading: CodeReading) -> None:
     if not base:
         return
     facts.set("model.base", base, source)
-    if not Path(str(base)).is_dir():
+    where = launch_path(view, base)  # a hub name is no folder from any directory
+    if where is None or not where.is_dir():
         facts.set("model.base_readable", False, f"{base} is not readable here: the base scale is unknown")
         return
     facts.set("model.base_readable", True, str(base))
-    scalars = read_scalars(str(base), ["logit_scale"])
+    scalars = read_scalars(str(where), ["logit_scale"])
     if "logit_scale" not in scalars:
         return
     value, src = scalars["logit_scale"]

@@ -12,8 +12,6 @@ Three layers, each citing where its numbers come from:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
@@ -21,7 +19,7 @@ from fgclip_doctor.sources.checkpoint.resume import resume_facts
 from fgclip_doctor.sources.data.annotations import annotation_stats
 from fgclip_doctor.sources.derived import derive_config_levels, derive_run
 from fgclip_doctor.sources.launch.flags import rejected_flags, typed_args
-from fgclip_doctor.sources.launch.target import TargetView
+from fgclip_doctor.sources.launch.target import TargetView, launch_directory, launch_path, unknown_directory
 from fgclip_doctor.sources.launch_code import code_facts, settle_args_file
 
 #: Why a launcher's process count may be absent from a script.
@@ -73,6 +71,10 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         require_subject()
     facts.set("run.launcher", view.launcher, view.origin())
     facts.set("run.entry", view.entry, view.origin())
+    if launch_directory(view) is None:
+        facts.mark_unknown("run.directory", view.directory_source)
+    else:
+        facts.set("run.directory", str(launch_directory(view)), view.directory_source)
     facts.set(
         "run.subject_known",
         view.is_subject,
@@ -102,20 +104,24 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         facts.value("train.per_device_batch"),
         facts.value("train.grad_accum"),
     ):
-        _dataset_size(facts, values, dataset_size)
+        _dataset_size(facts, view, values, dataset_size)
     derive_run(facts)
     derive_config_levels(facts)
-    resume_facts(facts)
+    resume_facts(facts, launch_directory(view), view.directory_source)
     return facts
 
 
-def _dataset_size(facts: Facts, values: dict, dataset_size: int | None) -> None:
-    """Training records: --dataset-size, else the annotations when readable here."""
+def _dataset_size(facts: Facts, view: TargetView, values: dict, dataset_size: int | None) -> None:
+    """Training records: --dataset-size, else the annotations when readable here (a relative
+    data_path from the launch's directory)."""
     data_path = values.get("data_path")
+    where = launch_path(view, data_path) if data_path else None
     if dataset_size is not None:
         facts.set("train.dataset_size", dataset_size, "--dataset-size")
-    elif data_path and Path(data_path).exists():
-        stats = annotation_stats(Path(data_path), max_boxes=values.get("max_boxes") or 4)
+    elif data_path and where is None:
+        facts.mark_unknown("train.dataset_size", unknown_directory(view, data_path))
+    elif where is not None and where.exists():
+        stats = annotation_stats(where, max_boxes=values.get("max_boxes") or 4)
         facts.set("train.dataset_size", stats.records, f"{data_path} ({stats.records} records counted)")
         if stats.sampled:
             facts.set(

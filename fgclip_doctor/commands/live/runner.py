@@ -6,13 +6,15 @@ wrapped so that, whatever the script does with its flags, the Trainer gets: `max
 a temporary `output_dir` (never the user's, so never resuming), no checkpoint saving (unless
 `keep_run`), no reporting integrations, no tqdm, and the DoctorCallback. What the training
 prints is captured (`LiveRun.output`), not shown. `Trainer.train` is
-wrapped to drop `resume_from_checkpoint`. Everything is undone on exit, also on error or Ctrl-C.
+wrapped to drop `resume_from_checkpoint`. The training runs from the launch's directory (after its
+script's `cd`), as bash would run it. Everything is undone on exit, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import runpy
 import sys
 import sysconfig
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from fgclip_doctor.callback import DoctorCallback
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
-from fgclip_doctor.sources.launch.target import TargetView
+from fgclip_doctor.sources.launch.target import TargetView, launch_directory
 
 
 @dataclass
@@ -91,6 +93,20 @@ def forced_trainer(callback: DoctorCallback, steps: int, output_dir: str, save: 
         callback.close()
 
 
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """chdir to `path` for the block (restored after, also on error or Ctrl-C)."""
+    before = os.getcwd()
+    try:
+        os.chdir(path)
+    except OSError as err:
+        raise DoctorInputError(path, f"the launch runs here, and it cannot be entered: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def last_line(text: str) -> str:
     """The last non-empty line the training printed (its own error message, usually)."""
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
@@ -133,6 +149,9 @@ def run_training(
         raise DoctorUsageError("--device cuda: no CUDA device is available here")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    here = launch_directory(view)
+    if here is None:
+        raise DoctorInputError(view.origin(), f"live cannot run it from the folder it expects: {view.directory_source}")
     notes: list[str] = []
     argv = launch_argv(view, notes)
     callback = DoctorCallback(interval=interval, rank=rank, settings=settings, base_facts=base_facts)
@@ -140,7 +159,7 @@ def run_training(
         progress.watch(callback.history)
     tmp = None
     if keep_run is not None:
-        out = str(keep_run)
+        out = str(Path(keep_run).absolute())  # the doctor's folder, not the launch's
     else:
         tmp = tempfile.TemporaryDirectory(prefix="fgclip-doctor-live-")
         out = tmp.name
@@ -156,6 +175,7 @@ def run_training(
         # The training's own prints (Trainer's log dicts, tqdm bars) are kept, not shown: stdout
         # carries the report (JSON / JUnit); `live --log FILE` writes them out.
         with (
+            working_directory(here),
             forced_trainer(callback, steps, out, keep_run is not None, device, progress),
             contextlib.redirect_stdout(captured),
             contextlib.redirect_stderr(captured),
@@ -163,18 +183,18 @@ def run_training(
         ):
             warnings.filterwarnings("ignore", message=".*found in sys.modules.*", category=RuntimeWarning)
             try:
-                if entry.endswith(".py"):
-                    if not Path(entry).is_file():
-                        raise DoctorInputError(
-                            entry, "training script not found (run from the directory the launch expects)"
-                        )
-                    sys.path.insert(0, str(Path(entry).resolve().parent))  # as `python script.py` does
-                    try:
+                # sys.path[0] as `python script.py` (the script's folder) / `python -m` (the cwd) sets it
+                script = entry.endswith(".py")
+                if script and not Path(entry).is_file():
+                    raise DoctorInputError(entry, f"training script not found in {here} (the launch's directory)")
+                sys.path.insert(0, str(Path(entry).resolve().parent if script else here))
+                try:
+                    if script:
                         runpy.run_path(entry, run_name="__main__")
-                    finally:
-                        sys.path.pop(0)
-                else:
-                    runpy.run_module(entry, run_name="__main__", alter_sys=True)
+                    else:
+                        runpy.run_module(entry, run_name="__main__", alter_sys=True)
+                finally:
+                    sys.path.pop(0)
             except SystemExit as err:
                 if err.code not in (None, 0):
                     said = last_line(captured.getvalue())

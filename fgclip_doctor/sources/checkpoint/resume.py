@@ -12,25 +12,37 @@ from fgclip_doctor.sources.checkpoint.run_folder import checkpoint_step, latest_
 from fgclip_doctor.vocabulary import SCALE_ALIASES, SCALE_PARAMS
 
 
-def resume_facts(facts: Facts) -> None:
+def resume_facts(facts: Facts, directory: Path | None, directory_source: str) -> None:
     """What a resume would restore: checkpoint-* in output_dir, the one the run (or its auto-resume)
-    would pick, its step and its scales (read lazily)."""
+    would pick, its step and its scales (read lazily). Relative paths are the launch's: from
+    `directory`, the folder it runs in (None: unknown, `directory_source` says why)."""
     out = facts.value("train.output_dir")
     if not out:
         return
-    if not Path(out).is_dir():
-        facts.set("resume.checkpoints", [], f"{out} does not exist yet (relative to {Path.cwd()})")
+    out_dir = _from(directory, out)
+    if out_dir is None:
+        why = f"{out} is relative to the launch's directory, which is unknown ({directory_source})"
+        facts.mark_unknown("resume.", why)
         return
-    found = list_checkpoints(Path(out))
+    if not out_dir.is_dir():
+        facts.set("resume.checkpoints", [], f"{out} does not exist yet (relative to {directory})")
+        return
+    found = list_checkpoints(out_dir)
     facts.set("resume.checkpoints", [str(p) for p in found], f"{out} (listed)")
     explicit = facts.value("train.resume_from_checkpoint")
     target = None
     if explicit and str(explicit).lower() not in ("true", "false", "none"):
-        target = Path(str(explicit))
+        target = _from(directory, explicit)
+        if target is None:
+            why = f"{explicit} is relative to the launch's directory, which is unknown ({directory_source})"
+            facts.mark_unknown("resume.checkpoint", why)
+            facts.mark_unknown("resume.step", why)
+            facts.mark_unknown("resume.scale.", why)
+            return
         if not target.is_dir():
-            raise DoctorInputError(target, "--resume_from_checkpoint names no checkpoint dir")
+            raise DoctorInputError(explicit, f"--resume_from_checkpoint names no checkpoint dir (from {directory})")
     elif facts.value("train.auto_resume") or str(explicit).lower() == "true":
-        target = latest_checkpoint(Path(out))
+        target = latest_checkpoint(out_dir)
     if target is None:
         return
     facts.set(
@@ -49,3 +61,9 @@ def resume_facts(facts: Facts) -> None:
                 value, source = scalars[key]
                 facts.set(f"resume.scale.{scale}", float(value), source)
                 break
+
+
+def _from(directory: Path | None, text: object) -> Path | None:
+    """`text` as the launch opens it: absolute as written, else from `directory` (None: unknown)."""
+    path = Path(str(text))
+    return path if path.is_absolute() else None if directory is None else directory / path

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.files import display_path, read_text_file
-from fgclip_doctor.sources.launch.shell import Expander, Field, Lexer, Word, plain
+from fgclip_doctor.sources.launch.directory import DIRECTORY_COMMANDS, DirectoryExpander, conditional_command
+from fgclip_doctor.sources.launch.shell import Field, Lexer, Word, plain
+from fgclip_doctor.sources.launch.world import launch_world
 
 NO_LAUNCH = "no training launch found (looked for deepspeed / torchrun / python -m / accelerate launch)"
 
@@ -53,6 +55,8 @@ class Launch:
     positionals: list[ArgValue] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was skipped or guessed, with lines
+    directory: Path | None = None  # where the launch runs (after the script's `cd`s); None: unknown
+    directory_source: str = ""  # the line that set it, or why it is unknown
 
     @property
     def world_size(self) -> int | None:
@@ -71,7 +75,9 @@ def parse_launch_script(path: str | Path, environ: dict[str, str] | None = None)
     launches Python training.
     """
     path = Path(path)
-    return _Interpreter(path, environ).run(Lexer(read_text_file(path)).commands())
+    lexer = Lexer(read_text_file(path))
+    commands = lexer.commands()
+    return _Interpreter(path, environ).run(commands, lexer.separators)
 
 
 def format_source(launch: Launch, flag: str) -> str:
@@ -115,19 +121,19 @@ _SHORT_OPTS = {"deepspeed": {"H": "hostfile", "i": "include", "e": "exclude"},
 # fmt: on
 
 
-class _Interpreter(Expander):
-    """Walks the commands with a variable table; never runs anything."""
+class _Interpreter(DirectoryExpander):
+    """Walks the commands with a variable table and the working directory; never runs anything."""
 
     def __init__(self, path: Path, environ: dict[str, str] | None = None) -> None:
-        super().__init__(environ)
-        self.path, self.rel = path, display_path(path)
+        super().__init__(path, display_path(path), environ)
+        self.path = path
         self.env: dict[str, ArgValue] = {}
-        self.notes: list[str] = []
 
-    def run(self, commands: list[list[Word]]) -> Launch:
+    def run(self, commands: list[list[Word]], separators: list[str]) -> Launch:
         fallback = None
         depth = 0  # inside if / for / while / case / { }: assignments there are guesses
         for index, words in enumerate(commands):
+            sep, previous = separators[index], commands[index - 1] if index else None
             while words and plain(words[0]) in _PREFIX_KEYWORDS:
                 depth += plain(words[0]) == "{"
                 words = words[1:]
@@ -141,8 +147,11 @@ class _Interpreter(Expander):
             if head in ("fi", "done", "esac", "}"):
                 depth = max(0, depth - 1)
                 continue
-            if head == "exit" and depth == 0:
+            if head == "exit" and depth == 0 and not sep.endswith("||"):  # `cd x || exit 1` goes on
                 break
+            if head in DIRECTORY_COMMANDS:
+                self.change_directory(words, conditional_command(depth, sep, previous))
+                continue
             if head in ("source", "."):
                 self.notes.append(f"line {line}: `{words[0].raw} ...` not followed; variables it sets are unknown")
                 continue
@@ -278,8 +287,10 @@ class _Interpreter(Expander):
             kind = "module" if "module" in opts else "script"
         found = (self.path, launcher, entry.text, entry.line, kind)
         launch = Launch(*found, launcher_args=opts, env=env, unresolved=list(self.unresolved), notes=list(self.notes))
+        launch.directory = Path(self.cwd) if self.cwd is not None else None
+        launch.directory_source = self.cwd_source
         self._train_args(launch, rest)
-        self._world(launch)
+        launch_world(launch, self.rel)
         return launch
 
     def _launcher_opts(self, fields: list[Field], launcher: str) -> tuple[dict[str, ArgValue], int]:
@@ -332,44 +343,6 @@ class _Interpreter(Expander):
         ):
             launch.args_file = launch.positionals[0]
 
-    def _world(self, launch: Launch) -> None:
-        """nproc / nnodes the launcher will use, each with its source."""
-        opts, rel = launch.launcher_args, self.rel
-
-        def src(av: ArgValue, name: str = "") -> str:
-            return f"{rel}:{av.line} {name or av.flag}"
-
-        def count(av: ArgValue | None) -> int | None:
-            items = [x for x in (av.value or "").split(",") if x.strip()] if av else []
-            return len(items) or None
-
-        cvd = launch.env.get("CUDA_VISIBLE_DEVICES")
-        visible = (count(cvd), src(cvd, "CUDA_VISIBLE_DEVICES")) if count(cvd) else None
-        nproc: tuple[int | None, str] | None = None
-        if launch.launcher == "deepspeed" and (inc := opts.get("include")) and inc.value:
-            hosts = inc.value.split("@")  # host1:0,1@host2:0,1
-            slots = hosts[0].partition(":")[2]
-            nproc = (len(slots.split(",")), src(inc)) if slots else None
-            if "num_nodes" not in opts:
-                launch.nnodes, launch.nnodes_source = len(hosts), src(inc)
-        name = {"deepspeed": "num_gpus", "torchrun": "nproc_per_node", "accelerate": "num_processes"}.get(
-            launch.launcher, ""
-        )
-        if nproc is None and (av := opts.get(name)):
-            nproc = (_int(av.value), src(av))
-            if nproc[0] is None and av.value in ("gpu", "auto") and visible:
-                nproc = visible
-        if nproc is None and launch.launcher == "torchrun":
-            nproc = (1, "torchrun default: --nproc_per_node 1")
-        elif nproc is None and launch.launcher == "python":
-            nproc = (1, "python launches one process")
-        launch.nproc, launch.nproc_source = (
-            nproc or visible or (None, f"{launch.launcher}: process count not in the script")
-        )
-        for name in ("nnodes", "num_nodes", "num_machines"):
-            if av := opts.get(name):
-                launch.nnodes, launch.nnodes_source = _int(av.value), src(av)
-
 
 def _arg(f: Field, flag: str = "", raw: str | None = None) -> ArgValue:
     """The field as a launch value (None when unknown), cited by its line and text as written."""
@@ -379,13 +352,6 @@ def _arg(f: Field, flag: str = "", raw: str | None = None) -> ArgValue:
 def _is_flag(f: Field) -> bool:
     """`--x` / `-x` is an option; `-1`, `-1e-4` and `-` are values."""
     return f.text.startswith("-") and f.text != "-" and _int_or_float(f.text) is None
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
 
 
 def _int_or_float(text: str) -> float | None:

@@ -30,7 +30,9 @@ _ORDINARY = re.compile(r"[^\\\n \t\r#'\"$`<>;&|()]*")  # characters with no mean
 
 class Lexer:
     """Split shell text into commands (lists of unexpanded words) at newlines, `;`, `&&`,
-    `||`, `|`, `&`, `(`, `)`; drop comments, redirections and here-document bodies."""
+    `||`, `|`, `&`, `(`, `)`; drop comments, redirections and here-document bodies.
+    `separators[i]`: the operators written before command i (`"&&"`, `"||"`, `"("`, `";"`, ...;
+    `""` after a newline), so a reader can tell `cd x || exit` from `cd x; exit`."""
 
     def __init__(self, text: str) -> None:
         self.t, self.i, self.line = text, 0, 1
@@ -40,6 +42,8 @@ class Lexer:
         self.start = self.wline = 0
         self.drop: str | None = None  # "target" / "<<" / "<<-": what the next word is for
         self.heredocs: list[tuple[str, bool]] = []
+        self.separators: list[str] = []
+        self.pending = ""  # operators seen since the last command ended
 
     def commands(self) -> list[list[Word]]:
         t = self.t
@@ -76,7 +80,9 @@ class Lexer:
                 self._redirect()
             elif c in ";&|()":
                 self._end()
-                self.i += 1
+                op = t[self.i : self.i + 2] if t[self.i : self.i + 2] in ("&&", "||", ";;") else c
+                self.pending += op
+                self.i += len(op)
             else:  # a run of ordinary characters at once: a megabyte word stays linear
                 m = _ORDINARY.match(t, self.i + 1)
                 self._lit(t[self.i : m.end()], False)
@@ -110,6 +116,8 @@ class Lexer:
         self._flush()
         if self.words:
             self.cmds.append(self.words)
+            self.separators.append(self.pending)
+            self.pending = ""
         self.words, self.drop = [], None
 
     def _double(self) -> None:
@@ -220,7 +228,8 @@ class Field:
     raw: str
 
 
-_VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])(?:(:?[-=+?])(.*))?", re.S)
+# `${X[0]}` is `$X` when X is no array (BASH_SOURCE in a script that is not sourced).
+_VAR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])(?:\[0\])?(?:(:?[-=+?])(.*))?", re.S)
 _ARITH = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,

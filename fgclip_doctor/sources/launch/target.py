@@ -52,6 +52,8 @@ class TargetView:
     launch: Launch | None = None  # the parsed launch script, when the target is one
     args_file_only: bool = False  # an args file alone: it names no training code
     subject: bool | None = None  # resolved from the launch's directory (None: by the entry's name)
+    directory: Path | None = field(default_factory=Path.cwd)  # where the launch runs; None: unknown
+    directory_source: str = "the directory fgclip-doctor runs from"  # or why it is unknown
 
     @property
     def is_subject(self) -> bool:
@@ -112,13 +114,27 @@ def _expand_preset(view: TargetView) -> None:
         view.flags = flags
 
 
-def launch_directory(view: TargetView) -> Path:
-    """The directory the launch runs in: where its entry and its own packages are resolved from.
+def launch_directory(view: TargetView) -> Path | None:
+    """The directory the launch runs in: where its entry, its own packages and every relative path
+    it names are resolved from. The directory the doctor runs from, moved by the launch script's
+    own `cd` / `pushd` (sources/launch/directory.py); None when a `cd` goes somewhere the doctor
+    cannot know (`view.directory_source` names the line)."""
+    return view.directory
 
-    For now the directory check-config runs from; the launch script's own `cd` / `pushd`
-    (tracked by the launch parser) replaces it here, in this one place.
-    """
-    return Path.cwd()
+
+def launch_path(view: TargetView, text: object) -> Path | None:
+    """A path the launch names, as its process would open it: absolute as written, relative from
+    the launch's directory; None when relative and that directory is unknown."""
+    path = Path(str(text))
+    if path.is_absolute():
+        return path
+    here = launch_directory(view)
+    return None if here is None else here / path
+
+
+def unknown_directory(view: TargetView, text: object) -> str:
+    """Why the relative path `text` is not resolved (for Facts.mark_unknown)."""
+    return f"{text} is relative to the launch's directory, which is unknown ({view.directory_source})"
 
 
 def launch_pythonpath(view: TargetView, environ: dict[str, str] | None = None) -> list[str]:
@@ -134,9 +150,10 @@ def launch_pythonpath(view: TargetView, environ: dict[str, str] | None = None) -
 def search_roots(view: TargetView) -> list[Path]:
     """Where the launch's Python looks first: sys.path[0] (the launch directory for `-m`, the
     script's folder otherwise), then PYTHONPATH, relative to the launch directory."""
-    here = launch_directory(view)
-    first = here if view.kind == "module" else (here / (view.entry or ".")).parent
-    return [first] + [here / p for p in launch_pythonpath(view)]
+    entry = launch_path(view, "." if view.kind == "module" else view.entry or ".")
+    first = entry if view.kind == "module" or entry is None else entry.parent
+    roots = [first, *(launch_path(view, p) for p in launch_pythonpath(view))]
+    return [r for r in roots if r is not None]  # relative to an unknown directory: not searched
 
 
 def own_fgclip(view: TargetView) -> Path | None:
@@ -150,8 +167,8 @@ def _runs_subject(view: TargetView) -> bool:
     if entry == SUBJECT_MODULE:
         return own_fgclip(view) is None
     if entry.endswith("fgclip/train.py"):
-        path = launch_directory(view) / entry
-        return not path.is_file() or path.resolve() == (PACKAGE / "train.py").resolve()
+        path = launch_path(view, entry)
+        return path is None or not path.is_file() or path.resolve() == (PACKAGE / "train.py").resolve()
     return False
 
 
@@ -196,7 +213,8 @@ def refuse_own_fgclip(view: TargetView) -> None:
     launch of the user's own package of that name (FG-CLIP's) cannot run there. One line, exit 2."""
     if view.is_subject or not view.entry:
         return
-    roots = [*search_roots(view), launch_directory(view), *(Path(p or ".") for p in sys.path)]
+    here = [] if launch_directory(view) is None else [launch_directory(view)]
+    roots = [*search_roots(view), *here, *(Path(p or ".") for p in sys.path)]
     own = own_package_named_fgclip([r for r in roots if r.resolve() != PACKAGE.parent])
     if own is not None:
         raise DoctorInputError(
@@ -240,6 +258,10 @@ def read_target(target: Path | TargetView | None, environ: dict[str, str] | None
     flags = {}
     if launch.args_file is not None and launch.args_file.value:
         af = Path(launch.args_file.value)
+        if not af.is_absolute():
+            if launch.directory is None:
+                raise DoctorInputError(path, f"{af}: {launch.directory_source}")
+            af = launch.directory / af
         flags.update({k: Flag(v, s) for k, (v, s) in load_args_file(af).items()})
     for name, arg in launch.args.items():
         bare = arg.value == "True" and " " not in arg.raw and "=" not in arg.raw
@@ -255,5 +277,7 @@ def read_target(target: Path | TargetView | None, environ: dict[str, str] | None
         list(launch.unresolved),
         launch.entry_kind,
         launch,
+        directory=launch.directory,
+        directory_source=launch.directory_source,
     )
     return _settle(view)
