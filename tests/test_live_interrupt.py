@@ -132,8 +132,16 @@ def test_interrupted_run_removes_hooks_and_restores_the_process(tmp_path, monkey
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     before = (F.cross_entropy, transformers.Trainer.__init__, transformers.Trainer.train, list(sys.argv))
-    with pytest.raises(KeyboardInterrupt):
-        run_training(read_target(script), steps=1000, device="cpu")
+    # The script patches the helper module it imports (in this process): run it on a fresh copy
+    # and put the original back, so later tests import an unpatched helper.
+    saved = sys.modules.pop("train_plain_clip", None)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_training(read_target(script), steps=1000, device="cpu")
+    finally:
+        sys.modules.pop("train_plain_clip", None)
+        if saved is not None:
+            sys.modules["train_plain_clip"] = saved
     assert (F.cross_entropy, transformers.Trainer.__init__, transformers.Trainer.train, sys.argv) == before
     assert os.getcwd() == str(tmp_path / "elsewhere")
     assert [p.name for p in temp.iterdir() if p.name.startswith("fgclip-doctor-")] == []
