@@ -51,6 +51,23 @@ def test_default_run_passes_and_the_bank_switches_on_at_call_50(default_run):
     assert facts["scale.finegrained.init"]["value"] == pytest.approx(4.6052, abs=1e-3)
 
 
+def test_trainable_parameters_in_no_optimizer_group_fail_lr_zero_live(synthetic_root, monkeypatch):
+    # The default run holds every trainable parameter (lr-zero / parameters PASS, above); here the
+    # subject's own fault hook leaves roi_projection out of the optimizer, as the seed's follow-up feared.
+    monkeypatch.setenv("FGCLIP_FAULT", "roi-outside-optimizer")
+    code, doc = live("--steps", "3")
+    found = by_rule(doc)
+    assert code == 1 and found[("lr-zero", "parameters")]["status"] == "FAIL"
+    assert "roi_projection.weight" in found[("lr-zero", "parameters")]["message"]
+    assert found[("lr-zero", "lr")]["status"] == "PASS" and found[("head-lr", "roi_projection")]["status"] == "FAIL"
+
+
+def test_default_run_lr_zero_holds_every_parameter(default_run):
+    found = by_rule(default_run[1])
+    assert found[("lr-zero", "parameters")]["status"] == "PASS"
+    assert "live: the model's parameters with requires_grad" in found[("lr-zero", "parameters")]["sources"]
+
+
 def test_default_run_table_shows_terms(synthetic_root):
     result = runner.invoke(app, ["live", "--steps", "3"])
     assert result.exit_code in (0, 1), result.output

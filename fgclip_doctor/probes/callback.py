@@ -83,6 +83,7 @@ class ProbeCallback(TrainerCallback):
         self.scale_init: dict[str, float] = {}
         self.scale_value: dict[str, float] = {}
         self.groups: list[dict] = []
+        self.trainable: list[str] = []
         self.lrs: dict[str, float] = {}
         self.logs: list[dict] = []
         self.findings: list = []  # the judge's latest findings
@@ -105,6 +106,7 @@ class ProbeCallback(TrainerCallback):
 
         self.handles.append(model.register_forward_pre_hook(count))
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
+        self.trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         if optimizer is not None:
             names = {id(p): n for n, p in model.named_parameters()}
             self.groups = [
@@ -265,6 +267,7 @@ class ProbeCallback(TrainerCallback):
             scale_init=self.scale_init,
             scale_value=self.scale_value,
             groups=self.groups,
+            trainable=self.trainable,
             lrs=self.lrs,
             terms=list(ce.accumulators) if ce else [],
             columns={t: list(c) for t, c in ce.columns.items()} if ce else {},

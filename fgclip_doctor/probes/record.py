@@ -31,6 +31,7 @@ class ProbeRecord:
     scale_init: dict[str, float] = field(default_factory=dict)  # ln-scales at train begin, by scale name
     scale_value: dict[str, float] = field(default_factory=dict)  # ln-scales at the last read-back
     groups: list[dict] = field(default_factory=list)  # optimizer groups: {name, lr, weight_decay, params}
+    trainable: list[str] = field(default_factory=list)  # parameters with requires_grad at install (names)
     lrs: dict[str, float] = field(default_factory=dict)  # LR of each group at the last sampled step
     terms: list[str] = field(default_factory=list)  # terms (or call sites) cross-entropy saw, first seen first
     columns: dict[str, list[ColumnChange]] = field(default_factory=dict)  # term -> width changes

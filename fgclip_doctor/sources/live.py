@@ -149,7 +149,10 @@ def observed_facts(
             facts.set(f"observed.logits.{term}.scale", round(math.exp(record.scale_value[name]), 4), where)
     if record.groups:
         facts.set("optim.groups", record.groups, "live: the Trainer's optimizer param_groups")
-        facts.set("model.parameters", [p for g in record.groups for p in g["params"]], "live: optimizer params")
+        if record.trainable:  # lr-zero: trainable parameters that no group holds train nothing
+            facts.set("model.parameters", record.trainable, "live: the model's parameters with requires_grad")
+        else:
+            facts.set("model.parameters", [p for g in record.groups for p in g["params"]], "live: optimizer params")
     bank = next((s["bank"] for s in reversed(record.history) if s.get("bank")), None)
     if bank:
         src = "live: memory bank buffers"
