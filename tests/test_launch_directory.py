@@ -185,6 +185,21 @@ def test_check_config_cd_to_an_absolute_folder(project, tmp_path):
     assert facts["train.dataset_size"][0] == 5 and facts["resume.step"][0] == 10
 
 
+def test_subject_base_model_relative_to_the_launch_directory(tmp_path, synthetic_root):
+    # The bundled subject's --model_name_or_path is opened by its process, after the script's cd.
+    proj = tmp_path / "proj"
+    shutil.copytree(synthetic_root / "base", proj / "base")
+    write(
+        proj / "scripts/train.sh",
+        f'cd "$(dirname "$0")/.."\npython -m fgclip.train --preset tiny --model_name_or_path base '
+        f"--base_model base --output_dir out\n",
+    )
+    (tmp_path / "elsewhere").mkdir()
+    _, facts, _ = check_config(tmp_path / "elsewhere", "../proj/scripts/train.sh")
+    assert facts["scale.global.base"][0] == pytest.approx(4.6052, abs=1e-3)
+    assert str(proj / "base") in facts["scale.global.base"][1]
+
+
 def test_check_config_unknown_cd_leaves_relative_paths_unknown(project):
     write(project / "scripts/train.sh", f'#!/bin/bash\ncd "$(some_cmd)"\npython train.py {ARGS}\n')
     shutil.copy(project / "train.py", project / "scripts/train.py")  # a twin beside the doctor: not read either

@@ -12,6 +12,8 @@ Three layers, each citing where its numbers come from:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
@@ -59,8 +61,21 @@ def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str])
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
     from fgclip_doctor.sources.code.subject_facts import subject_facts
 
-    subject_facts(facts, values, sources, read_scalars, unknown)
+    subject_facts(facts, _from_launch_directory(view, values), sources, read_scalars, unknown)
     return values
+
+
+def _from_launch_directory(view: TargetView, values: dict) -> dict:
+    """The subject's model folders as its process opens them: a relative --model_name_or_path /
+    --base_model that is a folder from the launch's directory (after its `cd`) is that folder;
+    anything else stays as written (a hub id, or not on this machine)."""
+    out = dict(values)
+    for name in ("model_name_or_path", "base_model"):
+        given = values.get(name)
+        where = launch_path(view, given) if given else None
+        if where is not None and not Path(str(given)).is_absolute() and where.is_dir():
+            out[name] = str(where)
+    return out
 
 
 def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
