@@ -191,8 +191,8 @@ def test_subject_base_model_relative_to_the_launch_directory(tmp_path, synthetic
     shutil.copytree(synthetic_root / "base", proj / "base")
     write(
         proj / "scripts/train.sh",
-        f'cd "$(dirname "$0")/.."\npython -m fgclip.train --preset tiny --model_name_or_path base '
-        f"--base_model base --output_dir out\n",
+        'cd "$(dirname "$0")/.."\npython -m fgclip.train --preset tiny --model_name_or_path base '
+        "--base_model base --output_dir out\n",
     )
     (tmp_path / "elsewhere").mkdir()
     _, facts, _ = check_config(tmp_path / "elsewhere", "../proj/scripts/train.sh")
