@@ -158,7 +158,11 @@ def test_nproc_2_gathers_and_offsets_targets(tmp_path):
         "train_unoffset_ddp",
         f"--offset True --output_dir {tmp_path}/o --per_device_train_batch_size 4 --report_to none --use_cpu True",
     )
-    code, doc = live(str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu")
+    log = tmp_path / "ranks.log"
+    code, doc = live(
+        str(script), "--steps", "3", "--interval", "1", "--nproc", "2", "--device", "cpu", "--log", str(log)
+    )
+    assert "train_runtime" in log.read_text()  # what the ranks printed (the Trainer's last log), not on the terminal
     facts = doc["facts"]
     [term] = facts["observed.terms"]["value"]
     assert facts[f"observed.candidates.{term}"]["value"] == 2 * 4  # global candidates = 2 x per-rank batch

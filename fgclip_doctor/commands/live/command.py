@@ -139,7 +139,7 @@ def build_report(
     view = resolve_view(target, preset)
     base = collect_facts(view)
     if nproc > 1:
-        return _distributed(view, base, nproc, steps, device, interval, settings)
+        return _distributed(view, base, nproc, steps, device, interval, settings, log)
     progress = ProgressCallback(steps)
     run = run_training(
         view, steps, device, keep_run, interval, progress=progress, settings=settings, base_facts=base, log=log
@@ -187,7 +187,7 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)
 
 
-def _distributed(view, base, nproc, steps, device, interval, settings) -> Report:
+def _distributed(view, base, nproc, steps, device, interval, settings, log=None) -> Report:
     from fgclip_doctor.commands.live.distributed import run_distributed
 
     if device == "auto":
@@ -195,7 +195,7 @@ def _distributed(view, base, nproc, steps, device, interval, settings) -> Report
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     derive_world(base, nproc)
-    records, notes = run_distributed(view, nproc, steps, device, interval)
+    records, notes = run_distributed(view, nproc, steps, device, interval, log=log)
     terms = summarize_terms(records[0])
     offsets = {}
     for term in terms:

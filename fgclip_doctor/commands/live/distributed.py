@@ -38,9 +38,16 @@ def _free_port() -> int:
 
 
 def run_distributed(
-    view: TargetView, nproc: int, steps: int, device: str, interval: int, timeout: float = 1800
+    view: TargetView,
+    nproc: int,
+    steps: int,
+    device: str,
+    interval: int,
+    timeout: float = 1800,
+    log: Path | None = None,
 ) -> tuple[list[ProbeRecord], list[str]]:
-    """Run the launch on `nproc` processes; return each rank's record (rank order) and notes."""
+    """Run the launch on `nproc` processes; return each rank's record (rank order) and notes.
+    What torchrun and the ranks print goes to `log` when given (also when the run fails)."""
     with tempfile.TemporaryDirectory(prefix="fgclip-doctor-nproc-") as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(
@@ -75,7 +82,11 @@ def run_distributed(
         ]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         output = Path(tmp) / "torchrun.log"
-        returncode = _run_torchrun(cmd, env, output, timeout, view.origin())
+        try:
+            returncode = _run_torchrun(cmd, env, output, timeout, view.origin())
+        finally:
+            if log is not None:
+                _gather_logs(log, [Path(tmp) / f"rank{r}.log" for r in range(nproc)] + [output])
         records = []
         for rank in range(nproc):
             path = Path(tmp) / f"rank{rank}.json"
@@ -91,6 +102,15 @@ def run_distributed(
             records.append(json.loads(path.read_text()))
     notes = [r.pop("notes", []) for r in records][0]  # every rank notes the same launch
     return [ProbeRecord.from_json(r) for r in records], notes
+
+
+def _gather_logs(log: Path, parts: list[Path]) -> None:
+    """`--log FILE` for a --nproc run: each rank's training output, then torchrun's own."""
+    with open(log, "w", encoding="utf-8") as sink:
+        for part in parts:
+            if part.exists():
+                sink.write(f"==> {part.name} <==\n")
+                sink.write(part.read_text(encoding="utf-8", errors="replace"))
 
 
 def _run_torchrun(cmd: list[str], env: dict, output: Path, timeout: float, origin: str) -> int:
@@ -151,7 +171,8 @@ def _worker(spec_path: str, out: str) -> None:
     view.directory = None if spec["directory"] is None else Path(spec["directory"])
     view.directory_source = spec["directory_source"]
     rank = int(os.environ.get("RANK", "0"))
-    run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank)
+    log = Path(out, f"rank{rank}.log")  # what this rank's training prints (gathered into --log)
+    run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank, log=log)
     rec = run.callback.record().to_json()
     rec["notes"] = run.notes
     Path(out, f"rank{rank}.json").write_text(json.dumps(rec))
