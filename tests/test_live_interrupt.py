@@ -76,7 +76,16 @@ def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc):
     cmd = [sys.executable, "-m", "fgclip_doctor", "live", str(script), "--steps", "100000", "--device", "cpu"]
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child even when this test runs from a background job (where it
+    # is ignored and the child would inherit that): the doctor then sees Ctrl-C as a terminal sends it.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     children = []
     try:
         _wait_for(lambda: mark.exists() and mark.stat().st_size >= 2 * 4 * nproc, "training step", proc)
