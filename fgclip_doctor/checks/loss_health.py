@@ -1,4 +1,6 @@
-"""Loss-health rules (FGD7xx): losses against chance and milestones, NaN / Inf.
+"""Loss-health rules (FGD7xx): losses against chance and milestones, NaN / Inf, loss terms whose
+errors a bare `except` swallows (from the static reading of the code). Floors and plateaus, the
+other FGD7xx rules, are in loss_levels.py.
 
 Facts come from a checkpoint's trainer_state.json (sources/checkpoint/history.py) or from the
 live probes (sources/live.py) in the same form; see the vocabulary for their meaning.
@@ -14,7 +16,7 @@ from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.series import recent_fall, value_at
-from fgclip_doctor.vocabulary import TERM_KEYS
+from fgclip_doctor.vocabulary import TERM_KEYS, TERMS
 
 _EXPECT = re.compile(
     r"^\s*(?P<key>[A-Za-z_][\w.]*)\s*@\s*(?P<step>\d+)\s*(?P<op><=|<|>=|>)\s*"
@@ -271,3 +273,43 @@ def nonfinite(facts: Facts, ctx: RuleContext) -> list[Finding]:
     else:
         out.append(ctx.passed("none", "none", f"all finite in {scope}", src, "weights"))
     return out
+
+
+# --- FGD704 loss-errors-swallowed -----------------------------------------------------------------
+
+
+@rule(
+    "FGD704",
+    "loss-errors-swallowed",
+    title="errors in a loss term are not silently swallowed",
+    severity="warn",
+    where="C",
+    fix="catch only the exception you expect (and log it), or let it raise",
+    what="A bare `except:` or `except Exception:` without a re-raise around code that computes a loss term, per term.",
+    why="A region or hard-negative loss that raises (a shape mismatch, an empty box list) then "
+    "silently becomes no loss at all: the run trains the global term only and looks healthy.",
+    example="try: loss += region_loss(...) except: pass -> WARN on region",
+    evidence="FG-CLIP 2 fgclip2/model: the region and hard-negative losses sit inside `except: pass`.",
+)
+def loss_errors_swallowed(facts: Facts, ctx: RuleContext) -> list[Finding]:
+    """One finding per loss term whose handling is known."""
+    out = []
+    for term in [*TERMS, *sorted(set(facts.value("loss.terms") or ()) - set(TERMS))]:
+        name = f"loss.{term}.errors_swallowed"
+        if name not in facts:
+            continue
+        src = ctx.sources_of(facts, name)
+        if facts.value(name):
+            out.append(
+                ctx.warned(
+                    "swallowed",
+                    "errors raise",
+                    f"{term}: a bare except without re-raise wraps the loss at {facts.source(name)}: "
+                    f"an error there silently drops the {term} loss",
+                    src,
+                    term,
+                )
+            )
+        else:
+            out.append(ctx.passed("raise", "errors raise", f"{term}: no except swallows its errors", src, term))
+    return out or [ctx.skip("not known: loss.<term>.errors_swallowed (the training code's losses were not read)")]

@@ -1,5 +1,6 @@
 """Negatives rules (FGD2xx): how many candidates each contrastive loss sees, gathered across
-ranks with the right targets, and not multiplied by gradient accumulation.
+ranks with the right targets, not multiplied by gradient accumulation, and counted over the
+launch's world (world-size: a loss that takes its world from a flag).
 
 A loss row with N candidates has chance level ln N; the candidates are the in-batch ones
 (global: per_device x world when features are gathered; region: the boxes on the rank) plus,
@@ -329,3 +330,55 @@ def _ddp_term(facts: Facts, ctx: RuleContext, term: str, world, wsrc) -> Finding
         src,
         term,
     )
+
+
+# --- FGD209 world-size: the world the loss counts is the launch's -----------------------------------
+
+
+@rule(
+    "FGD209",
+    "world-size",
+    title="the loss gathers from the world the launch starts",
+    severity="fail",
+    where="C",
+    fix="take the loss's world size from torch.distributed.get_world_size(), or set the flag to the launch's "
+    "nproc x nnodes",
+    what="When the loss takes its world size from a flag or config value (FG-CLIP 2's "
+    "`--train_use_word_size`, default 8) instead of torch.distributed, that value equals the "
+    "launch's world (nproc_per_node x nnodes). FAIL when they differ, WARN when the launch's "
+    "world is unknown here (deepspeed without --num_gpus uses every visible GPU).",
+    why="The loss loops over `range(world_size)` to build labels and gather features: with a "
+    "different world the labels point at the wrong rank's rows (or the gather hangs), and the "
+    "loss trains on wrong positives without any error.",
+    example="deepspeed --num_gpus 4 ... --train_use_word_size 8 -> FAIL: the loss assumes 8 ranks, the launch starts 4",
+    evidence="FG-CLIP 2 fgclip2/train/train.py sets model.world_size from "
+    "--train_use_word_size; its loss iterates over model.world_size, not dist.get_world_size().",
+)
+def world_size(facts: Facts, ctx: RuleContext) -> Finding:
+    """One finding on the loss's world size against the launch's."""
+    src_from = facts.value("loss.world_size_from")
+    src = ctx.sources_of(facts, "loss.world_size_from", "loss.world_size", "run.world_size")
+    if src_from is None:
+        return ctx.skip("not known: loss.world_size_from (where the loss takes its world size)", src)
+    if not str(src_from).startswith("flag "):
+        return ctx.passed(str(src_from), "the launch's world", f"the loss takes its world size from {src_from}", src)
+    loss_world = facts.value("loss.world_size")
+    if loss_world is None:
+        return ctx.skip(f"not known: loss.world_size (the value of {src_from[5:]} in this launch)", src)
+    world = facts.value("run.world_size")
+    if world is None:
+        return ctx.warned(
+            f"{loss_world} ({src_from})",
+            "the launch's world",
+            f"the loss assumes {loss_world} ranks ({src_from}), and the launch's world size is not known here: "
+            "they must match",
+            src,
+        )
+    if int(loss_world) != int(world):
+        return ctx.problem(
+            f"{loss_world} ({src_from})",
+            str(world),
+            f"the loss assumes {loss_world} ranks ({src_from}); the launch starts {world}",
+            src,
+        )
+    return ctx.passed(str(loss_world), str(world), f"the loss's {src_from} = {loss_world} = the launch's world", src)

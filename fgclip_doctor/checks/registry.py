@@ -44,7 +44,6 @@ RULE_MODULES: list[str] = [
     "features",
     "optim",
     "loss_health",
-    "code_rules",
     "loss_levels",
 ]
 

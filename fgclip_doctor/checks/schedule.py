@@ -1,4 +1,5 @@
-"""Schedule rules (FGD3xx): step units, and the LR state a resume continues from. Also the
+"""Schedule rules (FGD3xx): step units, the LR state a resume continues from, and whether the
+launch's flags reach training at all (unknown-flag: its parser rejects them). Also the
 warmup timing shared with the bank rules, and the LR schedule transformers would follow,
 recomputed in pure Python (`lr_factor`).
 
@@ -288,3 +289,63 @@ def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
     return ctx.passed(
         f"{next(iter(counts.values()))} groups", "the same count everywhere", f"{shown}{named}", src, "param groups"
     )
+
+
+# --- FGD303 unknown-flag: the launch reaches training at all ---------------------------------------
+
+
+@rule(
+    "FGD303",
+    "unknown-flag",
+    title="every flag of the launch is one the training's parser accepts",
+    severity="fail",
+    where="C",
+    fix="spell the flag as the code's parser declares it (or drop it); give values of its type",
+    what="Each flag of the launch is parsed by a parser built from the training code's own "
+    "HfArgumentParser dataclasses or argparse options (argparse's abbreviation rules, types and "
+    "choices included). A flag it rejects, or a value of the wrong type, FAILs naming the flag "
+    "and the launch line.",
+    why="The real parser exits at start-up on an unknown or ambiguous option (`--warmup` matches "
+    "both warmup_steps and warmup_ratio in HF's TrainingArguments): a multi-node job dies after "
+    "queueing, or, with parse_args_into_dataclasses(return_remaining_strings=True), the value is "
+    "silently ignored.",
+    example="deepspeed fgclip/train/train_mem.py ... --warmup 200 -> FAIL: ambiguous option: "
+    "--warmup could match --warmup_ratio, --warmup_steps (scripts/train.sh:25)",
+    evidence="argparse allow_abbrev (Python docs: prefix matching, `ambiguous option`); "
+    "transformers hf_argparser.HfArgumentParser.parse_args_into_dataclasses raises on "
+    "remaining strings.",
+)
+def unknown_flag(facts: Facts, ctx: RuleContext) -> list[Finding]:
+    """One FAIL per rejected flag; one PASS when the parser accepts them all."""
+    if "code.flags_rejected" not in facts:
+        return [
+            ctx.skip(
+                "not known: code.flags_rejected (the training code's parser was not read, "
+                "or it inherits a TrainingArguments that is not installed here)"
+            )
+        ]
+    rejected = facts.value("code.flags_rejected") or []
+    where = ctx.sources_of(facts, "code.parser")
+    if not rejected:
+        accepted = facts.value("code.flags_accepted") or {}
+        return [
+            ctx.passed(
+                f"{len(accepted)} flags accepted",
+                "all accepted",
+                f"{facts.value('code.parser', 'the parser')} accepts every flag of the launch",
+                where,
+            )
+        ]
+    out = []
+    for r in rejected:
+        value = "" if r.get("value") is None else f" {r['value']}"
+        out.append(
+            ctx.problem(
+                f"{r['flag']}{value}",
+                "a flag the parser accepts",
+                f"{r['source']}: {r['flag']}{value} is rejected by the training's parser: {r['reason']}",
+                (r["source"], *where),
+                r["flag"],
+            )
+        )
+    return out
