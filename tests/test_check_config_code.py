@@ -102,6 +102,39 @@ def test_fgclip2_world_size_from_a_flag(tmp_path):
     assert status(found, "FGD209") == "PASS"
 
 
+# A fork's per-node launch (the multi-node shape of lazymieie/FG-CLIP's stage-1 scripts, in our own
+# words): everything from the environment with defaults, the loss's world size computed in bash.
+FORK_LAUNCH = """#!/usr/bin/env bash
+set -euo pipefail
+ROOT="${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+NUM_NODES="${NUM_NODES:-4}"
+NUM_GPUS_PER_NODE="${NUM_GPUS_PER_NODE:-8}"
+TRAIN_WORLD_SIZE="${TRAIN_WORLD_SIZE:-$((NUM_NODES * NUM_GPUS_PER_NODE))}"
+cd "$ROOT"
+deepspeed --hostfile "$ROOT/hostfile" --no_ssh --node_rank "${NODE_RANK:-0}" \\
+  --num_nodes "$NUM_NODES" --num_gpus "$NUM_GPUS_PER_NODE" \\
+  fgclip2/train/train.py --output_dir out --train_use_word_size "$TRAIN_WORLD_SIZE" \\
+  --per_device_train_batch_size 288 --gradient_accumulation_steps 2 --report_to none
+"""
+
+
+@pytest.mark.parametrize(
+    ("environ", "world", "verdict"),
+    [({}, 32, "PASS"), ({"TRAIN_WORLD_SIZE": "16"}, 32, "FAIL"), ({"NUM_NODES": "2"}, 16, "PASS")],
+)
+def test_fork_multinode_launch_world_from_the_environment(tmp_path, monkeypatch, environ, world, verdict):
+    v2 = tree(tmp_path, "fgclip2")
+    script = v2 / "scripts/train/multinode.sh"
+    script.write_text(FORK_LAUNCH)
+    for name in ("ROOT", "NUM_NODES", "NUM_GPUS_PER_NODE", "TRAIN_WORLD_SIZE", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    _, found, facts, _ = run(tmp_path, str(script))  # from elsewhere: the script's own cd finds the tree
+    assert facts["run.world_size"][0] == world and facts["run.directory"][0] == str(v2)
+    assert status(found, "FGD209") == verdict
+
+
 def test_hf_clipmodel_on_8_gpus_shows_64_candidates_no_pass(tmp_path):
     hf = tree(tmp_path, "run_clip")
     _, found, facts, _ = run(hf, "train.sh")
