@@ -173,7 +173,9 @@ def test_unknown_training_code_falls_back_to_flags(tmp_path):
     facts = doc["facts"]
     assert facts["run.subject_known"]["value"] is False
     assert facts["train.global_batch"]["value"] == 32 * 2 * 4
-    assert statuses(doc, "fp16") == {"FAIL"} and code == 1
+    # fp16 in code the doctor did not write: WARN (FG-CLIP's own code refuses it: FAIL there)
+    assert statuses(doc, "fp16") == {"WARN"}
+    assert code == (1 if any(f["status"] == "FAIL" for f in doc["findings"]) else 0)
     assert statuses(doc, "logit-scale-init") == {"SKIP"}
 
 

@@ -393,8 +393,10 @@ def test_resume_explicit_and_unknown():
 
 
 def test_fp16():
-    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16")))
-    assert f.status is Status.FAIL and "training_args.fp16 == False" in f.message
+    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16"), run__subject_known=True))
+    assert f.status is Status.FAIL and "FG-CLIP refuses it" in f.message
+    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16")))  # code the doctor did not write
+    assert f.status is Status.WARN and "grad scaler" in f.message
     assert check("fp16", facts_of(train__bf16=True))[0].message == "fp16 off (bf16)"
     assert check("fp16", Facts())[0].status is Status.SKIP
 

@@ -90,6 +90,9 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
             f"ranks, as in transformers#22252)",
             src,
             "global",
+            fix="all_gather the image and text features across ranks (with gradient: "
+            "torch.distributed.nn.all_gather) before the global logits, and offset the targets by "
+            "rank x batch; or accept the local batch as the negatives and raise the per-device batch",
         )
     how = f" ({per} per device x world {world})" if per is not None and world is not None else ""
     return ctx.passed(expected, expected, f"global: {expected} candidates per row{how}", src, "global")

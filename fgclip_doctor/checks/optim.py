@@ -33,10 +33,11 @@ def is_head(param: str) -> bool:
     severity="fail",
     where="C",
     fix="train in bf16 (--bf16 True --fp16 False), or fp32",
-    what="fp16 mixed precision is off.",
+    what="fp16 mixed precision is off: FAIL for FG-CLIP's code (the bundled subject refuses it), WARN "
+    "for other code (open_clip's --precision amp is fp16 autocast with a grad scaler).",
     why="At T 100 the logits reach ±100 and their exp overflows fp16's range; FG-CLIP's "
     "training gives NaN losses in fp16 and refuses to start.",
-    example="--fp16 True -> FAIL",
+    example="fgclip.train --fp16 True -> FAIL; open_clip --precision amp -> WARN",
     evidence="FG-CLIP fgclip/train/train_fgclip.py: `assert training_args.fp16 == False`.",
 )
 def fp16(facts: Facts, ctx: RuleContext) -> Finding:
@@ -44,11 +45,20 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
     if skip := ctx.require(facts, "train.fp16"):
         return skip
     src = ctx.sources_of(facts, "train.fp16", "train.bf16")
-    if facts.value("train.fp16"):
+    if facts.value("train.fp16") and facts.value("run.subject_known"):
         return ctx.problem(
             "fp16",
             "bf16 or fp32",
-            "fp16 mixed precision is on: FG-CLIP asserts training_args.fp16 == False (fp16 gives NaN losses); use bf16",
+            "fp16 mixed precision is on: FG-CLIP refuses it (fp16 gives NaN losses); use bf16",
+            src,
+        )
+    if facts.value("train.fp16"):  # code the doctor did not write: it may scale its losses well
+        return ctx.warned(
+            "fp16",
+            "bf16 or fp32",
+            "fp16 mixed precision is on: at T 100 the logits reach ±100 and FG-CLIP-style losses go NaN "
+            "in fp16 (FG-CLIP's own code refuses it); with a grad scaler plain CLIP losses usually "
+            "survive: prefer bf16 where the GPU has it",
             src,
         )
     precision = "bf16" if facts.value("train.bf16") else "fp32" if "train.bf16" in facts else "not fp16"

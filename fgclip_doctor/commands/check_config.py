@@ -93,9 +93,11 @@ def _code_line(facts: Facts, view: TargetView) -> str:
     if not files:
         return f"{view.entry}: its code was not read (see the notes); facts come from the launch's flags only"
     parser = facts.value("code.parser", "no argument parser found")
+    count = f"{len(files)} {'file' if len(files) == 1 else 'files'}"
+    where = launch_directory(view) or "an unknown directory"
     return (
         f"{view.entry} is not the bundled subject: its code was read as text, never run "
-        f"({len(files)} files from {launch_directory(view) or 'an unknown directory'}; {parser}). "
+        f"({count} from {where}; {parser}). "
         "Use `live` on a GPU box to measure."
     )
 
