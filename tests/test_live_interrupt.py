@@ -144,10 +144,13 @@ def test_interrupted_run_removes_hooks_and_restores_the_process(tmp_path, monkey
     # The script patches the helper module it imports (in this process): run it on a fresh copy
     # and put the original back, so later tests import an unpatched helper.
     saved = sys.modules.pop("train_plain_clip", None)
+    # Python's own Ctrl-C handler for this test, even where the suite runs with SIGINT ignored.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_training(read_target(script), steps=1000, device="cpu")
     finally:
+        signal.signal(signal.SIGINT, handler)
         sys.modules.pop("train_plain_clip", None)
         if saved is not None:
             sys.modules["train_plain_clip"] = saved
