@@ -180,6 +180,7 @@ FACTS: dict[str, str] = {
     "code.files_read": "the user's own modules the reader parsed (never site-packages)",
     "code.parser": "the training code's parser: HfArgumentParser(<dataclasses>) or argparse.ArgumentParser",
     "code.flags_known": "dests the real parser accepts (absent when a base TrainingArguments is not importable)",
+    "code.refuses_fp16": "True when the training code stops an fp16 run (assert ...fp16 == False, or if ...fp16: raise)",
     "code.flags_accepted": "{dest: value} of the launch's flags, converted as the real parser converts them",
     "code.flags_rejected": "[{flag, value, reason, source}] the real parser rejects (unknown, ambiguous, wrong type / choice)",
     "code.logit_params": "{parameter: {init_from, at}} of every nn.Parameter named *logit_scale* / *logit_bias*",

@@ -74,6 +74,16 @@ def test_fgclip_v1_launch(tmp_path):
     assert status(found, "FGD401") == "WARN"
 
 
+def test_fp16_fails_on_code_that_refuses_it_and_warns_elsewhere(tmp_path):
+    v1 = tree(tmp_path, "fgclip_v1")
+    script = v1 / "scripts/train.sh"
+    script.write_text(script.read_text().replace("--bf16 True", "--fp16 True"))
+    _, found, facts, _ = run(v1, "scripts/train.sh")
+    assert facts["train.fp16"] == (True, "scripts/train.sh:20 --fp16")
+    assert status(found, "FGD601") == "FAIL"  # its assert stops the run at start
+    assert "fgclip/train/train_fgclip.py:48" in " ".join(found[("FGD601", "")]["sources"])
+
+
 def test_rejected_flag_fails_naming_its_line(tmp_path):
     v1 = tree(tmp_path, "fgclip_v1")
     script = (v1 / "scripts/train.sh").read_text().replace('--report_to "none"', '--report_to "none" --warmup 200')

@@ -310,3 +310,10 @@ def test_a_gather_through_an_autograd_function_is_a_gather(tmp_path):
     (tmp_path / "plain").mkdir()
     plain = read_training_code("train.py", "script", _tree(tmp_path / "plain", {"model.py": MODEL}), ["."])
     assert plain.facts.value("features.gathered.global") is False
+
+
+def test_fp16_refusal(v1, v2, oc):
+    # FG-CLIP's train script stops an fp16 run before training; open_clip's amp is fp16 by design
+    assert v1.facts.value("code.refuses_fp16") is True
+    assert v1.facts.source("code.refuses_fp16").startswith("fgclip/train/train_fgclip.py:48")
+    assert "code.refuses_fp16" not in v2.facts and "code.refuses_fp16" not in oc.facts

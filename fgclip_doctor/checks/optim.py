@@ -33,8 +33,9 @@ def is_head(param: str) -> bool:
     severity="fail",
     where="C",
     fix="train in bf16 (--bf16 True --fp16 False), or fp32",
-    what="fp16 mixed precision is off: FAIL for FG-CLIP's code (the bundled subject refuses it), WARN "
-    "for other code (open_clip's --precision amp is fp16 autocast with a grad scaler).",
+    what="fp16 mixed precision is off: FAIL for code that refuses it (FG-CLIP's `assert "
+    "training_args.fp16 == False`, the bundled subject), WARN for other code (open_clip's "
+    "--precision amp is fp16 autocast with a grad scaler).",
     why="At T 100 the logits reach ±100 and their exp overflows fp16's range; FG-CLIP's "
     "training gives NaN losses in fp16 and refuses to start.",
     example="fgclip.train --fp16 True -> FAIL; open_clip --precision amp -> WARN",
@@ -45,12 +46,14 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
     if skip := ctx.require(facts, "train.fp16"):
         return skip
     src = ctx.sources_of(facts, "train.fp16", "train.bf16")
-    if facts.value("train.fp16") and facts.value("run.subject_known"):
+    refuses = facts.value("run.subject_known") or facts.value("code.refuses_fp16")
+    if facts.value("train.fp16") and refuses:
         return ctx.problem(
             "fp16",
             "bf16 or fp32",
-            "fp16 mixed precision is on: FG-CLIP refuses it (fp16 gives NaN losses); use bf16",
-            src,
+            "fp16 mixed precision is on: the training code refuses it, so the run stops at start "
+            "(FG-CLIP: fp16 gives NaN losses); use bf16",
+            (*src, *ctx.sources_of(facts, "code.refuses_fp16")),
         )
     if facts.value("train.fp16"):  # code the doctor did not write: it may scale its losses well
         return ctx.warned(

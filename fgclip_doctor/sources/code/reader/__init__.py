@@ -54,6 +54,7 @@ from fgclip_doctor.sources.code.reader.flag_types import (
 )
 from fgclip_doctor.sources.code.reader.losses import LossReading, read_losses
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
+from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
 from fgclip_doctor.sources.code.reader.resume import find_resume
 from fgclip_doctor.sources.code.reader.scales import (
@@ -106,6 +107,9 @@ def read_training_code(
     reading = CodeReading(facts, notes.lines, [f.rel for f in files])
     _parser_facts(reading, program, files, list(flags))
     _resume_facts(reading, files, complete)
+    refusal = find_fp16_refusal(files)
+    if refusal is not None:
+        facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
     reading.losses = read_losses(program, files)
     _scale_facts(reading, program, files, complete)
     _loss_facts(reading, complete)

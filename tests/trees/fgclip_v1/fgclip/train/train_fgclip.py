@@ -45,7 +45,7 @@ def train():
     model.logit_scale_hardneg = torch.nn.Parameter(torch.ones([]) * model.logit_scale)
     if training_args.from_openai:
         model.stretch_positions()
-
+    assert training_args.fp16 == False, "fp16 makes the contrastive losses NaN: train in bf16"
     trainer = RegionCLIPTrainer(model=model, args=training_args)
     if list(pathlib.Path(training_args.output_dir).glob("checkpoint-*")):
         trainer.train(resume_from_checkpoint=True)
