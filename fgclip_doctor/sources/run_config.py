@@ -41,9 +41,10 @@ def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) ->
 
 def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str]) -> dict:
     """The subject's flags typed by its own HfArgumentParser, then its model built on meta."""
-    values, sources = typed_args(view)
+    rejected = rejected_flags(view)  # each flag parsed alone, once
+    values, sources = typed_args(view, rejected)
     parser_src = "fgclip/train.py HfArgumentParser (each flag parsed alone)"
-    facts.set("code.flags_rejected", rejected_flags(view), parser_src)
+    facts.set("code.flags_rejected", rejected, parser_src)
     facts.set("code.flags_accepted", {n: values[n] for n in view.flags if values.get(n) is not None}, parser_src)
     for fact, arg in (
         ("train.per_device_batch", "per_device_train_batch_size"),

@@ -56,12 +56,12 @@ def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:
     return out
 
 
-def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
+def typed_args(view: TargetView, rejected: list[dict[str, object]]) -> tuple[dict[str, object], dict[str, str]]:
     """Every argument the parser knows: value (typed, default when not given) and its source.
-    Flags the parser rejects (rejected_flags) are left out: what the run would do with them is
-    die at start, which unknown-flag reports."""
+    The flags the parser rejects (`rejected`, from rejected_flags) are left out: what the run would
+    do with them is die at start, which unknown-flag reports."""
     parser = _parser_for(view)
-    rejected = {str(r["flag"])[2:] for r in rejected_flags(view, parser)}
+    left_out = {str(r["flag"])[2:] for r in rejected}
 
     def error(message: str):
         raise DoctorInputError(view.origin(), f"bad arguments for {view.entry}: {message}")
@@ -69,7 +69,7 @@ def typed_args(view: TargetView) -> tuple[dict[str, object], dict[str, str]]:
     parser.error = error
     argv, skipped = [], []
     for name, flag in view.flags.items():
-        if name in ("deepspeed", "preset") or name in rejected:  # a path / a name: nothing to type
+        if name in ("deepspeed", "preset") or name in left_out:  # a path / a name: nothing to type
             continue
         if flag.value is None:
             skipped.append(name)
