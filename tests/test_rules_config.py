@@ -504,3 +504,20 @@ def test_frozen_does_not_blame_the_clamp_or_a_first_warmup_step():
     )
     found = by_subject(check("logit-scale-frozen", both))
     assert "clamp" not in found["hardneg"].message  # each scale speaks for itself
+
+
+def test_subject_behaviour_is_read_from_its_code(monkeypatch):
+    # train.auto_resume, features.gathered and loss.world_size_from come from the subject's code:
+    # a loss that stops asking torch.distributed for its world leaves the fact unknown, never asserted.
+    import fgclip.losses
+    from fgclip_doctor.sources.code.subject_facts import _read_subject_behaviour
+
+    facts = Facts()
+    _read_subject_behaviour(facts)
+    assert facts.value("loss.world_size_from") == "torch.distributed" and facts.value("features.gathered") is True
+    assert facts.value("train.auto_resume") is True and "static reader" in facts.source("train.auto_resume")
+    monkeypatch.setattr(fgclip.losses, "world", lambda: (0, 8))
+    facts = Facts()
+    _read_subject_behaviour(facts)
+    assert "loss.world_size_from" not in facts
+    assert check("world-size", facts)[0].status is Status.SKIP

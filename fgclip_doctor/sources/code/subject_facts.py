@@ -65,7 +65,8 @@ BUILD_FLAGS = ("preset", "from_openai")
 
 
 def _read_subject_behaviour(facts: Facts) -> None:
-    """train.auto_resume and features.gathered, read from the subject's code, not asserted."""
+    """train.auto_resume, features.gathered and loss.world_size_from, read from the subject's code,
+    not asserted."""
     from fgclip import losses, train
     from fgclip_doctor.sources.code.reader.resume import find_resume
     from fgclip_doctor.sources.code.reader.source import Notes, parse_file
@@ -78,6 +79,11 @@ def _read_subject_behaviour(facts: Facts) -> None:
         facts.set("train.auto_resume", resume.auto, f"{resume.source} ({resume.how}, static reader)")
     gathers = "gather_features" in losses.GlobalContrastiveLoss.forward.__code__.co_names
     facts.set("features.gathered", gathers, "fgclip/losses.py GlobalContrastiveLoss.forward (calls gather_features)")
+    # The world the loss counts: gather_features asks world(), which asks torch.distributed.
+    if "world" in losses.gather_features.__code__.co_names and "get_world_size" in losses.world.__code__.co_names:
+        facts.set("loss.world_size_from", "torch.distributed", "fgclip/losses.py world() (dist.get_world_size)")
+    else:
+        facts.mark_unknown("loss.world_size_from", "fgclip/losses.py: gather_features's world size not read")
 
 
 def _bank_wraps() -> bool:
@@ -111,7 +117,6 @@ def subject_facts(
     from fgclip.config import FGCLIPConfig
 
     _read_subject_behaviour(facts)
-    facts.set("loss.world_size_from", "torch.distributed", "fgclip/losses.py gather_features (dist.get_world_size)")
     shaping = {f.name for cls in (train.ModelArguments, train.DataArguments) for f in dataclasses.fields(cls)}
     blocked = [src for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
     if blocked:
