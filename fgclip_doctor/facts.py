@@ -6,6 +6,7 @@ A fact that is not known is simply absent; checks turn absence into SKIP with a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,28 @@ class Facts:
                 why for name, why in self._why_unknown.items() if name in text and name.rstrip(".") not in self._facts
             )
         )
+
+    def why(self, name: str) -> list[str]:
+        """Why the fact `name` is absent: the reasons recorded for it, for a prefix of it
+        ("bank."), or, for a name with placeholders (`candidates.<term>`), for a name it covers."""
+        if name in self._facts:
+            return []
+        covers = re.compile(re.sub(r"<[a-z_]+>", r"[^.]+", re.escape(name)))
+        return list(
+            dict.fromkeys(
+                why
+                for key, why in self._why_unknown.items()
+                if key == name or (key.endswith(".") and name.startswith(key)) or covers.fullmatch(key)
+            )
+        )
+
+    def covers(self, name: str) -> bool:
+        """Whether `name` is known; a name with placeholders (`scale.<scale>.init`) when any
+        name it stands for is."""
+        if "<" not in name:
+            return name in self._facts
+        pattern = re.compile(re.sub(r"<[a-z_]+>", r"[^.]+", re.escape(name)))
+        return any(pattern.fullmatch(n) for n in self._facts)
 
     def set(self, name: str, value: Any, source: str) -> None:
         """Record `name = value`, citing `source`. A value of None is ignored (unknown stays unknown)."""

@@ -6,7 +6,8 @@ JSON schema (stable; extra top-level keys come from `Report.extra`):
     {"tool": "fgclip-doctor", "version": str, "command": str, "target": str | null,
      "facts": {name: {"value": any, "source": str}},
      "findings": [{"code", "rule", "status": "PASS|WARN|FAIL|SKIP", "severity": "fail|warn",
-                   "measured", "expected", "message", "fix", "sources": [str], "subject": str}],
+                   "measured", "expected", "message", "fix", "sources": [str], "subject": str,
+                   "missing": [str]}],  # missing: a SKIP's absent facts (vocabulary names)
      "summary": {"pass": int, "warn": int, "fail": int, "skip": int},
      "exit_code": 0 | 1}
 
@@ -89,6 +90,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "fix": f.fix,
         "sources": list(f.sources),
         "subject": f.subject,
+        "missing": list(f.missing),
     }
 
 

@@ -38,6 +38,7 @@ LABEL_STYLE = "dim"
 INDENT = 2  # a block's body under its header
 GAP = 2  # between grid columns
 MIN_WRAP = 20  # a grid column narrower than this reads badly: lay the table out as label + rest
+MIN_REASON = 40  # a SKIP's reason wraps under its column when the column leaves this much room
 
 
 def unique_sources(sources: Iterable[str]) -> list[str]:
@@ -77,22 +78,29 @@ def _labelled(label: str, body: str, width: int) -> list[Text]:
 
 
 def _measured_expected(f: Finding, width: int) -> list[Text]:
-    measured, expected = display(f.measured or "—"), display(f.expected or "—")
+    """`  measured: a   expected: b` (on two lines when one does not fit); a side that is empty
+    (a SKIP measured nothing) is left out, and the line too when both are."""
+    pairs = [
+        (label, display(value)) for label, value in (("measured:", f.measured), ("expected:", f.expected)) if value
+    ]
     one = Text(" " * INDENT)
-    one.append("measured:", style=LABEL_STYLE)
-    one.append(f" {measured}   ")
-    one.append("expected:", style=LABEL_STYLE)
-    one.append(f" {expected}")
-    if cell_len(one.plain) <= width:
-        return [one]
-    return _labelled("measured:", measured, width) + _labelled("expected:", expected, width)
+    for i, (label, value) in enumerate(pairs):
+        one.append("   " if i else "")
+        one.append(label, style=LABEL_STYLE)
+        one.append(f" {value}")
+    if not pairs or cell_len(one.plain) <= width:
+        return [one] if pairs else []
+    return [line for label, value in pairs for line in _labelled(label, value, width)]
 
 
 def _sources(f: Finding, width: int) -> list[Text]:
-    """`  from: a · b · c` wrapped as one paragraph; `path:line --flag` never broken."""
+    """`  from: a · b · c` wrapped as one paragraph; `path:line --flag` never broken; no line
+    when the finding cites nothing."""
     label = "from:"
     text = Text(label, style=LABEL_STYLE)
-    items = [display(s) for s in unique_sources(f.sources)] or ["—"]
+    items = [display(s) for s in unique_sources(f.sources)]
+    if not items:
+        return []
     for i, item in enumerate(items):
         text.append(" ")
         text.append(item)
@@ -137,9 +145,8 @@ def finding_block(group: Finding | list[Finding], width: int) -> list[Text]:
         header.append(", ")
         header.append(display(other.subject), style="bold")
     lines = wrap(header, width, indent=len(Status(f.status).value) + 1, first_indent=0)
-    for g in group:
-        if g.message:
-            lines += wrap(display(g.message), width, indent=INDENT, first_indent=INDENT)
+    for message in dict.fromkeys(g.message for g in group if g.message):  # each said once
+        lines += wrap(display(message), width, indent=INDENT, first_indent=INDENT)
     lines += _measured_expected(f, width)
     lines += _sources(f, width)
     if f.fix:
@@ -160,7 +167,7 @@ def _one_line_groups(findings: list[Finding]) -> list[Finding]:
         if (
             last is not None
             and (last.code, last.status) == (f.code, f.status)
-            and (Status(f.status) is not Status.SKIP or last.message == f.message)
+            and (Status(f.status) is not Status.SKIP or _reason(last) == _reason(f))
         ):
             groups[-1].append(f)
         else:
@@ -173,29 +180,47 @@ def _one_line_groups(findings: list[Finding]) -> list[Finding]:
         subjects = ", ".join(dict.fromkeys(f.subject for f in g if f.subject))
         tails = " · ".join(dict.fromkeys(_tail(f) for f in g if _tail(f)))
         is_skip = Status(g[0].status) is Status.SKIP
+        reason = _reason(g[0]).replace("\0", "each")
+        reason = re.sub(r"\b([Tt])he each\b", lambda m: "Each" if m.group(1) == "T" else "each", reason)
         out.append(
-            replace(
-                g[0], subject=subjects, measured="" if is_skip else tails, message=g[0].message if is_skip else tails
-            )
+            replace(g[0], subject=subjects, measured="" if is_skip else tails, message=reason if is_skip else tails)
         )
     return out
 
 
+def _reason(f: Finding) -> str:
+    """A SKIP's reason with its subject as a hole: the same reason for several subjects
+    ("the global loss's floor ...", "the region loss's floor ...") is said once, for each."""
+    if not f.subject:
+        return f.message
+    return re.sub(rf"\b{re.escape(f.subject)}\b", "\0", f.message)
+
+
 def one_liners(findings: list[Finding], width: int) -> list[Text]:
-    """One line per rule and status: status, code, rule · subject(s), then what was measured (a
-    SKIP: its reason); heads aligned, each line cut at a word boundary to the width."""
+    """One line per rule and status: status, code, rule · subject(s), then what was measured,
+    heads aligned, cut at a word boundary to the width. A SKIP's reason is never cut: it wraps,
+    its lines under the reason's column (or indented, when that column leaves too little room)."""
     findings = _one_line_groups(findings)
     heads = [_head(f) for f in findings]
-    pad = min(max((cell_len(h.plain) for h in heads), default=0), width // 2)
+    widest: dict[Status, int] = {}  # heads aligned within each status (passes, then skips)
+    for f, head in zip(findings, heads):
+        widest[Status(f.status)] = max(widest.get(Status(f.status), 0), cell_len(head.plain))
     lines = []
     for f, head in zip(findings, heads):
+        pad = min(widest[Status(f.status)], width // 2)
         line = _status(f)
         line.append(" ")
         line.append_text(head)
         line.append(" " * max(0, pad - cell_len(head.plain)) + "  ")
-        line.append(display(_tail(f) or ""), style="dim" if Status(f.status) is Status.SKIP else "")
+        column = cell_len(line.plain)
+        skip = Status(f.status) is Status.SKIP
+        line.append(display(_tail(f) or ""), style="dim" if skip else "")
         line.rstrip()
-        lines.append(truncate(line, width))
+        if not skip:
+            lines.append(truncate(line, width))
+            continue
+        under = column if width - column >= MIN_REASON else 2 * INDENT
+        lines += wrap(line, width, indent=under, first_indent=0)
     return lines
 
 

@@ -27,6 +27,7 @@ SCHEMA_FINDING = {
     "fix": str,
     "sources": list,
     "subject": str,
+    "missing": list,
 }
 
 
@@ -53,7 +54,8 @@ def validate(doc: dict, extra: set[str] = frozenset()) -> None:
             assert isinstance(f[key], typ), key
         assert f["status"] in {"PASS", "WARN", "FAIL", "SKIP"}
         assert f["severity"] in {"fail", "warn"}
-        assert all(isinstance(s, str) for s in f["sources"])
+        assert all(isinstance(s, str) for s in f["sources"] + f["missing"])
+        assert not f["missing"] or f["status"] == "SKIP"
     assert set(doc["summary"]) == {"pass", "warn", "fail", "skip"}
     assert all(isinstance(v, int) for v in doc["summary"].values())
     assert doc["exit_code"] in (0, 1)

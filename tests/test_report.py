@@ -95,6 +95,7 @@ def test_json_schema():
         "fix": "clamp it",
         "sources": ["train.sh:3 --scale"],
         "subject": "global",
+        "missing": [],
     }
     empty = to_json(Report("check-data", None, Facts(), []))
     validate(empty)

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (80, 100, 200)
 HEADER = re.compile(r"^(FAIL|WARN|PASS|SKIP) (FGD\d{3}) ")
 ANSI = re.compile(r"\x1b\[")
+EMPTY_LABEL = re.compile(r"(measured|expected|from): —")
 runner = CliRunner()
 
 
@@ -59,6 +60,7 @@ def check_layout(text: str, findings: list[dict], width: int, verbose: bool = Fa
     their words split across lines."""
     lines = text.splitlines()
     assert max(cell_len(line) for line in lines) <= width, max(lines, key=cell_len)
+    assert not EMPTY_LABEL.search(text), EMPTY_LABEL.search(text)  # no `measured: —` / `from: —`
     found = blocks(text)
     statuses = [HEADER.match(h).group(1) for h, _ in found]
     rank = ["FAIL", "WARN", "PASS", "SKIP"]
@@ -76,12 +78,12 @@ def check_layout(text: str, findings: list[dict], width: int, verbose: bool = Fa
         ]
         assert len(mine) == 1, (f, found)
         block = mine[0]
-        assert f"measured: {norm(shorten_paths(f['measured']))}" in block
-        assert f"expected: {norm(shorten_paths(f['expected']))}" in block
-        assert "from: " in block
+        for label in ("measured", "expected"):  # a side with nothing to say has no label at all
+            assert (f"{label}: {norm(shorten_paths(f[label]))}" in block) == bool(f[label]), (label, block)
+        assert ("from: " in block) == bool(f["sources"]), block
         for source in f["sources"]:
             assert norm(shorten_paths(source)) in block, source
-        assert f"fix: {norm(shorten_paths(f['fix']))}" in block
+        assert (f"fix: {norm(shorten_paths(f['fix']))}" in block) == bool(f["fix"]), block
         for word in (shorten_paths(f["message"]) + " " + shorten_paths(f["fix"])).split():
             assert word in tokens, word  # whole, on one line
 

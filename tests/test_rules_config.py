@@ -326,7 +326,7 @@ def test_bank_active_checkpoint_form_and_skips():
     [f] = check("bank-active", facts_of(bank__enabled=False))
     assert f.status is Status.SKIP and f.message == "no memory bank in this model"
     [f] = check("bank-active", facts_of(drop=NO_LENGTH))
-    assert f.status is Status.SKIP and "run length unknown" in f.message
+    assert f.status is Status.SKIP and "train.optimizer_steps" in f.message
 
 
 def test_bank_size():
@@ -360,7 +360,8 @@ def test_step_units_skip_reason():
     [f] = check("step-units", facts_of(drop=NO_LENGTH))
     assert f.status is Status.SKIP
     assert f.message == (
-        "run length unknown: give max_steps, or readable annotations / --dataset-size with num_train_epochs"
+        "not known: train.optimizer_steps: give max_steps, or readable annotations / --dataset-size "
+        "with num_train_epochs"
     )
     assert check("step-units", facts_of(bank__enabled=False))[0].status is Status.SKIP
     [f] = check("step-units", facts_of(bank__warmup_forward_calls=320))  # reached at the last call

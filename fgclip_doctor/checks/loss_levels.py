@@ -63,7 +63,7 @@ def loss_floor(facts: Facts, ctx: RuleContext) -> list[Finding]:
         chance_n, floor_n = f"loss.chance.{term}", f"loss.floor.{term}"
         src = ctx.sources_of(facts, floor_n, chance_n)
         if floor_n not in facts:
-            out.append(ctx.skip(f"the scale of the {term} logits is not known: no floor", src, term))
+            out.append(ctx.skip(f"not known: {floor_n} (the scale of its logits is not known)", src, term))
             continue
         chance, floor = float(facts.value(chance_n)), float(facts.value(floor_n))
         ratio = floor / chance if chance > 0 else math.nan

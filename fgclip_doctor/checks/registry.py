@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.phrases import in_words
 
 if TYPE_CHECKING:
     from fgclip_doctor.settings import Settings
@@ -76,6 +77,7 @@ class Finding:
     fix: str
     sources: tuple[str, ...] = ()
     subject: str = ""
+    missing: tuple[str, ...] = ()  # a SKIP: the facts it needed and did not have (vocabulary names)
 
 
 RuleFunc = Callable[[Facts, "RuleContext"], "Finding | list[Finding]"]
@@ -358,9 +360,10 @@ def run_rules(facts: Facts, where: str, settings: Settings | None = None, *, com
                 f"rule {r.code} {r.name} must return a Finding or a non-empty list "
                 f"of Findings (use ctx.skip(reason)), got {result!r}"
             )
-        for f in produced:  # a SKIP names why its missing facts are unknown (e.g. the launch flag)
-            if f.status is Status.SKIP and (why := facts.why_unknown(f.message)):
-                f.message += " — " + "; ".join(why)
+        for f in produced:  # a SKIP says its missing facts in words, and why each is unknown
+            if f.status is Status.SKIP:
+                f.message, names = in_words(f.message, facts.why, facts.covers)
+                f.missing = tuple(names)
         findings.extend(produced)
     return findings
 

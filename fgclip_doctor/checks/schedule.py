@@ -26,7 +26,7 @@ TIMING_FACTS = (
     "train.forward_calls",
 )
 RUN_LENGTH_UNKNOWN = (
-    "run length unknown: give max_steps, or readable annotations / --dataset-size with num_train_epochs"
+    "not known: train.optimizer_steps: give max_steps, or readable annotations / --dataset-size with num_train_epochs"
 )
 
 

@@ -238,7 +238,8 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.passed(fmt_scale(v), expected, f"{s} {what} {fmt_scale(v)}", src, s))
     return out or [
         ctx.skip(
-            "not known: scale.clamp and every scale.<scale>.value / .init (the model source or a checkpoint gives them)"
+            "not known: scale.clamp, scale.<scale>.value / scale.<scale>.init "
+            "(the model source or a checkpoint gives them)"
         )
     ]
 
@@ -385,8 +386,7 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.skip("; ".join(unproven), src, s))
     return out or [
         ctx.skip(
-            "scale values unknown: scale.<scale>.value and "
-            "train.optimizer_steps_done come from a checkpoint (inspect-ckpt) or "
-            "a live run"
+            "not known: scale.<scale>.init / scale.<scale>.value (a checkpoint's config.json and "
+            "weights, or a live run, give them)"
         )
     ]

@@ -51,6 +51,7 @@ def build_report(
     latest = ckpts[-1]
     facts = latest.facts
     trajectory_facts(ckpts, facts)
+    facts.mark_unknown("train.auto_resume", "inspect-ckpt reads no training code: check-config on the launch tells")
     findings = run_rules(facts, "K", settings, command="inspect-ckpt")
     sections = [("Checkpoint", summary_table(facts))]
     if facts.value("history.loss_keys"):
@@ -61,10 +62,9 @@ def build_report(
         _plot(facts, plot)
     target = ", ".join(display_path(p) for p in paths)
     layout = facts.value("ckpt.layout")
-    lines = [
-        f"fgclip-doctor inspect-ckpt · {target} · {layout} · step {latest.step} · "
-        f"{len(ckpts)} checkpoint{'s' if len(ckpts) > 1 else ''}"
-    ]
+    step = [f"step {latest.step}"] if latest.step is not None else []  # a bare weights file has none
+    count = f"{len(ckpts)} checkpoint{'s' if len(ckpts) > 1 else ''}"
+    lines = [" · ".join(["fgclip-doctor inspect-ckpt", target, str(layout), *step, count])]
     if layout not in ("fgclip", "fgclip-v1"):
         lines.append(
             f"{layout} layout: not FG-CLIP; the rules that need FG-CLIP's scales, bank or "

@@ -37,6 +37,8 @@ def derive_run(facts: Facts) -> None:
         src = "num_train_epochs × ceil(dataset_size ÷ (per_device × world)) ÷ accumulation"
     else:
         steps = None
+        for why in facts.why("train.max_steps") + facts.why("train.dataset_size") + facts.why("train.epochs"):
+            facts.mark_unknown("train.optimizer_steps", why)  # the run's length: why its parts are not known
     if steps is not None:
         facts.set("train.optimizer_steps", steps, src)
         facts.set("train.forward_calls", forward_calls(steps, accum), "optimizer_steps × accumulation")
@@ -241,6 +243,9 @@ def set_levels(facts: Facts, term: str, parts: list[tuple[float, float]], how: s
             sum(w * loss_floor(n, s, kind) for w, n in parts),
             f"{kind} floor at {name} = {s:.4g} (T {math.exp(s):.3g}): {how}",
         )
+    elif (scale := TERM_SCALE.get(term.split("/")[0])) is not None:  # why the floor is absent
+        for why in facts.why(f"scale.{scale}.init"):
+            facts.mark_unknown(f"loss.floor.{term}", why)
 
 
 def derive_temperatures(facts: Facts) -> None:

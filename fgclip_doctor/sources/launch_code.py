@@ -29,6 +29,21 @@ from fgclip_doctor.sources.launch.target import (
     unknown_directory,
 )
 
+#: What only a launch's code can say (absent when its reader did not establish it).
+CODE_ONLY = (
+    "code.",
+    "scale.",
+    "loss.",
+    "features.",
+    "bank.",
+    "optim.",
+    "model.",
+    "text.",
+    "train.auto_resume",
+    "data.max_boxes",
+    "data.num_hard_negatives",
+)
+
 #: Run facts and the dests that give them, first match in the code's parser (HF spelling, then
 #: open_clip's argparse spelling).
 FACT_DESTS = (
@@ -101,6 +116,13 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
     if launch_directory(view) is None:  # what only the code says: absent, and why
         for prefix in ("code.", "scale.", "loss."):
             facts.mark_unknown(prefix, unknown_directory(view, view.entry))
+    else:
+        unread = [n for n in reading.notes if "the training code was not read" in n]
+        why = unread[0] if unread else f"{view.entry} was read as text (never run) and does not establish it"
+        for prefix in CODE_ONLY:
+            facts.mark_unknown(prefix, why)
+        if reading.parser is None:  # run facts only from the launch's flags: a default is unknown
+            facts.mark_unknown("train.", unread[0] if unread else f"{view.entry}: no argument parser read")
     for name, fact in reading.facts.items():
         facts.set(name, fact.value, fact.source)
     if reading.parser is None:

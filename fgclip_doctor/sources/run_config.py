@@ -136,7 +136,11 @@ def _dataset_size(facts: Facts, view: TargetView, values: dict, dataset_size: in
         facts.set("train.dataset_size", dataset_size, "--dataset-size")
     elif data_path and where is None:
         facts.mark_unknown("train.dataset_size", unknown_directory(view, data_path))
-    elif where is not None and where.exists():
+    elif where is not None and not where.exists():
+        flag = view.flags.get("data_path")
+        cited = f" ({flag.source})" if flag is not None else ""
+        facts.mark_unknown("train.dataset_size", f"the annotations {data_path}{cited} are not on this machine")
+    elif where is not None:
         stats = annotation_stats(where, max_boxes=values.get("max_boxes") or 4)
         facts.set("train.dataset_size", stats.records, f"{data_path} ({stats.records} records counted)")
         if stats.sampled:

@@ -87,7 +87,22 @@ def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = 
     )
     if history is None and path.is_dir():
         row["note"] = "no trainer_state.json"
+    _why_absent(path, config is None, history is None, facts)
     return Checkpoint(path, step, facts, row)
+
+
+#: What a checkpoint's config.json and trainer_state.json (with the optimizer state) would give.
+FROM_CONFIG = ("scale.global.init", "scale.finegrained.init", "scale.hardneg.init", "scale.global.base", "model.")
+FROM_STATE = ("history.", "train.optimizer_steps_done", "train.learning_rate", "optim.", "schedule.")
+
+
+def _why_absent(path: Path, no_config: bool, no_state: bool, facts: Facts) -> None:
+    """Why the facts of a missing config.json / trainer_state.json are absent (for SKIP reasons)."""
+    label = display_path(path)
+    bare = f"{label} is a bare weights file, with no config.json or trainer_state.json beside it"
+    for absent, names, file in ((no_config, FROM_CONFIG, "config.json"), (no_state, FROM_STATE, "trainer_state.json")):
+        for name in names if absent else ():
+            facts.mark_unknown(name, bare if not path.is_dir() else f"{label} has no {file}")
 
 
 def _at(facts: Facts, key: str, step: int | None) -> float | None:

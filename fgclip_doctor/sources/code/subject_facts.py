@@ -155,6 +155,14 @@ def subject_facts(
             model = FGCLIPModel(cfg)
         note = f"{base} is not readable here: architecture and base scale unknown"
         facts.set("model.base_readable", False, note)
+        absent = f"the base model {base} ({sources['model_name_or_path']}) is not on this machine"
+        for name in ("scale.", "text.eos_token_id"):  # what only the base's weights and config give
+            facts.mark_unknown(name, absent)
+        if tokenizer is None:
+            given = margs.base_model or base
+            where = sources.get("base_model" if margs.base_model else "model_name_or_path")
+            why = f"the tokenizer folder {given} ({where}) is not on this machine"
+            facts.mark_unknown("text.tokenizer_eos_id", why)
         if margs.logit_scale_init_value is not None:
             for s in ("finegrained", "hardneg"):
                 facts.set(f"scale.{s}.init", margs.logit_scale_init_value, sources["logit_scale_init_value"])
