@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class DoctorInputError(Exception):
     """Unusable input: a missing file, a corrupt checkpoint, broken JSON, no launch in a script.
@@ -12,7 +14,14 @@ class DoctorInputError(Exception):
     def __init__(self, path: object, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{shown(self.path)}: {problem}")
+
+
+def shown(path: str) -> str:
+    """`path` as the user would type it: relative when it lies below the working directory (a
+    reader that resolved it still names it as the other errors do)."""
+    cwd = os.getcwd().rstrip(os.sep)
+    return path[len(cwd) + 1 :] if os.path.isabs(path) and path.startswith(cwd + os.sep) else path
 
 
 def read_error(path: object, err: OSError, expected: str = "a file") -> DoctorInputError:

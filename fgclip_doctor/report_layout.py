@@ -310,31 +310,39 @@ def _labelled_row(label: Text, body: list[Text], label_w: int, start: int, width
 
 
 def _tabbed(rows: list[list[Text]], width: int) -> list[Text]:
-    """label · value · source, in the fewest lines of: the source column at a tab stop (a value
-    wider than its column pushes that row's source along, wrapped back to the stop), or each
-    value beside its label with its sources on the lines below."""
+    """label · value · source, in the fewest lines of: the source column at a tab stop, or each
+    value beside its label with its sources on the lines below. At a tab stop, a row whose value
+    is wider than its column, or whose source has a word wider than the room left, puts its
+    source on its own lines under the value (never pushed along, never folded mid-path)."""
     label_w = min(max(cell_len(r[0].plain) for r in rows), max(10, width // 3))
     start = label_w + GAP
-    stops = sorted({cell_len(r[1].plain) for r in rows if start + cell_len(r[1].plain) + GAP + MIN_WRAP <= width})
-    layouts = []
-    for value_w in stops:
-        out: list[Text] = []
-        for label, value, source in rows:
-            text = value.copy()
-            if source.plain:
-                text.append(" " * (max(0, value_w - cell_len(value.plain)) + GAP))
-                text.append_text(source)
-            body = wrap(text, width, indent=start + value_w + GAP, first_indent=start)
-            out += _labelled_row(label, body, label_w, start, width)
-        layouts.append(out)
-    stacked: list[Text] = []
-    for label, value, source in rows:
+
+    def stacked(label: Text, value: Text, source: Text) -> list[Text]:
         body = wrap(value, width, indent=start, first_indent=start)
         if source.plain:
             body += wrap(source, width, indent=start + INDENT, first_indent=start + INDENT)
-        stacked += _labelled_row(label, body, label_w, start, width)
-    layouts.append(stacked)
-    return min(reversed(layouts), key=len)  # ties: the widest tab stop, then stacked last
+        return _labelled_row(label, body, label_w, start, width)
+
+    def beside(label: Text, value: Text, source: Text, value_w: int) -> list[Text] | None:
+        column = start + value_w + GAP
+        words = re.findall(r"[^ \t\n]+", source.plain)  # `path:line --flag` (glued by a NBSP) is one word
+        if cell_len(value.plain) > value_w or max(map(cell_len, words), default=0) > width - column:
+            return None
+        text = value.copy()
+        if source.plain:
+            text.append(" " * (value_w - cell_len(value.plain) + GAP))
+            text.append_text(source)
+        return _labelled_row(label, wrap(text, width, indent=column, first_indent=start), label_w, start, width)
+
+    stops = sorted({cell_len(r[1].plain) for r in rows if start + cell_len(r[1].plain) + GAP + MIN_WRAP <= width})
+    layouts = []
+    for value_w in reversed(stops):  # the widest stop first: it wins a tie
+        out: list[Text] = []
+        for label, value, source in rows:
+            out += beside(label, value, source, value_w) or stacked(label, value, source)
+        layouts.append(out)
+    layouts.append([line for label, value, source in rows for line in stacked(label, value, source)])
+    return min(layouts, key=len)  # ties: the widest tab stop, all stacked last
 
 
 def table_lines(table: Table, width: int) -> list[Text]:

@@ -28,12 +28,15 @@ def _fold_points(token: str, start: int, avail: int, first_avail: int) -> list[i
     """Offsets (relative to the whole string) where a too-long token is broken into pieces."""
     cuts, piece_start, room = [], 0, first_avail
     while cell_len(token[piece_start:]) > room:
-        best = None
+        best = glued = None
         for i in range(piece_start + 1, len(token)):
             if cell_len(token[piece_start:i]) > room:
                 break
             if token[i - 1] in FOLD_AFTER:
                 best = i
+            if token[i - 1] == NBSP:  # `path:line --flag` breaks before the flag first
+                glued = i
+        best = glued if glued is not None else best
         if best is None:  # no separator fits: cut at the width (a token, not a word)
             best = piece_start + 1
             while best < len(token) and cell_len(token[piece_start : best + 1]) <= room:
@@ -87,7 +90,9 @@ def wrap(text: Text | str, width: int, indent: int = 0, first_indent: int | None
     for i, (s, e) in enumerate(wrap_ranges(text.plain, width, indent, first)):
         line = Text(" " * (first if i == 0 else indent))
         line.append_text(text[s:e])
-        out.append(_unglue(line))
+        line = _unglue(line)
+        line.rstrip()  # a fold after a glued space leaves one at the end
+        out.append(line)
     return out
 
 

@@ -103,7 +103,8 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     facts.set("run.nproc_per_node", nproc, nproc_src)
     facts.set("run.nnodes", nnodes, nnodes_src)
     if nproc is not None and nnodes is not None:
-        facts.set("run.world_size", nproc * nnodes, f"{nproc_src} × {nnodes_src}")
+        both = nproc_src if nproc_src == nnodes_src else f"{nproc_src} × {nnodes_src}"  # one flag gives both
+        facts.set("run.world_size", nproc * nnodes, both)
     else:
         facts.mark_unknown(
             "run.world_size", WORLD_UNKNOWN.get(view.launcher, nproc_src if nproc is None else nnodes_src)

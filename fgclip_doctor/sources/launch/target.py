@@ -225,6 +225,13 @@ def refuse_own_fgclip(view: TargetView) -> None:
         )
 
 
+#: Every kind of target check-config and live take, for the error that refuses anything else.
+TARGET_KINDS = (
+    "a launch script (.sh), a training script (.py, its arguments after --), an args file "
+    "(.json / .yaml), or a module (-m MODULE)"
+)
+
+
 def live_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
     """The launch `live` runs (None: the bundled default run), refused when it cannot run here."""
     view = program_target(target, module, argv) or (read_target(target) if target is not None else None)
@@ -247,7 +254,7 @@ def read_target(target: Path | TargetView | None, environ: dict[str, str] | None
     if not path.exists():
         raise DoctorInputError(path, "no such file or directory")
     if path.is_dir():
-        raise DoctorInputError(path, "is a directory: give a launch script (.sh) or an args file (.json / .yaml)")
+        raise DoctorInputError(path, f"is a directory: give {TARGET_KINDS}")
     if path.suffix == ".py":
         return read_program_target(path, None, [])
     if path.suffix in (".json", ".yaml", ".yml"):
