@@ -50,7 +50,7 @@ class Facts:
             dict.fromkeys(
                 why
                 for key, why in self._why_unknown.items()
-                if key == name or (key.endswith(".") and name.startswith(key)) or covers.fullmatch(key)
+                if key == name or (key.endswith(".") and _under(name, key)) or covers.fullmatch(key)
             )
         )
 
@@ -106,6 +106,13 @@ class Facts:
         for name, fact in sorted(self._facts.items()):
             out[name] = {"value": _jsonable(fact.value), "source": fact.source}
         return out
+
+
+def _under(name: str, prefix: str) -> bool:
+    """`name` lies under `prefix` ("scale.hardneg."); a placeholder segment of the name
+    (`scale.<scale>.init`) stands for any."""
+    parts, head = name.split("."), prefix.rstrip(".").split(".")
+    return len(parts) > len(head) and all(p == h or p.startswith("<") for p, h in zip(parts, head))
 
 
 def _jsonable(value: Any) -> Any:

@@ -66,7 +66,8 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     copies = [s for s in SCALES if s not in scales and facts.value(scale_fact(s, "init_from")) == COPY]
     out = [_copied(facts, ctx, s, tuning) for s in copies]
     if not scales:
-        return out or [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init " + _init_hint(facts))]
+        hint = _init_hint(facts) if ctx.command == "check-config" else "(a checkpoint's config.json gives them)"
+        return out or [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init " + hint)]
     base = facts.value(base_name)
     for s in scales:
         init_name = scale_fact(s, "init")

@@ -21,6 +21,7 @@ from fgclip_doctor.sources.checkpoint.run_folder import checkpoint_step, list_ch
 from fgclip_doctor.sources.checkpoint.weights import open_weights, read_config, scan_facts, weight_facts
 from fgclip_doctor.sources.derived import derive_checkpoint_candidates
 from fgclip_doctor.sources.files import display_path
+from fgclip_doctor.vocabulary import SCALE_PARAMS
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -88,6 +89,11 @@ def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = 
     if history is None and path.is_dir():
         row["note"] = "no trainer_state.json"
     _why_absent(path, config is None, history is None, facts)
+    for scale in SCALE_PARAMS:  # a layout without the scale: nothing a config could add to it
+        if scale not in row["scales"]:
+            facts.mark_unknown(
+                f"scale.{scale}.", f"{display_path(path)} holds no {SCALE_PARAMS[scale]} ({row['layout']})"
+            )
     return Checkpoint(path, step, facts, row)
 
 
