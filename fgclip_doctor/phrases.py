@@ -225,6 +225,11 @@ def fact_names(text: str) -> list[str]:
     return list(dict.fromkeys(m.group(0) for m in _ID.finditer(text) if phrase(m.group(0)) is not None))
 
 
+def say_names(text: str) -> str:
+    """Every fact name in `text` replaced by its phrase (for the table; JSON keeps the names)."""
+    return _ID.sub(lambda m: phrase(m.group(0)) or m.group(0), text)
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -258,7 +263,7 @@ def in_words(
     sentence after ` — `, each once."""
     names = [n for n in fact_names(message) if not known(n)]
     if not names:
-        return _ID.sub(lambda m: phrase(m.group(0)) or m.group(0), message), []
+        return say_names(message), []
     text = message
     head = re.match(r"not (known|measured): ([^(—;:]*?)(?=$| \(| — |; |: )", text)
     parts = _LIST_SEP.split(head.group(2)) if head else []
@@ -270,7 +275,7 @@ def in_words(
         for item in items:  # a hint that restates the phrase: "(the groups, read from ...)" -> "(read from ...)"
             text = re.sub(rf" \({re.escape(item)}\)", "", text, count=1, flags=re.IGNORECASE)
             text = re.sub(rf"\({re.escape(item)}[,;] ", "(", text, count=1, flags=re.IGNORECASE)
-    text = _ID.sub(lambda m: phrase(m.group(0)) or m.group(0), text)
+    text = say_names(text)
     reasons = list(dict.fromkeys(r for name in names for r in why(name) if r and r not in text))
     if reasons:
         text += " — " + "; ".join(reasons)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from rich.cells import cell_len
 from rich.text import Text
 
+from fgclip_doctor.phrases import say_names
+
 FOLD_AFTER = "/\\:;,=&|?)."  # a token wider than a line may break after one of these
 ELLIPSIS = "…"
 NBSP = "\xa0"  # a space the wrapper never breaks at (`path:line --flag` stays on one line)
@@ -108,8 +110,9 @@ def glue(text: str) -> str:
 
 
 def display(text: str) -> str:
-    """A report string as the table shows it: paths shortened, `path:line --flag` unbreakable."""
-    return glue(shorten_paths(text))
+    """A report string as the table shows it: fact names in words, paths shortened,
+    `path:line --flag` unbreakable."""
+    return glue(shorten_paths(say_names(text)))
 
 
 def truncate(text: Text | str, width: int) -> Text:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from fgclip_doctor.checks.registry import Finding, Status
 from fgclip_doctor.cli import app
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.phrases import say_names
 from fgclip_doctor.report import Report, render, to_json
 from fgclip_doctor.terminal import colour_wanted, terminal_width
 from fgclip_doctor.text_wrap import shorten_paths, truncate, wrap
@@ -54,6 +55,11 @@ def blocks(text: str) -> list[tuple[str, str]]:
     return [(h, norm(" ".join(ls))) for h, ls in out if h]
 
 
+def shown(text: str) -> str:
+    """A report string as the table shows it (fact names in words, paths shortened), spaces as typed."""
+    return shorten_paths(say_names(text))
+
+
 def check_layout(text: str, findings: list[dict], width: int, verbose: bool = False) -> None:
     """No line over `width`; FAIL, then WARN, then the one-liners; every problem (every finding
     with `verbose`) a block with its message, measured, expected, sources and fix, none of
@@ -74,17 +80,17 @@ def check_layout(text: str, findings: list[dict], width: int, verbose: bool = Fa
             for h, b in found
             if h.startswith(f"{f['status']} {f['code']} {f['rule']}")
             and f["subject"] in h
-            and norm(shorten_paths(f["message"])) in b
+            and norm(shown(f["message"])) in b
         ]
         assert len(mine) == 1, (f, found)
         block = mine[0]
         for label in ("measured", "expected"):  # a side with nothing to say has no label at all
-            assert (f"{label}: {norm(shorten_paths(f[label]))}" in block) == bool(f[label]), (label, block)
+            assert (f"{label}: {norm(shown(f[label]))}" in block) == bool(f[label]), (label, block)
         assert ("from: " in block) == bool(f["sources"]), block
         for source in f["sources"]:
-            assert norm(shorten_paths(source)) in block, source
-        assert (f"fix: {norm(shorten_paths(f['fix']))}" in block) == bool(f["fix"]), block
-        for word in (shorten_paths(f["message"]) + " " + shorten_paths(f["fix"])).split():
+            assert norm(shown(source)) in block, source
+        assert (f"fix: {norm(shown(f['fix']))}" in block) == bool(f["fix"]), block
+        for word in (shown(f["message"]) + " " + shown(f["fix"])).split():
             assert word in tokens, word  # whole, on one line
 
 
