@@ -41,10 +41,12 @@ class Facts:
         )
 
     def why(self, name: str) -> list[str]:
-        """Why the fact `name` is absent: the reasons recorded for it, for a prefix of it
+        """Why the fact `name` is absent: the reason recorded for it; else those for a prefix of it
         ("bank."), or, for a name with placeholders (`candidates.<term>`), for a name it covers."""
         if name in self._facts:
             return []
+        if name in self._why_unknown:  # said of the fact itself: more precise than of its family
+            return [self._why_unknown[name]]
         covers = re.compile(re.sub(r"<[a-z_]+>", r"[^.]+", re.escape(name)))
         return list(
             dict.fromkeys(

@@ -55,7 +55,7 @@ def loss_floor(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per term with a known chance level."""
     terms = _terms(facts)
     if not terms:
-        return [ctx.skip("no loss term's chance level is known (candidates per row not known)")]
+        return [ctx.skip("not known: loss.chance.global (its candidates per row are not known)")]
     expectations = [parse_expectation(e) for e in ctx.expect]
     when = "at its start" if ctx.command == "check-config" else "now"
     out = []

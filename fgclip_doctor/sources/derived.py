@@ -104,6 +104,8 @@ def derive_checkpoint_candidates(facts: Facts) -> None:
             {"total": "loss"},
             facts.source("history.loss_keys") + " (FG-CLIP's loss is the weighted sum of its terms)",
         )
+    if not batch:
+        _why_no_chance(facts, "train.per_device_batch")
     if batch:
         gathered = facts.value("features.gathered")
         n = global_candidates(int(batch), world, bool(gathered))
@@ -248,6 +250,13 @@ def set_levels(facts: Facts, term: str, parts: list[tuple[float, float]], how: s
             facts.mark_unknown(f"loss.floor.{term}", why)
 
 
+def _why_no_chance(facts: Facts, *names: str) -> None:
+    """Why the global term has no chance level: why the facts its candidates come from are absent."""
+    for name in names:
+        for why in facts.why(name):
+            facts.mark_unknown("loss.chance.global", why)
+
+
 def derive_temperatures(facts: Facts) -> None:
     """`scale.<scale>.<kind>.temperature` = e^value for every known init, value and base."""
     for name in [n for n in facts if n.startswith("scale.") and n.endswith((".init", ".value", ".base"))]:
@@ -261,6 +270,8 @@ def derive_config_levels(facts: Facts) -> None:
     (FG-CLIP's global term sums the long- and short-caption losses: twice the one-loss level)."""
     subject = bool(facts.value("run.subject_known"))
     n = facts.value("candidates.global")
+    if not n:
+        _why_no_chance(facts, "candidates.global", "run.world_size", "train.per_device_batch")
     if n:
         parts = 2 if subject else 1
         set_levels(facts, "global", [(parts, n)], f"{parts} x level({n} candidates)")

@@ -74,6 +74,11 @@ def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = 
                 progress(done[0], total)
 
         row["nonfinite"] = sum(scan_facts(weights, facts, tick).values())
+    for scale in SCALE_PARAMS:  # a layout without the scale: the most precise reason, said first
+        for kind in ("init", "value") if scale not in row["scales"] else ():
+            why = f"{display_path(path)} holds no {SCALE_PARAMS[scale]} ({row['layout']})"
+            facts.mark_unknown(f"scale.{scale}.{kind}", why)
+    _why_absent(path, config is None, history is None, facts)
     derive_checkpoint_candidates(facts)
     step = checkpoint_step(path) if path.is_dir() else None
     step = facts.value("train.optimizer_steps_done", step)
@@ -88,18 +93,19 @@ def read_checkpoint(path: Path, scan: bool = False, progress: Progress | None = 
     )
     if history is None and path.is_dir():
         row["note"] = "no trainer_state.json"
-    _why_absent(path, config is None, history is None, facts)
-    for scale in SCALE_PARAMS:  # a layout without the scale: nothing a config could add to it
-        if scale not in row["scales"]:
-            facts.mark_unknown(
-                f"scale.{scale}.", f"{display_path(path)} holds no {SCALE_PARAMS[scale]} ({row['layout']})"
-            )
     return Checkpoint(path, step, facts, row)
 
 
 #: What a checkpoint's config.json and trainer_state.json (with the optimizer state) would give.
 FROM_CONFIG = ("scale.global.init", "scale.finegrained.init", "scale.hardneg.init", "scale.global.base", "model.")
-FROM_STATE = ("history.", "train.optimizer_steps_done", "train.learning_rate", "optim.", "schedule.")
+FROM_STATE = (
+    "history.",
+    "train.optimizer_steps_done",
+    "train.learning_rate",
+    "train.per_device_batch",
+    "optim.",
+    "schedule.",
+)
 
 
 def _why_absent(path: Path, no_config: bool, no_state: bool, facts: Facts) -> None:
