@@ -85,6 +85,18 @@ def test_a_reason_becomes_a_sentence_with_why():
     assert in_words("no memory bank in this model") == ("no memory bank in this model", [])
 
 
+def test_why_prefers_what_was_said_of_the_fact_itself():
+    facts = Facts()
+    facts.mark_unknown("loss.", "train.py was read as text")
+    facts.mark_unknown("loss.chance.global", "the world size is unknown here")
+    facts.mark_unknown("scale.hardneg.", "the weights hold no logit_scale_hardneg")
+    assert facts.why("loss.chance.global") == ["the world size is unknown here"]
+    assert facts.why("loss.global.kind") == ["train.py was read as text"]
+    assert facts.why("scale.<scale>.init") == ["the weights hold no logit_scale_hardneg"]  # covers hardneg
+    facts.set("loss.global.kind", "softmax", "train.py:3")
+    assert facts.why("loss.global.kind") == [] and facts.covers("loss.<term>.kind")
+
+
 def test_run_rules_says_the_skip_in_words_and_json_keeps_the_names():
     with scratch_registry():
 
