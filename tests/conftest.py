@@ -46,16 +46,29 @@ COMPAT_FILES = {
     "test_report.py",
     "test_safetensors_lazy.py",
     "test_settings.py",
+    "test_core_install.py",
 }
-
-
-def _compat_only(config) -> bool:
-    return config.getoption("markexpr", "") == "compat"
+# The reading tests on the core install, neither torch nor transformers (`-m core`, .ci/run's third
+# venv): files that import neither at the top; their tests that need torch skip and say why.
+CORE_FILES = {
+    "test_core_install.py",
+    "test_args.py",
+    "test_check_config_code.py",
+    "test_check_data.py",
+    "test_cli_core.py",
+    "test_code_reader.py",
+    "test_data_formats.py",
+    "test_launch.py",
+    "test_registry.py",
+    "test_settings.py",
+}
+_ONLY = {"compat": COMPAT_FILES, "core": CORE_FILES}  # `-m NAME` collects only these files
 
 
 def pytest_ignore_collect(collection_path, config):
-    if _compat_only(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        return collection_path.name not in COMPAT_FILES or None
+    only = _ONLY.get(config.getoption("markexpr", ""))
+    if only is not None and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return collection_path.name not in only or None
     return None
 
 
@@ -63,11 +76,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in COMPAT_FILES:
             item.add_marker(pytest.mark.compat)
+        if item.path.name in CORE_FILES:
+            item.add_marker(pytest.mark.core)
 
 
 def pytest_runtest_setup(item):
     if item.get_closest_marker("subject") is not None:
         skip_without_subject()
+    if item.get_closest_marker("transformers") is not None:
+        from fgclip_doctor.environment import transformers_version
+
+        if transformers_version() is None:
+            pytest.skip("types flags against transformers' TrainingArguments: transformers is not installed")
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 from schema import exit_of
 from typer.testing import CliRunner
 
@@ -50,6 +50,7 @@ def tree(tmp_path: Path, name: str) -> Path:
     return dst
 
 
+@pytest.mark.transformers
 def test_fgclip_v1_launch(tmp_path):
     v1 = tree(tmp_path, "fgclip_v1")
     _, found, facts, _ = run(v1, "scripts/train.sh")
@@ -69,11 +70,12 @@ def test_fgclip_v1_launch(tmp_path):
     # once a checkpoint-* exists, the glob resume WARNs
     ckpt = v1 / "checkpoints" / "stage2" / "checkpoint-100"
     ckpt.mkdir(parents=True)
-    save_file({"logit_scale": torch.tensor(4.6052)}, str(ckpt / "model.safetensors"))
+    save_file({"logit_scale": np.array(4.6052, dtype=np.float32)}, str(ckpt / "model.safetensors"))
     _, found, _, _ = run(v1, "scripts/train.sh")
     assert status(found, "FGD401") == "WARN"
 
 
+@pytest.mark.transformers
 def test_fp16_fails_on_code_that_refuses_it_and_warns_elsewhere(tmp_path):
     v1 = tree(tmp_path, "fgclip_v1")
     script = v1 / "scripts/train.sh"
@@ -84,6 +86,7 @@ def test_fp16_fails_on_code_that_refuses_it_and_warns_elsewhere(tmp_path):
     assert "fgclip/train/train_fgclip.py:48" in " ".join(found[("FGD601", "")]["sources"])
 
 
+@pytest.mark.transformers
 def test_rejected_flag_fails_naming_its_line(tmp_path):
     v1 = tree(tmp_path, "fgclip_v1")
     script = (v1 / "scripts/train.sh").read_text().replace('--report_to "none"', '--report_to "none" --warmup 200')
@@ -145,6 +148,7 @@ def test_fork_multinode_launch_world_from_the_environment(tmp_path, monkeypatch,
     assert status(found, "FGD209") == verdict
 
 
+@pytest.mark.transformers
 def test_hf_clipmodel_on_8_gpus_shows_64_candidates_no_pass(tmp_path):
     hf = tree(tmp_path, "run_clip")
     _, found, facts, _ = run(hf, "train.sh")
@@ -178,6 +182,7 @@ def test_args_file_of_other_code_is_not_read_as_the_subject(tmp_path):
     assert skip["status"] == "SKIP" and "--logit_scale_init_value" not in skip["message"]
 
 
+@pytest.mark.transformers
 def test_training_script_and_module_targets(tmp_path):
     hf = tree(tmp_path, "run_clip")
     _, found, facts, _ = run(
@@ -200,6 +205,7 @@ def doctor(cwd: Path, *args: str, pythonpath: str = str(REPO)) -> subprocess.Com
     )
 
 
+@pytest.mark.transformers
 def test_fgclip_checkout_as_working_directory(tmp_path):
     """FG-CLIP's own package `fgclip` first on sys.path (`python -m`, PYTHONPATH=.): read, never imported."""
     v1 = tree(tmp_path, "fgclip_v1")

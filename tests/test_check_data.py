@@ -13,7 +13,6 @@ from schema import exit_of, validate
 from typer.testing import CliRunner
 
 import fgclip.boxes
-import fgclip.data
 from fgclip_doctor.checks.registry import Status, get_rule
 from fgclip_doctor.cli import app
 from fgclip_doctor.commands.check_data import build_report
@@ -33,6 +32,12 @@ DATA_RULES = (
     "record-malformed",
     "data-missing-images",
 )
+
+
+def subject_data():
+    """The subject's loader `fgclip.data` (it imports torch), or a skip where torch is not installed
+    (the core install: `-m core` in .ci/run's third venv)."""
+    return pytest.importorskip("fgclip.data", reason="the subject's loader fgclip.data needs torch, not installed here")
 
 
 def entry(bbox, caption="red circle", negs=NEGS, flag=1):
@@ -237,7 +242,7 @@ def test_json_list_streams_and_matches_the_loader(tmp_path):
     path.write_text(json.dumps(records))
     r = scan(path, ScanOptions(), workers=2)
     assert r.records == 21 and r.counts["zero_area"] == 1
-    assert r.records == len(fgclip.data.read_annotations(path))
+    assert r.records == len(subject_data().read_annotations(path))
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(records)[:-40])
     r = scan(broken, ScanOptions(), workers=1)
@@ -392,15 +397,16 @@ def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, args, needle):
 
 
 def test_loader_and_check_data_share_one_box_function(tmp_path, monkeypatch):
+    loader_module = subject_data()
     # by identity: the loader imported the very function check-data calls
-    assert fgclip.data.box_problem is fgclip.boxes.box_problem
+    assert loader_module.box_problem is fgclip.boxes.box_problem
     records = [rec(i) for i in range(4)] + [
         rec(4, [entry([0.5, 0.2, 0.3, 0.4]), entry([10, 20, 30, 40]), entry([0.1, 0.1, 0.5, 0.5])] * 2),
         rec(5, [entry([math.inf, 0, 1, 1]), entry([0.2, 0.2, 0.2, 0.5]), {"short_expr": "no box"}]),
     ]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
-    loader = fgclip.data.FGCLIPDataset(path, tmp_path, tokenizer=object())
+    loader = loader_module.FGCLIPDataset(path, tmp_path, tokenizer=object())
     r = scan(path, ScanOptions(), workers=1)
     doctor = Counter({c: r.counts[c] for c in data_scan.INVALID if r.counts[c]})
     doctor["out_of_range"] += doctor.pop("pixel_coords", 0)  # the loader does not split pixels out

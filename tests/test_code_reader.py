@@ -88,6 +88,7 @@ def test_the_trees_are_read_not_imported(v1, v2, oc, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.transformers
 def test_hf_parser_types_flags_and_rejects_what_the_run_would(v1):
     f = v1.facts
     assert f.value("code.parser") == "HfArgumentParser(ModelArguments, DataArguments, TrainingArguments)"

@@ -54,12 +54,15 @@ def plain_clip_script(folder: Path, extra: str = "") -> Path:
 # ---- what pip installs ---------------------------------------------------------------------------
 
 
-def test_the_core_leaves_the_users_transformers_alone():
+def test_the_live_extra_leaves_the_users_transformers_alone():
     tomllib = pytest.importorskip("tomllib")
     requirements = pytest.importorskip("packaging.requirements")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    core = {r.name: r for r in map(requirements.Requirement, project["dependencies"])}
-    spec = core["transformers"].specifier
+    parse = lambda reqs: {r.name: r for r in map(requirements.Requirement, reqs)}
+    core, extras = parse(project["dependencies"]), project["optional-dependencies"]
+    assert not {"torch", "transformers", "accelerate"} & set(core)  # the core reads; tests/test_core_install.py
+    live = parse(extras["live"])
+    spec = live["transformers"].specifier
     assert {v: spec.contains(v) for v in ("4.45.2", "4.46.0", "4.57.6", "5.24.0")} == {
         "4.45.2": False,  # below environment.LIVE_MIN: the floor pip enforces is the one live checks
         "4.46.0": True,
@@ -67,9 +70,8 @@ def test_the_core_leaves_the_users_transformers_alone():
         "5.24.0": True,
     }
     assert ".".join(map(str, environment.LIVE_MIN)) == "4.46"
-    assert "accelerate" not in core  # the user's Trainer brings its own; the subject's is in the extra
-    extras = project["optional-dependencies"]
-    subject = {r.name: r for r in map(requirements.Requirement, extras["subject"])}
+    assert "accelerate" not in live  # the user's Trainer brings its own; the subject's is in its extra
+    subject = parse(extras["subject"])
     assert not subject["transformers"].specifier.contains("4.57.6")
     assert subject["transformers"].specifier.contains("5.0.0") and "accelerate" in subject
     assert any(
@@ -99,17 +101,18 @@ def test_subject_commands_say_what_to_install(monkeypatch, version):
         result = runner.invoke(app, args)
         line = one_error_line(result.stderr)
         assert result.exit_code == 2, args
-        assert "fgclip-doctor[subject]" in line and "transformers>=5.0" in line, line
+        assert environment.install_command("subject") in line and "transformers>=5.0" in line, line
         assert (version or "not installed") in line
 
 
 def test_live_needs_the_users_trainer(monkeypatch, tmp_path):
     script = plain_clip_script(tmp_path)
-    for version, words in ((None, "transformers is not installed"), ("4.40.2", "(installed: 4.40.2)")):
+    for version, words in ((None, "transformers is not installed"), ("4.40.2", "transformers 4.40.2 is installed")):
         monkeypatch.setattr(environment, "transformers_version", lambda v=version: v)
         result = runner.invoke(app, ["live", str(script), "--steps", "2"])
         line = one_error_line(result.stderr)
         assert result.exit_code == 2 and words in line and "transformers>=4.46" in line, line
+        assert environment.install_command("live") in line
     assert not (tmp_path / "out").exists()
 
 

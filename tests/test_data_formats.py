@@ -10,10 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_check_data import DEFECTS, entry, rec
+from test_check_data import DEFECTS, entry, rec, subject_data
 from typer.testing import CliRunner
 
-from fgclip.data import FGCLIPDataset, read_annotations
 from fgclip_doctor.cli import app
 from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
@@ -127,8 +126,9 @@ def test_the_first_record_fgclip_crashes_on_is_reported(tmp_path):
 def test_the_subject_loader_reads_every_layout(tmp_path, monkeypatch, kind):
     recs = [r for r in records() if isinstance(r, dict)]  # the subject indexes records as dicts
     path = lay_out(kind, tmp_path, recs, monkeypatch)
-    assert read_annotations(path) == json.loads(json.dumps(recs))  # same records, same order
-    data = FGCLIPDataset(path, tmp_path, tokenizer=None)
+    loader = subject_data()
+    assert loader.read_annotations(path) == json.loads(json.dumps(recs))  # same records, same order
+    data = loader.FGCLIPDataset(path, tmp_path, tokenizer=None)
     assert len(data) == len(recs)
     assert data.dropped_boxes == Counter(malformed=2, inverted=2, zero_area=1, out_of_range=2, nonfinite=1, over_max=2)
 

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fgclip_doctor.environment import require_torch
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
 from fgclip_doctor.sources.files import display_path, read_text_file
@@ -240,11 +241,12 @@ def load_torch_file(path: object) -> object:
     """
     import pickle
 
-    import torch  # lazily: only .bin / .pt inputs pay for it
-
     p = Path(str(path))
     if not p.is_file():
         raise DoctorInputError(path, "no such file" if not p.exists() else "not a file")
+    require_torch(f"reading {p.name} (a torch pickle)")  # the core install has none
+    import torch  # lazily: only .bin / .pt inputs pay for it
+
     with p.open("rb") as fh:
         magic = fh.read(4)
     if not magic:

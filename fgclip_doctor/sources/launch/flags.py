@@ -7,6 +7,7 @@ source it came from (a flag's `path:line --flag`, or the default it fell back to
 
 from __future__ import annotations
 
+from fgclip_doctor.environment import quiet_transformers_without_torch
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.launch.target import TargetView
 
@@ -15,6 +16,7 @@ HF_DEFAULT = "transformers.TrainingArguments default"
 
 def _parser_for(view: TargetView):
     """HfArgumentParser over the subject's dataclasses, or transformers' TrainingArguments only."""
+    quiet_transformers_without_torch()
     from transformers import HfArgumentParser, TrainingArguments
 
     if view.is_subject:

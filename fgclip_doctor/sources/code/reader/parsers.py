@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from fgclip_doctor.environment import quiet_transformers_without_torch
 from fgclip_doctor.sources.code.reader.astutil import (
     UNKNOWN,
     call_name,
@@ -153,6 +154,7 @@ def _spec_from_type(tp: Any) -> tuple[str, Any, tuple | None, bool]:
 
 def installed_training_arguments() -> tuple[list[Option], str]:
     """Options of the installed transformers.TrainingArguments, or ([], why not)."""
+    quiet_transformers_without_torch()
     try:
         import transformers
         from transformers import TrainingArguments
@@ -160,7 +162,8 @@ def installed_training_arguments() -> tuple[list[Option], str]:
         return (
             [],
             f"transformers is not importable here ({type(err).__name__}): the fields of "
-            "the base TrainingArguments are unknown",
+            "the base TrainingArguments are unknown (the transformers your training uses types "
+            "them, and needs no torch for it)",
         )
     try:
         hints = typing.get_type_hints(TrainingArguments)
