@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 from fgclip.config import LN_100
 from fgclip.data import FGCLIPDataset, collate
 from fgclip.losses import GlobalContrastiveLoss
+from fgclip.synthetic import PRETRAIN_STEPS
 
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -54,13 +56,15 @@ def tiny_clip_config(
 def pretrain_base(
     data_dir: Path,
     out_dir: Path,
-    steps: int = 300,
+    steps: int = PRETRAIN_STEPS,
     batch_size: int = 32,
     lr: float = 2e-3,
     image_size: int = 64,
     seed: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Pretrain the tiny base on `data_dir/train.jsonl` and save it to `out_dir`; returns a summary."""
+    """Pretrain the tiny base on `data_dir/train.jsonl` and save it to `out_dir`; returns a summary.
+    `progress(1)` is called after each optimizer step."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(data_dir / "tokenizer")
@@ -105,6 +109,8 @@ def pretrain_base(
             sched.step()
             losses.append(float(out.loss.detach()))
             step += 1
+            if progress is not None:
+                progress(1)
             if step >= steps:
                 break
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Presets: flag lists prepended to the command line (argparse keeps the last value, so yours win).
 
 `tiny`     healthy CPU fine-tune of the tiny base on the synthetic data.
-`seed-bug` the same fine-tune with the team's three mistakes (../shared/seed): new scales start
+`seed-bug` the same fine-tune with the team's three mistakes (docs/seed-incident.md): new scales start
            at 2.6592 (T 14.3) while the base sits at ln 100; bank warmup 400 forward calls with
            gradient accumulation 8 (optimizer step 50) in a 40-step run that never reaches it;
            and the auto-resume that FG-CLIP's train script always does.
@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import TextIO
 
 
 def default_cache() -> Path:
@@ -40,16 +42,33 @@ SEED_BUG = (
 PRESETS = {"tiny": TINY, "seed-bug": SEED_BUG}
 
 
-def ensure_synthetic(root: Path | None = None) -> Path:
-    """The synthetic data + tiny base under `root` (default_cache()), generated on first use (about a
-    minute on a CPU)."""
+#: a first use's generation on one free CPU core (measured 24 s); a busy machine takes longer
+FIRST_USE_SECONDS = 30
+
+
+def ensure_synthetic(root: Path | None = None, say: TextIO | None = None) -> Path:
+    """The synthetic data + tiny base under `root` (default_cache()), generated on first use.
+
+    A first use says so in one line on `say` (default stdout) before it starts, and draws a
+    progress bar on a terminal's stderr while it runs (fgclip.progress; the libraries stay quiet).
+    """
     root = Path(root) if root is not None else default_cache()
     if not (root / "base" / "model.safetensors").exists():
         from fgclip.base_model import pretrain_base
-        from fgclip.synthetic import generate
+        from fgclip.progress import Bar, quiet_libraries, shown
+        from fgclip.synthetic import N_TRAIN, N_VAL, PRETRAIN_STEPS, generate
 
-        generate(root)
-        pretrain_base(root, root / "base")
+        print(
+            f"first use: generating synthetic data and a tiny base into {shown(root)}, "
+            f"about {FIRST_USE_SECONDS} s on a free CPU core",
+            file=say if say is not None else sys.stdout,
+            flush=True,
+        )
+        with quiet_libraries(), Bar(N_TRAIN + N_VAL + PRETRAIN_STEPS) as bar:
+            bar.stage("synthetic data")
+            generate(root, N_TRAIN, N_VAL, progress=bar.advance)
+            bar.stage("tiny base")
+            pretrain_base(root, root / "base", steps=PRETRAIN_STEPS, progress=bar.advance)
     return root
 
 

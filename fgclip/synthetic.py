@@ -1,7 +1,7 @@
 """Deterministic synthetic data in FG-CLIP's annotation format.
 
     python -m fgclip.synthetic --out DIR [--n-train 512] [--n-val 64]
-                               [--image-size 64] [--seed 0] [--no-base]
+                               [--image-size 64] [--seed 0] [--no-base] [--base-steps 300]
 
 writes
     DIR/images/{split}_{i:05d}.png   RGB, image_size x image_size
@@ -24,10 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+PRETRAIN_STEPS = 300  # the tiny base's pretraining steps (fgclip.base_model.pretrain_base)
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -59,6 +62,7 @@ _POS_GRID = (("top left", "top", "top right"), ("left", "center", "right"), ("bo
 ATTRS = ("colour", "kind", "size", "position")
 _CHOICES = {"colour": tuple(COLOURS), "kind": KINDS, "size": SIZES, "position": tuple(POSITIONS)}
 NUM_HARD_NEGATIVES = 10
+N_TRAIN, N_VAL = 512, 64  # records of the default dataset (the preset's cache, the CLI's defaults)
 # Fixed words of the long caption templates; part of the vocabulary.
 EXTRA_TEXT = (
     "a photo of a picture with shapes on plain textured grey background there is and "
@@ -200,14 +204,22 @@ def all_words() -> list[str]:
 
 
 def generate(
-    out_dir, n_train: int = 512, n_val: int = 64, image_size: int = 64, seed: int = 0, *, images: bool = True
+    out_dir,
+    n_train: int = N_TRAIN,
+    n_val: int = N_VAL,
+    image_size: int = 64,
+    seed: int = 0,
+    *,
+    images: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Write the synthetic dataset to ``out_dir``; return the paths written.
 
     Record i of a split depends only on (seed, split, i), so a larger ``n``
     extends a smaller one. ``images=False`` skips saving the PNGs (shapes are
     still rendered for their tight boxes, so the records are identical).
-    Returns {"root", "images", "train", "val", "tokenizer"} as Paths.
+    ``progress(1)`` is called after each record. Returns {"root", "images", "train", "val",
+    "tokenizer"} as Paths.
     """
     from fgclip.tokenizer import build_word_tokenizer
 
@@ -228,6 +240,8 @@ def generate(
                 rec = _record(lay, boxes, f_path, rng)
                 texts += [rec["caption"], rec["short_caption"]]
                 f.write(json.dumps(rec) + "\n")
+                if progress is not None:
+                    progress(1)
         paths[split] = out / f"{split}.jsonl"
     build_word_tokenizer(texts, out / "tokenizer")
     paths["tokenizer"] = out / "tokenizer"
@@ -237,19 +251,28 @@ def generate(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Write a synthetic FG-CLIP dataset.")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--n-train", type=int, default=512)
-    ap.add_argument("--n-val", type=int, default=64)
+    ap.add_argument("--n-train", type=int, default=N_TRAIN)
+    ap.add_argument("--n-val", type=int, default=N_VAL)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-base", action="store_true", help="skip pretraining the base model")
+    ap.add_argument("--base-steps", type=int, default=PRETRAIN_STEPS, help="optimizer steps of the base's pretraining")
     args = ap.parse_args(argv)
-    t0 = time.time()
-    paths = generate(args.out, args.n_train, args.n_val, args.image_size, args.seed)
-    print(f"wrote {args.n_train}+{args.n_val} records to {paths['root']} in {time.time() - t0:.1f}s")
-    if not args.no_base:
-        from fgclip.base_model import pretrain_base  # lazy: written elsewhere, heavy
+    from fgclip.progress import Bar, quiet_libraries, shown
 
-        pretrain_base(data_dir=args.out, out_dir=args.out / "base")
+    base = "" if args.no_base else f" and a tiny base ({args.base_steps} steps)"
+    print(f"generating {args.n_train}+{args.n_val} records{base} into {shown(args.out)}", flush=True)
+    t0 = time.time()
+    with quiet_libraries(), Bar(args.n_train + args.n_val + (0 if args.no_base else args.base_steps)) as bar:
+        bar.stage("synthetic data")
+        paths = generate(args.out, args.n_train, args.n_val, args.image_size, args.seed, progress=bar.advance)
+        if not args.no_base:
+            from fgclip.base_model import pretrain_base  # lazy: written elsewhere, heavy
+
+            bar.stage("tiny base")
+            pretrain_base(args.out, args.out / "base", steps=args.base_steps, progress=bar.advance)
+    made = "" if args.no_base else f", the tiny base to {shown(paths['root'] / 'base')}"
+    print(f"wrote {args.n_train}+{args.n_val} records to {shown(paths['root'])}{made} in {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ DEFAULT_WIDTH = 80
 MIN_WIDTH = 20  # below this no layout is readable; COLUMNS=5 is taken as 20
 
 
+def notice_stream(format: str | None) -> TextIO:
+    """Where a line said before the report goes (a first use's "generating ..."): stdout above a
+    table, stderr when stdout carries a JSON or JUnit document, which must stay parseable."""
+    return sys.stdout if (format or "table") == "table" else sys.stderr
+
+
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()

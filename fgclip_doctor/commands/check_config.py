@@ -14,6 +14,7 @@ from fgclip_doctor.report import Report
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.launch.target import TargetView, launch_directory, read_target
 from fgclip_doctor.sources.run_config import collect_facts
+from fgclip_doctor.terminal import notice_stream
 from fgclip_doctor.units import forward_calls_text
 
 # The run summary shown above the findings: (label, fact name, formatter).
@@ -116,7 +117,7 @@ def build_report(
         require_subject()
         from fgclip.presets import ensure_synthetic
 
-        ensure_synthetic()
+        ensure_synthetic(say=notice_stream(settings.format))
     facts = collect_facts(view, dataset_size)
     findings = run_rules(facts, "C", settings, command="check-config")
     name = view.target or "default run (fgclip.train --preset tiny)"

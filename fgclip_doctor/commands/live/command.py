@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TextIO
 
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +18,7 @@ from fgclip_doctor.sources.derived import derive_world
 from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.sources.run_config import collect_facts
+from fgclip_doctor.terminal import notice_stream
 from fgclip_doctor.units import forward_call_text
 from fgclip_doctor.vocabulary import TERM_SCALE
 
@@ -24,8 +26,9 @@ ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "ha
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
 
 
-def resolve_view(target: Path | None, preset: str | None) -> TargetView:
-    """The launch to run: a script / args file, a subject preset, or the bundled default run."""
+def resolve_view(target: Path | None, preset: str | None, say: TextIO | None = None) -> TargetView:
+    """The launch to run: a script / args file, a subject preset, or the bundled default run (a
+    first use says on `say` that it generates the data and base)."""
     if target is not None and preset is not None:
         from fgclip_doctor.errors import DoctorUsageError
 
@@ -37,7 +40,7 @@ def resolve_view(target: Path | None, preset: str | None) -> TargetView:
 
     name = preset or "tiny"
     flags = preset_flags(name)  # a bad name is rejected here, before any data is generated
-    ensure_synthetic()
+    ensure_synthetic(say=say)
     return TargetView(None, "fgclip.train", flags={"preset": Flag(name, f"--preset {name}"), **flags})
 
 
@@ -136,7 +139,7 @@ def build_report(
 ) -> Report:
     """The whole live pipeline: in this process, or on `nproc` ranks under torchrun. The training's
     own output (its log dicts, progress bars, prints) goes to `log`, not the terminal."""
-    view = resolve_view(target, preset)
+    view = resolve_view(target, preset, notice_stream(settings.format))
     base = collect_facts(view)
     if nproc > 1:
         return _distributed(view, base, nproc, steps, device, interval, settings, log)
