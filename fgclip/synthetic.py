@@ -267,9 +267,9 @@ def main(argv=None) -> None:
         bar.stage("synthetic data")
         paths = generate(args.out, args.n_train, args.n_val, args.image_size, args.seed, progress=bar.advance)
         if not args.no_base:
+            bar.stage("tiny base")  # before the import: torch and transformers take seconds to load
             from fgclip.base_model import pretrain_base  # lazy: written elsewhere, heavy
 
-            bar.stage("tiny base")
             pretrain_base(args.out, args.out / "base", steps=args.base_steps, progress=bar.advance)
     made = "" if args.no_base else f", the tiny base to {shown(paths['root'] / 'base')}"
     print(f"wrote {args.n_train}+{args.n_val} records to {shown(paths['root'])}{made} in {time.time() - t0:.1f}s")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The team's broken launch (../shared/seed), on the tiny CPU setup. Three silent mistakes:
+# The team's broken launch (docs/seed-incident.md), on the tiny CPU setup. Three silent mistakes:
 #   1. the new (finegrained / hardneg) scales start at 2.6592 = ln(1/0.07), T 14.3, while the
 #      base CLIP sits at ln 100 = 4.6052 (T 100);
 #   2. the memory bank warmup is 400 FORWARD calls; with gradient accumulation 8 that is

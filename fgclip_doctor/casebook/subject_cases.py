@@ -14,7 +14,7 @@ ALL_SCALES = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
 LIVE_WARN_SUBJECTS = ("global", "region", "hardneg")
 
 SUBJECT_CASES: tuple[Case, ...] = (
-    # ---- the seed's three mistakes (../shared/seed/region-loss-fix-summary.zh.md) -------------------
+    # ---- the seed's three mistakes (docs/seed-incident.md) -------------------------------
     Case(
         "seed-scale-init",
         "seed mistake 1: CLIPConfig(logit_scale_init_value=2.6592) for a fine-tune of a base at ln 100",
@@ -108,7 +108,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
     ),
     Case(
         "bank-false-negatives",
-        "MoCo-style queues over a small caption vocabulary hold copies of the positive (DESIGN.md §6)",
+        "MoCo-style queues over a small caption vocabulary hold copies of the positive (docs/experiment.md)",
         "live",
         Launch((*EARLY_BANK, "--memory_bank_mask_same_caption", "False")),
         Launch(EARLY_BANK),
@@ -148,7 +148,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
     ),
     Case(
         "region-pool-image",
-        "DESIGN.md §6 control: a region head that pools the whole image reaches only 0.88-0.98 of chance",
+        "docs/experiment.md control: a region head that pools the whole image reaches only 0.88-0.98 of chance",
         "live",
         Launch(("--region_pool", "image")),
         Launch(),

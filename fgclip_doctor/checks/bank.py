@@ -255,7 +255,7 @@ def bank_hygiene(facts: Facts, ctx: RuleContext) -> list[Finding]:
     "most of a large queue can be copies, and more negatives then hurt.",
     example="15 distinct box captions, 128-entry queue, masking off: 97 % of region rows have a "
     "queued copy of their caption -> WARN",
-    evidence="DESIGN §6: with 15 captions a 128-entry queue was mostly copies of the positive "
+    evidence="docs/experiment.md: with 15 captions a 128-entry queue was mostly copies of the positive "
     "and hurt (0.63 vs 0.55 of chance); facebookresearch/moco moco/builder.py treats "
     "every queued key as a negative, which holds only when queued keys are other "
     "instances.",

@@ -71,7 +71,7 @@ def roi_scale(facts: Facts, ctx: RuleContext) -> Finding:
     "region loss stalls near chance.",
     example="normalised boxes passed with spatial_scale 1 to a 7x7 map: every box pools the "
     "same corner cell, within-image cosine 1.0 -> FAIL",
-    evidence="DESIGN §6: a model pooling the whole image instead of the box reaches only "
+    evidence="docs/experiment.md: a model pooling the whole image instead of the box reaches only "
     "0.88-0.98 of chance, real box pooling 0.50-0.60 by step 60; torchvision.ops."
     "roi_align docs (spatial_scale maps boxes onto the feature map).",
     thresholds={"max_cosine": 0.98, "min_images": 1},

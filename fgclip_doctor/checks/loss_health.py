@@ -180,7 +180,7 @@ def _still_falling(ctx: RuleContext, fall: tuple[float, float], chance: float) -
     "table expected region loss < 1.0 at step 50, < 0.7 at 200, < 0.5 at 500.",
     example="--expect region_loss@50<1.0 --expect region_loss@200<0.7 --expect "
     "region_loss@500<0.5: region_loss 1.38 at step 500 -> FAIL",
-    evidence="the seed incident's expected table (seed/region-loss-fix-summary.zh.md).",
+    evidence="the seed incident's expected table (docs/seed-incident.md).",
 )
 def loss_milestones(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per expectation."""

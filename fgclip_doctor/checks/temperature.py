@@ -48,7 +48,7 @@ def is_scale_param(param: str, scale: str) -> bool:
     "is CLIP's own init and passes.",
     why="A region head that starts at T 14.3 next to a base trained at T 100 squeezes its "
     "logits into about ±1: the loss sits at chance (ln of the candidates) for hundreds of "
-    "steps. From scratch the init matters only for the first ~15 steps (DESIGN §6).",
+    "steps. From scratch the init matters only for the first ~15 steps (docs/experiment.md).",
     example="CLIPConfig(logit_scale_init_value=2.6592) while fine-tuning a CLIP at 4.6052: "
     "finegrained starts at 2.6592 (T 14.3); base global 4.6052 (T 100) -> FAIL",
     evidence="open_clip src/open_clip/model.py inits logit_scale at ln(1/0.07) for training "

@@ -1,0 +1,151 @@
+"""The README, walked as a new user walks it: every command of its set-up, doctor and subject
+sections, in the order written, in a fresh copy of the checkout, each to the exit code its comment
+gives (`(exit 1)`; no mention: 0).
+
+The copy holds what a clone of this checkout holds (`git ls-files`: tracked and not-ignored
+files), so `data/` and `runs/` start absent. `fgclip-doctor` and `python` resolve to this
+interpreter and the copy's code. The synthetic data and tiny base come from the session's cache
+(the `synthetic_root` fixture), as they would after a first run. A few commands cannot run here as
+written; the tables below say which and why, and each entry must still match a README command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("## Set-up", "### Beside your own training code", "## The doctor", "## The subject: training offline")
+
+#: command prefix -> why it is not run here
+SKIPPED = {
+    "pip install": "installs into the environment; .ci/run runs the installs from nothing (three venvs)",
+    "fgclip-doctor live": "a real training run per command, minutes on a CPU; tests/test_live*.py run live",
+}
+#: command as written -> (what runs instead, why): fewer steps, the same kind of output and exit
+SUBSTITUTED = {
+    "python -m fgclip.synthetic --out data/synthetic": (
+        "python -m fgclip.synthetic --out data/synthetic --base-steps 3",
+        "the tiny base's 300 pretraining steps take half a minute; 3 write the same files",
+    ),
+    "ENABLE_RUNTIME_DIAG=1 python -m fgclip.train --preset seed-bug --output_dir runs/seed-bug": (
+        "ENABLE_RUNTIME_DIAG=1 python -m fgclip.train --preset seed-bug --output_dir runs/seed-bug"
+        " --max_steps 2 --save_steps 2",
+        "40 optimizer steps at accumulation 8 take minutes on a CPU; 2 print the same diag lines",
+    ),
+}
+
+
+def split_comment(line: str) -> tuple[str, str]:
+    """(command, comment): the comment starts at a `#` at the line's start or after a blank, outside
+    quotes, as bash reads it."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i], line[i + 1 :]
+    return line, ""
+
+
+def readme_commands(text: str) -> list[tuple[str, str, int]]:
+    """(section, command, expected exit) for each command in the bash blocks of SECTIONS, in order;
+    continuation lines joined, the `# comment` cut off (its `exit N` is the expected code)."""
+    out, section, block, pending = [], "", None, ""
+    for line in text.splitlines():
+        if block is None:
+            if line.startswith("#"):
+                section = next((s for s in SECTIONS if line.startswith(s)), "")
+            elif line.strip() == "```bash" and section:
+                block = section
+            continue
+        if line.strip() == "```":
+            block = None
+            continue
+        pending += line.strip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        command, comment = split_comment(pending)
+        pending = ""
+        if command.strip():
+            m = re.search(r"\bexit (\d)\b", comment)
+            out.append((block, " ".join(command.split()), int(m.group(1)) if m else 0))
+    return out
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The files a clone of this checkout would hold (tracked or new, not ignored) copied to `dest`."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: there is no clone to walk the README in")
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def test_the_readme_commands_parse_with_their_exit_codes():
+    commands = readme_commands((ROOT / "README.md").read_text())
+    sections = {section for section, _, _ in commands}
+    assert sections == set(SECTIONS), sections
+    assert ("## The doctor", "fgclip-doctor check-config scripts/seed_bug.sh", 1) in commands
+    joined = [c for _, c, _ in commands if c.startswith("fgclip-doctor inspect-ckpt")]
+    assert joined and joined[0].endswith("--expect 'region_loss@500<0.5'")  # the continuation line
+    written = [c for _, c, _ in commands]
+    for prefix in SKIPPED:
+        assert any(c.startswith(prefix) for c in written), f"SKIPPED names no README command: {prefix}"
+    for command in SUBSTITUTED:
+        assert command in written, f"SUBSTITUTED names no README command: {command}"
+    # the data check-data reads is made before it (a fresh clone has no data/)
+    made = written.index("python -m fgclip.synthetic --out data/synthetic --no-base")
+    assert made < next(i for i, c in enumerate(written) if c.startswith("fgclip-doctor check-data"))
+
+
+@pytest.mark.subject
+def test_the_readme_runs_in_order_from_a_fresh_copy(tmp_path, synthetic_root):
+    repo = fresh_copy(tmp_path / "clone")
+    assert not (repo / "data").exists() and not (repo / "runs").exists()
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for name, target in (("python", ""), ("fgclip-doctor", " -m fgclip_doctor")):
+        (shims / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{target} "$@"\n')
+        (shims / name).chmod(0o755)
+    env = dict(
+        os.environ,
+        PATH=f"{shims}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=str(repo),
+        FGCLIP_CACHE=str(synthetic_root.parent),
+        COLUMNS="100",
+        NO_COLOR="1",
+    )
+    wrong, ran = [], 0
+    for _, command, expected in readme_commands((repo / "README.md").read_text()):
+        if any(command.startswith(prefix) for prefix in SKIPPED):
+            continue
+        command = SUBSTITUTED.get(command, (command,))[0]
+        done = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        ran += 1
+        if done.returncode != expected:
+            wrong.append(f"{command}: exit {done.returncode}, README says {expected}\n{done.stderr[-1500:]}")
+    assert wrong == [], "\n".join(wrong)
+    assert ran >= 8
+    assert (repo / "runs" / "tiny" / "checkpoint-60").is_dir() and (repo / "data" / "synthetic" / "base").is_dir()
+    ignored = subprocess.run(["git", "check-ignore", "data/synthetic", "runs/tiny"], cwd=ROOT, capture_output=True)
+    assert ignored.stdout.decode().split() == ["data/synthetic", "runs/tiny"]  # a clone's git status stays clean
