@@ -22,6 +22,7 @@ two attributes of the positive caption.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -249,7 +250,7 @@ def generate(
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Write a synthetic FG-CLIP dataset.")
+    ap = argparse.ArgumentParser(prog="python -m fgclip.synthetic", description="Write a synthetic FG-CLIP dataset.")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--n-train", type=int, default=N_TRAIN)
     ap.add_argument("--n-val", type=int, default=N_VAL)
@@ -258,6 +259,10 @@ def main(argv=None) -> None:
     ap.add_argument("--no-base", action="store_true", help="skip pretraining the base model")
     ap.add_argument("--base-steps", type=int, default=PRETRAIN_STEPS, help="optimizer steps of the base's pretraining")
     args = ap.parse_args(argv)
+    needs = ("transformers",) if args.no_base else ("transformers", "torch")  # the tokenizer; the base
+    if any(importlib.util.find_spec(name) is None for name in needs):
+        checkout = Path(__file__).resolve().parents[1]  # fgclip-doctor installs from its checkout
+        ap.error(f'needs {" and ".join(needs)} (the subject\'s extra): pip install -e "{checkout}[subject]"')
     from fgclip.progress import Bar, quiet_libraries, shown
 
     base = "" if args.no_base else f" and a tiny base ({args.base_steps} steps)"

@@ -52,6 +52,8 @@ COMPAT_FILES = {
 # venv): files that import neither at the top; their tests that need torch skip and say why.
 CORE_FILES = {
     "test_core_install.py",
+    "test_docs.py",
+    "test_first_run.py",
     "test_args.py",
     "test_check_config_code.py",
     "test_check_data.py",

@@ -379,7 +379,11 @@ def test_write_clean_passes_and_never_writes_in_place(tmp_path, defects):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["missing.jsonl"], "missing.jsonl: no such file or directory"),
+        (
+            ["missing.jsonl"],
+            "missing.jsonl: no such file or directory (synthetic FG-CLIP annotations to try: "
+            "python -m fgclip.synthetic --out data/synthetic --no-base)",
+        ),
         (["empty_dir"], "holds no .json or .jsonl"),
         (["ok.jsonl", "--image-root", "nowhere"], "nowhere"),
         (["ok.jsonl", "--select", "box-vlid"], "unknown rule"),

@@ -87,3 +87,14 @@ def test_the_bar_draws_nothing_off_a_terminal():
 def test_paths_under_home_show_as_tilde():
     assert shown(Path.home() / ".cache" / "fgclip-doctor") == "~/.cache/fgclip-doctor"
     assert shown(Path("/elsewhere/x")) == "/elsewhere/x"
+
+
+def test_synthetic_cli_without_transformers_says_what_to_install(tmp_path):
+    block = "import sys; sys.modules['transformers'] = None"  # as on the core install
+    done = run(f"{block}; from fgclip.synthetic import main; main(['--out', 'x', '--no-base'])", tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == (
+        "python -m fgclip.synthetic: error: needs transformers (the subject's extra): "
+        f'pip install -e "{ROOT}[subject]"'
+    )
+    assert not (tmp_path / "x").exists()

@@ -17,6 +17,7 @@ from rich.table import Table
 from fgclip_doctor.checks.loss_health import parse_expectation
 from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.checks.temperature import fmt_scale
+from fgclip_doctor.environment import install_command
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report, sparkline
@@ -258,9 +259,7 @@ def _require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise DoctorUsageError(
-            "--plot needs matplotlib, which is not installed (pip install 'fgclip-doctor[plot]')"
-        ) from None
+        raise DoctorUsageError(f"--plot needs matplotlib, which is not installed ({install_command('plot')})") from None
 
 
 def _plot(facts: Facts, path: Path) -> None:

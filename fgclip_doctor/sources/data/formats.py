@@ -13,6 +13,7 @@ stops on an error, the file is read again by an exact streaming reader built on 
 json decoder, so a NaN box counts as `nonfinite`, never as a broken file. Provenance of an
 item is its 0-based index in the array (`file:index`, the loader's list index for one file).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,9 @@ from fgclip_doctor.errors import DoctorInputError
 BUF_BYTES = 1 << 20  # ijson read size (1 MiB: ~15 % faster than its 64 KiB default)
 MAX_ITEM_CHARS = 64 << 20  # an array item larger than this is treated as broken JSON
 _WS = json.decoder.WHITESPACE.match  # JSON's whitespace: space, tab, newline, return
+#: how to get annotations to try check-data on, said where none are found (the README's example
+#: reads data/synthetic, which a fresh clone does not have)
+MAKE_DATA = " (synthetic FG-CLIP annotations to try: python -m fgclip.synthetic --out data/synthetic --no-base)"
 
 
 def annotation_files(path: Path) -> list[Path]:
@@ -33,7 +37,7 @@ def annotation_files(path: Path) -> list[Path]:
     a `.txt` list names a file that is not there)."""
     path = Path(path)
     if not path.exists():
-        raise DoctorInputError(path, "no such file or directory")
+        raise DoctorInputError(path, "no such file or directory" + MAKE_DATA)
     if path.is_dir():
         files = data_files(path)
         if not files:
@@ -51,8 +55,10 @@ def annotation_files(path: Path) -> list[Path]:
         if not f.is_file():
             hint = ""
             if not f.is_absolute() and (path.parent / f).is_file():
-                hint = (f"; {path.parent / f} exists, but FG-CLIP opens listed paths relative to "
-                        "the folder training runs in: run check-data from there")
+                hint = (
+                    f"; {path.parent / f} exists, but FG-CLIP opens listed paths relative to "
+                    "the folder training runs in: run check-data from there"
+                )
             raise DoctorInputError(path, f"lists {f}, which is not a file (from {Path.cwd()}){hint}")
     return files
 
@@ -106,7 +112,7 @@ def _exact_items(file: str, chk) -> int:
             while True:
                 pos = _WS(buf, pos).end()
                 if pos < len(buf) or not more():
-                    return buf[pos:pos + 1]
+                    return buf[pos : pos + 1]
 
         def item():  # decode one value at pos, reading more while it is incomplete
             nonlocal pos
@@ -143,8 +149,9 @@ def _exact_items(file: str, chk) -> int:
                     if c == "]":
                         break
                     if c != ",":
-                        return broken(f"expected ',' or ']' after item {n - 1}, found {c!r}"
-                                      if c else "unterminated array")
+                        return broken(
+                            f"expected ',' or ']' after item {n - 1}, found {c!r}" if c else "unterminated array"
+                        )
             return n if peek() == "" else broken("extra data after the array")
         except json.JSONDecodeError as err:
             return broken(f"{err.msg} in item {n}")
