@@ -74,6 +74,20 @@ def test_install_commands_name_this_checkout(tmp_path, monkeypatch):
     assert environment.torch_install_command().endswith("--index-url https://download.pytorch.org/whl/cpu")
 
 
+def test_transformers_without_torch_imports_quietly(monkeypatch):
+    # transformers 5 imported without torch logs "PyTorch was not found..." (an advisory) on stderr;
+    # the reading commands import it for TrainingArguments only. Verified by hand in a venv with
+    # transformers 5.25 and no torch: check-config on tests/trees/fgclip_v1 with an empty stderr.
+    monkeypatch.delenv("TRANSFORMERS_NO_ADVISORY_WARNINGS", raising=False)
+    monkeypatch.setattr(environment, "importable", lambda name: name != "torch")
+    environment.quiet_transformers_without_torch()
+    assert os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] == "1"
+    monkeypatch.delenv("TRANSFORMERS_NO_ADVISORY_WARNINGS")
+    monkeypatch.setattr(environment, "importable", lambda name: True)  # with torch: advisories stay on
+    environment.quiet_transformers_without_torch()
+    assert "TRANSFORMERS_NO_ADVISORY_WARNINGS" not in os.environ
+
+
 # ---- the reading commands run without torch, and never ask for it ----------------------------------
 
 
