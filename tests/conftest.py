@@ -47,6 +47,8 @@ COMPAT_FILES = {
     "test_safetensors_lazy.py",
     "test_settings.py",
     "test_core_install.py",
+    "test_docs.py",
+    "test_first_run.py",
 }
 # The reading tests on the core install, neither torch nor transformers (`-m core`, .ci/run's third
 # venv): files that import neither at the top; their tests that need torch skip and say why.
@@ -55,13 +57,16 @@ CORE_FILES = {
     "test_docs.py",
     "test_first_run.py",
     "test_args.py",
+    "test_boxes.py",
     "test_check_config_code.py",
     "test_check_data.py",
     "test_cli_core.py",
     "test_code_reader.py",
     "test_data_formats.py",
+    "test_fuzz_inputs.py",
     "test_launch.py",
     "test_registry.py",
+    "test_report.py",
     "test_settings.py",
 }
 _ONLY = {"compat": COMPAT_FILES, "core": CORE_FILES}  # `-m NAME` collects only these files
