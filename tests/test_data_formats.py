@@ -9,14 +9,18 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from test_check_data import DEFECTS, entry, rec, subject_data
 from typer.testing import CliRunner
 
+import fgclip.boxes
 from fgclip_doctor.cli import app
 from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.data import formats
+from fgclip_doctor.sources.data import bulk, formats
 from fgclip_doctor.sources.data.scan import ScanOptions, scan
 
 runner = CliRunner()
@@ -147,3 +151,227 @@ def test_a_list_naming_a_missing_file_is_an_input_error(tmp_path, monkeypatch):
 
 def test_arrays_stream_with_ijson_c_backend():
     assert formats.ijson.backend == "yajl2_c"  # the pure-Python backends are ~20x slower
+
+
+# --- the JSON Lines fast path (sources/data/bulk.py) against the reference path ---------------
+# Every record below is written as JSON text by hand, so that what json.dumps never writes (NaN,
+# Infinity, duplicate keys, huge ints, escapes, lone surrogates, odd whitespace) is generated too.
+
+GOOD = st.floats(0, 0.4)  # with a width drawn below: most boxes valid, some tiny
+NUMBERS = st.one_of(
+    GOOD,
+    st.sampled_from([0, 1, -0.0, 1e-6, -1e-6, 1 + 1e-6, -2e-6, 1 + 2e-6, 1 / 14, 0.5 + 1 / 14, 12, 300.5]),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "1e-400", "true", "null", '"0.5"', str(2**70)]),
+)
+
+
+def number(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def obj(pairs) -> str:
+    return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in pairs) + "}"
+
+
+def mostly(good, *bad):
+    """A strategy that draws `good` most of the time, else one of `bad`: records stay clean
+    often enough that the fast path's "no defect" verdict is what gets tested."""
+    return st.one_of(st.just(good), st.just(good), st.just(good), st.sampled_from(bad)) if bad else st.just(good)
+
+
+TEXTS = ("", "  ", "\\u00a0", "\\t", 'say \\"hi\\"', "caf\\u00e9", "\\ud800", "a\\u0000", "\u00e9t\u00e9")
+
+
+@st.composite
+def box_text(draw) -> str:
+    """One bbox_info entry as JSON text (or something that is not an entry)."""
+    shape = draw(mostly("box", "3 numbers", "string", "null", "5 numbers"))
+    if shape != "box":
+        return {
+            "3 numbers": "[0.1, 0.2, 0.3]",
+            "string": '"not a box"',
+            "null": "null",
+            "5 numbers": "[0.1, 0.1, 0.5, 0.5, 0.9]",
+        }[shape]
+    x1, y1 = draw(st.one_of(GOOD, NUMBERS)), draw(st.one_of(GOOD, NUMBERS))
+    widths = st.one_of(st.floats(0.05, 0.6), st.sampled_from([1 / 14, 1 / 14 - 1e-17, 0.0, -0.1]))
+    x2 = draw(st.one_of(widths.map(lambda d: x1 + d if isinstance(x1, float) else d), NUMBERS))
+    y2 = draw(st.one_of(widths.map(lambda d: y1 + d if isinstance(y1, float) else d), NUMBERS))
+    pairs = [("bbox", "[" + ", ".join(number(v) for v in (x1, y1, x2, y2)) + "]")]
+    short = draw(mostly('"red circle"', *(f'"{t}"' for t in TEXTS), "3", "null", None))
+    if short is not None:
+        pairs.append(("short_expr", short))
+    if draw(st.booleans()):
+        pairs.append(("long_expr", draw(mostly('"a red circle"', '""', "  ", "7"))))
+    flag = draw(mostly("1", "0", "null", "true", "1.0", None))
+    if flag is not None:
+        pairs.append(("flag_short_neg", flag))
+    n = draw(mostly(10, 9, 11, 12, 0, 3))
+    values = [draw(mostly(f"rewrite {i}", *TEXTS)) for i in range(n)]
+    negs = draw(mostly("dict", "list", "duplicate key", "string", "missing", "numbers", "other keys", "null"))
+    if negs == "dict":
+        pairs.append(("short_expr_negs", obj((str(i), f'"{v}"') for i, v in enumerate(values))))
+    elif negs == "list":
+        pairs.append(("short_expr_negs", "[" + ", ".join(f'"{v}"' for v in values) + "]"))
+    elif negs == "duplicate key":  # json keeps the last: 10 keys, 9 distinct
+        pairs.append(("short_expr_negs", obj([("1", '"x"')] + [(str(i), f'"{v}"') for i, v in enumerate(values)])))
+    elif negs == "other keys":
+        pairs.append(("short_expr_negs", obj((f"neg{i}", f'"{v}"') for i, v in enumerate(values))))
+    elif negs in ("string", "numbers", "null"):
+        text = obj((str(i), str(i)) for i in range(n)) if negs == "numbers" else '"ten letters"'
+        pairs.append(("short_expr_negs", "null" if negs == "null" else text))
+    dup = draw(mostly(None, "first", "last"))
+    if dup == "first":  # a duplicate key: json keeps the last value
+        pairs = [("bbox", "[0.5, 0.2, 0.3, 0.4]")] + pairs
+    elif dup == "last":
+        pairs = pairs + [("bbox", "[0.1, 0.1, 0.5, 0.5]")]
+    return obj(pairs)
+
+
+@st.composite
+def line_text(draw) -> bytes:
+    """One line of a JSON Lines file: mostly records, and every way a line goes wrong."""
+    kind = draw(st.sampled_from(["record"] * 12 + ["blank", "broken", "not utf-8", "array", "deep", "bom"]))
+    if kind != "record":
+        return {
+            "blank": b"  \r",
+            "broken": b'{"f_path": "a.png", "caption": ',
+            "not utf-8": b'{"f_path": "\xff.png"}',
+            "array": b"[1, 2]",
+            "deep": b'{"x": ' + b"[" * 990 + b"]" * 990 + b"}",
+            "bom": b'\xef\xbb\xbf{"f_path": "a.png"}',
+        }[kind]
+    pairs = [
+        ("f_path", draw(mostly('"images/1.png"', '""', "7", '"\\u00e9.png"'))),
+        ("caption", draw(mostly('"a long caption"', "null", '""'))),
+        ("short_caption", draw(mostly('"shapes"', "[]"))),
+        ("bbox_info", draw(mostly("[" + ", ".join(draw(st.lists(box_text(), max_size=6))) + "]", '"none"', "{}"))),
+        ("extra", draw(mostly('{"nested": [1, {"a": null}]}', '"caf\\u00e9"', "NaN", "1e999", '"\\x"'))),
+    ]
+    pairs = draw(st.permutations(pairs))
+    if draw(st.integers(0, 9)) == 0:
+        pairs = pairs[:-1]  # a field missing
+    return obj(pairs).encode("utf-8", "surrogatepass") + draw(st.sampled_from([b"", b"\r", b"  "]))
+
+
+def both_paths(path: Path, **kw) -> list:
+    """The scan through the fast path and through the reference path, every example kept."""
+    out, opts = [], kw.pop("opts", {})
+    for fast in (True, False):
+        r = scan(path, ScanOptions(examples=10**6, bulk=fast, **opts), workers=1, chunk_bytes=4096, **kw)
+        out.append((r.records, r.boxes, r.valid_boxes, r.over_max_boxes, r.counts, r.examples, r.images_checked))
+    return out
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(line_text(), min_size=1, max_size=40))
+def test_fast_path_counts_and_examples_equal_the_reference(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("bulk") / "train.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    fast, reference = both_paths(path)
+    assert fast == reference
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "txt-list", "folder", "array"])
+def test_fast_path_agrees_in_every_layout_and_mode(tmp_path, monkeypatch, layout):
+    lines = [json.dumps(r).encode() for r in records()] + [raw for raw, _ in DEFECTS]
+    lines = lines * 3
+    if layout == "array":
+        path = as_array(tmp_path / "train.json", records() * 3)  # arrays: the reference path only
+    elif layout == "jsonl":
+        (path := tmp_path / "train.jsonl").write_bytes(b"\n".join(lines))
+    else:
+        (tmp_path / "data").mkdir()
+        for i in range(3):
+            (tmp_path / "data" / f"{i}.jsonl").write_bytes(b"\n".join(lines[i::3]) + b"\n")
+        (tmp_path / "list.txt").write_text("data/0.jsonl\ndata/2.jsonl\ndata/0.jsonl\n")
+        monkeypatch.chdir(tmp_path)
+        path = Path("list.txt") if layout == "txt-list" else Path("data")
+    fast, reference = both_paths(path)
+    assert fast == reference and fast[4]["inverted"] > 0
+    # the ordered modes: image checks (records in line order) and the clean copy
+    root = tmp_path / "img"
+    (root / "images").mkdir(parents=True)
+    for i in range(0, 120, 2):
+        (root / "images" / f"{i}.png").write_bytes(b"")
+    fast, reference = both_paths(path, opts={"image_root": str(root)})
+    assert fast == reference and fast[4]["missing_image"] > 0
+    copies = []
+    for fast in (True, False):
+        out = tmp_path / f"clean-{fast}.jsonl"
+        r = scan(path, ScanOptions(bulk=fast), workers=2, chunk_bytes=4096, clean_out=out)
+        copies.append((out.read_bytes(), r.clean[1:]))
+    assert copies[0] == copies[1] and copies[0][1][0] > 0
+
+
+EDGES = [0.0, -0.0, 1.0, -1e-6, 1 + 1e-6, 1 / 14, math.nan, math.inf]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@example([0.0, 0.0, 1 / 14, 1 / 14], 14)  # exactly one cell: not tiny
+@example([-1e-6, 0.0, 1 + 1e-6, 1.0], 3)  # the tolerance's edges: valid
+@given(
+    st.lists(st.one_of(st.floats(), st.floats(-0.01, 1.01), st.sampled_from(EDGES)), min_size=4, max_size=4),
+    st.integers(1, 40),
+)
+def test_clean_boxes_is_box_problem_and_smaller_than_cell(box, grid):
+    clean = bulk.clean_boxes(np.array([box], dtype=np.float64), 1e-6, grid)[0]
+    assert clean == (fgclip.boxes.box_problem(box) is None and not fgclip.boxes.smaller_than_cell(box, grid))
+
+
+def test_fast_path_off_when_the_subject_box_rule_changes(monkeypatch):
+    assert bulk.enabled(ScanOptions()) and not bulk.enabled(ScanOptions(bulk=False))
+    monkeypatch.setattr(fgclip.boxes, "box_problem", lambda b, tol=1e-6: None)
+    assert not bulk.enabled(ScanOptions())  # the scan then calls the replacement for every box
+
+
+def test_a_file_listed_twice_cites_its_own_lines(tmp_path, monkeypatch):
+    lines = [json.dumps(rec(i)).encode() for i in range(30)]
+    lines[20] = json.dumps(rec(20, [entry([0.5, 0.2, 0.3, 0.4])])).encode()
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "list.txt").write_text("a.jsonl\na.jsonl\n")
+    monkeypatch.chdir(tmp_path)
+    r = scan(Path("list.txt"), ScanOptions(), workers=2, chunk_bytes=1000)
+    assert r.records == 60 and r.examples["inverted"] == ["a.jsonl:21: box 0 [0.5, 0.2, 0.3, 0.4]"] * 2
+
+
+def _negs(pairs: str) -> str:
+    return '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "red", "flag_short_neg": 1, "short_expr_negs": ' + pairs + "}"
+
+
+TEN = ", ".join(f'"{i}": "rewrite {i}"' for i in range(10))
+SUBTLE = {  # one record among clean ones, each a defect (or not) the fast path must not miss
+    "blank short_expr": '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "  ", "long_expr": "red"}',
+    "nbsp short_expr": '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "\\u00a0"}',
+    "empty short_expr": '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": ""}',
+    "empty short, long": '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "", "long_expr": "red"}',
+    "flag without negs": '{"bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "red", "flag_short_neg": 1}',
+    "flag, negs null": _negs("null"),
+    "flag true": _negs("null").replace('"flag_short_neg": 1', '"flag_short_neg": true'),
+    "11th rewrite empty": _negs("{" + TEN + ', "10": ""}'),
+    "11th rewrite a number": _negs("{" + TEN + ', "10": 5}'),
+    "11 rewrites": _negs("{" + TEN + ', "10": "more"}'),
+    "duplicate key: 9 distinct": _negs('{"1": "x", ' + TEN.replace('"0": "rewrite 0", ', "") + "}"),
+    "other keys": _negs("{" + TEN.replace('"', "'").replace("'", '"k', 1) + "}"),
+    "list of 9": _negs("[" + ", ".join(f'"r{i}"' for i in range(9)) + "]"),
+    "list with an empty": _negs('["", ' + ", ".join(f'"r{i}"' for i in range(9)) + "]"),
+    "one cell": '{"bbox": [0.0, 0.0, 0.07142857142857142, 0.5], "short_expr": "red"}',
+    "under one cell": '{"bbox": [0.0, 0.0, 0.0714285714285714, 0.5], "short_expr": "red"}',
+    "tolerance edges": '{"bbox": [-1e-06, 0.0, 1.000001, 1], "short_expr": "red"}',
+    "beyond tolerance": '{"bbox": [-2e-06, 0.0, 0.5, 1], "short_expr": "red"}',
+    "bool coordinate": '{"bbox": [false, 0.0, 0.5, true], "short_expr": "red"}',
+    "duplicate bbox": '{"bbox": [0.5, 0.2, 0.3, 0.4], "bbox": [0.1, 0.1, 0.5, 0.5], "short_expr": "red"}',
+}
+
+
+@pytest.mark.parametrize("case", SUBTLE)
+def test_fast_path_sees_each_subtle_defect(tmp_path, case):
+    clean = '{"f_path": "a.png", "caption": "c", "short_caption": "s", "bbox_info": [' + _negs("{" + TEN + "}") + "]}"
+    odd = clean.replace(_negs("{" + TEN + "}"), SUBTLE[case])
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join([clean] * 3 + [odd] + [clean] * 3) + "\n")
+    fast, reference = both_paths(path)
+    assert fast == reference
+    five = odd.replace("[" + SUBTLE[case] + "]", "[" + ", ".join([SUBTLE[case]] * 5) + "]")
+    path.write_text("\n".join([clean, five, clean]) + "\n")  # and five of them: over max_boxes
+    assert both_paths(path)[0] == both_paths(path)[1]

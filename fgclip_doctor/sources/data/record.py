@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fgclip import boxes as subject_boxes
+from fgclip_doctor.sources.data.bulk import BulkLines
+from fgclip_doctor.sources.data.bulk import enabled as bulk_enabled
 
 SIZE_KINDS = 1000  # distinct image sizes kept for "most common"
 
@@ -56,6 +58,7 @@ class ScanOptions:
     image_root: str | None = None
     check_images: bool = False
     tol: float = 1e-6  # box_problem's default, as the loader uses it
+    bulk: bool = True  # JSON Lines through the fast path (bulk.py); False: every record by the reference
 
 
 @dataclass
@@ -110,6 +113,7 @@ class RecordChecker:
             from PIL import Image
 
             self.open_image = Image.open
+        self.bulk = BulkLines(self) if bulk_enabled(opts) else None  # JSON Lines' fast path
 
     def note(self, cat: str, line: int, fmt: str, *args) -> None:
         """Count one `cat`; keep it as an example while fewer than K are kept (format lazily)."""
@@ -122,6 +126,17 @@ class RecordChecker:
         self.p.records += 1
         col = f" (col {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
         self.note("not_json", line, "not JSON: %s%s", getattr(err, "msg", err), col)
+
+    def line(self, line: int, text: str) -> None:
+        """Check one line of JSON Lines (the reference path): blank lines are skipped, as the
+        loader skips them; the rest is decoded as Python's json decodes it."""
+        if text and not text.isspace():
+            try:
+                rec = decode(text)
+            except (ValueError, RecursionError) as err:
+                self.not_json(line, err)
+                return
+            self.record(line, rec, text.rstrip("\r") if self.keep else None)
 
     def record(self, line: int, rec, raw: str | None) -> None:
         """Check one decoded record (the hot path: locals bound once, problems reported lazily)."""

@@ -102,11 +102,13 @@ class _Merger:
         self.clean[1] += part.clean_boxes
 
     def finish(self) -> None:
-        """Example lines made absolute: a range's offset is the lines of the ranges before it."""
-        offset, seen = {}, {}
+        """Example lines made absolute: a range's offset is the lines of the ranges before it in
+        its file (a file's first range starts at byte 0: a .txt list may name a file twice)."""
+        offset, run = {}, 0
         for t in self.tasks:
-            offset[t.index] = seen.get(t.file, 0)
-            seen[t.file] = offset[t.index] + self.lines.get(t.index, 0)
+            run = 0 if t.start == 0 else run
+            offset[t.index] = run
+            run += self.lines.get(t.index, 0)
         for cat in sorted(self.examples, key=_ORDER.get):
             self.r.examples[cat] = [f"{self.tasks[t].file}:{offset[t] + line}: {detail}"
                                     for t, line, detail in self.examples[cat]]

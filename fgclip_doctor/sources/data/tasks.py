@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgclip_doctor.sources.data.formats import layout, read_array
-from fgclip_doctor.sources.data.record import RecordChecker, decode
+from fgclip_doctor.sources.data.record import RecordChecker
 
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
 BLOCK_BYTES = 4 << 20  # read size inside a task
@@ -58,47 +58,50 @@ def _lines(task: Task, chk: RecordChecker) -> int:
             block = fh.read(BLOCK_BYTES)
             data = tail + block
             if not block:  # last line without a newline
-                data, tail = (data + b"\n" if data else b""), b""
                 if not data:
                     break
-            cut = data.rfind(b"\n") + 1
-            data, tail = data[:cut], data[cut:]
+                data += b"\n"
+            end = data.rfind(b"\n") + 1  # data[:end]: complete lines (not copied)
             limit = task.end - pos  # lines starting at or beyond `limit` belong to the next range
-            if limit < len(data):
-                data = data[:data.index(b"\n", limit - 1) + 1]
-            pos += len(data)
-            n = _block(data, n, chk)
+            if limit < end:
+                end = data.index(b"\n", limit - 1) + 1
+            tail, pos = data[end:], pos + end
+            n = _block(data, end, n, chk)
     return n
 
 
-def _block(data: bytes, n: int, chk: RecordChecker) -> int:
-    """Check the complete lines of `data` (decoded at once; per line if it is not UTF-8)."""
+def _block(data: bytes, end: int, n: int, chk: RecordChecker) -> int:
+    """Check the complete lines of `data[:end]`: through the fast path (bulk.py) when it is on and
+    they are UTF-8 (msgspec does not check the strings it skips), else line by line."""
+    if chk.bulk is not None and (data.isascii() or _utf8(data[:end])):
+        return chk.bulk.block(data, end, n)
     try:
-        lines = data.decode("utf-8").split("\n")
-        raws = None
-    except UnicodeDecodeError:
-        raws = data.split(b"\n")
+        lines = data[:end].decode("utf-8").split("\n")
+    except UnicodeDecodeError:  # decoded per line: a line that is not UTF-8 is not JSON
         lines = []
-        for raw in raws:
+        for raw in data[:end].split(b"\n"):
             try:
                 lines.append(raw.decode("utf-8"))
             except UnicodeDecodeError as err:
                 lines.append(err)
     lines.pop()  # after the last newline
-    keep, record, loads = chk.clean is not None, chk.record, decode
+    line = chk.line
     for text in lines:
         n += 1
-        if type(text) is not str:
+        if type(text) is str:
+            line(n, text)
+        else:
             chk.p.records += 1
             chk.note("not_json", n, "not UTF-8 (byte %d)", text.start)
-        elif text and not text.isspace():  # the loader skips blank lines
-            try:
-                rec = loads(text)
-            except (ValueError, RecursionError) as err:
-                chk.not_json(n, err)
-                continue
-            record(n, rec, text.rstrip("\r") if keep else None)
     return n
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_task(task: Task, chk: RecordChecker) -> int:
