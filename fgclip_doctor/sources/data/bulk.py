@@ -116,17 +116,20 @@ class BulkLines:
 
         Lines are decoded from slices of one memoryview (no copy per line)."""
         decode, refused, find, view = self.decode, _REFUSED, data.find, memoryview(data)
-        recs, at, slow = [], [], []  # typed records and their lines; lines for the reference
-        start, line = 0, n
-        while start < end:
+        recs, slow = [], []  # typed records; (line, start, stop) of the lines for the reference
+        append, start = recs.append, 0
+        while start < end:  # per line: the least Python there can be
             stop = find(b"\n", start)
-            line += 1
             try:
-                recs.append(decode(view[start:stop]))
-                at.append(line)
+                append(decode(view[start:stop]))
             except refused:
-                slow.append((line, start, stop))
+                slow.append((n + 1 + len(recs) + len(slow), start, stop))
             start = stop + 1
+        line = n + len(recs) + len(slow)  # the block's last line
+        at = range(n + 1, line + 1)  # the records' lines
+        if slow:
+            skip = {i for i, _, _ in slow}
+            at = [i for i in at if i not in skip]
         chk, p = self.chk, self.chk.p
         bad = self.flagged(recs)
         if self.ordered:  # every line in order: clean ones kept here, the others by the reference
