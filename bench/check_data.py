@@ -394,7 +394,7 @@ def main() -> None:
         )
         costs = decode_costs(files["small"][0])
         print(
-            f"decode alone, CPU us/record on 20000 of these records: "
+            "decode alone, CPU us/record on 20000 of these records: "
             + ", ".join(f"{k} {v:.2f}" for k, v in costs.items())
             + f" (msgspec {costs['orjson.loads'] / costs['msgspec typed (check-data)']:.2f}x less than orjson)"
         )

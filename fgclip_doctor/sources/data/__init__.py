@@ -1,3 +1,3 @@
 """Data sources: FG-CLIP annotations: a quick sample (annotations), one record's checks (record),
-the loader's file formats (formats), the multi-core scan (scan). Imports the subject's box rules
-(fgclip.boxes) and the ground floor only."""
+JSON Lines' fast path (bulk), the loader's file formats (formats), the multi-core scan (scan).
+Imports the subject's box rules (fgclip.boxes) and the ground floor only."""

@@ -1,9 +1,10 @@
 """check-data's record checks: what is wrong with one FG-CLIP annotation record, and its boxes.
 
-`RecordChecker.record` is the hot path of the scan (40M boxes in FG-CLIP's data): flat code,
-locals bound once, examples formatted only while fewer than K are kept. Every box goes through
-the subject's own `fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader".
-`decode` reads a record as Python's json (FG-CLIP's loader) does, through orjson when it can.
+`RecordChecker.record` is the reference path: every JSON array item, and every JSON Lines record
+the fast path (bulk.py) does not pass as clean. Flat code, locals bound once, examples formatted
+only while fewer than K are kept. Every box goes through the subject's own
+`fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader". `decode` reads a
+record as Python's json (FG-CLIP's loader) does, through orjson when it can.
 """
 from __future__ import annotations
 
