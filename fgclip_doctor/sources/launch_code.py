@@ -17,6 +17,7 @@ import dataclasses
 
 from fgclip_doctor.bundled import ROOT
 from fgclip_doctor.environment import subject_unavailable
+from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
@@ -112,6 +113,9 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
     if view.entry is None:
         return _by_name(facts, view)
     reading = read_launch_code(view)
+    if reading.entry_missing:  # never a report of SKIPs on code nobody read
+        given = " ".join(f"{f.option or '--' + n} {f.value}" for n, f in view.flags.items())
+        raise DoctorInputError(view.origin(), f"{reading.entry_missing}; flags read: {given or 'none'}")
     view.notes += reading.notes
     if launch_directory(view) is None:  # what only the code says: absent, and why
         for prefix in ("code.", "scale.", "loss."):

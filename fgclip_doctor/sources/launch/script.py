@@ -16,10 +16,14 @@ from pathlib import Path
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.files import display_path, read_text_file
 from fgclip_doctor.sources.launch.directory import DIRECTORY_COMMANDS, DirectoryExpander, conditional_command
+from fgclip_doctor.sources.launch.launchers import WRAPPERS, Opt, sbatch_headers, slurm_environment, wrapper_options
 from fgclip_doctor.sources.launch.shell import Field, Lexer, Word, plain
-from fgclip_doctor.sources.launch.world import launch_world
+from fgclip_doctor.sources.launch.world import launch_world, wrapped_world
 
-NO_LAUNCH = "no training launch found (looked for deepspeed / torchrun / python -m / accelerate launch)"
+NO_LAUNCH = (
+    "no training launch found (looked for deepspeed / torchrun / python -m / accelerate launch, "
+    "under srun / mpirun / mpiexec)"
+)
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Launch:
     without dashes, `-` normalised to `_` (HfArgumentParser accepts both spellings)."""
 
     path: Path
-    launcher: str  # deepspeed | torchrun | accelerate | python
+    launcher: str  # deepspeed | torchrun | accelerate | python | srun | mpirun
     entry: str  # module (`fgclip.train`) or script path (`fgclip/train/train_fgclip.py`)
     entry_line: int
     entry_kind: str = "script"  # "module" or "script"
@@ -75,9 +79,12 @@ def parse_launch_script(path: str | Path, environ: dict[str, str] | None = None)
     launches Python training.
     """
     path = Path(path)
-    lexer = Lexer(read_text_file(path))
+    text = read_text_file(path)
+    lexer = Lexer(text)
     commands = lexer.commands()
-    return _Interpreter(path, environ).run(commands, lexer.separators)
+    interpreter = _Interpreter(path, environ)
+    interpreter.allocate(sbatch_headers(text, display_path(path)))
+    return interpreter.run(commands, lexer.separators)
 
 
 def format_source(launch: Launch, flag: str) -> str:
@@ -128,6 +135,12 @@ class _Interpreter(DirectoryExpander):
         super().__init__(path, display_path(path), environ)
         self.path = path
         self.env: dict[str, ArgValue] = {}
+
+    def allocate(self, headers: dict[str, Opt]) -> None:
+        """A batch script's `#SBATCH` allocation: srun inherits it, and the job sees SLURM_* set."""
+        self.sbatch = headers
+        for name, (value, line) in slurm_environment(headers).items():
+            self._set(name, ArgValue(value, line, f"#SBATCH ({name})", name), False)
 
     def run(self, commands: list[list[Word]], separators: list[str]) -> Launch:
         fallback = None
@@ -256,6 +269,12 @@ class _Interpreter(DirectoryExpander):
         if i >= len(fields):
             return None
         prog, rest = Path(fields[i].text).name, fields[i + 1 :]
+        if prog in WRAPPERS:  # srun / mpirun: the command they start, on the world they give it
+            opts, j = wrapper_options(prog, rest, self.rel)
+            launch = self._launch(rest[j:], inline)
+            if launch is not None:
+                wrapped_world(launch, prog, opts, getattr(self, "sbatch", {}))
+            return launch
         launcher, entry, kind = {"deepspeed": "deepspeed", "torchrun": "torchrun"}.get(prog), None, "script"
         if prog == "accelerate" and rest and rest[0].text == "launch":
             launcher, rest = "accelerate", rest[1:]

@@ -289,6 +289,9 @@ class Expander:
             self._miss("${" + body + "}")
             return None
         name, op, word = m.groups()
+        if (name.isdigit() and name != "0") or name in ("@", "*", "#"):  # the caller's arguments: unknowable
+            self._miss(f"${name} (an argument of the script)")
+            return None
         if name not in self.vars:
             if op in ("-", ":-", "=", ":="):
                 value = self._expand_text(word)

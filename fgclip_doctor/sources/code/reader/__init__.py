@@ -77,6 +77,7 @@ class CodeReading:
     parser: ParserSpec | None = None
     flags: FlagTyping | None = None
     losses: LossReading | None = None
+    entry_missing: str = ""  # why the entry itself was not found (where it was looked for)
 
     def default(self, dest: str) -> tuple[Any, str] | None:
         """The code's own default for `dest` and where it is declared (None: unknown)."""
@@ -96,7 +97,7 @@ def read_training_code(
     facts = Facts()
     found = find_entry(program, entry, kind)
     if found is None:
-        return CodeReading(facts, notes.lines)
+        return CodeReading(facts, notes.lines, entry_missing=notes.lines[-1] if notes.lines else entry)
     files = load_reachable(program, [found.file])
     complete = not notes.unread  # False facts ("no clamp") only from code read in full
     facts.set("code.entry_file", found.file.rel, f"{found.file.rel}:1")

@@ -12,6 +12,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgclip_doctor.sources.code.reader.packages import project_roots
 from fgclip_doctor.sources.code.reader.program import Defn, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile, display
 
@@ -26,7 +27,8 @@ class Entry:
 
 
 def search_roots(entry: str, kind: str, cwd: Path, pythonpath: list[str]) -> list[Path]:
-    """sys.path as the launch builds it, minus site-packages: [sys.path[0], *PYTHONPATH]."""
+    """sys.path as the launch builds it, minus site-packages: [sys.path[0], *PYTHONPATH], then the
+    folders an editable install of the project at `cwd` adds (`src/`, package-dir)."""
     first = cwd if kind == "module" else (cwd / entry).parent
     roots = [first.resolve()]
     for p in pythonpath:
@@ -34,7 +36,17 @@ def search_roots(entry: str, kind: str, cwd: Path, pythonpath: list[str]) -> lis
             path = (cwd / p).resolve()
             if path not in roots:
                 roots.append(path)
+    for path, _why in project_roots(cwd):
+        if path not in roots:
+            roots.append(path)
     return roots
+
+
+def where_looked(program: Program) -> str:
+    """The search roots as shown in a "not found" line: `., src (pyproject.toml ...), PYTHONPATH x`."""
+    why = {p: w for p, w in project_roots(program.cwd)}
+    shown = [(display(r, program.cwd) or ".") + (f" ({why[r]})" if r in why else "") for r in program.roots]
+    return ", ".join(shown)
 
 
 def entry_file(program: Program, entry: str, kind: str) -> SourceFile | None:
@@ -45,9 +57,9 @@ def entry_file(program: Program, entry: str, kind: str) -> SourceFile | None:
             main = path.parent / "__main__.py"
             path = main if main.is_file() else None
         if path is None:
-            roots = ", ".join(display(r, program.cwd) or "." for r in program.roots)
             program.notes.add(
-                f"{entry}: module not found under {roots} (nor the working directory); the training code was not read"
+                f"{entry}: module not found under {where_looked(program)} from the working directory "
+                f"{program.cwd} (no PYTHONPATH, src/ layout or package-dir names it); the training code was not read"
             )
             return None
         return program.load(entry, path)

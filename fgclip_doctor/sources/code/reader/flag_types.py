@@ -117,11 +117,13 @@ def type_flags(spec: ParserSpec, flags: list[FlagInput]) -> FlagTyping:
     parser = build_parser(spec)
     out = FlagTyping()
     for flag in flags:
-        tokens = [flag.option] + ([] if flag.value is None else [flag.value if flag.known else "0"])
+        # An unknown value (`--train-data=${train_data}` with train_data=$1) is still a value: a
+        # placeholder stands in, so the parser never reads the option as given bare.
+        tokens = [flag.option] + (["0"] if not flag.known else [] if flag.value is None else [flag.value])
         try:
             ns = vars(parser.parse_args(tokens))
         except _Rejection as err:
-            if not flag.known and "invalid" in str(err):
+            if not flag.known and ("invalid" in str(err) or _parses(parser, flag.option)):
                 ns = None  # the placeholder value, not the flag, was rejected: value unknown
             else:
                 out.rejected.append(Rejected(flag.option, flag.value, flag.source, str(err) + _version_note(spec)))
@@ -137,6 +139,15 @@ def type_flags(spec: ParserSpec, flags: list[FlagInput]) -> FlagTyping:
                     dest, value if flag.known else None, flag.option, flag.source, _declared(spec, dest)
                 )
     return out
+
+
+def _parses(parser: argparse.ArgumentParser, option: str) -> bool:
+    """Whether the option alone parses (a switch given an unknown word after it)."""
+    try:
+        parser.parse_args([option])
+    except _Rejection:
+        return False
+    return True
 
 
 def _version_note(spec: ParserSpec) -> str:
