@@ -32,6 +32,10 @@ class Facts:
         whose value only exists when the script runs; SKIP reasons naming the fact cite it."""
         self._why_unknown.setdefault(name, why)
 
+    def unknowns(self) -> dict[str, str]:
+        """{fact name or prefix: why it is absent}, as recorded by mark_unknown (to merge readings)."""
+        return dict(self._why_unknown)
+
     def why_unknown(self, text: str) -> list[str]:
         """The reasons recorded for absent facts named (or prefixed) in `text` (a SKIP reason)."""
         return list(

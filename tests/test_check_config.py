@@ -164,8 +164,12 @@ def test_junit_output_parses():
 
 
 def test_unknown_training_code_falls_back_to_flags(tmp_path):
+    # code without an argument parser: its flags are read by name
+    (tmp_path / "my_project").mkdir()
+    (tmp_path / "my_project/train.py").write_text("import sys\n\nprint(sys.argv)\n")
     path = tmp_path / "train_other.sh"
     path.write_text(
+        f"cd {tmp_path}\n"
         "torchrun --nproc_per_node 2 my_project/train.py \\\n  --per_device_train_batch_size 32 \\\n"
         "  --gradient_accumulation_steps 4 --max_steps 1000 --fp16 True --output_dir out\n"
     )

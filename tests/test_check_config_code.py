@@ -219,6 +219,7 @@ def test_fgclip_checkout_as_working_directory(tmp_path):
     assert "own package `fgclip`" in live.stderr and "is not a package" not in live.stderr
     # `-m fgclip.train` here runs FG-CLIP's package, not the subject: read as text
     (v1 / "subject.sh").write_text("python -m fgclip.train --preset tiny\n")
-    other = doctor(v1, "check-config", "subject.sh", "-q")
-    assert other.returncode in (0, 1) and "Traceback" not in other.stderr, other.stderr
+    other = doctor(v1, "check-config", "subject.sh", "-q")  # a package without __main__.py: python -m stops
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "Traceback" not in other.stderr, other.stderr
+    assert "fgclip/train is a package without __main__.py" in other.stderr, other.stderr
     assert "recognised fgclip.train" not in other.stdout

@@ -20,6 +20,9 @@ RESUME_FACTS = (
     "resume.checkpoints",
     "resume.step",
     "train.output_dir",
+    "train.auto_resume_path",
+    "resume.unusable",
+    "code.resume_restores",
 )
 
 
@@ -72,11 +75,21 @@ def resume_auto(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding on output_dir's checkpoints."""
     src = ctx.sources_of(facts, *RESUME_FACTS)
     explicit = _explicit(facts)
+    unusable = facts.value("resume.unusable")
+    if unusable and (explicit is not None or facts.value("train.auto_resume")):
+        return ctx.failed(
+            "no weights",
+            "a loadable checkpoint",
+            f"the resume would crash: {unusable} (a save killed half way); delete it or resume from an earlier one",
+            src,
+        )
+    restores = facts.value("code.resume_restores")
+    into = f"; it restores {', '.join(restores)}" if restores else ""
     if explicit is not None:
         return ctx.passed(
             f"--resume_from_checkpoint {explicit}",
             "deliberate resume",
-            f"explicit --resume_from_checkpoint {explicit}: a deliberate resume",
+            f"explicit resume from {explicit}: a deliberate resume{into}",
             src,
         )
     auto = facts.value("train.auto_resume")
@@ -93,12 +106,17 @@ def resume_auto(facts: Facts, ctx: RuleContext) -> Finding:
         step = facts.value("resume.step")
         at = f" (step {step})" if step is not None else ""
         where = f"output_dir {facts.value('train.output_dir')}" if "train.output_dir" in facts else "output_dir"
+        if "train.auto_resume_path" in facts:
+            where = str(PurePath(str(found)).parent)
         return ctx.problem(
             _name(found),
             "no checkpoint-*",
-            f"{where} holds {_name(found)}; the train script resumes from it automatically{at}",
+            f"{where} holds {_name(found)}; the train script resumes from it automatically{at}{into}",
             src,
         )
+    if "train.auto_resume_path" in facts and "resume.checkpoints" in facts:
+        where = facts.value("train.auto_resume_path")
+        return ctx.passed("nothing there", "nothing there", f"{where} does not exist yet: a fresh start", src)
     if "resume.checkpoints" in facts:
         return ctx.passed("no checkpoint-*", "no checkpoint-*", "output_dir holds no checkpoint-*: a fresh start", src)
     return ctx.skip("not known: resume.checkpoints (output_dir was not read)", src)

@@ -56,7 +56,7 @@ FACT_DESTS = (
     ("train.fp16", ("fp16",)),
     ("train.bf16", ("bf16",)),
     ("train.output_dir", ("output_dir",)),
-    ("train.resume_from_checkpoint", ("resume_from_checkpoint",)),
+    ("train.resume_from_checkpoint", ("resume_from_checkpoint", "resume")),
     ("train.max_steps", ("max_steps",)),
 )
 #: open_clip's `--precision`: amp is torch.autocast's default dtype on CUDA, float16.
@@ -129,6 +129,8 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
             facts.mark_unknown("train.", unread[0] if unread else f"{view.entry}: no argument parser read")
     for name, fact in reading.facts.items():
         facts.set(name, fact.value, fact.source)
+    for name, why in reading.facts.unknowns().items():
+        facts.mark_unknown(name, why)
     if reading.parser is None:
         view.notes.append(f"{view.entry}: no argument parser read: run facts come from the launch's flags by name")
         return _by_name(facts, view)
@@ -149,6 +151,8 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
             continue
         if fact == "train.resume_from_checkpoint" and value in (False, "False", "false", ""):
             continue
+        if fact == "train.resume_from_checkpoint" and dest == "resume" and facts.value("train.auto_resume"):
+            continue  # `--resume latest`: the code's own auto-resume (train.auto_resume_path), no path
         facts.set(fact, value, source)
     if reading.parser.option("precision") is not None and "train.fp16" not in facts:
         _precision(facts, reading)

@@ -56,7 +56,7 @@ from fgclip_doctor.sources.code.reader.losses import LossReading, read_losses
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
-from fgclip_doctor.sources.code.reader.resume import find_resume
+from fgclip_doctor.sources.code.reader.resume import resume_facts
 from fgclip_doctor.sources.code.reader.scales import (
     ScaleParam,
     find_clamps,
@@ -107,7 +107,7 @@ def read_training_code(
     facts.set("code.files_read", [f.rel for f in files], f"{found.file.rel}:1 and its imports")
     reading = CodeReading(facts, notes.lines, [f.rel for f in files])
     _parser_facts(reading, program, files, list(flags))
-    _resume_facts(reading, files, complete)
+    resume_facts(reading, files, complete)
     refusal = find_fp16_refusal(files)
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
@@ -139,29 +139,6 @@ def _parser_facts(reading: CodeReading, program: Program, files, flags: list[Fla
         typed.rejected[0].source if typed.rejected else spec.where,
     )
     facts.set("code.flags_accepted", {d: a.value for d, a in typed.accepted.items()}, spec.where)
-
-
-def _resume_facts(reading: CodeReading, files, complete: bool) -> None:
-    resume = find_resume(files)
-    facts = reading.facts
-    if resume is None:
-        if complete and files:
-            facts.set(
-                "train.auto_resume",
-                False,
-                f"{files[0].rel}: no checkpoint-* glob nor get_last_checkpoint in the code read",
-            )
-        return
-    guards_given = [
-        g for g in resume.guards if reading.flags and g in reading.flags.accepted and reading.flags.accepted[g].value
-    ]
-    if resume.auto and guards_given:
-        a = reading.flags.accepted[guards_given[0]]
-        facts.set("train.auto_resume", False, f"{resume.source} {resume.how}, off by {a.source}")
-    else:
-        facts.set("train.auto_resume", resume.auto, f"{resume.source} {resume.how}")
-    if resume.guards:
-        facts.set("train.auto_resume_guards", resume.guards, resume.source)
 
 
 def _flag_value(reading: CodeReading, dest: str) -> tuple[Any, str] | None:

@@ -55,7 +55,13 @@ def entry_file(program: Program, entry: str, kind: str) -> SourceFile | None:
         path = program.locate(entry)
         if path is not None and path.name == "__init__.py":
             main = path.parent / "__main__.py"
-            path = main if main.is_file() else None
+            if not main.is_file():
+                program.notes.add(
+                    f"{entry}: {display(path.parent, program.cwd)} is a package without __main__.py: "
+                    "`python -m` cannot run it (the launch would stop there); the training code was not read"
+                )
+                return None
+            path = main
         if path is None:
             program.notes.add(
                 f"{entry}: module not found under {where_looked(program)} from the working directory "

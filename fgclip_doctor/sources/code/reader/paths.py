@@ -1,0 +1,125 @@
+"""Evaluate the path and text expressions of training code with the launch's flag values.
+
+    log_base_path = os.path.join(args.logs, args.name)          # --logs ./logs --name run1
+    args.checkpoint_path = os.path.join(log_base_path, "checkpoints")
+    resume_from = os.path.join(args.checkpoint_path, LATEST)    # LATEST = "epoch_latest.pt"
+    -> "./logs/run1/checkpoints/epoch_latest.pt"
+
+Values are followed through variables (the assignment to a name in the same function, a module
+constant in any file read), attributes set on the parsed arguments (`args.x = ...`, else the flag's
+value), `os.path.join`, `Path(...) / ...`, f-strings, `+` and `a or b`. Anything else (a call of
+user code, a subscript, the clock) is unknown: `evaluate` returns None and names what was missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Callable
+from typing import Any
+
+from fgclip_doctor.sources.code.reader.astutil import UNKNOWN, call_name, enclosing_function, last
+from fgclip_doctor.sources.code.reader.source import SourceFile
+
+MAX_DEPTH = 12
+
+#: dest -> the flag's value (launch or the code's default), UNKNOWN when it cannot be known.
+FlagValue = Callable[[str], Any]
+
+
+class PathEval:
+    """Evaluates expressions of `files` against `flag_value`; `missing` collects what was unknown."""
+
+    def __init__(self, files: list[SourceFile], flag_value: FlagValue) -> None:
+        self.files, self.flag_value = files, flag_value
+        self.missing: list[str] = []
+        self._arg_sets: dict[str, list[tuple[SourceFile, ast.expr]]] = {}
+        self._constants: dict[str, list[tuple[SourceFile, ast.expr]]] = {}
+        for f in files:
+            for node in ast.walk(f.tree):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    t = node.targets[0]
+                    if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and _is_args(t.value.id):
+                        self._arg_sets.setdefault(t.attr, []).append((f, node.value))
+            for node in f.tree.body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    self._constants.setdefault(node.targets[0].id, []).append((f, node.value))
+
+    def evaluate(self, file: SourceFile, node: ast.expr) -> Any:
+        """The value of `node` (str / number / None), or UNKNOWN."""
+        return self._ev(file, node, 0, frozenset())
+
+    def _ev(self, f: SourceFile, node: ast.expr, depth: int, seen: frozenset) -> Any:
+        if depth > MAX_DEPTH:
+            return UNKNOWN
+        ev = lambda n: self._ev(f, n, depth + 1, seen)  # noqa: E731
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            parts = [ev(v.value) if isinstance(v, ast.FormattedValue) else v.value for v in node.values]
+            return UNKNOWN if any(p is UNKNOWN for p in parts) else "".join(str(p) for p in parts)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Div)):
+            a, b = ev(node.left), ev(node.right)
+            if a is UNKNOWN or b is UNKNOWN or not isinstance(a, str) or not isinstance(b, str):
+                return UNKNOWN
+            return a + b if isinstance(node.op, ast.Add) else os.path.join(a, b)
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+            for v in node.values:
+                value = ev(v)
+                if value is UNKNOWN or value:
+                    return value
+            return value
+        if isinstance(node, ast.Call):
+            name = last(call_name(node))
+            args = [ev(a) for a in node.args]
+            if any(a is UNKNOWN or not isinstance(a, str) for a in args) or not args:
+                return UNKNOWN
+            if name == "join" or name in ("Path", "PurePath", "PosixPath"):
+                return os.path.join(*args)
+            if name in ("str", "expanduser", "normpath", "abspath", "fspath") and len(args) == 1:
+                return args[0]
+            return UNKNOWN
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _is_args(node.value.id):
+            return self._arg(f, node.attr, depth, seen)
+        if isinstance(node, ast.Name):
+            return self._name(f, node, depth, seen)
+        return UNKNOWN
+
+    def _arg(self, f: SourceFile, attr: str, depth: int, seen: frozenset) -> Any:
+        """`args.attr`: the code's own `args.attr = ...` (other than `args.attr or ...` of itself), else the flag."""
+        key = ("args", attr)
+        if key not in seen:
+            for file, value in reversed(self._arg_sets.get(attr, [])):
+                got = self._ev(file, value, depth + 1, seen | {key})
+                if got is not UNKNOWN:
+                    return got
+        value = self.flag_value(attr)
+        if value is UNKNOWN:
+            self.missing.append(f"--{attr}")
+        return value
+
+    def _name(self, f: SourceFile, node: ast.Name, depth: int, seen: frozenset) -> Any:
+        key = ("name", node.id, f.rel)
+        if key in seen:
+            return UNKNOWN
+        scope = enclosing_function(f.tree, node)
+        if scope is not None:
+            writes = [
+                n
+                for n in ast.walk(scope)
+                if isinstance(n, ast.Assign)
+                and len(n.targets) == 1
+                and isinstance(n.targets[0], ast.Name)
+                and n.targets[0].id == node.id
+                and n.lineno <= node.lineno
+            ]
+            if writes:  # the last write above the read, in program order
+                return self._ev(f, writes[-1].value, depth + 1, seen | {key})
+        for file, value in self._constants.get(node.id, []):  # a module constant, here or imported
+            if file is f or node.id.isupper():
+                return self._ev(file, value, depth + 1, seen | {key})
+        return UNKNOWN
+
+
+def _is_args(name: str) -> bool:
+    return name.endswith("args") or name in ("opt", "opts", "cfg", "config")

@@ -1,0 +1,25 @@
+import torch
+import torch.distributed as dist
+import torch.distributed.nn
+import torch.nn.functional as F
+from torch import nn
+
+
+class ClipLoss(nn.Module):
+    """Symmetric InfoNCE over the features of every rank (gathered with their gradients)."""
+
+    def __init__(self, rank=0, world_size=1):
+        super().__init__()
+        self.rank, self.world_size = rank, world_size
+
+    def forward(self, image_features, text_features, logit_scale):
+        if self.world_size > 1:
+            all_image = torch.cat(torch.distributed.nn.all_gather(image_features), dim=0)
+            all_text = torch.cat(torch.distributed.nn.all_gather(text_features), dim=0)
+        else:
+            all_image, all_text = image_features, text_features
+        logits_per_image = logit_scale * image_features @ all_text.T
+        logits_per_text = logit_scale * text_features @ all_image.T
+        n = logits_per_image.shape[0]
+        labels = torch.arange(n, device=image_features.device) + n * self.rank
+        return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
