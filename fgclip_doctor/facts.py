@@ -74,6 +74,10 @@ class Facts:
             return
         self._facts[name] = Fact(value, source)
 
+    def forget(self, name: str) -> None:
+        """Drop `name`: a later source showed the value it held is not known after all."""
+        self._facts.pop(name, None)
+
     def setdefault(self, name: str, value: Any, source: str) -> None:
         """Record only if nothing is known yet (for lower-priority sources such as code defaults)."""
         if name not in self._facts:

@@ -10,6 +10,7 @@ from fgclip_doctor.facts import Facts
 
 HEAD = "roi_projection"
 RUN_LR = "every group"  # the run's one learning rate, when the groups' own are not known
+LAST_LAYER = "the last layer's group (layer-wise decay lowers the others: their LRs are not known)"
 
 
 def fmt_lr(lr: float) -> str:
@@ -181,7 +182,11 @@ def group_lrs(facts: Facts) -> tuple[list[tuple[str, float | None, list[str]]], 
             "schedule.base_lrs",
             "optim.group_names",
         )
+    if r := facts.value("optim.group_lr_range"):  # layer-wise decay: its lowest and highest groups
+        return [(r["lowest"][1], r["lowest"][0], []), (r["highest"][1], r["highest"][0], [])], ("optim.group_lr_range",)
     for name in ("schedule.base_lr", "train.learning_rate"):
+        if name in facts and "optim.layer_decay" in facts:  # the decay's range is unknown: never "every group"
+            return [(LAST_LAYER, facts.value(name), [])], (name, "optim.layer_decay")
         if name in facts:
             return [(RUN_LR, facts.value(name), [])], (name,)
     return [], ()

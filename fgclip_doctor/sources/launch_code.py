@@ -22,6 +22,7 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
 from fgclip_doctor.sources.launch.args import coerce
+from fgclip_doctor.sources.launch.config_files import load_config_file
 from fgclip_doctor.sources.launch.target import (
     TargetView,
     launch_directory,
@@ -58,7 +59,25 @@ FACT_DESTS = (
     ("train.output_dir", ("output_dir",)),
     ("train.resume_from_checkpoint", ("resume_from_checkpoint", "resume")),
     ("train.max_steps", ("max_steps",)),
+    ("schedule.warmup_steps", ("warmup_steps", "warmup")),
+    ("schedule.warmup_ratio", ("warmup_ratio",)),
+    ("schedule.warmup_epochs", ("warmup_epochs",)),
 )
+#: Keys of a config file the code loads from a flag (YAML / JSON / TOML) that give each fact, by
+#: the last part of their dotted name; a top-level key first, then optimizer / scheduler sections.
+CONFIG_KEYS = {
+    "train.per_device_batch": ("batch_size", "batch_size_train", "per_device_train_batch_size", "train_batch_size"),
+    "train.grad_accum": ("gradient_accumulation_steps", "accum_freq", "accum_iter"),
+    "train.epochs": ("epochs", "num_train_epochs", "max_epoch", "max_epochs"),
+    "train.learning_rate": ("lr", "learning_rate", "base_lr"),
+    "train.weight_decay": ("weight_decay", "wd"),
+    "train.fp16": ("fp16",),
+    "train.bf16": ("bf16",),
+    "schedule.warmup_steps": ("warmup_steps", "warmup_iters", "warmup"),
+    "schedule.warmup_ratio": ("warmup_ratio",),
+    "schedule.warmup_epochs": ("warmup_epochs",),
+}
+_SECTIONS = ("", "optimizer.", "optim.", "train.", "training.", "schedular.", "scheduler.", "lr_scheduler.")
 #: open_clip's `--precision`: amp is torch.autocast's default dtype on CUDA, float16.
 PRECISION = {
     "amp": ("fp16", "fp16 autocast"),
@@ -135,11 +154,14 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         view.notes.append(f"{view.entry}: no argument parser read: run facts come from the launch's flags by name")
         return _by_name(facts, view)
     values: dict[str, object] = {}
+    config = _config_values(facts, view, reading)
     for fact, dests in FACT_DESTS:
         dest = next((d for d in dests if reading.parser.option(d) is not None), None)
-        if dest is None:
-            continue
-        got = _value(reading, dest)
+        given = dest is not None and reading.flags is not None and dest in reading.flags.accepted
+        got = None if given else _from_config(config, fact)
+        if got is None and dest is not None:
+            got = _value(reading, dest)
+        dest = dest or dests[0]
         if got is None:
             continue
         value, source, known = got
@@ -154,8 +176,9 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         if fact == "train.resume_from_checkpoint" and dest == "resume" and facts.value("train.auto_resume"):
             continue  # `--resume latest`: the code's own auto-resume (train.auto_resume_path), no path
         facts.set(fact, value, source)
-    if reading.parser.option("precision") is not None and "train.fp16" not in facts:
-        _precision(facts, reading)
+    if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):
+        _precision(facts, reading, config.get("precision"))
+    _lr_range(facts)
     for dest in ("data_path", "max_boxes", "model_name_or_path"):
         got = _value(reading, dest) if reading.parser.option(dest) else None
         if got is not None and got[2]:
@@ -177,8 +200,52 @@ def _value(reading: CodeReading, dest: str) -> tuple[object, str, bool] | None:
     return value, where, True
 
 
-def _precision(facts: Facts, reading: CodeReading) -> None:
-    got = _value(reading, "precision")
+def _config_values(facts: Facts, view: TargetView, reading: CodeReading) -> dict[str, tuple[object, str]]:
+    """The config files the code loads from its flags (code.config_loads), read like flags:
+    {dotted key: (value, `file:line key`)}; a file not readable here leaves its values unknown."""
+    out: dict[str, tuple[object, str]] = {}
+    for load in facts.value("code.config_loads") or []:
+        got = _value(reading, load["dest"])
+        if got is None or not got[2] or not got[0]:
+            why = unknown_flag(got[1]) if got else f"--{load['dest']} not given"
+            facts.mark_unknown("code.config_values", f"{load['at']} loads --{load['dest']}: {why}")
+            continue
+        path = launch_path(view, got[0])
+        if path is None or not path.is_file():
+            where = unknown_directory(view, got[0]) if path is None else f"{got[0]} is not on this machine"
+            facts.mark_unknown("code.config_values", f"{load['at']} loads {where}")
+            continue
+        read = load_config_file(path)
+        out.update(read)
+        facts.set("code.config_values", {k: v for k, (v, _) in read.items()}, f"{got[0]} ({got[1]}, {load['at']})")
+    return out
+
+
+def _from_config(config: dict[str, tuple[object, str]], fact: str) -> tuple[object, str, bool] | None:
+    for section in _SECTIONS:
+        for key in CONFIG_KEYS.get(fact, ()):
+            if section + key in config:
+                value, source = config[section + key]
+                return value, source, value is not None
+    return None
+
+
+def _lr_range(facts: Facts) -> None:
+    """optim.group_lr_range: the layer-wise decay's lowest and highest multipliers × the base LR."""
+    scales, lr = facts.value("optim.layer_decay_scales"), facts.value("train.learning_rate")
+    if not scales or not isinstance(lr, (int, float)):
+        if "optim.layer_decay" in facts:
+            facts.mark_unknown("optim.group_lr_range", "the layer-wise decay's range or the base LR is not known")
+        return
+    facts.set(
+        "optim.group_lr_range",
+        {k: [lr * scales[k][0], scales[k][1]] for k in ("lowest", "highest")},
+        f"{facts.source('train.learning_rate')} × {facts.source('optim.layer_decay_scales')}",
+    )
+
+
+def _precision(facts: Facts, reading: CodeReading, from_config: tuple[object, str] | None = None) -> None:
+    got = (*from_config, True) if from_config is not None else _value(reading, "precision")
     if got is None or not got[2]:
         return
     text, source, _ = got

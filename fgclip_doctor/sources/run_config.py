@@ -116,6 +116,7 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
         values = _subject_flag_facts(facts, view, unknown)
     else:
         values = code_facts(facts, view)
+        _world_from_environment(facts, view)
     if None not in (
         facts.value("run.world_size"),
         facts.value("train.per_device_batch"),
@@ -126,6 +127,31 @@ def collect_facts(view: TargetView, dataset_size: int | None = None) -> Facts:
     derive_config_levels(facts)
     resume_facts(facts, launch_directory(view), view.directory_source)
     return facts
+
+
+def _world_from_environment(facts: Facts, view: TargetView) -> None:
+    """Code that takes its world size from WORLD_SIZE / SLURM_NTASKS, started as one plain python
+    process: the launch's own value of that variable when it sets one, else unknown, never 1."""
+    names = facts.value("code.world_size_env") or []
+    if not names or view.launcher != "python":
+        return
+    env = view.launch.env if view.launch is not None else {}
+    for name in names:
+        if name in env and env[name].value and env[name].value.isdigit():
+            where = f"{view.origin()}:{env[name].line} {name}"
+            facts.set("run.nproc_per_node", int(env[name].value), where)
+            facts.set("run.nnodes", 1, where)
+            facts.set(
+                "run.world_size", int(env[name].value), f"{where} (read by {facts.source('code.world_size_env')})"
+            )
+            return
+    for name in ("run.world_size", "run.nproc_per_node"):
+        facts.forget(name)
+    facts.mark_unknown(
+        "run.world_size",
+        f"the code takes its world size from ${' / $'.join(names)} ({facts.source('code.world_size_env')}), "
+        "which this launch does not set: whatever starts it (srun, a scheduler) decides",
+    )
 
 
 def _dataset_size(facts: Facts, view: TargetView, values: dict, dataset_size: int | None) -> None:

@@ -57,6 +57,7 @@ from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
 from fgclip_doctor.sources.code.reader.resume import resume_facts
+from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
 from fgclip_doctor.sources.code.reader.scales import (
     ScaleParam,
     find_clamps,
@@ -108,6 +109,7 @@ def read_training_code(
     reading = CodeReading(facts, notes.lines, [f.rel for f in files])
     _parser_facts(reading, program, files, list(flags))
     resume_facts(reading, files, complete)
+    run_shape_facts(reading, files)
     refusal = find_fp16_refusal(files)
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")

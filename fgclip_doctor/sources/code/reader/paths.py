@@ -33,6 +33,7 @@ class PathEval:
     def __init__(self, files: list[SourceFile], flag_value: FlagValue) -> None:
         self.files, self.flag_value = files, flag_value
         self.missing: list[str] = []
+        self.bindings: dict[str, Any] = {}  # names given a value by the caller (a loop variable)
         self._arg_sets: dict[str, list[tuple[SourceFile, ast.expr]]] = {}
         self._constants: dict[str, list[tuple[SourceFile, ast.expr]]] = {}
         for f in files:
@@ -58,6 +59,27 @@ class PathEval:
         if isinstance(node, ast.JoinedStr):
             parts = [ev(v.value) if isinstance(v, ast.FormattedValue) else v.value for v in node.values]
             return UNKNOWN if any(p is UNKNOWN for p in parts) else "".join(str(p) for p in parts)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, tuple(_NUMERIC)):
+            a, b = ev(node.left), ev(node.right)
+            if _number(a) and _number(b):
+                try:
+                    return _NUMERIC[type(node.op)](a, b)
+                except (ArithmeticError, ValueError):
+                    return UNKNOWN
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            a = ev(node.operand)
+            return -a if _number(a) else UNKNOWN
+        if isinstance(node, (ast.Dict, ast.List, ast.Tuple)):
+            try:
+                return ast.literal_eval(node)
+            except (ValueError, SyntaxError, TypeError):
+                return UNKNOWN
+        if isinstance(node, ast.Subscript):  # MODEL_CFGS[args.model]["layers"]
+            container, key = ev(node.value), ev(node.slice)
+            try:
+                return container[key] if isinstance(container, (dict, list, tuple)) else UNKNOWN
+            except (KeyError, IndexError, TypeError):
+                return UNKNOWN
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Div)):
             a, b = ev(node.left), ev(node.right)
             if a is UNKNOWN or b is UNKNOWN or not isinstance(a, str) or not isinstance(b, str):
@@ -72,6 +94,11 @@ class PathEval:
         if isinstance(node, ast.Call):
             name = last(call_name(node))
             args = [ev(a) for a in node.args]
+            if name in ("int", "float") and len(args) == 1 and (_number(args[0]) or isinstance(args[0], str)):
+                try:
+                    return int(args[0]) if name == "int" else float(args[0])
+                except ValueError:
+                    return UNKNOWN
             if any(a is UNKNOWN or not isinstance(a, str) for a in args) or not args:
                 return UNKNOWN
             if name == "join" or name in ("Path", "PurePath", "PosixPath"):
@@ -82,6 +109,8 @@ class PathEval:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _is_args(node.value.id):
             return self._arg(f, node.attr, depth, seen)
         if isinstance(node, ast.Name):
+            if node.id in self.bindings:
+                return self.bindings[node.id]
             return self._name(f, node, depth, seen)
         return UNKNOWN
 
@@ -119,6 +148,37 @@ class PathEval:
             if file is f or node.id.isupper():
                 return self._ev(file, value, depth + 1, seen | {key})
         return UNKNOWN
+
+
+def feeding(scope: ast.AST, node: ast.expr, depth: int = 0) -> list[ast.AST]:
+    """`node` and, for each name in it, the values assigned to that name in `scope`, recursively."""
+    out: list[ast.AST] = [node]
+    if depth > 6:
+        return out
+    for name in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
+        for a in ast.walk(scope):
+            if isinstance(a, (ast.Assign, ast.AnnAssign)) and a.value is not None:
+                targets = a.targets if isinstance(a, ast.Assign) else [a.target]
+                if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                    out += feeding(scope, a.value, depth + 1)
+    return out
+
+
+def scope_of(f: SourceFile, node: ast.AST) -> ast.AST:
+    return enclosing_function(f.tree, node) or f.tree
+
+
+_NUMERIC = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b if abs(b) <= 1024 else UNKNOWN,
+}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _is_args(name: str) -> bool:

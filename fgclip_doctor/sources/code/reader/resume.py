@@ -27,7 +27,7 @@ from fgclip_doctor.sources.code.reader.astutil import (
     keyword,
     last,
 )
-from fgclip_doctor.sources.code.reader.paths import PathEval
+from fgclip_doctor.sources.code.reader.paths import PathEval, feeding, scope_of
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -51,6 +51,7 @@ class FlagResume:
     latest: tuple[SourceFile, ast.expr] | None  # the path the auto value resumes from
     restores: list[str] = field(default_factory=list)  # model, optimizer, scaler, epoch ...
     load_at: str = ""  # file:line of the torch.load of the resume path
+    always: tuple[SourceFile, ast.expr] | None = None  # `if os.path.isfile(latest): torch.load(latest)`
 
 
 def _is_checkpoint_glob(node: ast.AST) -> bool:
@@ -84,25 +85,11 @@ def _train_calls(tree: ast.AST) -> list[ast.Call]:
     ]
 
 
-def _feeding(scope: ast.AST, node: ast.expr, depth: int = 0) -> list[ast.AST]:
-    """`node` and, for each name in it, the values assigned to that name in `scope`, recursively."""
-    out: list[ast.AST] = [node]
-    if depth > 6:
-        return out
-    for name in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
-        for a in ast.walk(scope):
-            if isinstance(a, (ast.Assign, ast.AnnAssign)) and a.value is not None:
-                targets = a.targets if isinstance(a, ast.Assign) else [a.target]
-                if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                    out += _feeding(scope, a.value, depth + 1)
-    return out
-
-
 def _auto_value(f: SourceFile, call: ast.Call) -> tuple[str, ast.AST] | None:
     """("glob checkpoint-*" | "get_last_checkpoint", where) when the value passed as
     resume_from_checkpoint comes from a checkpoint glob or get_last_checkpoint."""
     scope = enclosing_function(f.tree, call) or f.tree
-    for value in _feeding(scope, keyword(call, "resume_from_checkpoint")):
+    for value in feeding(scope, keyword(call, "resume_from_checkpoint")):
         for n in ast.walk(value):
             if _is_checkpoint_glob(n):
                 return "glob checkpoint-*", n
@@ -156,7 +143,8 @@ def _compared_values(test: ast.expr, dest: str) -> list[str]:
 
 def find_flag_resume(files: list[SourceFile], dests: list[str], evaluator: PathEval) -> FlagResume | None:
     """The resume flag among `dests` (the parser's) that the code compares or loads, if any."""
-    for dest in [d for d in dests if "resume" in d and d != "resume_from_checkpoint"]:
+    named = [d for d in dests if ("resume" in d or d in ("checkpoint", "ckpt")) and d != "resume_from_checkpoint"]
+    for dest in named:
         found = FlagResume(dest, (), "", None)
         for f in files:
             for node in ast.walk(f.tree):
@@ -164,16 +152,27 @@ def find_flag_resume(files: list[SourceFile], dests: list[str], evaluator: PathE
                     found.auto_values, found.compared_at = tuple(values), f.at(node)
                     found.latest = _latest_path(f, node.body, evaluator)
                 if isinstance(node, ast.Call) and last(call_name(node)) in ("load", "load_checkpoint"):
-                    if any(_reads(v, dest) for a in node.args for v in _feeding(_scope(f, node), a)):
+                    if any(_reads(v, dest) for a in node.args for v in feeding(scope_of(f, node), a)):
                         found.load_at = found.load_at or f.at(node)
                         found.restores = found.restores or _restores(f, node)
+                if isinstance(node, ast.If) and found.always is None:
+                    found.always = _loaded_if_present(f, node)
         if found.auto_values or found.load_at:
             return found
     return None
 
 
-def _scope(f: SourceFile, node: ast.AST) -> ast.AST:
-    return enclosing_function(f.tree, node) or f.tree
+def _loaded_if_present(f: SourceFile, node: ast.If) -> tuple[SourceFile, ast.expr] | None:
+    """`if os.path.isfile(latest): ckpt = torch.load(latest)`: the code resumes whenever `latest` exists."""
+    test = node.test
+    if not (isinstance(test, ast.Call) and last(call_name(test)) in ("isfile", "exists", "is_file") and test.args):
+        return None
+    probed = {n.id for n in ast.walk(test.args[0]) if isinstance(n, ast.Name)}
+    for n in (c for s in node.body for c in ast.walk(s)):
+        if isinstance(n, ast.Call) and last(call_name(n)) == "load" and n.args:
+            if {x.id for x in ast.walk(n.args[0]) if isinstance(x, ast.Name)} & probed:
+                return f, test.args[0]
+    return None
 
 
 def _latest_path(f: SourceFile, body: list[ast.stmt], evaluator: PathEval) -> tuple[SourceFile, ast.expr] | None:
@@ -194,7 +193,7 @@ def _latest_path(f: SourceFile, body: list[ast.stmt], evaluator: PathEval) -> tu
 def _restores(f: SourceFile, load: ast.Call) -> list[str]:
     """What the loaded checkpoint goes into: `model.load_state_dict(ckpt["state_dict"])` -> model,
     `optimizer.load_state_dict(ckpt["optimizer"])` -> optimizer, `start_epoch = ckpt["epoch"]` -> epoch."""
-    scope = _scope(f, load)
+    scope = scope_of(f, load)
     held = {
         t.id
         for a in ast.walk(scope)
@@ -267,6 +266,11 @@ def _flag_resume_facts(reading: Any, flag: FlagResume, evaluator: PathEval) -> N
     if value is UNKNOWN:
         facts.mark_unknown("train.auto_resume", f"--{flag.dest}'s value is unknown ({where})")
         return
+    if not value and flag.always is not None:  # no path given: the checkpoint it finds by itself
+        file, node = flag.always
+        facts.set("train.auto_resume", True, f"{file.at(node)} loads {ast.unparse(node)} whenever it exists")
+        _auto_path(facts, evaluator, file, node)
+        return
     if not (isinstance(value, str) and value in flag.auto_values):
         off = f"--{flag.dest} {value}" if value else f"--{flag.dest} not given"
         facts.set("train.auto_resume", False, f"{flag.compared_at or flag.load_at} ({off}: {where})")
@@ -276,7 +280,10 @@ def _flag_resume_facts(reading: Any, flag: FlagResume, evaluator: PathEval) -> N
     if flag.latest is None:
         facts.mark_unknown("train.auto_resume_path", f"{flag.compared_at}: the folder it resumes from was not read")
         return
-    file, node = flag.latest
+    _auto_path(facts, evaluator, *flag.latest)
+
+
+def _auto_path(facts: Any, evaluator: PathEval, file: SourceFile, node: ast.expr) -> None:
     evaluator.missing.clear()
     path = evaluator.evaluate(file, node)
     if isinstance(path, str):
