@@ -14,6 +14,7 @@ user code, a subscript, the clock) is unknown: `evaluate` returns None and names
 from __future__ import annotations
 
 import ast
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN, call_name, enclosing_function, last
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
-MAX_DEPTH = 12
+MAX_DEPTH = 40  # nested expressions and the assignments they follow; `seen` stops cycles
+MAX_JSON_BYTES = 1 << 20  # a model config is a few hundred bytes
 
 #: dest -> the flag's value (launch or the code's default), UNKNOWN when it cannot be known.
 FlagValue = Callable[[str], Any]
@@ -93,6 +95,10 @@ class PathEval:
             return value
         if isinstance(node, ast.Call):
             name = last(call_name(node))
+            if name == "load" and call_name(node).startswith("json") and node.args:  # json.load(open(P))
+                inner = opened_by_with(f, node.args[0])
+                path = ev(inner.args[0]) if isinstance(inner, ast.Call) and inner.args else UNKNOWN
+                return _read_json(f, path)
             args = [ev(a) for a in node.args]
             if name in ("int", "float") and len(args) == 1 and (_number(args[0]) or isinstance(args[0], str)):
                 try:
@@ -103,12 +109,19 @@ class PathEval:
                 return UNKNOWN
             if name == "join" or name in ("Path", "PurePath", "PosixPath"):
                 return os.path.join(*args)
-            if name in ("str", "expanduser", "normpath", "abspath", "fspath") and len(args) == 1:
+            if name in ("str", "expanduser", "normpath", "abspath", "fspath", "realpath") and len(args) == 1:
                 return args[0]
+            if name in ("dirname", "basename") and len(args) == 1:
+                return getattr(os.path, name)(args[0])
             return UNKNOWN
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _is_args(node.value.id):
             return self._arg(f, node.attr, depth, seen)
+        if isinstance(node, ast.Attribute) and node.attr == "parent":  # Path(__file__).parent
+            base = ev(node.value)
+            return os.path.dirname(base) if isinstance(base, str) else UNKNOWN
         if isinstance(node, ast.Name):
+            if node.id == "__file__":
+                return str(f.path)
             if node.id in self.bindings:
                 return self.bindings[node.id]
             return self._name(f, node, depth, seen)
@@ -175,6 +188,35 @@ _NUMERIC = {
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b if abs(b) <= 1024 else UNKNOWN,
 }
+
+
+def opened_by_with(f: SourceFile, node: ast.expr) -> ast.expr:
+    """`f` of `with open(P) as f:` -> the `open(P)` call (the nearest such `with` above); else `node`."""
+    if not isinstance(node, ast.Name):
+        return node
+    best = None
+    for w in ast.walk(f.tree):
+        if isinstance(w, ast.With) and w.lineno <= node.lineno:
+            for item in w.items:
+                if isinstance(item.optional_vars, ast.Name) and item.optional_vars.id == node.id:
+                    if best is None or w.lineno > best[0]:
+                        best = (w.lineno, item.context_expr)
+    return best[1] if best else node
+
+
+def _read_json(f: SourceFile, path: Any) -> Any:
+    """A JSON file the code reads (a model config beside its module), from the folder it would be
+    opened in: absolute, or relative to the code's checkout. Small files only; never executed."""
+    if not isinstance(path, str):
+        return UNKNOWN
+    full = path if os.path.isabs(path) else os.path.join(os.path.dirname(str(f.path)), path)
+    try:
+        if os.path.getsize(full) > MAX_JSON_BYTES:
+            return UNKNOWN
+        with open(full, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError, RecursionError):
+        return UNKNOWN
 
 
 def _number(v: Any) -> bool:
