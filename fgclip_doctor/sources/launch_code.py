@@ -226,6 +226,11 @@ def _from_config(config: dict[str, tuple[object, str]], fact: str) -> tuple[obje
         for key in CONFIG_KEYS.get(fact, ()):
             if section + key in config:
                 value, source = config[section + key]
+                if isinstance(value, str) and fact not in ("train.output_dir",):
+                    try:  # PyYAML reads `lr: 1e-4` (no dot) as text; the number is what is meant
+                        value = float(value) if not value.isdigit() else int(value)
+                    except ValueError:
+                        pass
                 return value, source, value is not None
     return None
 

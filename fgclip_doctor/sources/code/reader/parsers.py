@@ -22,6 +22,7 @@ from fgclip_doctor.sources.code.reader.astutil import (
     UNKNOWN,
     call_name,
     constant,
+    enclosing_function,
     keyword,
     last,
 )
@@ -291,6 +292,9 @@ def read_argparse(file: SourceFile, call: ast.Call, scope: ast.AST) -> ParserSpe
     """Every `*.add_argument(...)` in the function that builds the parser."""
     abbrev = constant(keyword(call, "allow_abbrev"))
     spec = ParserSpec("argparse", file.at(call), allow_abbrev=abbrev if isinstance(abbrev, bool) else True)
+    if isinstance(scope, ast.Module):  # built in the script's `__main__` block: its functions build others
+        stmts = [s for s in scope.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        scope = ast.Module(body=stmts, type_ignores=[])
     for node in ast.walk(scope):
         if isinstance(node, ast.Call) and last(call_name(node)) == "add_argument":
             opt = _argparse_option(file, node)
@@ -310,7 +314,9 @@ def find_parser(program: Program, files: list[SourceFile]) -> ParserSpec | None:
                 name = last(call_name(node))
                 if name == "HfArgumentParser":
                     return read_hf_parser(program, f, node)
-                if name == "ArgumentParser" and isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if name == "ArgumentParser" and (isinstance(fn, ast.Module) or fn is not f.tree):
+                    if isinstance(fn, ast.Module) and enclosing_function(f.tree, node) is not None:
+                        continue  # met again from its function
                     spec = read_argparse(f, node, fn)
                     if best is None or len(spec.options) > len(best.options):
                         best = spec

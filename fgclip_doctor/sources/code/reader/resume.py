@@ -156,16 +156,19 @@ def find_flag_resume(files: list[SourceFile], dests: list[str], evaluator: PathE
                         found.load_at = found.load_at or f.at(node)
                         found.restores = found.restores or _restores(f, node)
                 if isinstance(node, ast.If) and found.always is None:
-                    found.always = _loaded_if_present(f, node)
+                    found.always = _loaded_if_present(f, node, dest)
         if found.auto_values or found.load_at:
             return found
     return None
 
 
-def _loaded_if_present(f: SourceFile, node: ast.If) -> tuple[SourceFile, ast.expr] | None:
-    """`if os.path.isfile(latest): ckpt = torch.load(latest)`: the code resumes whenever `latest` exists."""
+def _loaded_if_present(f: SourceFile, node: ast.If, dest: str) -> tuple[SourceFile, ast.expr] | None:
+    """`if os.path.isfile(latest): ckpt = torch.load(latest)`: the code resumes whenever `latest`
+    (a path of its own, not the resume flag's) exists."""
     test = node.test
     if not (isinstance(test, ast.Call) and last(call_name(test)) in ("isfile", "exists", "is_file") and test.args):
+        return None
+    if not isinstance(test.args[0], ast.Name) or any(_reads(v, dest) for v in feeding(scope_of(f, test), test.args[0])):
         return None
     probed = {n.id for n in ast.walk(test.args[0]) if isinstance(n, ast.Name)}
     for n in (c for s in node.body for c in ast.walk(s)):
@@ -201,6 +204,13 @@ def _restores(f: SourceFile, load: ast.Call) -> list[str]:
         for t in a.targets
         if isinstance(t, ast.Name)
     }
+    grown = True
+    while grown:  # `state_dict = checkpoint["model"]` holds the checkpoint too
+        before = len(held)
+        for a in ast.walk(scope):
+            if isinstance(a, ast.Assign) and any(isinstance(x, ast.Name) and x.id in held for x in ast.walk(a.value)):
+                held |= {t.id for t in a.targets if isinstance(t, ast.Name)}
+        grown = len(held) > before
     out: list[str] = []
     for n in ast.walk(scope):
         if isinstance(n, ast.Call) and last(call_name(n)) == "load_state_dict" and isinstance(n.func, ast.Attribute):
