@@ -25,6 +25,14 @@ BARE_EXCEPT = (
     "        except Exception:\n            raise\n",
 )
 
+EVA_SH = "scripts/pretrain_b16.sh"
+METACLIP_LOCAL = (
+    "src/metaclip/loss.py",
+    "            all_image = torch.cat(torch.distributed.nn.all_gather(image_features), dim=0)\n"
+    "            all_text = torch.cat(torch.distributed.nn.all_gather(text_features), dim=0)\n",
+    "            all_image, all_text = image_features, text_features  # each rank on its own batch\n",
+)
+
 OTHER_CASES: tuple[Case, ...] = (
     # ---- the annotations (check-data on one rewrite of the synthetic train.jsonl) ----------------------
     Case(
@@ -122,6 +130,47 @@ OTHER_CASES: tuple[Case, ...] = (
         Launch(tree="run_clip", script="train.sh", edits=(("train.sh", "--nproc_per_node 8", "--nproc_per_node 1"),)),
         (Expect("negatives-count", "global", F),),
         twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("logit-scale-decay", "logit_scale", W)),
+    ),
+    Case(
+        "srun-no-gather",
+        "MetaCLIP / open_clip style loss without the all_gather under an sbatch allocation of 4 nodes x 8 "
+        "tasks: each of the 32 ranks contrasts its own 128 pairs (open_clip loss.py gathers them)",
+        "check-config",
+        Launch(tree="metaclip", script="run_b32.sh", edits=(METACLIP_LOCAL,)),
+        Launch(tree="metaclip", script="run_b32.sh"),
+        (Expect("negatives-count", "global", F),),
+        twin_warns=(Expect("fp16", "", W),),  # --precision amp: fp16 autocast
+    ),
+    Case(
+        "layer-decay-zero",
+        "EVA-CLIP style layer-wise LR decay: lr x decay^(L + 1 - i) per layer; --layer-decay=0 leaves only "
+        "the head training (BEiT / EVA use 0.65-0.9)",
+        "check-config",
+        Launch(tree="eva_clip", script=EVA_SH, edits=((EVA_SH, "--layer-decay=0.75", "--layer-decay=0"),)),
+        Launch(tree="eva_clip", script=EVA_SH),
+        (Expect("lr-zero", "lr", F),),
+    ),
+    Case(
+        "config-lr-zero",
+        "ALBEF / BLIP style run driven by a YAML config (configs/Pretrain.yaml optimizer.lr): at lr 0 "
+        "nothing trains and the ITC loss stays at chance",
+        "check-config",
+        Launch(
+            tree="albef",
+            script="run_pretrain.sh",
+            edits=(("configs/Pretrain.yaml", "lr: 1e-4, weight", "lr: 0, weight"),),
+        ),
+        Launch(tree="albef", script="run_pretrain.sh"),
+        (Expect("lr-zero", "lr", F),),
+    ),
+    Case(
+        "argparse-underscore-flag",
+        "SLIP style argparse options are spelled with dashes (--warmup-epochs); an HF-style underscore "
+        "spelling is 'unrecognized arguments' and the run stops at start",
+        "check-config",
+        Launch(tree="slip", script="run_slip.sh", edits=(("run_slip.sh", "--warmup-epochs 1", "--warmup_epochs 1"),)),
+        Launch(tree="slip", script="run_slip.sh"),
+        (Expect("unknown-flag", "--warmup_epochs", F),),
     ),
     # ---- a DDP script of another family (tests/helpers/train_unoffset_ddp.py) -----------------------------
     Case(
