@@ -192,3 +192,16 @@ def test_resume_through_a_variable_and_a_checkpoint_killed_half_way(tmp_path):
     assert code == 1 and status(found, "FGD401") == "FAIL"
     assert "the resume would crash: checkpoint-500 holds no model weights" in found[("FGD401", "")]["message"]
     shutil.rmtree(half)
+
+
+def test_warmup_ratio_read_and_a_warmup_from_an_unset_variable_unknown(tmp_path):
+    al = tree(tmp_path, "albef")
+    config = al / "configs/Pretrain.yaml"
+    config.write_text(config.read_text() + "warmup_ratio: 0.05\n")
+    _, _, facts, _ = run(al, "run_pretrain.sh")
+    line = len(config.read_text().splitlines())
+    assert facts["schedule.warmup_ratio"] == (0.05, f"configs/Pretrain.yaml:{line} warmup_ratio")
+    eva = tree(tmp_path, "eva_clip")
+    edit(eva / "scripts/pretrain_b16.sh", "--warmup=2000", "--warmup=$WARMUP")
+    _, _, facts, _ = run(eva, "scripts/pretrain_b16.sh")
+    assert "schedule.warmup_steps" not in facts and "--warmup" in " ".join(facts["run.unresolved_flags"][0])
