@@ -23,7 +23,7 @@ TERM_KEYS = {"global": "global_loss", "region": "region_loss", "hardneg": "hardn
 
 FACTS: dict[str, str] = {
     # --- the launch ----------------------------------------------------------------------
-    "run.launcher": "deepspeed | torchrun | accelerate | python",
+    "run.launcher": "deepspeed | torchrun | accelerate | python | srun | mpirun",
     "run.entry": "training module or script the launch runs",
     "run.directory": "the folder the launch runs in (after its script's cd / pushd): relative paths resolve from it",
     "run.subject_known": "True when the training code is recognised and its effective values were read from code",
