@@ -186,6 +186,7 @@ FACTS: dict[str, str] = {
     "code.logit_params": "{parameter: {init_from, at}} of every nn.Parameter named *logit_scale* / *logit_bias*",
     "code.model": "the library model that computes the loss, e.g. `transformers AutoModel`",
     "train.auto_resume_path": "the file or folder the code's own auto-resume loads, from the launch's values (`--resume latest` -> <logs>/<name>/checkpoints/epoch_latest.pt)",
+    "code.resume_flag": "the flag whose value the code loads a checkpoint from (open_clip's --resume, ALBEF's --checkpoint)",
     "code.resume_restores": "what a resume of the code loads the checkpoint into: model, optimizer, scaler, epoch (its load_state_dict calls)",
     "resume.unusable": "why the checkpoint a resume would load cannot be loaded (a folder without weights: a save killed half way)",
     "code.config_loads": "[{dest, at}] flags whose value the code opens and parses as a config file (yaml.safe_load(open(args.config)), OmegaConf.load)",

@@ -205,3 +205,13 @@ def test_warmup_ratio_read_and_a_warmup_from_an_unset_variable_unknown(tmp_path)
     edit(eva / "scripts/pretrain_b16.sh", "--warmup=2000", "--warmup=$WARMUP")
     _, _, facts, _ = run(eva, "scripts/pretrain_b16.sh")
     assert "schedule.warmup_steps" not in facts and "--warmup" in " ".join(facts["run.unresolved_flags"][0])
+
+
+def test_albef_checkpoint_flag_is_an_explicit_resume(tmp_path):
+    al = tree(tmp_path, "albef")
+    torch.save({"epoch": 4, "model": {"temp": torch.tensor(0.05)}, "optimizer": {}}, al / "ckpt.pth")
+    edit(al / "run_pretrain.sh", "--output_dir output/Pretrain", "--output_dir output/Pretrain --checkpoint ckpt.pth")
+    _, found, facts, _ = run(al, "run_pretrain.sh")
+    assert facts["code.resume_flag"][0] == "checkpoint"
+    assert facts["train.resume_from_checkpoint"] == ("ckpt.pth", "run_pretrain.sh:3 --checkpoint")
+    assert "restores model, optimizer, epoch" in found[("FGD401", "")]["message"]

@@ -155,7 +155,10 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         return _by_name(facts, view)
     values: dict[str, object] = {}
     config = _config_values(facts, view, reading)
+    resume_flag = facts.value("code.resume_flag")  # the flag the code loads a checkpoint from
     for fact, dests in FACT_DESTS:
+        if fact == "train.resume_from_checkpoint" and resume_flag:
+            dests = (resume_flag,)
         dest = next((d for d in dests if reading.parser.option(d) is not None), None)
         given = dest is not None and reading.flags is not None and dest in reading.flags.accepted
         got = None if given else _from_config(config, fact)
@@ -173,7 +176,7 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
             continue
         if fact == "train.resume_from_checkpoint" and value in (False, "False", "false", ""):
             continue
-        if fact == "train.resume_from_checkpoint" and dest == "resume" and facts.value("train.auto_resume"):
+        if fact == "train.resume_from_checkpoint" and dest == resume_flag and facts.value("train.auto_resume"):
             continue  # `--resume latest`: the code's own auto-resume (train.auto_resume_path), no path
         facts.set(fact, value, source)
     if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):

@@ -271,6 +271,7 @@ def _flag_resume_facts(reading: Any, flag: FlagResume, evaluator: PathEval) -> N
     value = flag_value_of(reading, flag.dest)
     given = reading.flags.accepted[flag.dest].source if reading.flags and flag.dest in reading.flags.accepted else ""
     where = given or (reading.default(flag.dest) or (None, "its default"))[1]
+    facts.set("code.resume_flag", flag.dest, flag.load_at or flag.compared_at)
     if flag.restores:
         facts.set("code.resume_restores", flag.restores, flag.load_at)
     if value is UNKNOWN:
