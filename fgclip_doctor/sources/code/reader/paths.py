@@ -211,7 +211,7 @@ def _read_json(f: SourceFile, path: Any) -> Any:
         return UNKNOWN
     full = path if os.path.isabs(path) else os.path.join(os.path.dirname(str(f.path)), path)
     try:
-        if os.path.getsize(full) > MAX_JSON_BYTES:
+        if not os.path.isfile(full) or os.path.getsize(full) > MAX_JSON_BYTES:  # a FIFO would block
             return UNKNOWN
         with open(full, encoding="utf-8") as handle:
             return json.load(handle)
