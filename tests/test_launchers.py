@@ -89,3 +89,36 @@ def test_the_scripts_own_arguments_are_unknown_values(tmp_path):
     assert got.args["lr"].value == "1"
     assert {"$1 (an argument of the script)", "$2 (an argument of the script)"} <= set(got.unresolved)
     assert launch(tmp_path, 'cd "$(dirname "$0")"\npython train.py\n').directory == tmp_path  # $0 is known
+
+
+@pytest.mark.parametrize(
+    "files, why",
+    [
+        (
+            {"pyproject.toml": '[tool.setuptools.package-dir]\n"" = "lib"\n'},
+            "pyproject.toml [tool.setuptools] package-dir",
+        ),
+        ({"pyproject.toml": '[tool.setuptools.packages.find]\nwhere = ["lib"]\n'}, "packages.find] where"),
+        ({"setup.cfg": "[options]\npackage_dir =\n    =lib\n"}, "setup.cfg [options] package_dir"),
+        ({"setup.py": 'from setuptools import setup\nsetup(name="x", package_dir={"": "lib"})\n'}, "setup.py setup"),
+    ],
+)
+def test_package_dir_of_an_editable_install(tmp_path, files, why):
+    from fgclip_doctor.sources.code.reader.packages import project_roots
+
+    (tmp_path / "lib/pkg").mkdir(parents=True)
+    (tmp_path / "lib/pkg/__init__.py").write_text("")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    [(root, said)] = project_roots(tmp_path)
+    assert root == (tmp_path / "lib").resolve() and why in said
+
+
+def test_a_src_folder_is_on_the_path_only_in_a_project(tmp_path):
+    from fgclip_doctor.sources.code.reader.packages import project_roots
+
+    (tmp_path / "src/pkg").mkdir(parents=True)
+    (tmp_path / "src/pkg/__init__.py").write_text("")
+    assert project_roots(tmp_path) == []  # no pyproject / setup.cfg / setup.py: nothing installs it
+    (tmp_path / "setup.py").write_text("import setuptools\nsetuptools.setup()\n")  # never run
+    assert [r for r, _ in project_roots(tmp_path)] == [(tmp_path / "src").resolve()]
