@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgclip import faults
+from fgclip.arguments import ArgumentError, bank_size_problem
+from fgclip.warmup import reached
 
 DIAG_ENV = "ENABLE_RUNTIME_DIAG"
 
@@ -27,6 +29,8 @@ class RegionMemoryBank(nn.Module):
         self, dim: int, size: int = 128, warmup_forward_calls: int = 50, mask_same_caption: bool = True
     ) -> None:
         super().__init__()
+        if why := bank_size_problem(size, dim):
+            raise ArgumentError("memory_bank_size", size, why)
         self.size = size
         self.warmup_forward_calls = warmup_forward_calls
         self.mask_same_caption = mask_same_caption
@@ -45,10 +49,11 @@ class RegionMemoryBank(nn.Module):
         return int(self.enabled_at_call) >= 0 and int(self.fill) > 0
 
     def tick(self) -> bool:
-        """Count one training forward call; switch on when the warmup is reached. Returns active."""
+        """Count one training forward call (calls count from 1); switch on at the call that reaches
+        the warmup (fgclip.warmup: call max(warmup, 1)). Returns active: on, and the queue holds a row."""
         self.forward_calls += 1
         calls = int(self.forward_calls)
-        if int(self.enabled_at_call) < 0 and calls >= self.warmup_forward_calls:
+        if int(self.enabled_at_call) < 0 and reached(calls, self.warmup_forward_calls):
             self.enabled_at_call.fill_(calls)
             if os.environ.get(DIAG_ENV) == "1":
                 print(f"[Memory Bank] enabled @ training_step {calls}", flush=True)

@@ -19,6 +19,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextEmbeddings
 
 from fgclip import faults
+from fgclip.arguments import ArgumentError, long_positions_problem
 from fgclip.config import FGCLIPConfig
 from fgclip.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
 from fgclip.memory_bank import RegionMemoryBank
@@ -31,7 +32,8 @@ def stretch_positions(table: torch.Tensor, new_rows: int = 248, keep: int = 20) 
     """[77, D] -> [new_rows, D]: first `keep` rows copied, the rest linearly interpolated 4x
     (the last row extrapolated), as Long-CLIP / FG-CLIP stretch the text position table."""
     rows = table.shape[0]
-    assert new_rows == keep + 4 * (rows - keep), "FG-CLIP stretches exactly 4x after `keep` rows"
+    if why := long_positions_problem(new_rows, rows, keep):
+        raise ArgumentError("max_seq_length", new_rows, why)
     base = table[keep:]  # [rows-keep, D]
     nxt = torch.cat([table[keep + 1 :], (2 * table[-1] - table[-2])[None]])  # next row, extrapolated
     out = torch.empty(new_rows, table.shape[1], dtype=table.dtype, device=table.device)
@@ -88,6 +90,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
     def __init__(self, config: FGCLIPConfig) -> None:
         super().__init__(config)
         text_cfg, vision_cfg = config.text_config, config.vision_config
+        # refused here, before any table is made: the long table is the short one stretched 4x
+        rows, keep = text_cfg.max_position_embeddings, config.keep_positions
+        if why := long_positions_problem(config.long_text_positions, rows, keep):
+            raise ArgumentError("max_seq_length", config.long_text_positions, why)
         self.text_model = CLIPTextModel._from_config(text_cfg)
         self.text_model.embeddings = LongShortTextEmbeddings(text_cfg, config.long_text_positions)
         self.vision_model = CLIPVisionModel._from_config(vision_cfg)

@@ -17,6 +17,7 @@ import transformers
 from transformers import AutoTokenizer, HfArgumentParser
 
 from fgclip import faults
+from fgclip.arguments import refused
 from fgclip.config import CLIP_INIT, FGCLIPConfig
 from fgclip.data import FGCLIPDataset, collate
 from fgclip.model import FGCLIPModel
@@ -72,15 +73,23 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArgum
     """Parse like FG-CLIP: flags (or one .json / .yaml file); `--preset NAME` prepends its flags."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
+        return _checked(parser.parse_json_file(argv[0]))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
+        return _checked(parser.parse_yaml_file(argv[0]))
     for i, arg in enumerate(argv):
         if arg == "--preset" or arg.startswith("--preset="):
             name = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
             argv = preset_args(name) + argv
             break
-    return parser.parse_args_into_dataclasses(args=argv)
+    return _checked(parser.parse_args_into_dataclasses(args=argv))
+
+
+def _checked(parsed: tuple) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """The parsed arguments, or the first value fgclip.arguments refuses (ArgumentError, named)."""
+    margs, dargs, targs = parsed
+    for error in refused({**vars(margs), **vars(dargs), **vars(targs)}):
+        raise error
+    return margs, dargs, targs
 
 
 def config_overrides(margs: ModelArguments, dargs: DataArguments) -> dict:

@@ -2,18 +2,37 @@
 
 Two units count a run: forward calls (micro-steps, one per batch per process) and optimizer
 steps (one per `accum` forward calls). A count in forward calls is reached at optimizer step
-ceil(calls / accum). Ground floor: pure functions, imports nothing of ours; sources derive
-facts with them (sources/derived.py), checks and commands say both units with them.
+ceil(calls / accum). Ground floor: pure functions; sources derive facts with them
+(sources/derived.py), checks and commands say both units with them.
+
+When a warmup counted in forward calls switches on is the subject's own definition
+(fgclip/warmup.py, which its memory bank uses: calls count from 1, call c is on when c >= warmup),
+imported here, never restated: it imports nothing (no torch), and the subject never imports the
+doctor (pyproject.toml's contracts), so the one truth lives on the subject's side.
 """
 
 from __future__ import annotations
 
 import math
 
+from fgclip.warmup import reached, switch_on_at
+
 
 def optimizer_step(forward_calls: int, accum: int) -> int:
     """The optimizer step in which forward call `forward_calls` happens: ceil(calls / accum)."""
     return -(-int(forward_calls) // int(accum))
+
+
+def switch_on_step(warmup: int, accum: int) -> int:
+    """The optimizer step in which a warmup of `warmup` forward calls switches on: the step of
+    call max(warmup, 1) (fgclip.warmup), so a warmup of 0 is on in step 1, not "step 0"."""
+    return optimizer_step(switch_on_at(warmup), accum)
+
+
+def warmup_reached(warmup: int, run_length: int) -> bool:
+    """True when a run of `run_length` events reaches a warmup of `warmup` events (both in forward
+    calls, or both in optimizer steps): its last event is the switch-on one or later (fgclip.warmup)."""
+    return reached(run_length, warmup)
 
 
 def forward_calls(optimizer_steps: int, accum: int) -> int:
@@ -36,6 +55,15 @@ def steps_for_epochs(dataset_size: int, epochs: float, per_device: int, world: i
     process, then optimizer steps per epoch (at least one)."""
     batches = math.ceil(dataset_size / (per_device * world))
     return math.ceil(epochs * max(batches // accum, 1))
+
+
+def temperature(ln_scale: float) -> float:
+    """e^ln_scale, the inverse temperature a logit scale stands for; inf where a float overflows
+    (an ln-scale above 709.78, such as --logit_scale_init_value 1e20), nan for nan."""
+    try:
+        return math.exp(ln_scale)
+    except OverflowError:
+        return math.inf
 
 
 def forward_calls_text(calls: int, step: int | None) -> str:

@@ -182,7 +182,7 @@ FACTS: dict[str, str] = {
     "code.flags_known": "dests the real parser accepts (absent when a base TrainingArguments is not importable)",
     "code.refuses_fp16": "True when the training code stops an fp16 run (assert ...fp16 == False, or if ...fp16: raise)",
     "code.flags_accepted": "{dest: value} of the launch's flags, converted as the real parser converts them",
-    "code.flags_rejected": "[{flag, value, reason, source}] the real parser rejects (unknown, ambiguous, wrong type / choice)",
+    "code.flags_rejected": "[{flag, value, reason, source, by?}] the real parser rejects (unknown, ambiguous, wrong type / choice), or the bundled subject refuses at start-up (by: who)",
     "code.logit_params": "{parameter: {init_from, at}} of every nn.Parameter named *logit_scale* / *logit_bias*",
     "code.model": "the library model that computes the loss, e.g. `transformers AutoModel`",
     "train.auto_resume_path": "the file or folder the code's own auto-resume loads, from the launch's values (`--resume latest` -> <logs>/<name>/checkpoints/epoch_latest.pt)",

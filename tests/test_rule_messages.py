@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from rule_check import by_subject, check_rule
 from typer.testing import CliRunner
 
+from fgclip.warmup import reached as bank_reached
+from fgclip.warmup import switch_on_at
 from fgclip_doctor.checks import negatives, schedule  # noqa: F401 (register)
 from fgclip_doctor.checks.registry import Status
 from fgclip_doctor.cli import app
@@ -144,7 +146,9 @@ def test_fgd201_global_numbers_are_the_facts(per, world, gathered):
 @fuzz_settings(60)
 @given(k=ints, q=ints, warmup=st.integers(0, 10_000), accum=st.integers(1, 64), steps=st.integers(1, 2000))
 def test_negatives_and_step_units_numbers_are_the_facts(k, q, warmup, accum, steps):
-    switch = math.ceil(warmup / accum)
+    # when the bank switches on is the subject's (fgclip.warmup, which its RegionMemoryBank.tick
+    # uses; tests/test_warmup_boundary.py runs the real bank at the boundary): not restated here
+    switch = math.ceil(switch_on_at(warmup) / accum)  # the optimizer step holding that forward call
     facts = _facts(
         loss__terms=["region"],
         bank__enabled=True,
@@ -157,7 +161,7 @@ def test_negatives_and_step_units_numbers_are_the_facts(k, q, warmup, accum, ste
         train__optimizer_steps=steps,
         train__forward_calls=steps * accum,
     )
-    reached = warmup < steps * accum
+    reached = bank_reached(steps * accum, warmup)  # the run's last forward call, as the bank counts
     timing = f"{warmup} forward calls = optimizer step {switch} at gradient accumulation {accum}"
     run = f"the run ends at optimizer step {steps} ({steps * accum} forward calls)"
 
@@ -172,7 +176,7 @@ def test_negatives_and_step_units_numbers_are_the_facts(k, q, warmup, accum, ste
 
     [units] = check_rule("step-units", facts, "check-config")
     assert units.measured == f"{warmup} forward calls = optimizer step {switch}"
-    assert units.expected == f"< {steps * accum} forward calls (optimizer step {steps})"
+    assert units.expected == f"<= {steps * accum} forward calls (optimizer step {steps})"
     assert units.message == f"bank warmup {timing}; " + (
         f"reached within the run ({run})" if reached else f"{run}: never reached"
     )

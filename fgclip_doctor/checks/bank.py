@@ -13,7 +13,7 @@ from fgclip_doctor.checks.observed import pct
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.units import optimizer_step
+from fgclip_doctor.units import optimizer_step, warmup_reached
 from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
 
 NO_BANK = "no memory bank in this model"
@@ -78,7 +78,12 @@ def bank_active(facts: Facts, ctx: RuleContext) -> Finding:
                     src,
                 )
             return ctx.passed(f"on at call {at}", "on", f"bank enabled at forward call {at}{step}{filled}", src)
-        if done is not None and t.switch_on_step is not None and done < t.switch_on_step and t.reached:
+        if (
+            done is not None
+            and t.switch_on_step is not None
+            and not warmup_reached(t.switch_on_step, done)
+            and t.reached
+        ):
             return ctx.passed(
                 "not yet on",
                 "on",

@@ -14,6 +14,7 @@ from fgclip_doctor.checks.observed import observed_terms, pct
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.units import warmup_reached
 from fgclip_doctor.vocabulary import TERMS, observed_fact
 
 
@@ -51,7 +52,7 @@ def _live_region(ctx: RuleContext, facts: Facts, src, t, q: int) -> Finding:
     )
     if extra is None or done is None:
         return ctx.skip("not measured: observed.extra_columns.region / train.optimizer_steps_done", src, "region")
-    due = t.switch_on_step is not None and done >= t.switch_on_step
+    due = t.switch_on_step is not None and warmup_reached(t.switch_on_step, done)
     expected = min(q, fill) if due else 0
     when = (
         f"bank due at optimizer step {t.switch_on_step}, {done} steps done"

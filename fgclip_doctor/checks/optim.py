@@ -5,6 +5,8 @@ Optimizer groups are `optim.groups`: a list of {name, lr, weight_decay, params: 
 
 from __future__ import annotations
 
+import math
+
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 
@@ -16,7 +18,7 @@ LAST_LAYER = "the last layer's group (layer-wise decay lowers the others: their 
 def fmt_lr(lr: float) -> str:
     """A learning rate as people write it: 2e-5, 0.001."""
     lr = float(lr)
-    if lr == 0 or abs(lr) >= 1e-2:
+    if lr == 0 or abs(lr) >= 1e-2 or not math.isfinite(lr):  # nan / inf: as Python writes them
         return f"{lr:.3g}"
     mantissa, exp = f"{lr:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.units import forward_calls, forward_calls_text, optimizer_step
+from fgclip_doctor.units import forward_calls, forward_calls_text, optimizer_step, switch_on_step, warmup_reached
 
 #: facts the timing below may read, in provenance order
 TIMING_FACTS = (
@@ -42,11 +42,14 @@ class WarmupTiming:
 
     @property
     def reached(self) -> bool | None:
-        """True when the warmup ends before the run does (early enough to be used), else False."""
+        """True when the run's last forward call is the switch-on call or later (the subject's own
+        test, fgclip.warmup: warmup 320 in 320 calls switches on at the last one), else False.
+        In calls when both are known, else in optimizer steps: the same answer, since call W falls
+        in step ceil(W / accum), which is <= S exactly when W <= S x accum."""
         if self.warmup is not None and self.calls is not None:
-            return self.warmup < self.calls
+            return warmup_reached(self.warmup, self.calls)
         if self.switch_on_step is not None and self.steps is not None:
-            return self.switch_on_step <= self.steps
+            return warmup_reached(self.switch_on_step, self.steps)
         return None
 
     def warmup_text(self) -> str:
@@ -73,7 +76,7 @@ def warmup_timing(facts: Facts) -> WarmupTiming:
     calls = facts.value("train.forward_calls")
     switch = facts.value("bank.switch_on_step")
     if switch is None and warmup is not None and accum:
-        switch = optimizer_step(warmup, accum)
+        switch = switch_on_step(warmup, accum)
     if calls is None and steps is not None and accum:
         calls = forward_calls(int(steps), int(accum))
     if steps is None and calls is not None and accum:
@@ -115,7 +118,7 @@ def step_units(facts: Facts, ctx: RuleContext) -> Finding:
     if t.calls is None:
         return ctx.skip(RUN_LENGTH_UNKNOWN, src, "bank warmup")
     measured = forward_calls_text(t.warmup, t.switch_on_step)
-    expected = f"< {t.calls} forward calls (optimizer step {t.steps})"
+    expected = f"<= {t.calls} forward calls (optimizer step {t.steps})"  # the last call may switch it on
     if not t.reached:
         return ctx.problem(
             measured, expected, f"bank warmup {t.warmup_text()}; {t.run_text()}: never reached", src, "bank warmup"
@@ -293,6 +296,8 @@ def _groups_finding(facts: Facts, ctx: RuleContext) -> Finding:
 
 # --- FGD303 unknown-flag: the launch reaches training at all ---------------------------------------
 
+PARSER = "the training's parser"  # who rejects a flag, unless the item says (`by`: the subject at start-up)
+
 
 @rule(
     "FGD303",
@@ -342,8 +347,8 @@ def unknown_flag(facts: Facts, ctx: RuleContext) -> list[Finding]:
         out.append(
             ctx.problem(
                 f"{r['flag']}{value}",
-                "a flag the parser accepts",
-                f"{r['source']}: {r['flag']}{value} is rejected by the training's parser: {r['reason']}",
+                "a value it accepts" if "by" in r else "a flag the parser accepts",
+                f"{r['source']}: {r['flag']}{value} is rejected by {r.get('by', PARSER)}: {r['reason']}",
                 (r["source"], *where),
                 r["flag"],
             )

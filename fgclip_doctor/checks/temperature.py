@@ -12,6 +12,7 @@ import math
 
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.units import temperature as exp_scale
 from fgclip_doctor.vocabulary import SCALE_OF_PARAM, SCALE_PARAMS, SCALES, scale_fact
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
@@ -21,7 +22,7 @@ LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
 
 def temperature(ln_value: float) -> str:
     """exp(ln_value) to 3 significant digits: 14.3, 100, 148."""
-    t = math.exp(ln_value)
+    t = exp_scale(ln_value)
     return f"{t:.0f}" if t >= 99.95 else f"{t:.3g}"
 
 
@@ -149,7 +150,7 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
     if init < floor:
         what = ": CLIP's from-scratch init" if abs(init - CLIP_INIT) < ctx.threshold("init_tol") else ""
         return ctx.problem(
-            fmt_scale(init), expected, msg + f"{what}: T ratio {math.exp(init - base):.3g} < {ratio:g}", src, scale
+            fmt_scale(init), expected, msg + f"{what}: T ratio {exp_scale(init - base):.3g} < {ratio:g}", src, scale
         )
     return ctx.passed(fmt_scale(init), expected, msg, src, scale)
 
@@ -229,8 +230,8 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
                 ctx.problem(
                     fmt_scale(v),
                     expected,
-                    f"{s} {what} {fmt_scale(v)}: temperature <= {math.exp(low):.3g}, cosine logits within "
-                    f"[-{math.exp(v):.3g}, {math.exp(v):.3g}]: the loss stays near chance (loss-floor)",
+                    f"{s} {what} {fmt_scale(v)}: temperature <= {exp_scale(low):.3g}, cosine logits within "
+                    f"[-{exp_scale(v):.3g}, {exp_scale(v):.3g}]: the loss stays near chance (loss-floor)",
                     src,
                     s,
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from rich.table import Table
@@ -15,7 +14,7 @@ from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.launch.target import TargetView, launch_directory, read_target
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.terminal import notice_stream
-from fgclip_doctor.units import forward_calls_text
+from fgclip_doctor.units import forward_calls_text, temperature
 
 # The run summary shown above the findings: (label, fact name, formatter).
 SUMMARY = [
@@ -46,7 +45,7 @@ UNKNOWN_SHOWN = ("run.world_size", "candidates.global", "train.per_device_batch"
 
 
 def _scale(v: float) -> str:
-    return f"{v:.4f} (T {math.exp(v):.3g})"
+    return f"{v:.4f} (T {temperature(v):.3g})"
 
 
 def _row(facts: Facts, label: str, name: str | None, fmt) -> tuple[str, str, str] | None:

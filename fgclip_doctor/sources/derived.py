@@ -14,7 +14,14 @@ from __future__ import annotations
 import math
 
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.units import forward_calls, global_batch, global_candidates, optimizer_step, steps_for_epochs
+from fgclip_doctor.units import (
+    forward_calls,
+    global_batch,
+    global_candidates,
+    steps_for_epochs,
+    switch_on_step,
+    temperature,
+)
 
 MAX_BOXES = 4  # the subject's DataArguments.max_boxes default: an upper bound on boxes per image
 
@@ -70,7 +77,7 @@ def derive_run(facts: Facts) -> None:
     if "bank.warmup_forward_calls" in facts:
         facts.set(
             "bank.switch_on_step",
-            optimizer_step(facts.value("bank.warmup_forward_calls"), accum),
+            switch_on_step(facts.value("bank.warmup_forward_calls"), accum),
             f"{facts.source('bank.warmup_forward_calls')} ÷ accumulation ({acs})",
         )
 
@@ -243,7 +250,7 @@ def set_levels(facts: Facts, term: str, parts: list[tuple[float, float]], how: s
         facts.set(
             f"loss.floor.{term}",
             sum(w * loss_floor(n, s, kind) for w, n in parts),
-            f"{kind} floor at {name} = {s:.4g} (T {math.exp(s):.3g}): {how}",
+            f"{kind} floor at {name} = {s:.4g} (T {temperature(s):.3g}): {how}",
         )
     elif (scale := TERM_SCALE.get(term.split("/")[0])) is not None:  # why the floor is absent
         for why in facts.why(f"scale.{scale}.init"):

@@ -13,6 +13,7 @@ import math
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.sources.derived import derive_temperatures, set_levels
+from fgclip_doctor.units import temperature
 from fgclip_doctor.vocabulary import TERM_SCALE
 
 SRC = "live: measured"
@@ -146,7 +147,7 @@ def observed_facts(
         name = TERM_SCALE.get(term.split("/")[0])
         if name in record.scale_value:
             where = f"live: exp(scale.{name}.value) after step {record.steps_done}"
-            facts.set(f"observed.logits.{term}.scale", round(math.exp(record.scale_value[name]), 4), where)
+            facts.set(f"observed.logits.{term}.scale", round(temperature(record.scale_value[name]), 4), where)
     if record.groups:
         facts.set("optim.groups", record.groups, "live: the Trainer's optimizer param_groups")
         if record.trainable:  # lr-zero: trainable parameters that no group holds train nothing

@@ -32,19 +32,31 @@ WORLD_UNKNOWN = {
 }
 
 
-def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str) -> None:
+def _set_arg(facts: Facts, fact: str, values: dict, sources: dict, name: str, why: dict[str, str]) -> None:
     if values.get(name) is not None:
         facts.set(fact, values[name], sources[name])
+    elif name in why:  # a value the training refuses at start-up: it never trains with it
+        facts.mark_unknown(fact, why[name])
     elif name in values:  # given, but its value depends on something the doctor cannot know
         facts.mark_unknown(fact, unknown_flag(sources.get(name, f"--{name}")))
 
 
 def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str]) -> dict:
-    """The subject's flags typed by its own HfArgumentParser, then its model built on meta."""
+    """The subject's flags typed by its own HfArgumentParser, then its model built on meta.
+
+    Values the subject refuses at start-up (fgclip.arguments) are rejected flags too (unknown-flag
+    FAILs on them) and leave their facts unknown, saying why; the model is not built on them."""
+    from fgclip_doctor.sources.code.subject_facts import refused_values, subject_facts
+
     rejected = rejected_flags(view)  # each flag parsed alone, once
     values, sources = typed_args(view, rejected)
+    refused = refused_values(values, sources)
+    why = {}
+    for r in refused:
+        name = str(r["flag"])[2:]
+        values[name] = None
+        why[name] = f"{r['source']}: {r['flag']} {r['value']} is refused by fgclip.train ({r['reason']})"
     parser_src = "fgclip/train.py HfArgumentParser (each flag parsed alone)"
-    facts.set("code.flags_rejected", rejected, parser_src)
     facts.set("code.flags_accepted", {n: values[n] for n in view.flags if values.get(n) is not None}, parser_src)
     for fact, arg in (
         ("train.per_device_batch", "per_device_train_batch_size"),
@@ -57,12 +69,12 @@ def _subject_flag_facts(facts: Facts, view: TargetView, unknown: dict[str, str])
         ("train.output_dir", "output_dir"),
         ("train.resume_from_checkpoint", "resume_from_checkpoint"),
     ):
-        _set_arg(facts, fact, values, sources, arg)
+        _set_arg(facts, fact, values, sources, arg, why)
     if (values.get("max_steps") or -1) > 0:
         facts.set("train.max_steps", values["max_steps"], sources["max_steps"])
-    from fgclip_doctor.sources.code.subject_facts import subject_facts
-
-    subject_facts(facts, _from_launch_directory(view, values), sources, read_scalars, unknown)
+    refused += subject_facts(facts, _from_launch_directory(view, values), sources, read_scalars, unknown, why)
+    refused_src = " · fgclip/arguments.py (values fgclip.train refuses)" if refused else ""
+    facts.set("code.flags_rejected", rejected + refused, parser_src + refused_src)
     return values
 
 

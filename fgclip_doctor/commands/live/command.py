@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TextIO
 
@@ -19,7 +18,7 @@ from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, 
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.terminal import notice_stream
-from fgclip_doctor.units import forward_call_text
+from fgclip_doctor.units import forward_call_text, temperature
 from fgclip_doctor.vocabulary import TERM_SCALE
 
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
@@ -82,7 +81,7 @@ def terms_table(terms: dict, facts, findings) -> Table:
         known = [n for n in facts if n.startswith("scale.") and n.endswith(".value")]
         if scale is None and len(known) == 1:  # code the doctor does not know, with one scale
             scale = facts.value(known[0])
-        temp = f"{math.exp(scale):.3g}" if scale is not None else "?"
+        temp = f"{temperature(scale):.3g}" if scale is not None else "?"
         losses = [r["loss"] for r in t["series"]]
         table.add_row(
             term,

@@ -98,30 +98,70 @@ def _bank_wraps() -> bool:
     return int(bank.ptr) == 1 and int(bank.fill) == 2
 
 
+BY_SUBJECT = "fgclip.train at start-up"
+
+
+def _refusal(err, source: str) -> dict[str, object]:
+    """A value fgclip.train refuses (fgclip.arguments.ArgumentError), as a rejected flag (FGD303)."""
+    return {"flag": f"--{err.flag}", "value": err.value, "reason": err.reason, "source": source, "by": BY_SUBJECT}
+
+
+def refused_values(values: dict, sources: dict) -> list[dict[str, object]]:
+    """The typed flag values fgclip.train refuses before it builds anything (fgclip.arguments.refused)."""
+    from fgclip.arguments import refused
+
+    return [_refusal(err, sources.get(err.flag, f"--{err.flag}")) for err in refused(values)]
+
+
 def _not_built(facts: Facts, why: str) -> None:
     for name in MODEL_FACTS:
         facts.mark_unknown(name, why)
 
 
 def subject_facts(
-    facts: Facts, values: dict, sources: dict, read_scalars: ScalarReader, unknown: dict[str, str] | None = None
-) -> None:
-    """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train.
+    facts: Facts,
+    values: dict,
+    sources: dict,
+    read_scalars: ScalarReader,
+    unknown: dict[str, str] | None = None,
+    refused: dict[str, str] | None = None,
+) -> list[dict[str, object]]:
+    """Fill model, scale, bank, optimizer and text facts for a launch of fgclip.train; return the
+    values its model build refuses (fgclip.arguments.ArgumentError: a long position table that is
+    not the stretch of the base's, a bank that cannot be made), as rejected flags.
 
-    `unknown`: flags given with a value the doctor cannot know (name -> source). When one of them
-    shapes the model (a Model/DataArguments field, --preset, --from_openai), the model is not
-    built: a guess handed to the subject would become a fact. Its facts stay absent, and the
-    rules that need them SKIP naming the flag.
+    `unknown`: flags given with a value the doctor cannot know (name -> source); `refused`: flags
+    whose value fgclip.train refuses at start-up (name -> why). When one of them shapes the model
+    (a Model/DataArguments field, --preset, --from_openai), the model is not built: a guess handed
+    to the subject would become a fact. Its facts stay absent, and the rules that need them SKIP
+    naming the flag.
     """
     from fgclip import train
-    from fgclip.config import FGCLIPConfig
+    from fgclip.arguments import ArgumentError
 
     _read_subject_behaviour(facts)
     shaping = {f.name for cls in (train.ModelArguments, train.DataArguments) for f in dataclasses.fields(cls)}
-    blocked = [src for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
+    blocked = [unknown_flag(src) for name, src in (unknown or {}).items() if name in shaping or name in BUILD_FLAGS]
+    blocked += [why for name, why in (refused or {}).items() if name in shaping]
     if blocked:
-        _not_built(facts, "; ".join(unknown_flag(src) for src in blocked) + ": the model was not built")
-        return
+        _not_built(facts, "; ".join(blocked) + ": the model was not built")
+        return []
+    try:
+        _built_facts(facts, values, sources, read_scalars)
+    except ArgumentError as err:  # the subject's own refusal, raised where the model is built
+        source = sources.get(err.flag, f"--{err.flag}")
+        _not_built(
+            facts,
+            f"{source}: --{err.flag} {err.value} is refused by fgclip.train ({err.reason}): the model was not built",
+        )
+        return [_refusal(err, source)]
+    return []
+
+
+def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: ScalarReader) -> None:
+    from fgclip import train
+    from fgclip.config import FGCLIPConfig
+
     margs = dataclass_subset(train.ModelArguments, values)
     dargs = dataclass_subset(train.DataArguments, values)
     base = margs.model_name_or_path
