@@ -8,9 +8,12 @@ across sessions (`$FGCLIP_CACHE/synthetic-v1`); otherwise it goes to a pytest tm
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import configuration as hypothesis_configuration
+from hypothesis import settings
 
 # Tests never reach the network (the tiny base and tokenizer are local directories).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,6 +23,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # else running (measured: 60 base-pretraining steps 16 s passive, 130-175 s spinning). Read when
 # torch is first imported, which is after this conftest; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Every hypothesis test is derandomized (the same examples on every run and machine) and keeps no
+# example database: a `@settings(...)` on a test inherits both from the profile loaded here.
+# HYPOTHESIS_PROFILE=fuzz-10k runs 10,000 examples per fuzz reader (tests/fuzz_cli.py). Hypothesis
+# still caches the constants it mines from the source; that cache goes to the temp folder, so no
+# `.hypothesis/` is written into the checkout.
+settings.register_profile("derandomized", derandomize=True, database=None, deadline=None, print_blob=False)
+settings.register_profile("fuzz-10k", settings.get_profile("derandomized"), max_examples=10_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
+hypothesis_configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "fgclip-doctor-hypothesis")
 
 _THREADS_BEFORE: list[int] = []  # torch thread counts that `one_torch_thread` replaced, outermost first
 
@@ -82,11 +95,14 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_collection_modifyitems(config, items):
+    long_fuzz = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz-10k"  # hours, by design: no per-test timeout
     for item in items:
         if item.path.name in COMPAT_FILES:
             item.add_marker(pytest.mark.compat)
         if item.path.name in CORE_FILES:
             item.add_marker(pytest.mark.core)
+        if long_fuzz:
+            item.add_marker(pytest.mark.timeout(0), append=False)  # before any explicit mark
 
 
 def pytest_runtest_setup(item):

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,9 @@ from typer.testing import CliRunner
 
 from fgclip_doctor.cli import app
 
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "derandomized")  # registered in tests/conftest.py
 FULL_EXAMPLES = 10_000
 CASE_SECONDS = 120  # a hang guard, not a speed assertion: a meta build takes about a second
-
-settings.register_profile("fuzz-10k", max_examples=FULL_EXAMPLES, deadline=None, derandomize=True)
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -51,16 +50,23 @@ class CaseTimeout(BaseException):
 
 @contextlib.contextmanager
 def time_bound(seconds: int) -> Iterator[None]:
+    """SIGALRM after `seconds`; pytest-timeout's own timer (the same ITIMER_REAL) is put back after
+    the case with what it had left, so the per-test timeout still holds around the fuzz cases."""
+
     def ring(signum, frame):
         raise CaseTimeout(f"one fuzz case ran over {seconds} s: a hang")
 
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+    started = time.monotonic()
     old = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001))
 
 
 @contextlib.contextmanager

@@ -239,6 +239,7 @@ DS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.timeout(1200)  # trains under DeepSpeed in a subprocess (up to 600 s)
 def test_real_deepspeed_checkpoint(tmp_path):
     pytest.importorskip("deepspeed")
     with socket.socket() as s:

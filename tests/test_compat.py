@@ -157,7 +157,7 @@ def test_rules_and_subject_without_transformers(tmp_path):
 def annotation_lines() -> list[str]:
     """Six FG-CLIP records, one inverted box (the loader raises), one zero-area box, one broken line."""
     negs = {str(i): f"rewrite {i}" for i in range(10)}
-    boxes = lambda *bs: [  # noqa: E731
+    boxes = lambda *bs: [
         {
             "bbox": b,
             "short_expr": "red circle",

@@ -122,7 +122,7 @@ def test_no_box_keys(syn):
 def test_invalid_boxes_dropped_and_counted(syn, tmp_path):
     recs = read_annotations(syn["train"])[:4]
     good = recs[0]["bbox_info"][0]
-    bad = lambda bbox: {**good, "bbox": bbox}  # noqa: E731
+    bad = lambda bbox: {**good, "bbox": bbox}
     recs[0]["bbox_info"] = [bad([0.2, 0.2, 0.2, 0.5]), good, bad([0.5, 0.5, 1.3, 0.9])]
     recs[1]["bbox_info"] = [bad([0.6, 0.1, 0.4, 0.3]), bad([math.nan, 0.1, 0.4, 0.3]), bad([1, 2, 3])]
     recs[2]["bbox_info"] = [good] * 5  # one over max_boxes

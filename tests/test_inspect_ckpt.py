@@ -285,6 +285,7 @@ def test_plain_clip_at_lr_0_fails_loss_chance(runs):
     assert find(doc, "resume-schedule", "lr")["status"] == "PASS"
 
 
+@pytest.mark.timeout(1800)  # a DeepSpeed ZeRO-2 run in a subprocess (up to 900 s)
 def test_deepspeed_zero2_run(synthetic_root, tmp_path):
     pytest.importorskip("deepspeed")
     with socket.socket() as s:

@@ -222,6 +222,7 @@ def test_default_run_keeps_the_trainer_logs_in_the_json(default_run):
     assert all("doctor/fail" in entry for entry in logs)  # the callback's own keys, as in a user's run
 
 
+@pytest.mark.timeout(1800)  # live in a subprocess (up to 900 s)
 def test_default_live_fits_two_screens_and_keeps_the_training_output_in_the_log(synthetic_root, tmp_path):
     import os
     import subprocess

@@ -56,6 +56,10 @@ def clip_args(out: Path, lr: str, scale: str, steps: int = 12, *extra: str, help
     ]
 
 
+# the `runs` fixture trains three plain-CLIP runs in subprocesses (up to 600 s each) in one test's setup
+pytestmark = pytest.mark.timeout(1800)
+
+
 def train(args: list) -> None:
     subprocess.run(args, check=True, capture_output=True, cwd=ROOT, timeout=600)
 

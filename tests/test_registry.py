@@ -113,7 +113,7 @@ def test_select_and_ignore_by_name_code_and_prefix():
     def other(facts, ctx):
         return ctx.skip("nothing")
 
-    codes = lambda s: [f.code for f in run_rules(Facts(), "C", s)]  # noqa: E731
+    codes = lambda s: [f.code for f in run_rules(Facts(), "C", s)]
     assert codes(Settings()) == ["FGD901", "FGD911"]
     assert codes(Settings(select=["scale-max"])) == ["FGD901"]
     assert codes(Settings(select=["fgd911"])) == ["FGD911"]

@@ -204,7 +204,7 @@ def loss_floor(n: float, scale: float, kind: str = "softmax") -> float:
     if n <= 1:
         return 0.0
     if kind == "sigmoid":
-        f = lambda b: _softplus(-t - b) + (n - 1) * _softplus(b - t)  # noqa: E731  convex in b
+        f = lambda b: _softplus(-t - b) + (n - 1) * _softplus(b - t)  # convex in b
         lo, hi = -t - 60.0, t + 60.0
         for _ in range(200):  # ternary search on a convex function
             m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3

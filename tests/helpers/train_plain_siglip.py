@@ -12,7 +12,7 @@ import torch
 from transformers import HfArgumentParser, SiglipConfig, SiglipModel, Trainer, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_plain_clip import TINY_TEXT, TINY_VISION, RandomPairs, collate  # noqa: E402  (same folder)
+from train_plain_clip import TINY_TEXT, TINY_VISION, RandomPairs, collate
 
 
 @dataclass

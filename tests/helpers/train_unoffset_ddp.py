@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from train_plain_clip import RandomPairs, collate, tiny_clip  # noqa: E402  (same folder)
+from train_plain_clip import RandomPairs, collate, tiny_clip
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from fgclip.losses import gather_features, world

@@ -155,9 +155,11 @@ def _descendants(pid: int) -> list:
     """psutil.Process objects of every descendant of `pid` now ([] without psutil)."""
     try:
         import psutil
-
+    except ImportError:
+        return []
+    try:
         return psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil absent, or the process already gone
+    except psutil.Error:  # the process already gone (NoSuchProcess), or not ours (AccessDenied)
         return []
 
 

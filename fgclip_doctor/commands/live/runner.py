@@ -205,7 +205,9 @@ def run_training(
                 raise DoctorInputError(view.origin(), f"cannot import the training code: {err}") from None
             except (DoctorInputError, DoctorUsageError):
                 raise
-            except Exception as err:  # the user's training crashed: say where, in one line (--debug: traceback)
+            # the boundary with the user's own training code, which may raise anything: its crash
+            # becomes one line naming where (--debug: the traceback); the doctor's own errors are above
+            except Exception as err:
                 raise DoctorInputError(view.origin(), training_error(err, device)) from err
     finally:
         sys.argv = saved_argv

@@ -14,6 +14,7 @@ import io
 import json
 import pickletools
 import re
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ def _unsafe_globals(path: Path, allowed: set[str]) -> list[str]:
         from torch._weights_only_unpickler import _get_allowed_globals  # private, so guarded
 
         allowed = allowed | set(_get_allowed_globals())
-    except Exception:  # noqa: BLE001
+    except (ImportError, AttributeError, TypeError):  # gone or changed in another torch: name fewer
         pass
     found: list[str] = []
     try:
@@ -224,11 +225,32 @@ def _unsafe_globals(path: Path, allowed: set[str]) -> list[str]:
                 head = io.BytesIO(fh.read(64 * 1024 * 1024))
             for _ in range(4):
                 found += _pickle_globals(head)
-    except Exception:  # noqa: BLE001 - naming the culprit is best effort; refusal stands anyway
+    # naming the culprit is best effort; the refusal stands anyway. Junk opcodes or truncation
+    # (pickletools: ValueError), a bad zip, or a zip without data.pkl (next(): StopIteration)
+    except (OSError, ValueError, EOFError, StopIteration, zipfile.BadZipFile):
         pass
     found = [re.sub(r"^__builtin__\.", "builtins.", g) for g in found]  # protocol 2 spelling
     bad = [g for g in found if g not in allowed and not re.fullmatch(r"torch\.\w*Storage", g)]
     return list(dict.fromkeys(bad))
+
+
+#: What torch.load raises on a corrupt or foreign file (pickle's own refusals are handled first):
+#: RuntimeError (zip reader, storages), OSError, EOFError (truncation), ValueError (bad pickle
+#: bytes, UnicodeDecodeError), KeyError / IndexError / TypeError / AttributeError (the weights-only
+#: unpickler on a malformed stack or memo), OverflowError and struct.error (absurd sizes).
+UNREADABLE_TORCH_FILE = (
+    RuntimeError,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    struct.error,
+    zipfile.BadZipFile,
+)
 
 
 def load_torch_file(path: object) -> object:
@@ -273,7 +295,7 @@ def load_torch_file(path: object) -> object:
         raise DoctorInputError(
             path, "refused: not a weights-only torch pickle" + (f" ({why.group(1).strip()[:200]})" if why else "")
         ) from None
-    except Exception as err:  # noqa: BLE001 - corrupt zip, truncation, junk: one line, no trace
+    except UNREADABLE_TORCH_FILE as err:  # corrupt zip, truncation, junk: one line, no trace
         text = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
         detail = text if isinstance(err, RuntimeError) and text else f"{type(err).__name__}: {text}"
         if not is_zip and magic[0] != 0x80:  # pickles of protocol >= 2 start with PROTO

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ _STUB_NAMES = re.compile(r"\w*(Arguments|Args)")  # a project's own TrainingArgu
 class _DataUnpickler(pickle.Unpickler):
     """Resolves globals to the stand-ins above; anything else is refused before it is called."""
 
-    def find_class(self, module: str, name: str):  # noqa: D102 - pickle's hook
+    def find_class(self, module: str, name: str):
         module = "builtins" if module == "__builtin__" else module
         if (module, name) in _EXACT:
             return _EXACT[(module, name)]
@@ -138,5 +139,18 @@ def read_pickle_data(path: object) -> object:
         raise DoctorInputError(path, "no such file") from None
     except OSError as err:
         raise DoctorInputError(path, f"cannot read: {err.strerror or err}") from None
-    except Exception as err:  # noqa: BLE001 - truncated / junk: one line, never a traceback
+    # truncated / junk bytes: what the unpickler raises on them (EOFError, ValueError, KeyError on a
+    # missing memo, IndexError / TypeError / AttributeError on a malformed stack, OverflowError and
+    # struct.error on absurd lengths, BadZipFile): one line, never a traceback
+    except (
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        struct.error,
+        zipfile.BadZipFile,
+    ) as err:
         raise DoctorInputError(path, f"not a readable pickle ({type(err).__name__}: {str(err)[:120]})") from None

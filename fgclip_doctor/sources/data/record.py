@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -109,11 +110,12 @@ class RecordChecker:
         # bound once per task (tests patch fgclip.boxes.box_problem before a scan)
         self.fast = (subject_boxes.box_problem, opts.tol, subject_boxes.smaller_than_cell,
                      opts.grid, opts.num_negatives)
-        self.open_image = None
+        self.open_image, self.unreadable = None, UNREADABLE_IMAGE
         if opts.check_images:
             from PIL import Image
 
             self.open_image = Image.open
+            self.unreadable = (*UNREADABLE_IMAGE, Image.DecompressionBombError)  # a header too large to be an image
         self.bulk = BulkLines(self) if bulk_enabled(opts) else None  # JSON Lines' fast path
 
     def note(self, cat: str, line: int, fmt: str, *args) -> None:
@@ -225,12 +227,17 @@ class RecordChecker:
         except FileNotFoundError:
             self.note("missing_image", line, "%s", f_path)
             return False
-        except Exception as err:  # PIL raises many types for a bad file; all mean "unreadable"
+        except self.unreadable as err:  # a bad file: all of these mean "unreadable"
             self.note("unreadable_image", line, "%s: %s", f_path, err)
             return False
         self.p.add_size(size)
         return True
 
+
+#: What PIL's Image.open raises on a bad file: UnidentifiedImageError / OSError (unknown format,
+#: truncation), ValueError and TypeError (bad header fields), SyntaxError, EOFError and
+#: struct.error (a plugin parsing junk); and PIL's DecompressionBombError (added where PIL is imported).
+UNREADABLE_IMAGE = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error)
 
 # box_problem names FG-CLIP's loader may raise on (NaN: only when another pair is inverted); it
 # hands zero-area and out-of-range boxes to RoIAlign without a word (checks/data.py CRASH, SILENT)

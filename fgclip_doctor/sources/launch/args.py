@@ -104,7 +104,7 @@ def coerce(value: object, kind: type) -> object:
         return text
     try:
         return kind(text)
-    except Exception as err:  # any constructor (Enum, Path, ...) -> one clear ValueError
+    except (ValueError, TypeError) as err:  # a constructor refusing the text (Enum, Path, ...)
         raise ValueError(f"expected {getattr(kind, '__name__', kind)}, got {text!r}: {err}") from None
 
 

@@ -159,7 +159,9 @@ def installed_training_arguments() -> tuple[list[Option], str]:
     try:
         import transformers
         from transformers import TrainingArguments
-    except Exception as err:  # ImportError, or a broken install raising anything at import
+    # not installed (ImportError), or installed against another torch / with a missing library
+    # (transformers' and torch's own version checks raise RuntimeError / OSError at import)
+    except (ImportError, OSError, RuntimeError) as err:
         return (
             [],
             f"transformers is not importable here ({type(err).__name__}): the fields of "
@@ -168,7 +170,7 @@ def installed_training_arguments() -> tuple[list[Option], str]:
         )
     try:
         hints = typing.get_type_hints(TrainingArguments)
-    except Exception:
+    except (NameError, TypeError, AttributeError):  # an annotation naming what this Python lacks
         hints = {}
     declared = f"transformers {transformers.__version__} TrainingArguments"
     out: list[Option] = []
