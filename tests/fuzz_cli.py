@@ -1,8 +1,8 @@
 """Shared by the fuzz tests: run the CLI in-process on one generated input and check the contract.
 
 The contract, for every input however hostile: exit 0, 1 or 2; on 2 exactly one
-`fgclip-doctor: error:` line on stderr; never a traceback and never an exception escaping the
-CLI; each case bounded in time (a SIGALRM guard); the inspected bytes unchanged (every file under
+`fgclip-doctor: error:` line on stderr; never a traceback, a Python warning on stderr or an
+exception escaping the CLI; each case bounded in time (a SIGALRM guard); the inspected bytes unchanged (every file under
 the inspected paths hashed before and after, and no file added or removed).
 
 Profiles: by default each reader runs a few dozen derandomized examples (the whole fuzz suite
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -125,6 +126,7 @@ def run_cli(
     escaped = result.exception if not isinstance(result.exception, SystemExit) else None
     assert escaped is None, f"exception escaped the CLI: {type(escaped).__name__}: {escaped}"
     assert "Traceback" not in out + err, f"traceback printed:\n{err[-3000:]}"
+    assert not re.search(r"\w+Warning: ", err), f"a Python warning leaked onto stderr:\n{err[-2000:]}"
     assert result.exit_code in (0, 1, 2), f"exit {result.exit_code}; stderr: {err[-2000:]}"
     if result.exit_code == 2:
         lines = [line for line in err.splitlines() if line.strip()]

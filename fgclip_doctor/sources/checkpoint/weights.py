@@ -193,7 +193,10 @@ def queue_spread(sample: np.ndarray) -> dict[str, float]:
     features are correlated (mean well above 0, duplicates at 1)."""
     import numpy as np
 
-    x = sample.reshape(sample.shape[0], -1).astype(np.float64)
+    x = sample.reshape(sample.shape[0], -1)
+    # rows holding NaN / Inf are nonfinite's (FGD703); the spread is over the others (and casting a
+    # signalling NaN would raise numpy's "invalid value" warning onto the report's stderr)
+    x = x[np.isfinite(x).all(axis=1)].astype(np.float64)
     norms = np.linalg.norm(x, axis=1)
     zero = int((norms < 1e-12).sum())
     x = x[norms >= 1e-12] / norms[norms >= 1e-12, None]

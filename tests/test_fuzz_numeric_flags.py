@@ -1,0 +1,156 @@
+"""Every numeric flag of the bundled subject at 0, -1, 1e20, inf, nan and a huge integer: check-config
+gives findings (exit 0 or 1) or one `fgclip-doctor: error:` line (exit 2), never a traceback.
+
+The three values that once escaped as tracebacks come first, each with what it must say:
+`--max_seq_length 4` (AssertionError in the position stretch), `--max_seq_length -1` (RuntimeError,
+negative dimension) and `--logit_scale_init_value 99999999999999999999` (OverflowError in exp).
+A value the subject refuses at start-up (fgclip/arguments.py) is an unknown-flag FAIL naming the
+flag, with the subject's own reason; a value its parser cannot type is one too.
+
+Cost: one in-process check-config per case (the meta build, about 0.2 s): the subject's own flags
+and the TrainingArguments flags the doctor reads one by one, every other numeric TrainingArguments
+flag all at once per value (they are typed by the parser and never reach the doctor's arithmetic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import transformers
+from fuzz_cli import run_cli
+
+from fgclip import train
+from fgclip.arguments import ArgumentError
+
+REPO = Path(__file__).resolve().parent.parent
+VALUES = ["0", "-1", "1e20", "inf", "nan", str(10**30)]
+#: TrainingArguments flags whose values become the doctor's facts (sources/run_config.py, derived.py)
+DOCTOR_READS = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "logging_steps",
+    "save_steps",
+)
+
+
+def _numeric(cls) -> list[tuple[str, type]]:
+    """(name, int or float) for every int / float (optional or not) field of a dataclass."""
+    out = []
+    for f in dataclasses.fields(cls):
+        kinds = set(re.findall(r"\b(int|float|str|bool|dict|list)\b", str(f.type)))
+        if kinds and kinds <= {"int", "float"}:
+            out.append((f.name, float if "float" in kinds else int))
+    return out
+
+
+KINDS = {n: k for cls in (train.ModelArguments, train.DataArguments, train.TrainingArguments) for n, k in _numeric(cls)}
+_HF = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+#: the subject's own numeric flags (its dataclasses and what its TrainingArguments adds), then the
+#: inherited ones the doctor reads
+SUBJECT_FLAGS = sorted(n for n in KINDS if n not in _HF) + list(DOCTOR_READS)
+#: the other numeric TrainingArguments flags (local_rank: torchrun sets it, never a launch)
+PASS_THROUGH = sorted(n for n in KINDS if n in _HF and n not in DOCTOR_READS and n != "local_rank")
+
+
+def launch(tmp_path: Path, extra: str) -> Path:
+    """scripts/train_tiny.sh with `extra` flags appended to its command."""
+    text = (REPO / "scripts" / "train_tiny.sh").read_text()
+    script = tmp_path / "launch.sh"
+    script.write_text(text.replace("--report_to none", f"--report_to none {extra}"))
+    return script
+
+
+def check(tmp_path: Path, extra: str) -> tuple[int, dict[tuple[str, str], dict]]:
+    """check-config (JSON) on the tiny launch plus `extra`: exit code and findings by (code, subject)."""
+    script = launch(tmp_path, extra)
+    out = run_cli(["check-config", script, "--format", "json"], inspected=[script])
+    if out.code == 2:
+        return 2, {}
+    findings = json.loads(out.stdout)["findings"]
+    assert findings, "exit 0 / 1 without a finding"
+    return out.code, {(f["code"], f["subject"] or ""): f for f in findings}
+
+
+# ---- the three escapes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["4", "-1"])
+def test_max_seq_length_the_stretch_cannot_make_is_a_finding(synthetic_root, tmp_path, value):
+    code, found = check(tmp_path, f"--max_seq_length {value}")
+    assert code == 1
+    fail = found[("FGD303", "--max_seq_length")]
+    assert fail["status"] == "FAIL" and "fgclip.train at start-up" in fail["message"]
+    assert "to exactly 248 rows" in fail["message"]  # 20 kept + 4 x (77 - 20): the subject's reason
+    # the model was not built: what it decides SKIPs, citing the refusal
+    assert found[("FGD202", "")]["status"] == "SKIP"
+    assert "refused by fgclip.train" in found[("FGD202", "")]["message"]
+
+
+def test_the_subject_refuses_the_same_long_table_itself(tiny_tokenizer):
+    """The reason check-config prints is the subject's own: building the model raises it."""
+    from fgclip.base_model import tiny_clip_config
+    from fgclip.config import FGCLIPConfig
+    from fgclip.model import FGCLIPModel
+
+    c = tiny_clip_config(tiny_tokenizer, 64)
+    for rows in (4, -1):
+        cfg = FGCLIPConfig(
+            text_config=c.text_config.to_dict(), vision_config=c.vision_config.to_dict(), long_text_positions=rows
+        )
+        with pytest.raises(ArgumentError, match="to exactly 248 rows") as err:
+            FGCLIPModel(cfg)
+        assert err.value.flag == "max_seq_length"
+
+
+def test_a_logit_scale_too_large_for_a_float_temperature_is_a_finding(synthetic_root, tmp_path):
+    code, found = check(tmp_path, "--logit_scale_init_value 99999999999999999999")
+    assert code == 1
+    for scale in ("finegrained", "hardneg"):
+        fail = found[("FGD102", scale)]
+        assert fail["status"] == "FAIL" and "(T inf)" in fail["measured"], fail
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "why"),
+    [
+        ("memory_bank_size", "-1", "needs at least one row"),
+        ("memory_bank_size", "0", "needs at least one row"),
+        ("gradient_accumulation_steps", "0", "must be at least 1"),
+        ("per_device_train_batch_size", "-1", "must be at least 1"),
+    ],
+)
+def test_subject_refusals_at_start_up_are_the_subjects(synthetic_root, tmp_path, flag, value, why):
+    """fgclip.train's own parse refuses the value with the reason check-config prints."""
+    with pytest.raises(ArgumentError, match=why):
+        train.parse(["--output_dir", str(tmp_path / "out"), f"--{flag}", value])
+    code, found = check(tmp_path, f"--{flag} {value}")
+    fail = found[("FGD303", f"--{flag}")]
+    assert code == 1 and fail["status"] == "FAIL" and why in fail["message"]
+
+
+# ---- every numeric flag at every hostile value ----------------------------------------------------
+
+
+@pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("flag", SUBJECT_FLAGS)
+def test_subject_numeric_flag(synthetic_root, tmp_path, flag, value):
+    code, found = check(tmp_path, f"--{flag} {value}")
+    untypable = KINDS[flag] is int and not re.fullmatch(r"-?\d+", value)
+    if untypable:  # 1e20, inf, nan for an int flag: its parser rejects it, and the doctor says so
+        assert found[("FGD303", f"--{flag}")]["status"] == "FAIL"
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_every_other_numeric_training_flag_at_once(synthetic_root, tmp_path, value):
+    """The TrainingArguments flags the doctor does not read, all at `value` in one launch."""
+    assert len(PASS_THROUGH) > 15, PASS_THROUGH  # the parser's numeric fields were found
+    check(tmp_path, " ".join(f"--{n} {value}" for n in PASS_THROUGH))
