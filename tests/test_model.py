@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel
 
+from fgclip.arguments import ArgumentError
 from fgclip.config import LN_100, tiny_config
 from fgclip.data import FGCLIPDataset, collate
 from fgclip.model import SCALE_NAMES, FGCLIPModel, stretch_positions
@@ -48,7 +49,7 @@ def test_stretch_positions_77_to_248():
             expect = table[20 + i] + (j / 4) * (nxt - table[20 + i])
             assert torch.allclose(out[20 + 4 * i + j], expect, atol=1e-6), (i, j)
     assert torch.equal(out[20::4], table[20:])  # every 4th row from 20 is an original row
-    with pytest.raises(AssertionError):
+    with pytest.raises(ArgumentError, match="to exactly 248 rows"):  # the subject's refusal, named
         stretch_positions(table, 200, 20)
 
 
