@@ -364,8 +364,11 @@ def test_step_units_skip_reason():
         "with num_train_epochs"
     )
     assert check("step-units", facts_of(bank__enabled=False))[0].status is Status.SKIP
-    [f] = check("step-units", facts_of(bank__warmup_forward_calls=320))  # reached at the last call
-    assert f.status is Status.FAIL
+    # the bank switches on at the call that reaches its warmup (fgclip.warmup): call 320 of 320 does
+    [f] = check("step-units", facts_of(bank__warmup_forward_calls=320))
+    assert f.status is Status.PASS and "reached within the run" in f.message
+    [f] = check("step-units", facts_of(bank__warmup_forward_calls=321))
+    assert f.status is Status.FAIL and "never reached" in f.message
 
 
 # --- FGD4xx resume -------------------------------------------------------------------------------
