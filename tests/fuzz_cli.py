@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,14 @@ def run_cli(
     """Run `fgclip-doctor ARGS` in this process and assert the contract; return what it printed."""
     before = snapshot(inspected)
     runner = CliRunner()
-    with working_dir(cwd), time_bound(seconds):
+    # warnings as a user would see them on stderr (pytest would otherwise capture them silently)
+    with working_dir(cwd), time_bound(seconds), warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("default")
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", hidden)  # hidden by Python's own default filters
         result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+    shown = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in raised]
+    assert not shown, "a Python warning would reach stderr:\n" + "\n".join(shown[:5])
     out, err = result.stdout, result.stderr
     escaped = result.exception if not isinstance(result.exception, SystemExit) else None
     assert escaped is None, f"exception escaped the CLI: {type(escaped).__name__}: {escaped}"

@@ -362,13 +362,16 @@ def _roi_facts(w: Weights, facts: Facts, seen: dict[str, int]) -> dict:
         return {}
     import numpy as np
 
-    weight = _note(seen, key, w.read(key)).astype(np.float64)
-    eye = np.eye(*weight.shape)
-    dist = float(np.linalg.norm(weight - eye) / np.linalg.norm(eye))
+    # NaN / Inf are nonfinite's (FGD703): here they give a nan / inf distance, without numpy's warnings
+    with np.errstate(invalid="ignore", over="ignore"):
+        weight = _note(seen, key, w.read(key)).astype(np.float64)
+        eye = np.eye(*weight.shape)
+        dist = float(np.linalg.norm(weight - eye) / np.linalg.norm(eye))
     facts.set("roi.identity_distance", dist, w.source(key))
     row = {"identity_distance": dist}
     if "roi_projection.bias" in w.raw:
-        bias = float(np.linalg.norm(_note(seen, "roi_projection.bias", w.read("roi_projection.bias"))))
+        with np.errstate(invalid="ignore", over="ignore"):
+            bias = float(np.linalg.norm(_note(seen, "roi_projection.bias", w.read("roi_projection.bias"))))
         facts.set("roi.bias_norm", bias, w.source("roi_projection.bias"))
         row["bias_norm"] = bias
     return row
