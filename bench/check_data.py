@@ -250,7 +250,7 @@ def decode_costs(path: Path, n: int = 20_000) -> tuple[int, dict[str, float]]:
 
     import orjson
 
-    from fgclip_doctor.sources.data.bulk import record_decoder
+    from fgclip_doctor.sources.data.bulk import _REFUSED, record_decoder
 
     with open(path, "rb") as fh:
         lines = [line for _, line in zip(range(n), fh) if line.strip()]
@@ -260,7 +260,7 @@ def decode_costs(path: Path, n: int = 20_000) -> tuple[int, dict[str, float]]:
     def typed_or_none(line):
         try:
             return typed(line)
-        except Exception:  # a defect slot: check-data hands it to the reference path
+        except _REFUSED:  # a defect slot: check-data hands it to the reference path
             return None
 
     ways = {"json.loads": (json.loads, texts), "orjson.loads": (orjson.loads, lines)}

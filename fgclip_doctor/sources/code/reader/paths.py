@@ -55,7 +55,7 @@ class PathEval:
     def _ev(self, f: SourceFile, node: ast.expr, depth: int, seen: frozenset) -> Any:
         if depth > MAX_DEPTH:
             return UNKNOWN
-        ev = lambda n: self._ev(f, n, depth + 1, seen)  # noqa: E731
+        ev = lambda n: self._ev(f, n, depth + 1, seen)
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.JoinedStr):
