@@ -7,15 +7,30 @@ ceil(calls / accum). Ground floor: pure functions; sources derive facts with the
 
 When a warmup counted in forward calls switches on is the subject's own definition
 (fgclip/warmup.py, which its memory bank uses: calls count from 1, call c is on when c >= warmup),
-imported here, never restated: it imports nothing (no torch), and the subject never imports the
-doctor (pyproject.toml's contracts), so the one truth lives on the subject's side.
+loaded here by its file location, never restated: it imports nothing (no torch), and the subject
+never imports the doctor (pyproject.toml's contracts), so the one truth lives on the subject's side.
+By file location, not `import fgclip.warmup`: inside FG-CLIP's own training process (DoctorCallback
+there) `fgclip` is the user's package, which has no `warmup` module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
-from fgclip.warmup import reached, switch_on_at
+
+def _subject_warmup():
+    """The bundled fgclip/warmup.py as a private module (never `sys.modules["fgclip"]`'s)."""
+    path = Path(__file__).resolve().parent.parent / "fgclip" / "warmup.py"
+    spec = importlib.util.spec_from_file_location("fgclip_doctor._subject_warmup", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_WARMUP = _subject_warmup()
+switch_on_at, reached = _WARMUP.switch_on_at, _WARMUP.reached
 
 
 def optimizer_step(forward_calls: int, accum: int) -> int:
