@@ -3,6 +3,7 @@
 Counting is streamed (a 12M-line .jsonl is counted without parsing it); box statistics come
 from the first `sample` records. Validity is the subject's one definition (fgclip.boxes).
 """
+
 from __future__ import annotations
 
 import json

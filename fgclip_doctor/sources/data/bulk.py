@@ -30,7 +30,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
-from typing import Annotated, Union
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -66,13 +66,13 @@ def record_decoder(max_boxes: int, num_negatives: int) -> msgspec.json.Decoder:
         forbid_unknown_fields=True,
         gc=False,
     )
-    negs = Union[rewrites, Annotated[list[text], msgspec.Meta(min_length=num_negatives)], None]
+    negs = rewrites | Annotated[list[text], msgspec.Meta(min_length=num_negatives)] | None
     box = msgspec.defstruct(
         "Box",
         [
             ("bbox", tuple[float, float, float, float]),
             ("short_expr", text),
-            ("flag_short_neg", Union[int, None], None),
+            ("flag_short_neg", int | None, None),
             ("short_expr_negs", negs, None),
         ],
         gc=False,

@@ -6,6 +6,7 @@ only while fewer than K are kept. Every box goes through the subject's own
 `fgclip.boxes.box_problem`, so "flagged here" means "dropped by the loader". `decode` reads a
 record as Python's json (FG-CLIP's loader) does, through orjson when it can.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,14 @@ CATEGORIES = {
     "over_max": ("records", "more valid boxes than the loader keeps"),
     "missing_image": ("records", "image not found under --image-root"),
     "unreadable_image": ("records", "image found but PIL cannot open it"),
-    "loader_crash": ("records", ("FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
-                                 "an inverted or malformed box among the first max_boxes, or a "
-                                 "missing field; the run stops there")),
+    "loader_crash": (
+        "records",
+        (
+            "FG-CLIP's loader raises on it (with add_box_loss / use_hard_neg): "
+            "an inverted or malformed box among the first max_boxes, or a "
+            "missing field; the run stops there"
+        ),
+    ),
 }
 
 
@@ -108,8 +114,13 @@ class RecordChecker:
         self.k = opts.examples
         self.keep = clean is not None
         # bound once per task (tests patch fgclip.boxes.box_problem before a scan)
-        self.fast = (subject_boxes.box_problem, opts.tol, subject_boxes.smaller_than_cell,
-                     opts.grid, opts.num_negatives)
+        self.fast = (
+            subject_boxes.box_problem,
+            opts.tol,
+            subject_boxes.smaller_than_cell,
+            opts.grid,
+            opts.num_negatives,
+        )
         self.open_image, self.unreadable = None, UNREADABLE_IMAGE
         if opts.check_images:
             from PIL import Image
@@ -151,8 +162,13 @@ class RecordChecker:
             return
         get = rec.get
         bad, crash = (), None
-        if not (type(get("caption")) is str and type(get("short_caption")) is str
-                and type(get("bbox_info")) is list and type(get("f_path")) is str and rec["f_path"]):
+        if not (
+            type(get("caption")) is str
+            and type(get("short_caption")) is str
+            and type(get("bbox_info")) is list
+            and type(get("f_path")) is str
+            and rec["f_path"]
+        ):
             bad = [k for k, t in REQUIRED if type(get(k)) is not t or (k == "f_path" and not rec[k])]
             crash = ", ".join(_field_problem(rec, k) for k in bad)
             note("missing_fields", line, "%s", crash)
@@ -256,8 +272,7 @@ def fgclip_raises(entry, i: int) -> str | None:
     box = entry.get("bbox")
     if "bbox" not in entry:
         return f"box {i}: KeyError 'bbox'"
-    if (type(box) not in (list, tuple) or len(box) < 4
-            or not all(type(v) in _NUMBER for v in box[:4])):
+    if type(box) not in (list, tuple) or len(box) < 4 or not all(type(v) in _NUMBER for v in box[:4]):
         return f"box {i}: no 4-number tensor from {str(box)[:60]}"
     if box[0] > box[2] or box[1] > box[3]:
         return f'box {i} {str(box)[:60]}: ValueError("Box coordinates are invalid.")'

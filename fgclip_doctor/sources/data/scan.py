@@ -15,6 +15,7 @@ does not grow with the file. Example lines are range-local until the end, when t
 counts make them absolute. A JSON array is one document: streamed too (ijson, one item at a
 time; examples cite the item's index) but by one worker; a folder spreads its files over them.
 """
+
 from __future__ import annotations
 
 import gc
@@ -22,16 +23,23 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.data.formats import annotation_files
+from fgclip_doctor.sources.data.record import (
+    CATEGORIES,
+    INVALID,
+    TALLY_INTS,
+    Partial,
+    RecordChecker,
+    ScanOptions,
+    Tally,
+)
 from fgclip_doctor.sources.data.tasks import CHUNK_BYTES, Task, plan, read_task
-from fgclip_doctor.sources.data.record import (CATEGORIES, INVALID, TALLY_INTS, Partial, RecordChecker, ScanOptions,
-                                               Tally)
 
 _ORDER = {c: i for i, c in enumerate(CATEGORIES)}
 
@@ -75,6 +83,7 @@ def run_task(job: tuple[ScanOptions, Task]) -> Partial:
 
 # --- merging ---------------------------------------------------------------------------------
 
+
 class _Merger:
     """Adds up task results as they arrive; keeps the first K examples per category in file order."""
 
@@ -93,7 +102,7 @@ class _Merger:
             kept = self.examples.setdefault(cat, [])
             kept.extend((part.task, line, detail) for line, detail in ex)
             kept.sort()
-            del kept[r.options.examples:]
+            del kept[r.options.examples :]
         for size, n in part.sizes.items():
             r.add_size(size, n)
         if part.size_lo is not None:  # sizes beyond SIZE_KINDS still widen the range
@@ -112,14 +121,20 @@ class _Merger:
             offset[t.index] = run
             run += self.lines.get(t.index, 0)
         for cat in sorted(self.examples, key=_ORDER.get):
-            self.r.examples[cat] = [f"{self.tasks[t].file}:{offset[t] + line}: {detail}"
-                                    for t, line, detail in self.examples[cat]]
+            self.r.examples[cat] = [
+                f"{self.tasks[t].file}:{offset[t] + line}: {detail}" for t, line, detail in self.examples[cat]
+            ]
         self.r.counts = {c: self.r.counts.get(c, 0) for c in CATEGORIES}
 
 
-def scan(path: Path | str, opts: ScanOptions = ScanOptions(), workers: int | None = None,
-         clean_out: Path | None = None, chunk_bytes: int = CHUNK_BYTES,
-         progress: Callable[[int], None] | None = None) -> ScanResult:
+def scan(
+    path: Path | str,
+    opts: ScanOptions | None = None,
+    workers: int | None = None,
+    clean_out: Path | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> ScanResult:
     """Scan annotations at `path` with `workers` processes (default: all cores).
 
     `clean_out`: also write a JSONL copy with the valid records (required fields present, image
@@ -127,24 +142,30 @@ def scan(path: Path | str, opts: ScanOptions = ScanOptions(), workers: int | Non
     the bytes of each finished range. DoctorInputError on a missing path / image root; OSError on
     unreadable files.
     """
-    path = Path(path)
+    path, opts = Path(path), opts if opts is not None else ScanOptions()
     files = annotation_files(path)
     if opts.image_root is not None and not Path(opts.image_root).is_dir():
         raise DoctorInputError(opts.image_root, "--image-root is not a folder")
     tasks = plan(files, chunk_bytes)
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    result = ScanResult(path=str(path), files=[str(f) for f in files], options=opts, workers=workers,
-                        bytes=sum(t.end - t.start for t in tasks))
+    result = ScanResult(
+        path=str(path),
+        files=[str(f) for f in files],
+        options=opts,
+        workers=workers,
+        bytes=sum(t.end - t.start for t in tasks),
+    )
     tmp = None
     if clean_out is not None:
         tmp = tempfile.mkdtemp(prefix=".fgclip-clean-", dir=Path(clean_out).resolve().parent)
-        tasks = [Task(t.index, t.file, t.start, t.end, t.kind,
-                      os.path.join(tmp, f"{t.index:06d}.jsonl")) for t in tasks]
+        tasks = [
+            Task(t.index, t.file, t.start, t.end, t.kind, os.path.join(tmp, f"{t.index:06d}.jsonl")) for t in tasks
+        ]
     merger = _Merger(result, tasks)
     jobs = [(opts, t) for t in tasks]
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
     try:
-        for part in (pool.imap_unordered(run_task, jobs) if pool else map(run_task, jobs)):
+        for part in pool.imap_unordered(run_task, jobs) if pool else map(run_task, jobs):
             merger.add(part)
             if progress is not None:
                 progress(tasks[part.task].end - tasks[part.task].start)
@@ -174,9 +195,12 @@ def sizes_summary(result: ScanResult) -> dict | None:
     """Opened image sizes: {"min", "max", "common": {"WxH": images}} (None when none opened)."""
     if result.size_lo is None:
         return None
-    wh = lambda s: f"{s[0]}x{s[1]}"  # noqa: E731
-    return {"min": wh(result.size_lo), "max": wh(result.size_hi),
-            "common": {wh(s): n for s, n in result.sizes.most_common(5)}}
+    wh = lambda s: f"{s[0]}x{s[1]}"
+    return {
+        "min": wh(result.size_lo),
+        "max": wh(result.size_hi),
+        "common": {wh(s): n for s, n in result.sizes.most_common(5)},
+    }
 
 
 def to_facts(result: ScanResult) -> Facts:

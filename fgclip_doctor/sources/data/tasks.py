@@ -6,6 +6,7 @@ A range owns the lines that *start* in it: its worker seeks there, skips to the 
 and streams its lines. A JSON array is one document: streamed too (formats.read_array, one item
 at a time) but by one worker.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def plan(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Task]:
 
 
 # --- one task --------------------------------------------------------------------------------
+
 
 def _lines(task: Task, chk: RecordChecker) -> int:
     """Stream the lines that start in [start, end); return how many (blank ones included)."""
