@@ -32,9 +32,17 @@ class Reporter(TrainerCallback):
         self.seen.append(dict(logs))
 
 
-def plain_clip_trainer(tmp_path, lr: float, scale: float, steps: int = 60, callbacks=None) -> Trainer:
-    """A plain transformers CLIPModel Trainer: 12 candidates per row (chance ln 12 = 2.48)."""
+def plain_clip_trainer(
+    tmp_path, lr: float, scale: float, steps: int = 60, callbacks=None, scratch: bool = False
+) -> Trainer:
+    """A plain transformers CLIPModel Trainer: 12 candidates per row (chance ln 12 = 2.48). A
+    fine-tune (from_pretrained of a saved tiny CLIP, as a user's run starts), or with `scratch`
+    the model built from its config (random weights: loss-chance waits its scratch_steps)."""
     torch.manual_seed(0)
+    model = tiny_clip(scale)
+    if not scratch:
+        model.save_pretrained(tmp_path / "base")
+        model = transformers.CLIPModel.from_pretrained(tmp_path / "base")
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=12,
@@ -47,7 +55,7 @@ def plain_clip_trainer(tmp_path, lr: float, scale: float, steps: int = 60, callb
         disable_tqdm=True,
     )
     return Trainer(
-        model=tiny_clip(scale),
+        model=model,
         args=args,
         train_dataset=RandomPairs(n=96),
         data_collator=collate,
@@ -84,6 +92,17 @@ def test_loss_far_above_chance_stops_the_run_and_logs_doctor_keys(tmp_path, capl
     )
     assert f"FAIL loss-chance {term}: " in said[1] and "WARN logit-scale-frozen global" in said[1]
     assert cb.stopped_at == stop
+
+
+def test_from_scratch_at_chance_is_not_stopped_inside_its_window(tmp_path):
+    # The same stuck run from random weights (measured: no config._name_or_path): at or above
+    # chance is what a run from scratch looks like for its first steps; loss-chance waits.
+    trainer = plain_clip_trainer(tmp_path, lr=1e-9, scale=4.6, steps=40, scratch=True)
+    cb = DoctorCallback(abort_on="fail").attach(trainer)
+    trainer.train()
+    assert trainer.state.global_step == 40 and cb.stopped_at is None
+    chance = [f for f in cb.findings if f.rule == "loss-chance"]
+    assert chance and all(f.status == "SKIP" and "random weights" in f.message for f in chance)
 
 
 def test_add_callback_after_the_reporters_still_stops_and_logs(tmp_path):

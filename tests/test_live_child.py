@@ -130,3 +130,28 @@ def test_on_a_terminal_the_training_output_never_shows_and_the_progress_does(tmp
     assert f"starting {nproc} process" in shown if nproc > 1 else "starting" in shown
     assert "/6" in shown
     assert "PASS" in shown  # the report itself
+
+
+def test_deepspeed_launch_on_a_cpu_runs_without_it_and_says_what_was_dropped(fgclip_checkout, monkeypatch):
+    # FG-CLIP's launch: `deepspeed fgclip/train/train_mem.py --deepspeed ./scripts/zero2.json ...`
+    monkeypatch.chdir(fgclip_checkout)
+    code, doc = live_json("scripts/train_ds.sh", "--steps", "2", "--interval", "1", "--device", "cpu")
+    [note] = [n for n in doc["live"]["notes"] if n.startswith("--deepspeed")]
+    assert note.startswith(
+        "--deepspeed ./scripts/zero2.json left out: DeepSpeed's engine needs a GPU and this run is on the CPU; "
+        "dropped ZeRO stage 2, optimizer offload to cpu."
+    )
+    assert "the batches, candidates and logits the probes measure are the same" in note.lower()
+    assert len(doc["live"]["terms"]) == 3  # measured without the engine
+
+
+def test_what_a_deepspeed_config_asks_of_the_engine():
+    from fgclip_doctor.commands.live.engine import dropped_parts
+
+    config = {
+        "zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}, "offload_optimizer": {"device": "none"}},
+        "bf16": {"enabled": True},
+        "fp16": {"enabled": "auto"},  # follows --fp16: no cast of its own
+    }
+    assert dropped_parts(config) == ["ZeRO stage 3", "parameter offload to nvme", "its bf16 cast of the whole model"]
+    assert dropped_parts({}) == []

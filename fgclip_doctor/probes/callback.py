@@ -105,6 +105,7 @@ class ProbeCallback(TrainerCallback):
         self.logged_keys: list[str] = []  # doctor/<rule>/<subject> keys logged so far (kept, 0 when fixed)
         self.steps_done = 0
         self.installed = False
+        self.model_source: str | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     def install(self, model, optimizer=None) -> None:
@@ -122,6 +123,8 @@ class ProbeCallback(TrainerCallback):
         self.handles.append(model.register_forward_pre_hook(count))
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
         self.trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        config = getattr(model, "config", None)
+        self.model_source = None if config is None else str(getattr(config, "_name_or_path", "") or "")
         if optimizer is not None:
             names = {id(p): n for n, p in model.named_parameters()}
             self.groups = [
@@ -269,6 +272,7 @@ class ProbeCallback(TrainerCallback):
             columns={t: list(c) for t, c in ce.columns.items()} if ce else {},
             rows=dict(ce.rows) if ce else {},
             dtypes=dict(ce.dtypes) if ce else {},
+            model_source=self.model_source,
         )
 
 

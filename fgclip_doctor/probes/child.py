@@ -10,7 +10,7 @@ subject, never the checks or the CLI), then runs the launch as probes/program.py
 
 The spec (JSON) names: `root` (the folder holding fgclip_doctor/), `entry`, `kind` ("script" /
 "module"), `directory` (where the launch runs), `argv` (its arguments with live's overrides),
-`interval`, `device`, `out` (a folder). Each rank writes `out/rank<R>.json`: {"record": a
+`paths` (its PYTHONPATH), `interval`, `device`, `out` (a folder). Each rank writes `out/rank<R>.json`: {"record": a
 ProbeRecord as JSON, "logs": the Trainer's log dicts, "error": one line or null}; rank 0 also
 keeps `out/progress.json` ({"step", "terms"}: the latest read-back's loss sums) up to date for
 the parent's progress bar. What the training prints goes where the parent sends stdout / stderr.
@@ -60,7 +60,7 @@ def main(spec_path: str) -> int:
     try:
         with program.working_directory(spec["directory"]), program.registered(callback):
             try:
-                program.run_entry(spec["entry"], spec["kind"], spec["argv"])
+                program.run_entry(spec["entry"], spec["kind"], spec["argv"], spec.get("paths", []))
             except SystemExit as err:
                 error = program.exit_message(err.code, "")
             except ImportError as err:

@@ -95,13 +95,14 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-def run_entry(entry: str, kind: str, argv: list[str]) -> None:
+def run_entry(entry: str, kind: str, argv: list[str], paths: list[str] = ()) -> None:
     """Run `entry` (a script path, or a module for kind "module") as `__main__` with `argv`, from
-    the working directory, with sys.path[0] as python sets it. Exceptions (SystemExit too) pass."""
-    saved = sys.argv
+    the working directory, with sys.path[0] as python sets it and the launch's PYTHONPATH entries
+    (`paths`) after it. Exceptions (SystemExit too) pass."""
+    saved, saved_path = sys.argv, list(sys.path)
     sys.argv = [entry] + list(argv)
     script = kind != "module"
-    sys.path.insert(0, str(Path(entry).resolve().parent if script else Path.cwd()))
+    sys.path[:0] = [str(Path(entry).resolve().parent if script else Path.cwd()), *paths]
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*found in sys.modules.*", category=RuntimeWarning)
@@ -110,7 +111,7 @@ def run_entry(entry: str, kind: str, argv: list[str]) -> None:
             else:
                 runpy.run_module(entry, run_name="__main__", alter_sys=True)
     finally:
-        sys.path.pop(0)
+        sys.path[:] = saved_path
         sys.argv = saved
 
 

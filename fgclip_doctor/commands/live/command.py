@@ -12,6 +12,7 @@ from fgclip_doctor.checks.registry import Status, run_rules
 from fgclip_doctor.commands.live.progress import ProgressBar
 from fgclip_doctor.commands.live.runner import (
     entry_kind,
+    launch_paths,
     live_argv,
     output_folder,
     resolve_device,
@@ -224,7 +225,9 @@ def _in_children(view, base, nproc, steps, device, keep_run, interval, settings,
     entry, kind = entry_kind(view)
     with output_folder(keep_run) as out, ProgressBar(steps) as bar:
         argv = live_argv(view, steps, out, keep_run is not None, device, base, notes)
-        records, logs = run_children(view.origin(), entry, kind, here, argv, nproc, device, interval, python, bar, log)
+        records, logs = run_children(
+            view.origin(), entry, kind, here, argv, launch_paths(view), nproc, device, interval, python, bar, log
+        )
     terms = summarize_terms(records[0])
     offsets = {}
     for term in terms:

@@ -50,6 +50,7 @@ def run_children(
     kind: str,
     directory: Path,
     argv: list[str],
+    paths: list[str],
     nproc: int,
     device: str,
     interval: int,
@@ -59,7 +60,8 @@ def run_children(
     timeout: float = 1800,
 ) -> tuple[list[ProbeRecord], list[dict]]:
     """Run the launch in `nproc` child processes (torchrun when more than one); return each rank's
-    record (rank order) and rank 0's Trainer log dicts. `argv` already holds live's overrides.
+    record (rank order) and rank 0's Trainer log dicts. `argv` already holds live's overrides;
+    `paths`: the launch's PYTHONPATH.
     `progress`: a ProgressBar. What the children print goes to `log` when given (also on failure)."""
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="fgclip-doctor-child-") as tmp:
@@ -72,6 +74,7 @@ def run_children(
                     "kind": kind,
                     "directory": str(directory),
                     "argv": argv,
+                    "paths": paths,
                     "interval": interval,
                     "device": device,
                     "out": tmp,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip_doctor.callback import DoctorCallback
+from fgclip_doctor.commands.live.engine import deepspeed_note
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.probes.program import (
     DROPPED,
@@ -31,7 +32,7 @@ from fgclip_doctor.probes.program import (
     run_entry,
     training_error,
 )
-from fgclip_doctor.sources.launch.target import TargetView, launch_directory
+from fgclip_doctor.sources.launch.target import TargetView, launch_directory, launch_path, launch_pythonpath
 
 
 @dataclass
@@ -46,7 +47,7 @@ class LiveRun:
     output: str = ""  # what the training itself printed (stdout and stderr), never echoed
 
 
-def launch_argv(view: TargetView, notes: list[str]) -> list[str]:
+def launch_argv(view: TargetView, notes: list[str], device: str = "cpu") -> list[str]:
     """The training program's own arguments, rebuilt from the parsed launch."""
     argv = []
     for name, flag in view.flags.items():
@@ -57,10 +58,9 @@ def launch_argv(view: TargetView, notes: list[str]) -> list[str]:
             notes.append(f"--{name} left out: a live run starts from the launch's model, never from a checkpoint")
             continue
         if name == "deepspeed":
-            try:
-                import deepspeed  # noqa: F401
-            except ImportError:
-                notes.append("the launch asks for DeepSpeed, which is not installed here: run without it")
+            dropped = deepspeed_note(str(flag.value), launch_directory(view), device)
+            if dropped is not None:
+                notes.append(dropped)
                 continue
         value = flag.value
         argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
@@ -135,9 +135,15 @@ def live_argv(
     view: TargetView, steps: int, out: str, save: bool, device: str, base_facts, notes: list[str]
 ) -> list[str]:
     """The launch's arguments followed by live's overrides (they win: the last value of a flag)."""
-    argv = launch_argv(view, notes)
+    argv = launch_argv(view, notes, device)
     checked_overrides(view, base_facts, notes)
     return argv + override_flags(steps, out, save, device)
+
+
+def launch_paths(view: TargetView) -> list[str]:
+    """The launch's PYTHONPATH (its `export PYTHONPATH=...`), resolved from its directory."""
+    found = (launch_path(view, p) for p in launch_pythonpath(view))
+    return [str(p) for p in found if p is not None]
 
 
 def entry_kind(view: TargetView) -> tuple[str, str]:
@@ -178,7 +184,7 @@ def run_training(
                 if kind == "script" and not Path(entry).is_file():
                     raise DoctorInputError(entry, f"training script not found in {here} (the launch's directory)")
                 try:
-                    run_entry(entry, kind, argv)
+                    run_entry(entry, kind, argv, launch_paths(view))
                 except SystemExit as err:
                     failed = exit_message(err.code, printed.read_text(encoding="utf-8", errors="replace"))
                     if failed:
