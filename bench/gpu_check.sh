@@ -2,7 +2,11 @@
 # The GPU check of `fgclip-doctor live` (run when a GPU machine is lent; CI never runs it):
 #   1. live on CUDA, the default tiny run (fp32, as its launch says) and the same launch with --bf16 True;
 #   2. live on CUDA, bf16, ViT-B/16-shaped towers from random weights at 224 px, batch 32 (B16_BATCH);
-#   3. the probe overhead (bench/live_overhead.py) on CUDA in bf16, tiny and b16.
+#   3. the probe overhead (bench/live_overhead.py) on CUDA in bf16, tiny and b16;
+#   4. b16_scratch: the same towers from random weights for SCRATCH_STEPS (200) at a constant LR, to see
+#      when each term leaves chance (loss-chance's scratch_steps, bench/from_scratch.py);
+#   5. foreign: live on the FG-CLIP v1-style checkout (tests/trees/fgclip_v1_live, its own `fgclip`
+#      package: a child process) on CUDA, and its DeepSpeed ZeRO-2 launch under DeepSpeed itself.
 # Needs the synthetic data + tiny base in $FGCLIP_CACHE/synthetic-v1 (generated if absent, ~1 min).
 # Reports go to $OUT (default runs/gpu-check): one JSON per live run and log.txt.
 #
@@ -14,7 +18,8 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-60} B16_BATCH=${B16_BATCH:-32} ROUNDS=${ROUNDS:-10} BLOCK=${BLOCK:-6}
-PARTS=${PARTS:-"default tiny_bf16 b16_bf16 overhead"}  # a subset reruns only those
+SCRATCH_STEPS=${SCRATCH_STEPS:-200}
+PARTS=${PARTS:-"default tiny_bf16 b16_bf16 b16_scratch foreign overhead"}  # a subset reruns only those
 DATA=${FGCLIP_CACHE:-$HOME/.cache/fgclip-doctor}/synthetic-v1
 exec > >(tee "$OUT/log.txt") 2>&1
 
@@ -58,6 +63,22 @@ for name, t in r["live"]["terms"].items():
     print(f"  {name}:", ", ".join(f"{k} {t[k]:.4g}" if isinstance(t[k], float) else f"{k} {t[k]}" for k in keys))
 EOF
 done
+
+if [[ " $PARTS " == *" b16_scratch "* ]]; then
+    step "b16 from scratch, $SCRATCH_STEPS steps"
+    $PY bench/from_scratch.py --size b16 --steps $SCRATCH_STEPS --batch $B16_BATCH --device $DEVICE --bf16 \
+        --constant-lr
+fi
+
+if [[ " $PARTS " == *" foreign "* ]]; then
+    tree=$(mktemp -d)/FG-CLIP
+    cp -r tests/trees/fgclip_v1_live "$tree"
+    for launch in train_tiny.sh train_ds.sh; do
+        step "live foreign $launch"
+        (cd "$tree" && $PY -m fgclip_doctor live scripts/$launch --device $DEVICE --steps $STEPS -q)
+        echo "live foreign $launch: exit $?"
+    done
+fi
 
 [[ " $PARTS " == *" overhead "* ]] || { step done; exit 0; }
 step "overhead tiny bf16"

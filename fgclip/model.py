@@ -306,6 +306,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
             logit_scale_hardneg_init=new,
             **overrides,
         )
+        cfg.name_or_path = path  # where the weights came from, as from_pretrained records it
         model = cls(cfg)
         missing, unexpected = model.load_state_dict(clip.state_dict(), strict=False)
         if unexpected:

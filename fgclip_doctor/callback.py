@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fgclip_doctor.checks.registry import Finding, run_rules
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.probes.callback import ProbeCallback
+from fgclip_doctor.probes.callback import ProbeCallback, StepObserver
 from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.launch.target import read_target
@@ -37,9 +37,10 @@ class DoctorCallback(ProbeCallback):
         rank: int | None = None,
         settings: Settings | None = None,
         base_facts: Facts | None = None,
+        step_observer: StepObserver | None = None,
     ) -> None:
         self.settings, self.base_facts = settings, base_facts
-        super().__init__(interval, abort_on, rank, judge=self.judge_record)
+        super().__init__(interval, abort_on, rank, judge=self.judge_record, step_observer=step_observer)
 
     def judge_record(self, record: ProbeRecord) -> list[Finding]:
         """The live rules' findings on the record's facts (over `base_facts` when given)."""

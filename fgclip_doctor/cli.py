@@ -271,6 +271,10 @@ def live_command(
     log: Annotated[
         Optional[Path], typer.Option("--log", help="Write what the training prints (its log lines) to FILE.")
     ] = None,
+    python: Annotated[
+        Optional[str],
+        typer.Option("--python", help="Run the training with this interpreter (another venv), in a child process."),
+    ] = None,
     format: FormatOpt = None,
     output: OutputOpt = None,
     strict: StrictOpt = None,
@@ -288,7 +292,9 @@ def live_command(
         from fgclip_doctor.sources.launch.target import live_target
 
         view = live_target(target, module, training_args)
-        return build_report(view or target, preset, steps, device.value, keep_run, interval, settings, nproc, log)
+        return build_report(
+            view or target, preset, steps, device.value, keep_run, interval, settings, nproc, log, python
+        )
 
     run_report(
         "live",

@@ -32,9 +32,17 @@ class Reporter(TrainerCallback):
         self.seen.append(dict(logs))
 
 
-def plain_clip_trainer(tmp_path, lr: float, scale: float, steps: int = 60, reporter=None) -> Trainer:
-    """A plain transformers CLIPModel Trainer: 12 candidates per row (chance ln 12 = 2.48)."""
+def plain_clip_trainer(
+    tmp_path, lr: float, scale: float, steps: int = 60, callbacks=None, scratch: bool = False
+) -> Trainer:
+    """A plain transformers CLIPModel Trainer: 12 candidates per row (chance ln 12 = 2.48). A
+    fine-tune (from_pretrained of a saved tiny CLIP, as a user's run starts), or with `scratch`
+    the model built from its config (random weights: loss-chance waits its scratch_steps)."""
     torch.manual_seed(0)
+    model = tiny_clip(scale)
+    if not scratch:
+        model.save_pretrained(tmp_path / "base")
+        model = transformers.CLIPModel.from_pretrained(tmp_path / "base")
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=12,
@@ -47,34 +55,67 @@ def plain_clip_trainer(tmp_path, lr: float, scale: float, steps: int = 60, repor
         disable_tqdm=True,
     )
     return Trainer(
-        model=tiny_clip(scale),
+        model=model,
         args=args,
         train_dataset=RandomPairs(n=96),
         data_collator=collate,
-        callbacks=[reporter] if reporter else None,
+        callbacks=callbacks,
     )
 
 
-def test_loss_far_above_chance_stops_the_run_and_logs_doctor_keys(tmp_path):
+def test_loss_far_above_chance_stops_the_run_and_logs_doctor_keys(tmp_path, caplog):
     # LR 1e-9 and a logit scale of e^4.6 ~ 100: the loss sits at ~8x ln 12 and does not move.
-    reporter = Reporter()
-    trainer = plain_clip_trainer(tmp_path, lr=1e-9, scale=4.6, reporter=reporter)
-    cb = DoctorCallback(abort_on="fail")
-    trainer.add_callback(cb)
-    trainer.train()
+    # As the README says: the doctor first in `callbacks=`, the reporter after it (report_to="none").
+    cb, reporter = DoctorCallback(abort_on="fail"), Reporter()
+    trainer = plain_clip_trainer(tmp_path, lr=1e-9, scale=4.6, callbacks=[cb, reporter])
+    with caplog.at_level("WARNING", logger="fgclip_doctor"):
+        trainer.train()
     stop = trainer.state.global_step
     assert 20 <= stop <= 25  # loss-chance judges from step 20 on (a trend needs a few points): not 60
     [fail] = [f for f in cb.findings if f.status == "FAIL"]
     assert fail.rule == "loss-chance" and float(fail.measured.split()[0]) > 5
     term = fail.subject
     assert "contrastive_loss" in term  # CLIP's own loss, named by its call site
-    steps = [h for h in trainer.state.log_history if "loss" in h]
+    steps = [h for h in cb.logs if "loss" in h]
     assert [h["step"] for h in steps] == list(range(5, stop + 1, 5))
     assert steps[0]["doctor/fail"] == 0 and steps[0]["doctor/logit-scale-frozen/global"] == 1  # a WARN
     assert steps[-1]["doctor/fail"] == 1 and steps[-1][f"doctor/loss-chance/{term}"] == 2
-    # The callback moved itself before the reporter built with the Trainer: what TensorBoard would get.
+    # The reporter after the doctor got the doctor/ keys in the same dict: what TensorBoard would get.
     assert reporter.seen[-1]["doctor/fail"] == 1 and f"doctor/loss-chance/{term}" in reporter.seen[-1]
-    assert trainer.callback_handler.callbacks[0] is cb
+    # Nothing written into the Trainer's state, nothing reordered.
+    assert not [k for h in trainer.state.log_history for k in h if k.startswith("doctor/")]
+    assert [type(c) for c in trainer.callback_handler.callbacks[-3:-1]] == [DoctorCallback, Reporter]
+    # One line says why the run stopped (rule, subject, measured, step), then the findings.
+    said = [r.getMessage() for r in caplog.records if r.name == "fgclip_doctor"]
+    assert said[0] == (
+        f"fgclip-doctor stopped the run at optimizer step {stop}: FAIL loss-chance ({term}), measured {fail.measured}"
+    )
+    assert f"FAIL loss-chance {term}: " in said[1] and "WARN logit-scale-frozen global" in said[1]
+    assert cb.stopped_at == stop
+
+
+def test_from_scratch_at_chance_is_not_stopped_inside_its_window(tmp_path):
+    # The same stuck run from random weights (measured: no config._name_or_path): at or above
+    # chance is what a run from scratch looks like for its first steps; loss-chance waits.
+    trainer = plain_clip_trainer(tmp_path, lr=1e-9, scale=4.6, steps=40, scratch=True)
+    cb = DoctorCallback(abort_on="fail").attach(trainer)
+    trainer.train()
+    assert trainer.state.global_step == 40 and cb.stopped_at is None
+    chance = [f for f in cb.findings if f.rule == "loss-chance"]
+    assert chance and all(f.status == "SKIP" and "random weights" in f.message for f in chance)
+
+
+def test_add_callback_after_the_reporters_still_stops_and_logs(tmp_path):
+    # `trainer.add_callback(cb)` (the doctor after the reporting callbacks): the run still stops;
+    # the reporter before it never sees doctor/ keys, and nothing is moved to make it so.
+    reporter = Reporter()
+    trainer = plain_clip_trainer(tmp_path, lr=1e-9, scale=4.6, callbacks=[reporter])
+    cb = DoctorCallback(abort_on="fail").attach(trainer)
+    trainer.train()
+    assert trainer.state.global_step < 60 and cb.stopped_at == trainer.state.global_step
+    assert cb.logs[-1]["doctor/fail"] == 1
+    assert not [k for seen in reporter.seen for k in seen if k.startswith("doctor/")]
+    assert trainer.callback_handler.callbacks[-1] is cb
 
 
 def test_a_learning_run_is_not_stopped(tmp_path):
@@ -84,8 +125,8 @@ def test_a_learning_run_is_not_stopped(tmp_path):
     trainer.train()
     assert trainer.state.global_step == 30
     assert not [f for f in cb.findings if f.status == "FAIL"], cb.findings
-    logged = [h for h in trainer.state.log_history if "loss" in h]
-    assert all(h["doctor/fail"] == 0 for h in logged)
+    logged = [h for h in cb.logs if "loss" in h]
+    assert logged and all(h["doctor/fail"] == 0 for h in logged)
     assert any(f.rule == "loss-chance" and f.status == "PASS" for f in cb.findings)
 
 
@@ -108,7 +149,7 @@ def test_learning_rate_zero_stops_the_run(tmp_path):
     assert trainer.state.global_step <= 20  # 60 asked for
     fails = {f.rule for f in cb.findings if f.status == "FAIL"}
     assert fails and fails <= {"lr-zero", "loss-chance", "loss-plateau"}, fails
-    assert trainer.state.log_history[-2]["doctor/fail"] == len([f for f in cb.findings if f.status == "FAIL"])
+    assert cb.logs[-1]["doctor/fail"] == len([f for f in cb.findings if f.status == "FAIL"])
 
 
 def test_abort_on_must_be_known():
@@ -130,7 +171,7 @@ def test_healthy_subject_run_stops_nothing_and_has_no_fail(synthetic_root, tmp_p
     out = tmp_path / "tiny"
     trainer = main(["--preset", "tiny", "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none"])
     assert trainer.state.global_step == trainer.args.max_steps
-    logged = [h for h in trainer.state.log_history if "loss" in h]
+    logged = [h for h in cb.logs if "loss" in h]
     assert logged and all(h["doctor/fail"] == 0 for h in logged), logged
     assert not [f for f in cb.findings if f.status == "FAIL"], [f for f in cb.findings if f.status == "FAIL"]
     judged = {f.rule for f in cb.findings if f.status != "SKIP"}
@@ -151,6 +192,22 @@ def test_readme_callback_example_runs_as_written(tmp_path, monkeypatch, index, r
         request.getfixturevalue("subject_here")
     monkeypatch.chdir(ROOT)  # the README's paths are relative to the repository
     trainer = plain_clip_trainer(tmp_path, lr=0.0, scale=4.6, steps=60)
-    exec(compile(block, f"README.md python block {index + 1}", "exec"), {"trainer": trainer})
+    reporters: list[Reporter] = []
+
+    # TensorBoard is not installed here: a reporter stands in for it, built as the Trainer builds it
+    class StandIn(Reporter):
+        def __init__(self) -> None:
+            super().__init__()
+            reporters.append(self)
+
+    monkeypatch.setattr(transformers.integrations, "TensorBoardCallback", StandIn)
+    given = {"trainer": trainer, "model": trainer.model, "args": trainer.args}
+    given.update(data=trainer.train_dataset, collate=trainer.data_collator)
+    exec(compile(block, f"README.md python block {index + 1}", "exec"), given)
+    trainer = given["trainer"]
     assert trainer.state.global_step == 50  # judged at step 50 (interval=50): at chance, stopped
-    assert trainer.state.log_history[-2]["doctor/fail"] >= 1
+    [cb] = [c for c in trainer.callback_handler.callbacks if isinstance(c, DoctorCallback)]
+    assert cb.logs[-1]["doctor/fail"] >= 1
+    assert len(reporters) == ("TensorBoardCallback" in block)
+    for reporter in reporters:  # listed after the doctor: it got the doctor's keys
+        assert reporter.seen[-1]["doctor/fail"] >= 1

@@ -252,18 +252,15 @@ def test_progress_bar_shows_each_loss_term_on_a_terminal_only():
 
     from rich.console import Console
 
-    from fgclip_doctor.commands.live.progress import ProgressCallback
+    from fgclip_doctor.commands.live.progress import ProgressBar
 
     snapshot = {"terms": {"global": {"loss_sum": 0.8, "loss_calls": 2}, "region": {"loss_sum": 6.4, "loss_calls": 2}}}
-    state = type("State", (), {"global_step": 5})()
     for terminal in (True, False):
         out = io.StringIO()
-        bar = ProgressCallback(60, Console(file=out, force_terminal=terminal, width=100))
-        bar.watch([snapshot])
-        bar.on_train_begin(None, state, None)
-        bar.on_step_end(None, state, None)
+        bar = ProgressBar(60, Console(file=out, force_terminal=terminal, width=100)).start()
+        bar.update(5, [snapshot])
         bar.progress.refresh()
-        bar.on_train_end(None, state, None)
+        bar.stop()
         text = out.getvalue()
         if terminal:
             assert "5/60" in text and "global 0.4" in text and "region 3.2" in text

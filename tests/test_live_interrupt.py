@@ -62,8 +62,8 @@ def _alive(procs) -> list:
     return alive
 
 
-@pytest.mark.parametrize("nproc", [1, 2])
-def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc):
+@pytest.mark.parametrize("nproc, child", [(1, False), (2, True), (1, True)])
+def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc, child):
     (tmp_path / "train.py").write_text(MARKED_TRAINING)
     script = tmp_path / "train.sh"
     script.write_text(
@@ -76,6 +76,8 @@ def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc):
     cmd = [sys.executable, "-m", "fgclip_doctor", "live", str(script), "--steps", "100000", "--device", "cpu"]
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
+    elif child:  # one child process (as for FG-CLIP's own checkout)
+        cmd += ["--python", sys.executable]
     # SIGINT at its default in the child even when this test runs from a background job (where it
     # is ignored and the child would inherit that): the doctor then sees Ctrl-C as a terminal sends it.
     proc = subprocess.Popen(
@@ -90,7 +92,7 @@ def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc):
     try:
         _wait_for(lambda: mark.exists() and mark.stat().st_size >= 2 * 4 * nproc, "training step", proc)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= (nproc + 1 if nproc > 1 else 0)  # torchrun and its ranks
+        assert len(children) >= (nproc + 1 if nproc > 1 else int(child))  # torchrun and its ranks, or the child
         assert any(p.name.startswith("fgclip-doctor-") for p in temp.iterdir())  # its temp folder exists
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=300)
@@ -111,8 +113,9 @@ def test_ctrl_c_during_live_cleans_up_and_exits_130(tmp_path, nproc):
 
 
 def test_interrupted_run_removes_hooks_and_restores_the_process(tmp_path, monkeypatch):
-    """In-process: the probes' patches, the Trainer wrap, sys.argv, the cwd and the temp folder are
-    all undone when the training is interrupted (as live's caller sees it: KeyboardInterrupt)."""
+    """In-process: the probes' patches, the doctor's reporting integration, sys.argv, the cwd, the
+    output descriptors and the temp folders are all undone when the training is interrupted (as
+    live's caller sees it: KeyboardInterrupt)."""
     import tempfile
 
     import torch.nn.functional as F
@@ -140,7 +143,10 @@ def test_interrupted_run_removes_hooks_and_restores_the_process(tmp_path, monkey
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
     before = (F.cross_entropy, transformers.Trainer.__init__, transformers.Trainer.train, list(sys.argv))
+    descriptors = [os.fstat(fd).st_ino for fd in (1, 2)]
     # The script patches the helper module it imports (in this process): run it on a fresh copy
     # and put the original back, so later tests import an unpatched helper.
     saved = sys.modules.pop("train_plain_clip", None)
@@ -155,5 +161,7 @@ def test_interrupted_run_removes_hooks_and_restores_the_process(tmp_path, monkey
         if saved is not None:
             sys.modules["train_plain_clip"] = saved
     assert (F.cross_entropy, transformers.Trainer.__init__, transformers.Trainer.train, sys.argv) == before
+    assert "fgclip-doctor" not in INTEGRATION_TO_CALLBACK
+    assert [os.fstat(fd).st_ino for fd in (1, 2)] == descriptors  # stdout / stderr point where they did
     assert os.getcwd() == str(tmp_path / "elsewhere")
     assert [p.name for p in temp.iterdir() if p.name.startswith("fgclip-doctor-")] == []

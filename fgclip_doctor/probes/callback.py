@@ -1,23 +1,27 @@
 """ProbeCallback: the probes as a TrainerCallback; `fgclip_doctor.callback.DoctorCallback` adds the rules.
 
-It observes and only steers through `control` (transformers' callback contract): probes are
+It observes, and steers only through `control` (transformers' callback contract): probes are
 installed at train begin (on the model the Trainer hands its callbacks, so `add_callback` after
 the Trainer is built works) and removed at train end or `close()` (also on error / Ctrl-C when
 used as a context manager); statistics stay on the device and are read back every `interval`
 optimizer steps, keyed by step (`history`). `record()` is what was measured, as a ProbeRecord.
 A `judge(record) -> findings` given by the constructor is asked at each read-back; with
-`abort_on="fail"` a FAIL (with "warn", a WARN too) sets `control.should_training_stop`.
-The latest findings go into every log (`doctor/fail`, `doctor/warn` counts, and
-`doctor/<rule>/<subject>` = 1 WARN, 2 FAIL, 0 once it passes again), so they land in
-`state.log_history` and reach TensorBoard / W&B: at train begin this callback moves itself first
-in the Trainer's list, before the reporting integrations. Probes never import the rules: the
-judge comes from above.
+`abort_on="fail"` a FAIL (with "warn", a WARN too) sets `control.should_training_stop` and logs
+one line (rule, subject, measured, step) and the problems through the `fgclip_doctor` logger.
+The latest findings go into the `logs` dict of every `on_log` (`doctor/fail`, `doctor/warn`
+counts, and `doctor/<rule>/<subject>` = 1 WARN, 2 FAIL, 0 once it passes again): transformers
+hands that dict to the callbacks after this one, in list order. Trainer lists the reporting
+integrations of `report_to` before the `callbacks=` it is given (4.x and 5.x alike), so the
+keys reach TensorBoard / W&B when those come after the doctor: `report_to="none"` and
+`callbacks=[DoctorCallback(...), TensorBoardCallback]`. `state.log_history` holds the copy the
+Trainer took before the event, without them; `logs` here keeps every dict as the callbacks saw
+it. Probes never import the rules: the judge comes from above.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from collections.abc import Callable
 
 import torch
@@ -38,6 +42,10 @@ STOP_ON = {None: (), "fail": ("FAIL",), "warn": ("FAIL", "WARN")}
 TRAINER_ARGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay")
 #: the value of a `doctor/<rule>/<subject>` log key
 LOG_LEVEL = {"WARN": 1, "FAIL": 2}
+#: called after every optimizer step with (global_step, history): live's progress display
+StepObserver = Callable[[int, list[dict]], None]
+
+logger = logging.getLogger("fgclip_doctor")
 
 
 def _status(finding) -> str:
@@ -65,7 +73,12 @@ class ProbeCallback(TrainerCallback):
     """Probes for a Trainer run: loss terms, candidates, bank, gradients, scales; history by step."""
 
     def __init__(
-        self, interval: int = 5, abort_on: str | None = None, rank: int | None = None, judge: Judge | None = None
+        self,
+        interval: int = 5,
+        abort_on: str | None = None,
+        rank: int | None = None,
+        judge: Judge | None = None,
+        step_observer: StepObserver | None = None,
     ) -> None:
         if abort_on not in STOP_ON:
             raise ValueError(f"abort_on must be None, 'fail' or 'warn', got {abort_on!r}")
@@ -74,6 +87,8 @@ class ProbeCallback(TrainerCallback):
         self.world_size = 1
         self.trainer_args: dict = {}
         self.judge = judge
+        self.step_observer = step_observer
+        self.stopped_at: int | None = None  # the step at which abort_on stopped the run
         self.ce: CrossEntropyProbe | None = None
         self.subject: SubjectProbe | None = None
         self.group_acc: dict[str, Accumulator] = {}
@@ -90,6 +105,7 @@ class ProbeCallback(TrainerCallback):
         self.logged_keys: list[str] = []  # doctor/<rule>/<subject> keys logged so far (kept, 0 when fixed)
         self.steps_done = 0
         self.installed = False
+        self.model_source: str | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     def install(self, model, optimizer=None) -> None:
@@ -107,6 +123,8 @@ class ProbeCallback(TrainerCallback):
         self.handles.append(model.register_forward_pre_hook(count))
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
         self.trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        config = getattr(model, "config", None)
+        self.model_source = None if config is None else str(getattr(config, "_name_or_path", "") or "")
         if optimizer is not None:
             names = {id(p): n for n, p in model.named_parameters()}
             self.groups = [
@@ -138,9 +156,9 @@ class ProbeCallback(TrainerCallback):
         self.close()
 
     def attach(self, trainer) -> ProbeCallback:
-        """Add to `trainer` first, so the `doctor/...` log keys reach the reporting callbacks
-        (`trainer.add_callback(cb)` works as well: at train begin it moves itself first)."""
-        trainer.callback_handler.callbacks.insert(0, self)
+        """`trainer.add_callback(self)`, returning self. It lands after the reporting integrations
+        the Trainer built: for them to get the doctor/ keys, see the module's docstring."""
+        trainer.add_callback(self)
         return self
 
     # ---- Trainer events ------------------------------------------------------------------
@@ -149,25 +167,7 @@ class ProbeCallback(TrainerCallback):
             self.rank = getattr(args, "process_index", 0)
         self.world_size = getattr(args, "world_size", 1)
         self.trainer_args = trainer_args(args, state)
-        self._move_first()
         self.install(model, optimizer)
-
-    def _move_first(self) -> None:
-        """Put this callback first in the Trainer's list, so the reporting integrations (added at
-        Trainer init, before any `add_callback`) see the doctor/ keys this one adds in on_log.
-        transformers passes events no handler: it is the `self` of CallbackHandler.call_event, the
-        caller. Moving from index k to 0 during that loop leaves the callbacks after k in place."""
-        frame = sys._getframe(1)
-        for _ in range(3):
-            if frame is None:
-                return
-            handler = frame.f_locals.get("self")
-            callbacks = getattr(handler, "callbacks", None)
-            if isinstance(callbacks, list) and any(c is self for c in callbacks):
-                callbacks.remove(self)
-                callbacks.insert(0, self)
-                return
-            frame = frame.f_back
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         # Sampled on the step before each read-back (and the first), like Cockpit's quantities.
@@ -189,19 +189,18 @@ class ProbeCallback(TrainerCallback):
             self.snapshot(state.global_step, model)
             if self.judge is not None:
                 self.findings = self.judge(self.record())
-                if any(_status(f) in STOP_ON[self.abort_on] for f in self.findings):
+                stop = [f for f in self.findings if _status(f) in STOP_ON[self.abort_on]]
+                if stop and self.stopped_at is None:
                     control.should_training_stop = True
+                    self.stopped_at = state.global_step
+                    log_stop(stop[0], state.global_step, self.findings)
+        if self.step_observer is not None:
+            self.step_observer(state.global_step, self.history)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
             return
-        given = set(logs)
-        doctor = self.log_values()
-        logs.update(doctor)
-        # Trainer.log appended a copy of `logs` to log_history just before this event: update it too.
-        last = state.log_history[-1] if state.log_history else None
-        if doctor and isinstance(last, dict) and given <= set(last):
-            last.update(doctor)
+        logs.update(self.log_values())  # the callbacks after this one (reporters listed after it) get them
         self.logs.append({"step": state.global_step, **logs})
 
     def log_values(self) -> dict[str, int]:
@@ -273,7 +272,27 @@ class ProbeCallback(TrainerCallback):
             columns={t: list(c) for t, c in ce.columns.items()} if ce else {},
             rows=dict(ce.rows) if ce else {},
             dtypes=dict(ce.dtypes) if ce else {},
+            model_source=self.model_source,
         )
+
+
+def log_stop(finding, step: int, findings: list) -> None:
+    """One line for the stop (rule, subject, measured, step), then every FAIL / WARN, one a line."""
+    subject = f" ({finding.subject})" if getattr(finding, "subject", "") else ""
+    logger.warning(
+        "fgclip-doctor stopped the run at optimizer step %d: %s %s%s, measured %s",
+        step,
+        _status(finding),
+        finding.rule,
+        subject,
+        getattr(finding, "measured", "") or "?",
+    )
+    found = [f for f in findings if _status(f) in ("FAIL", "WARN")]
+    logger.warning(
+        "fgclip-doctor findings at step %d:\n%s",
+        step,
+        "\n".join(f"  {_status(f)} {f.rule} {getattr(f, 'subject', '')}: {getattr(f, 'message', '')}" for f in found),
+    )
 
 
 def trainer_args(args, state) -> dict:

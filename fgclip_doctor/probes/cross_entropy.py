@@ -18,9 +18,9 @@ with the sigmoid chance level (sources/derived.py derives it: about ln N + 1).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +50,9 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 def call_site(skip_dirs: tuple[str, ...] = (_TORCH_DIR,)) -> str:
-    """`file.py:line function` of the first frame outside torch (and this probe)."""
-    frame = sys._getframe(2)
+    """`file.py:line function` of the first frame outside torch (and this probe): the name of a
+    loss term the reader could not place (the fallback), read from the caller's stack."""
+    frame = inspect.currentframe()
     while frame is not None and (
         frame.f_code.co_filename.startswith(skip_dirs) or frame.f_code.co_filename == __file__
     ):

@@ -37,6 +37,9 @@ class ProbeRecord:
     columns: dict[str, list[ColumnChange]] = field(default_factory=dict)  # term -> width changes
     rows: dict[str, int] = field(default_factory=dict)  # term -> rows of its last logits
     dtypes: dict[str, str] = field(default_factory=dict)  # term -> dtype of its last logits
+    # the model's config._name_or_path at train begin: the folder / hub name from_pretrained read,
+    # "" for a model built from its config, None when the model has no HF config
+    model_source: str | None = None
 
     def to_json(self) -> dict:
         """A JSON-able dict (column changes as [call, columns] pairs)."""

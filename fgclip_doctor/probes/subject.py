@@ -19,6 +19,18 @@ from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
 HEAD_TERMS = {"GlobalContrastiveLoss": "global", "RegionContrastiveLoss": "region", "HardNegativeLoss": "hardneg"}
 
 
+def _is_bundled(model) -> bool:
+    """Whether `model` is the bundled subject's own class (its RoIAlign can be hooked by module):
+    never true for a user's package that is also called `fgclip`."""
+    import sys
+    from pathlib import Path
+
+    from fgclip_doctor.bundled import PACKAGE
+
+    file = getattr(sys.modules.get(type(model).__module__), "__file__", None)
+    return file is not None and Path(file).resolve().is_relative_to(PACKAGE)
+
+
 def _bank_of(model):
     return getattr(model, "memory_bank", None)
 
@@ -139,7 +151,7 @@ class SubjectProbe:
 
     def install(self) -> SubjectProbe:
         self._head_hooks()
-        if hasattr(self.model, "box_features") and hasattr(self.model, "patch_feature_map"):
+        if _is_bundled(self.model) and hasattr(self.model, "box_features") and hasattr(self.model, "patch_feature_map"):
             self._roi_patch()
             self._box_feature_patch()
         self._text_hooks()

@@ -120,6 +120,7 @@ def observed_facts(
             if not name.startswith(("loss.chance.", "loss.floor.")):  # the launch's; measured below
                 facts.set(name, fact.value, fact.source)
     _trainer_args_facts(facts, record.trainer_args)
+    _start_facts(facts, record.model_source)
     terms = summarize_terms(record)
     facts.set("observed.terms", list(terms), SRC)
     facts.set("train.optimizer_steps_done", record.steps_done, "live: Trainer state.global_step")
@@ -206,6 +207,18 @@ def _trainer_args_facts(facts: Facts, args: dict) -> None:
     for name, arg in TRAINER_ARG_FACTS.items():
         if name not in facts and args.get(arg) is not None:
             facts.set(name, args[arg], f"live: the Trainer's {arg}")
+
+
+def _start_facts(facts: Facts, source: str | None) -> None:
+    """model.fine_tuning measured, where the launch does not say: a model from_pretrained keeps
+    the folder it read in config._name_or_path; one built from its config has none. (A state dict
+    loaded over a model built from config is not seen here: the launch's reading says so.)"""
+    if "model.fine_tuning" in facts or source is None:
+        return
+    if source:
+        facts.set("model.fine_tuning", True, f"live: model.config._name_or_path = {source!r} at train begin")
+    else:
+        facts.set("model.fine_tuning", False, "live: the model was built from its config (no _name_or_path)")
 
 
 def _history_facts(facts: Facts, terms: dict[str, dict]) -> None:

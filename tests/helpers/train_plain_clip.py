@@ -15,6 +15,7 @@ class ModelArgs:
     logit_scale_init_value: float = 2.6592
     seed_data: int = 0
     blank_images: bool = False  # casebook fault: every image all zeros (the images never reach the tower)
+    model_name_or_path: str = ""  # a folder of save_pretrained: fine-tune from it (else random weights)
 
 
 class RandomPairs(torch.utils.data.Dataset):
@@ -70,7 +71,9 @@ def main() -> None:
     margs, targs = HfArgumentParser((ModelArgs, TrainingArguments)).parse_args_into_dataclasses()
     torch.manual_seed(targs.seed)
     trainer = Trainer(
-        model=tiny_clip(margs.logit_scale_init_value),
+        model=CLIPModel.from_pretrained(margs.model_name_or_path)
+        if margs.model_name_or_path
+        else tiny_clip(margs.logit_scale_init_value),
         args=targs,
         train_dataset=RandomPairs(seed=margs.seed_data, blank=margs.blank_images),
         data_collator=collate,

@@ -9,12 +9,21 @@ from rich.table import Table
 from rich.text import Text
 
 from fgclip_doctor.checks.registry import Status, run_rules
-from fgclip_doctor.commands.live.progress import ProgressCallback
-from fgclip_doctor.commands.live.runner import run_training
+from fgclip_doctor.commands.live.progress import ProgressBar
+from fgclip_doctor.commands.live.runner import (
+    entry_kind,
+    launch_paths,
+    live_argv,
+    output_folder,
+    resolve_device,
+    run_directory,
+    run_training,
+)
 from fgclip_doctor.environment import require_subject
 from fgclip_doctor.report import Report, sparkline
 from fgclip_doctor.sources.derived import derive_world
-from fgclip_doctor.sources.launch.target import Flag, TargetView, preset_flags, read_target
+from fgclip_doctor.sources.files import display_path
+from fgclip_doctor.sources.launch.target import Flag, TargetView, live_own_fgclip, preset_flags, read_target
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.terminal import notice_stream
@@ -125,6 +134,19 @@ def grads_table(history) -> Table | None:
     return table
 
 
+def child_reason(view: TargetView, python: str | None) -> str | None:
+    """Why the launch runs in a child process rather than in the doctor's (None: it need not)."""
+    if python is not None:
+        return f"ran with {python} (--python), in a child process"
+    own = live_own_fgclip(view)
+    if own is not None:
+        return (
+            f"ran in a child process: the launch's own package `fgclip` ({display_path(own)}) has the name "
+            "of the doctor's bundled subject"
+        )
+    return None
+
+
 def build_report(
     target: Path | None,
     preset: str | None,
@@ -135,17 +157,20 @@ def build_report(
     settings,
     nproc: int = 1,
     log: Path | None = None,
+    python: str | None = None,
 ) -> Report:
-    """The whole live pipeline: in this process, or on `nproc` ranks under torchrun. The training's
-    own output (its log dicts, progress bars, prints) goes to `log`, not the terminal."""
+    """The whole live pipeline: in this process, or in child processes (`nproc` ranks under
+    torchrun, another interpreter, a launch this process cannot import). The training's own
+    output (its log dicts, progress bars, prints) goes to `log`, never to the terminal."""
     view = resolve_view(target, preset, notice_stream(settings.format))
     base = collect_facts(view)
-    if nproc > 1:
-        return _distributed(view, base, nproc, steps, device, interval, settings, log)
-    progress = ProgressCallback(steps)
-    run = run_training(
-        view, steps, device, keep_run, interval, progress=progress, settings=settings, base_facts=base, log=log
-    )
+    reason = child_reason(view, python)
+    if nproc > 1 or reason is not None:
+        return _in_children(view, base, nproc, steps, device, keep_run, interval, settings, log, python, reason)
+    with ProgressBar(steps) as bar:
+        run = run_training(
+            view, steps, device, keep_run, interval, progress=bar.update, settings=settings, base_facts=base, log=log
+        )
     record = run.callback.record()
     facts = observed_facts(record, base, world_size=1)
     return live_report(
@@ -189,15 +214,20 @@ def live_report(view, facts, history, terms, steps, device, world, notes, settin
     return Report("live", view.target, facts, findings, title_lines=lines, sections=sections, extra=extra)
 
 
-def _distributed(view, base, nproc, steps, device, interval, settings, log=None) -> Report:
-    from fgclip_doctor.commands.live.distributed import run_distributed
+def _in_children(view, base, nproc, steps, device, keep_run, interval, settings, log, python, reason) -> Report:
+    from fgclip_doctor.commands.live.distributed import run_children
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    derive_world(base, nproc)
-    records, notes = run_distributed(view, nproc, steps, device, interval, log=log)
+    device = resolve_device(device)
+    here = run_directory(view)
+    if nproc > 1:
+        derive_world(base, nproc)
+    notes: list[str] = [] if reason is None else [reason]
+    entry, kind = entry_kind(view)
+    with output_folder(keep_run) as out, ProgressBar(steps) as bar:
+        argv = live_argv(view, steps, out, keep_run is not None, device, base, notes)
+        records, logs = run_children(
+            view.origin(), entry, kind, here, argv, launch_paths(view), nproc, device, interval, python, bar, log
+        )
     terms = summarize_terms(records[0])
     offsets = {}
     for term in terms:
@@ -207,4 +237,4 @@ def _distributed(view, base, nproc, steps, device, interval, settings, log=None)
             per_rank.append(series[-1]["offset_ok"] if series else float("nan"))
         offsets[term] = per_rank
     facts = observed_facts(records[0], base, world_size=nproc, offsets=offsets)
-    return live_report(view, facts, records[0].history, terms, steps, device, nproc, notes, settings)
+    return live_report(view, facts, records[0].history, terms, steps, device, nproc, notes, settings, trainer_logs=logs)

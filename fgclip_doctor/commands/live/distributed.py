@@ -1,17 +1,20 @@
-"""`live --nproc N`: the same run under torchrun, one probe record per rank, merged in the parent.
+"""`live` in child processes: one (`python probes/child.py SPEC`) or N under torchrun (`--nproc N`).
 
-The parent writes the parsed launch to a spec file and starts `torchrun --nproc_per_node N -m
-fgclip_doctor.commands.live.distributed`; each rank runs the training in-process under the probes (as a
-single-process live run does) and writes its record (history, columns, scales, groups) to
-`<out>/rank<r>.json`. The parent merges: rank 0's record for the run, every rank's DDP target
-offsets for ddp-targets, and the world size for negatives-count. On the CPU the ranks use gloo
-(the Trainer needs `use_cpu=True` for DDP there, which a CPU live run forces).
+The parent writes the launch's entry, directory and arguments (with live's overrides) to a spec
+file and starts the bootstrap (probes/child.py) with the launch's interpreter (`--python`, else
+this one): it imports only the probes, never the bundled subject, so a checkout whose own package
+is called `fgclip` runs there as it would under `python`. Each rank writes its probe record
+(history, columns, scales, groups) and the Trainer's log dicts to `<tmp>/rank<r>.json`; the parent
+merges: rank 0's record for the run, every rank's DDP target offsets for ddp-targets, and the
+world size for negatives-count. On the CPU the ranks use gloo (the Trainer needs `use_cpu=True`
+for DDP there, which a CPU live run passes). While the children run, the parent draws the
+progress bar from rank 0's `progress.json`, from the first second on.
 
-torchrun runs in a session of its own, so a Ctrl-C in the terminal reaches the doctor only; the
-doctor then interrupts torchrun's process group (torchrun passes SIGINT on to the ranks, which
-clean up as a single-process run does), waits for it, and kills whatever is left after a grace
-period: no rank outlives the doctor. Its output goes to a file in the spec's folder, never to a
-pipe that could fill while nobody reads it.
+The children run in a session of their own, so a Ctrl-C in the terminal reaches the doctor only;
+the doctor then interrupts their process group (torchrun passes SIGINT on to the ranks, which
+remove their probes and exit 130), waits, and kills whatever is left after a grace period: no
+child outlives the doctor. Their output goes to a file in the spec's folder (`--log`), never to
+the terminal, never to a pipe that could fill while nobody reads it.
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from fgclip_doctor.errors import DoctorInputError
+from fgclip_doctor.bundled import ROOT
+from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
+from fgclip_doctor.probes.program import last_line
 from fgclip_doctor.probes.record import ProbeRecord
-from fgclip_doctor.sources.launch.target import Flag, TargetView
+
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "probes" / "child.py"
 
 
 def _free_port() -> int:
@@ -37,95 +44,114 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_distributed(
-    view: TargetView,
+def run_children(
+    origin: str,
+    entry: str,
+    kind: str,
+    directory: Path,
+    argv: list[str],
+    paths: list[str],
     nproc: int,
-    steps: int,
     device: str,
     interval: int,
-    timeout: float = 1800,
+    python: str | None = None,
+    progress=None,
     log: Path | None = None,
-) -> tuple[list[ProbeRecord], list[str]]:
-    """Run the launch on `nproc` processes; return each rank's record (rank order) and notes.
-    What torchrun and the ranks print goes to `log` when given (also when the run fails)."""
-    with tempfile.TemporaryDirectory(prefix="fgclip-doctor-nproc-") as tmp:
+    timeout: float = 1800,
+) -> tuple[list[ProbeRecord], list[dict]]:
+    """Run the launch in `nproc` child processes (torchrun when more than one); return each rank's
+    record (rank order) and rank 0's Trainer log dicts. `argv` already holds live's overrides;
+    `paths`: the launch's PYTHONPATH.
+    `progress`: a ProgressBar. What the children print goes to `log` when given (also on failure)."""
+    python = python or sys.executable
+    with tempfile.TemporaryDirectory(prefix="fgclip-doctor-child-") as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(
             json.dumps(
                 {
-                    "target": view.target,
-                    "entry": view.entry,
-                    "launcher": view.launcher,
-                    "flags": {k: [f.value, f.source] for k, f in view.flags.items()},
-                    "steps": steps,
-                    "device": device,
+                    "root": str(ROOT),
+                    "entry": entry,
+                    "kind": kind,
+                    "directory": str(directory),
+                    "argv": argv,
+                    "paths": paths,
                     "interval": interval,
-                    "directory": None if view.directory is None else str(view.directory),
-                    "directory_source": view.directory_source,
+                    "device": device,
+                    "out": tmp,
                 }
             )
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            "-m",
-            "fgclip_doctor.commands.live.distributed",
-            str(spec),
-            tmp,
-        ]
+        cmd = [python, str(BOOTSTRAP), str(spec)]
+        if nproc > 1:
+            launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1"]
+            cmd = [python, *launcher, "--master_port", str(_free_port()), str(BOOTSTRAP), str(spec)]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        output = Path(tmp) / "torchrun.log"
+        output = Path(tmp) / "output.log"
+        if progress is not None:
+            progress.status(f"starting {nproc} process{'es' if nproc > 1 else ''}")
         try:
-            returncode = _run_torchrun(cmd, env, output, timeout, view.origin())
+            returncode = _run(cmd, env, output, directory, timeout, origin, Path(tmp) / "progress.json", progress)
         finally:
             if log is not None:
-                _gather_logs(log, [Path(tmp) / f"rank{r}.log" for r in range(nproc)] + [output])
-        records = []
+                log.write_bytes(output.read_bytes() if output.exists() else b"")
+        said = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+        results = []
         for rank in range(nproc):
             path = Path(tmp) / f"rank{rank}.json"
             if not path.exists():
-                lines = output.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+                lines = said.strip().splitlines()
                 errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
                 tail = (errors or lines)[-1:] or ["no output"]
-                raise DoctorInputError(
-                    view.origin(),
-                    f"rank {rank} of the --nproc {nproc} run wrote nothing "
-                    f"(torchrun exit {returncode}: {tail[0][:200]})",
-                )
-            records.append(json.loads(path.read_text()))
-    notes = [r.pop("notes", []) for r in records][0]  # every rank notes the same launch
-    return [ProbeRecord.from_json(r) for r in records], notes
+                who = f"rank {rank} of the --nproc {nproc} run" if nproc > 1 else "the training process"
+                raise DoctorInputError(origin, f"{who} wrote nothing (exit {returncode}: {tail[0][:200]})")
+            results.append(json.loads(path.read_text()))
+    for result in results:
+        error = result["error"]
+        if error:
+            if error.startswith("the training exited with") and last_line(said):
+                error += f": {last_line(said)}"
+            raise DoctorInputError(origin, error)
+    return [ProbeRecord.from_json(r["record"]) for r in results], results[0]["logs"]
 
 
-def _gather_logs(log: Path, parts: list[Path]) -> None:
-    """`--log FILE` for a --nproc run: each rank's training output, then torchrun's own."""
-    with open(log, "w", encoding="utf-8") as sink:
-        for part in parts:
-            if part.exists():
-                sink.write(f"==> {part.name} <==\n")
-                sink.write(part.read_text(encoding="utf-8", errors="replace"))
-
-
-def _run_torchrun(cmd: list[str], env: dict, output: Path, timeout: float, origin: str) -> int:
-    """Run torchrun in its own session, output to `output`; on Ctrl-C (or the timeout) stop its
-    whole process group before going on. Returns its exit code."""
+def _run(cmd, env, output: Path, cwd: Path, timeout: float, origin: str, progress_file: Path, progress) -> int:
+    """Run `cmd` in its own session from `cwd`, output to `output`, drawing progress from
+    `progress_file`; on Ctrl-C (or the timeout) stop its whole process group. Its exit code."""
+    end = time.monotonic() + timeout
+    seen = None
     with open(output, "wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            stop_process_group(proc)
-            raise DoctorInputError(origin, f"the --nproc run did not finish within {timeout:.0f} s: stopped") from None
-        except BaseException:  # KeyboardInterrupt, SystemExit: no rank outlives the doctor
-            stop_process_group(proc)
+            proc = subprocess.Popen(
+                cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            )
+        except OSError as err:  # --python names no interpreter, or the launch's folder is gone
+            raise DoctorUsageError(f"cannot start {cmd[0]}: {err.strerror or err}") from None
+        try:
+            while True:
+                try:
+                    return proc.wait(0.25)
+                except subprocess.TimeoutExpired:
+                    pass
+                if time.monotonic() > end:
+                    stop_process_group(proc)
+                    raise DoctorInputError(origin, f"the live run did not finish within {timeout:.0f} s: stopped")
+                if progress is not None:
+                    seen = _show(progress_file, seen, progress)
+        except BaseException:  # KeyboardInterrupt, SystemExit: no child outlives the doctor
+            if proc.poll() is None:
+                stop_process_group(proc)
             raise
+
+
+def _show(path: Path, seen, progress):
+    """Update the bar from rank 0's latest progress.json (when it changed)."""
+    with contextlib.suppress(OSError, ValueError):
+        stamp = path.stat().st_mtime_ns
+        if stamp != seen:
+            data = json.loads(path.read_text())
+            progress.update(data["step"], [{"terms": data["terms"]}] if data["terms"] else [])
+            return stamp
+    return seen
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 60) -> None:
@@ -161,27 +187,3 @@ def _descendants(pid: int) -> list:
         return psutil.Process(pid).children(recursive=True)
     except psutil.Error:  # the process already gone (NoSuchProcess), or not ours (AccessDenied)
         return []
-
-
-def _worker(spec_path: str, out: str) -> None:
-    from fgclip_doctor.commands.live.runner import run_training
-
-    spec = json.loads(Path(spec_path).read_text())
-    view = TargetView(
-        spec["target"], spec["entry"], spec["launcher"], {k: Flag(v, s) for k, (v, s) in spec["flags"].items()}
-    )
-    view.directory = None if spec["directory"] is None else Path(spec["directory"])
-    view.directory_source = spec["directory_source"]
-    rank = int(os.environ.get("RANK", "0"))
-    log = Path(out, f"rank{rank}.log")  # what this rank's training prints (gathered into --log)
-    run = run_training(view, spec["steps"], spec["device"], None, spec["interval"], rank=rank, log=log)
-    rec = run.callback.record().to_json()
-    rec["notes"] = run.notes
-    Path(out, f"rank{rank}.json").write_text(json.dumps(rec))
-
-
-if __name__ == "__main__":
-    try:
-        _worker(sys.argv[1], sys.argv[2])
-    except KeyboardInterrupt:  # the parent's Ctrl-C, passed on by torchrun: cleaned up, quietly
-        sys.exit(130)

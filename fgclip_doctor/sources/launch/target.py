@@ -208,21 +208,15 @@ def read_program_target(script: Path | None, module: str | None, argv: list[str]
     return _settle(view)
 
 
-def refuse_own_fgclip(view: TargetView) -> None:
-    """`live` runs the launch in the doctor's process, where `fgclip` is the bundled subject: a
-    launch of the user's own package of that name (FG-CLIP's) cannot run there. One line, exit 2."""
+def live_own_fgclip(view: TargetView) -> Path | None:
+    """The launch's own package called `fgclip` (FG-CLIP's), when it runs one or could import one
+    (also from the doctor's sys.path): in the doctor's process that name is the bundled subject,
+    so `live` runs such a launch in a child process."""
     if view.is_subject or not view.entry:
-        return
+        return None
     here = [] if launch_directory(view) is None else [launch_directory(view)]
     roots = [*search_roots(view), *here, *(Path(p or ".") for p in sys.path)]
-    own = own_package_named_fgclip([r for r in roots if r.resolve() != PACKAGE.parent])
-    if own is not None:
-        raise DoctorInputError(
-            view.origin(),
-            f"the launch runs its own package `fgclip` ({display_path(own)}), which has the name of the "
-            "doctor's bundled subject: `live` cannot run it in the doctor's process. `check-config` reads "
-            "it as text; to measure it, add fgclip_doctor.callback.DoctorCallback to its Trainer",
-        )
+    return own_package_named_fgclip([r for r in roots if r.resolve() != PACKAGE.parent])
 
 
 #: Every kind of target check-config and live take, for the error that refuses anything else.
@@ -233,11 +227,8 @@ TARGET_KINDS = (
 
 
 def live_target(target: Path | None, module: str | None, argv: list[str] | None) -> TargetView | None:
-    """The launch `live` runs (None: the bundled default run), refused when it cannot run here."""
-    view = program_target(target, module, argv) or (read_target(target) if target is not None else None)
-    if view is not None:
-        refuse_own_fgclip(view)
-    return view
+    """The launch `live` runs (None: the bundled default run)."""
+    return program_target(target, module, argv) or (read_target(target) if target is not None else None)
 
 
 def read_target(target: Path | TargetView | None, environ: dict[str, str] | None = None) -> TargetView:
