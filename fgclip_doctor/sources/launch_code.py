@@ -20,7 +20,10 @@ from fgclip_doctor.environment import subject_unavailable
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
+from fgclip_doctor.sources.checkpoint.text_ids import read_text_config, read_tokenizer_eos
+from fgclip_doctor.sources.code.families import REGISTRY, fact_dests, precision
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
+from fgclip_doctor.sources.code.reader.values import Const, Weights
 from fgclip_doctor.sources.launch.args import coerce
 from fgclip_doctor.sources.launch.config_files import load_config_file
 from fgclip_doctor.sources.launch.target import (
@@ -78,17 +81,6 @@ CONFIG_KEYS = {
     "schedule.warmup_epochs": ("warmup_epochs",),
 }
 _SECTIONS = ("", "optimizer.", "optim.", "train.", "training.", "schedular.", "scheduler.", "lr_scheduler.")
-#: open_clip's `--precision`: amp is torch.autocast's default dtype on CUDA, float16.
-PRECISION = {
-    "amp": ("fp16", "fp16 autocast"),
-    "fp16": ("fp16", "fp16 weights"),
-    "pure_fp16": ("fp16", "fp16 weights"),
-    "amp_bf16": ("bf16", "bf16 autocast"),
-    "amp_bfloat16": ("bf16", "bf16 autocast"),
-    "bf16": ("bf16", "bf16 weights"),
-    "pure_bf16": ("bf16", "bf16 weights"),
-    "fp32": ("fp32", "fp32"),
-}
 #: HF TrainingArguments types of the keys an args file is read by, when no code is known.
 BY_NAME = {
     "per_device_train_batch_size": int,
@@ -150,6 +142,8 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         facts.set(name, fact.value, fact.source)
     for name, why in reading.facts.unknowns().items():
         facts.mark_unknown(name, why)
+    for name, why in reading.unknown.items():
+        facts.mark_unknown(name, why)
     if reading.parser is None:
         view.notes.append(f"{view.entry}: no argument parser read: run facts come from the launch's flags by name")
         return _by_name(facts, view)
@@ -182,12 +176,77 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
     if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):
         _precision(facts, reading, config.get("precision"))
     _lr_range(facts)
+    for dest in fact_dests("data.max_boxes"):  # boxes kept per image (FG-CLIP's --max_boxes)
+        got = _value(reading, dest) if reading.parser.option(dest) else None
+        if got is not None and got[2] and isinstance(got[0], int):
+            facts.set("data.max_boxes", got[0], got[1])
     for dest in ("data_path", "max_boxes", "model_name_or_path"):
         got = _value(reading, dest) if reading.parser.option(dest) else None
         if got is not None and got[2]:
             values[dest] = got[0]
     _base_model(facts, reading, view)
+    for pending in reading.weights:
+        _weight_read(facts, pending.fact, pending.value, view)
+    _text_ids(facts, reading, view)
     return values
+
+
+def _text_ids(facts: Facts, reading: CodeReading, view: TargetView) -> None:
+    """EOS ids of the text tower and of the tokenizer the code loads, and the caption length, read
+    from the loaded folders' JSON (the loads the reader followed, in the branches this launch takes)."""
+    for dest in fact_dests("text.max_seq_length"):
+        got = _value(reading, dest) if reading.parser.option(dest) else None
+        if got is not None and got[2] and isinstance(got[0], int):
+            facts.set("text.max_seq_length", got[0], got[1])
+    if reading.model is None:
+        return
+    for dotted, path, at in reading.model.interp.loads:
+        value = path.value if isinstance(path, Const) else None
+        where = launch_path(view, str(value)) if isinstance(value, str) and value else None
+        if where is None or not where.is_dir():
+            continue
+        last = dotted.rpartition(".")[0].rpartition(".")[2]
+        if "Tokenizer" in last or "Processor" in last:
+            if "text.tokenizer_eos_id" not in facts and (eos := read_tokenizer_eos(where)) is not None:
+                facts.set("text.tokenizer_eos_id", eos[0], f"{at}: {eos[1]}")
+        elif "text.eos_token_id" not in facts:
+            config = read_text_config(where)
+            if "eos_token_id" in config:
+                facts.set("text.eos_token_id", config["eos_token_id"][0], f"{at}: {config['eos_token_id'][1]}")
+            if "max_position_embeddings" in config and "text.long_positions" not in facts:
+                rows, src = config["max_position_embeddings"]
+                facts.set("text.long_positions", rows, f"{at}: {src}")
+
+
+def _weight_read(facts: Facts, fact: str, value, view: TargetView, depth: int = 0) -> None:
+    """A start value a weight load decides, read lazily: the tensor from the local weights when
+    they hold it, else the value the load left in place; unknown (citing the load) otherwise."""
+    if isinstance(value, Const):
+        if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
+            facts.set(fact, float(value.value), value.at)
+        return
+    if not isinstance(value, Weights) or depth > 8:
+        facts.mark_unknown(fact, getattr(value, "why", "not known"))
+        return
+    path = value.path.value if isinstance(value.path, Const) else None
+    where = launch_path(view, str(path)) if isinstance(path, str) and path else None
+    if where is None or not where.exists():
+        shown = path if path else getattr(value.path, "why", "a path not known here")
+        view.notes.append(f"{value.at}: weights loaded from {shown}: not readable here; {fact} is unknown")
+        facts.mark_unknown(
+            fact, f"{value.at}: weights loaded from {shown}: not readable here, so the start value is not known"
+        )
+        return
+    try:
+        scalars = read_scalars(str(where), [value.name])
+    except (DoctorInputError, OSError, ValueError) as err:  # weights there, but not readable
+        facts.mark_unknown(fact, f"{value.at}: weights at {path} not readable: {err}")
+        return
+    if value.name in scalars:
+        got, src = scalars[value.name]
+        facts.set(fact, float(got), f"{value.at}: {value.name} loaded from {src}")
+        return
+    _weight_read(facts, fact, value.before, view, depth + 1)
 
 
 def _value(reading: CodeReading, dest: str) -> tuple[object, str, bool] | None:
@@ -257,12 +316,15 @@ def _precision(facts: Facts, reading: CodeReading, from_config: tuple[object, st
     if got is None or not got[2]:
         return
     text, source, _ = got
-    kind, what = PRECISION.get(str(text), (None, ""))
+    kind, what = precision(str(text)) or (None, "")
     if kind is None:
         return
     src = f"{source}: --precision {text} is {what}"
     facts.set("train.fp16", kind == "fp16", src)
     facts.set("train.bf16", kind == "bf16", src)
+    fix = next((f.fixes["fp16"] for f in REGISTRY if text in f.precision and "fp16" in f.fixes), None)
+    if fix:
+        facts.set("code.fix.fp16", fix, f"{source}: the --precision family's spelling")
 
 
 def _base_model(facts: Facts, reading: CodeReading, view: TargetView) -> None:
