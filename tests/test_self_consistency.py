@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fgclip_doctor.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from renamed_subject import LAUNCHES, make_checkout  # noqa: E402
+from renamed_subject import LAUNCHES, make_checkout
 
 REPO = Path(__file__).parents[1]
 

@@ -191,7 +191,9 @@ def _as_bank(program: Program, obj: Obj, attr: str) -> tuple[BankRead, Defn] | N
         )
         if counter is None:
             continue
-        warm = _threshold(item, counter.target.attr)
+        warm = _threshold(item, counter.target.attr) or _threshold_call(
+            program, obj.cls.file, item, counter.target.attr
+        )
         if warm is None:
             continue
         bank = BankRead(
@@ -228,6 +230,33 @@ def _threshold(fn: ast.AST, counter: str) -> str | None:
                 if names[i] & aliases and isinstance(other, ast.Attribute) and _is_self(other.value):
                     if other.attr != counter:
                         return other.attr
+    return None
+
+
+def _threshold_call(program: Program, file: SourceFile, fn: ast.AST, counter: str) -> str | None:
+    """The same comparison made by a helper (`reached(calls, self.warmup)`): a user function given
+    the counter and `self.<attr>` whose body compares (>= / >) its parameters."""
+    aliases = {counter} | {
+        t.id
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Assign)
+        and any(isinstance(x, ast.Attribute) and x.attr == counter for x in ast.walk(n.value))
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    for n in ast.walk(fn):
+        if not (isinstance(n, ast.Call) and len(n.args) == 2):
+            continue
+        first, second = n.args
+        names = {x.id for x in ast.walk(first) if isinstance(x, ast.Name)} | _self_attrs(first)
+        if not (names & aliases and isinstance(second, ast.Attribute) and _is_self(second.value)):
+            continue
+        sym = program.resolve(file, n.func)
+        if isinstance(sym, Defn) and any(
+            isinstance(c, ast.Compare) and any(isinstance(o, (ast.GtE, ast.Gt)) for o in c.ops)
+            for c in ast.walk(sym.node)
+        ):
+            return second.attr
     return None
 
 
