@@ -138,10 +138,12 @@ def test_scale_init_sources(v1, v2, oc):
     assert v1.facts.value("scale.finegrained.init_from") == "copy of logit_scale"
     assert v1.facts.source("scale.finegrained.init_from") == "fgclip/train/train_fgclip.py:44"
     assert "scale.finegrained.init" not in v1.facts  # the copy's value is the base's: not in code
-    assert v1.facts.value("scale.global.init_from").startswith("config.logit_scale_init_value")
+    # from_pretrained replaces the config's init: the start value is the weights' (issue 18 item 2)
+    assert v1.facts.value("scale.global.init_from") == "pretrained weights (fgclip/train/train_fgclip.py:41)"
     assert v2.facts.value("scale.finegrained.init_from") == "flag log_scale"
     assert v2.facts.value("scale.finegrained.init") == pytest.approx(4.6052)
-    assert v2.facts.value("bias.global.init_from") == "random"
+    # the __init__'s torch.randn(1) is replaced by from_pretrained's weights (issue 18 item 2)
+    assert v2.facts.value("bias.global.init_from") == "pretrained weights (fgclip2/train/train_stage2.py:35)"
     assert "bias.global.init_from" not in v1.facts
     assert oc.facts.value("scale.global.init") == pytest.approx(2.6592, abs=1e-4)  # np.log(1 / 0.07)
 

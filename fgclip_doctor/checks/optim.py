@@ -57,6 +57,7 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
             "fp16 mixed precision is on: the training code refuses it, so the run stops at start "
             "(FG-CLIP: fp16 gives NaN losses); use bf16",
             (*src, *ctx.sources_of(facts, "code.refuses_fp16")),
+            fix=facts.value("code.fix.fp16"),
         )
     if facts.value("train.fp16"):  # code the doctor did not write: it may scale its losses well
         return ctx.warned(
@@ -66,6 +67,7 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
             "in fp16 (FG-CLIP's own code refuses it); with a grad scaler plain CLIP losses usually "
             "survive: prefer bf16 where the GPU has it",
             src,
+            fix=facts.value("code.fix.fp16"),  # the launch's own spelling (open_clip: --precision amp_bf16)
         )
     precision = "bf16" if facts.value("train.bf16") else "fp32" if "train.bf16" in facts else "not fp16"
     return ctx.passed(precision, "bf16 or fp32", f"fp16 off ({precision})", src)

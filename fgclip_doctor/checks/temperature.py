@@ -67,6 +67,10 @@ def logit_scale_init(facts: Facts, ctx: RuleContext) -> list[Finding]:
     copies = [s for s in SCALES if s not in scales and facts.value(scale_fact(s, "init_from")) == COPY]
     out = [_copied(facts, ctx, s, tuning) for s in copies]
     if not scales:
+        held = facts.value("model.scales")
+        if not out and held is not None and not {"finegrained", "hardneg"} & set(held):  # absent, not unknown
+            why = f"no new scales in this code (the model holds {', '.join(held) or 'none'}): none to start at"
+            return [ctx.skip(f"{why} the base's scale", ctx.sources_of(facts, "model.scales"))]
         hint = _init_hint(facts) if ctx.command == "check-config" else "(a checkpoint's config.json gives them)"
         return out or [ctx.skip("not known: scale.finegrained.init, scale.hardneg.init " + hint)]
     base = facts.value(base_name)

@@ -20,6 +20,7 @@ from fgclip_doctor.environment import subject_unavailable
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
+from fgclip_doctor.sources.code.families import REGISTRY, fact_dests, precision
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
 from fgclip_doctor.sources.launch.args import coerce
 from fgclip_doctor.sources.launch.config_files import load_config_file
@@ -30,6 +31,7 @@ from fgclip_doctor.sources.launch.target import (
     launch_pythonpath,
     unknown_directory,
 )
+from fgclip_doctor.sources.lazy_values import text_ids, weight_read
 
 #: What only a launch's code can say (absent when its reader did not establish it).
 CODE_ONLY = (
@@ -78,17 +80,6 @@ CONFIG_KEYS = {
     "schedule.warmup_epochs": ("warmup_epochs",),
 }
 _SECTIONS = ("", "optimizer.", "optim.", "train.", "training.", "schedular.", "scheduler.", "lr_scheduler.")
-#: open_clip's `--precision`: amp is torch.autocast's default dtype on CUDA, float16.
-PRECISION = {
-    "amp": ("fp16", "fp16 autocast"),
-    "fp16": ("fp16", "fp16 weights"),
-    "pure_fp16": ("fp16", "fp16 weights"),
-    "amp_bf16": ("bf16", "bf16 autocast"),
-    "amp_bfloat16": ("bf16", "bf16 autocast"),
-    "bf16": ("bf16", "bf16 weights"),
-    "pure_bf16": ("bf16", "bf16 weights"),
-    "fp32": ("fp32", "fp32"),
-}
 #: HF TrainingArguments types of the keys an args file is read by, when no code is known.
 BY_NAME = {
     "per_device_train_batch_size": int,
@@ -150,6 +141,8 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         facts.set(name, fact.value, fact.source)
     for name, why in reading.facts.unknowns().items():
         facts.mark_unknown(name, why)
+    for name, why in reading.unknown.items():
+        facts.mark_unknown(name, why)
     if reading.parser is None:
         view.notes.append(f"{view.entry}: no argument parser read: run facts come from the launch's flags by name")
         return _by_name(facts, view)
@@ -182,11 +175,18 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
     if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):
         _precision(facts, reading, config.get("precision"))
     _lr_range(facts)
+    for dest in fact_dests("data.max_boxes"):  # boxes kept per image (FG-CLIP's --max_boxes)
+        got = _value(reading, dest) if reading.parser.option(dest) else None
+        if got is not None and got[2] and isinstance(got[0], int):
+            facts.set("data.max_boxes", got[0], got[1])
     for dest in ("data_path", "max_boxes", "model_name_or_path"):
         got = _value(reading, dest) if reading.parser.option(dest) else None
         if got is not None and got[2]:
             values[dest] = got[0]
     _base_model(facts, reading, view)
+    for pending in reading.weights:
+        weight_read(facts, pending.fact, pending.value, view)
+    text_ids(facts, reading, view, _value)
     return values
 
 
@@ -257,12 +257,15 @@ def _precision(facts: Facts, reading: CodeReading, from_config: tuple[object, st
     if got is None or not got[2]:
         return
     text, source, _ = got
-    kind, what = PRECISION.get(str(text), (None, ""))
+    kind, what = precision(str(text)) or (None, "")
     if kind is None:
         return
     src = f"{source}: --precision {text} is {what}"
     facts.set("train.fp16", kind == "fp16", src)
     facts.set("train.bf16", kind == "bf16", src)
+    fix = next((f.fixes["fp16"] for f in REGISTRY if text in f.precision and "fp16" in f.fixes), None)
+    if fix:
+        facts.set("code.fix.fp16", fix, f"{source}: the --precision family's spelling")
 
 
 def _base_model(facts: Facts, reading: CodeReading, view: TargetView) -> None:

@@ -8,6 +8,11 @@
     reading.parser      # ParserSpec: the real options, types and defaults (None: no parser found)
     reading.flags       # FlagTyping: accepted {dest: value+source}, rejected [flag, reason, source]
     reading.default("learning_rate")   # (value, "file:line") of the code's own default, or None
+    reading.model       # ModelRead: the model the launch builds, run on abstract values with the
+                        # launch's flag values (model_read.py; branches not taken are `dead`)
+    reading.weights     # start values a weight load decides: read lazily by launch_code.py, which
+                        # may open checkpoints (this package never does)
+    reading.unknown     # {fact: why} for facts the code hides (a library tower, data-dependent rows)
 
 How check-config uses it (the lead wires this; the reader imports only the ground floor):
 1. From the launch (sources/launch): entry + entry_kind, the working directory the launch runs
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.sources.code.families import library_model_kind, scale_of
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
 from fgclip_doctor.sources.code.reader.entry import (
     find_entry,
@@ -52,7 +58,15 @@ from fgclip_doctor.sources.code.reader.flag_types import (
     FlagTyping,
     type_flags,
 )
-from fgclip_doctor.sources.code.reader.losses import LossReading, read_losses
+from fgclip_doctor.sources.code.reader.losses import LossReading, call_bindings, loss_detector, read_losses
+from fgclip_doctor.sources.code.reader.model_facts import (
+    WeightRead,
+    data_dependent_rows,
+    hardneg_candidates,
+    model_facts,
+    resolve_clamps,
+)
+from fgclip_doctor.sources.code.reader.model_read import ModelRead, read_model
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
@@ -63,9 +77,10 @@ from fgclip_doctor.sources.code.reader.scales import (
     find_clamps,
     find_decay_rule,
     find_scale_params,
+    is_logit_param,
 )
 from fgclip_doctor.sources.code.reader.source import Notes
-from fgclip_doctor.vocabulary import SCALE_OF_PARAM
+from fgclip_doctor.sources.code.reader.values import Const, Unknown
 
 __all__ = ["CodeReading", "FlagInput", "read_training_code"]
 
@@ -79,6 +94,9 @@ class CodeReading:
     flags: FlagTyping | None = None
     losses: LossReading | None = None
     entry_missing: str = ""  # why the entry itself was not found (where it was looked for)
+    model: ModelRead | None = None  # the model the launch builds, read on abstract values
+    weights: list[WeightRead] = field(default_factory=list)  # start values a weight load decides (read lazily)
+    unknown: dict[str, str] = field(default_factory=dict)  # fact -> why it is not known
 
     def default(self, dest: str) -> tuple[Any, str] | None:
         """The code's own default for `dest` and where it is declared (None: unknown)."""
@@ -113,10 +131,50 @@ def read_training_code(
     refusal = find_fp16_refusal(files)
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
-    reading.losses = read_losses(program, files)
+    _meaning(reading, program, files, found, complete)
+    return reading
+
+
+def _meaning(reading: CodeReading, program: Program, files, found, complete: bool) -> None:
+    """The model the launch builds (model_read.py), its loss terms from what it builds, then the
+    facts of both; the structural readers (scales.py) fill what the build does not decide."""
+    read = reading.model = read_model(
+        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program)
+    )
+    roots = []
+    for m in read.models:
+        fwd = program.method(m.cls, "forward")
+        roots.append((fwd, call_bindings(fwd, [(c, fn) for o, c, fn, _ in read.interp.module_calls if o is m])))
+    reading.losses = read_losses(program, files, roots, read.dead)
     _scale_facts(reading, program, files, complete)
     _loss_facts(reading, complete)
-    return reading
+    reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
+    if not complete:  # what a module not read might hold stays unknown, naming that module
+        why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
+        for name in ("bank.enabled", "model.scales"):
+            reading.unknown.setdefault(name, f"{why}: the code was not read whole, so what it lacks is not known")
+    reading.notes += read.notes
+    hardneg_candidates(reading.facts)
+    data_dependent_rows(reading.unknown, reading.losses)
+
+
+def _flag_lookup(reading: CodeReading):
+    """dest -> Const (the launch's value, else the code's default) | Unknown | None (no such dest)."""
+
+    def lookup(dest: str):
+        if reading.parser is None or reading.parser.option(dest) is None:
+            return None
+        if reading.flags and dest in reading.flags.accepted:
+            a = reading.flags.accepted[dest]
+            return Const(a.value, a.source, dest) if a.value is not None else Unknown(f"{a.source}: value not known")
+        opt = reading.parser.option(dest)
+        for r in reading.flags.rejected if reading.flags else ():
+            if r.value is None and r.option in opt.options:  # given, with a value only the script knows
+                return Unknown(f"{r.source}: value not known")
+        default = reading.default(dest)
+        return Const(default[0], f"{default[1]} default", dest) if default else Unknown(f"--{dest}: default not known")
+
+    return lookup
 
 
 def _parser_facts(reading: CodeReading, program: Program, files, flags: list[FlagInput]) -> None:
@@ -154,7 +212,7 @@ def _effective(params: list[ScaleParam], loaded_pretrained: bool) -> dict[str, S
     """attr -> the assignment that holds at the start (a later one in the train code wins)."""
     out: dict[str, ScaleParam] = {}
     for p in params:
-        canonical = SCALE_OF_PARAM.get(p.attr) or p.attr
+        canonical = scale_of(p.attr) or p.attr
         key = canonical if "logit_bias" not in p.attr else p.attr
         out[key] = p
     return out
@@ -167,7 +225,7 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
     if losses and losses.hf_model:
         at = losses.hf_at
         params.append(ScaleParam("logit_scale", "pretrained weights", None, at, True))
-        if "Siglip" in losses.hf_model:
+        if library_model_kind(losses.hf_model) == "sigmoid":  # its built-in loss adds a logit_bias
             params.append(ScaleParam("logit_bias", "pretrained weights", None, at, True))
     facts.set(
         "code.logit_params",
@@ -178,7 +236,7 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         if "logit_bias" in p.attr:
             facts.set("bias.global.init_from", p.init_from, p.at)
             continue
-        scale = SCALE_OF_PARAM.get(p.attr)
+        scale = scale_of(p.attr)
         if scale is None:
             continue
         from_weights = p.in_init and pretrained  # from_pretrained replaces an __init__ value
@@ -195,7 +253,8 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         elif p.init_from.startswith("flag ") and (v := _flag_value(reading, p.value)) is not None:
             if isinstance(v[0], (int, float)) and not isinstance(v[0], bool):
                 facts.set(f"scale.{scale}.init", float(v[0]), f"{p.at} {p.init_from} = {v[1]}")
-    clamps = find_clamps(files)
+    clamps = find_clamps(files, program, reading.model.dead if reading.model else frozenset())
+    resolve_clamps(reading.model, clamps)
     if clamps:
         facts.set("scale.clamp", True, clamps[0].at)
         bounds = [c for c in clamps if c.max is not None]
@@ -207,7 +266,7 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
     rule = find_decay_rule(program, files)
     if rule is not None:
         for p in _effective(params, pretrained).values():
-            scale = SCALE_OF_PARAM.get(p.attr)
+            scale = scale_of(p.attr)
             if scale:
                 facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), rule.at)
         if rule.lr_flags:

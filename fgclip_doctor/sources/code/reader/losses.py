@@ -19,16 +19,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from fgclip_doctor.sources.code.families import GATHER, SIGMOID, SOFTMAX, library_model_kind, scale_of, term_of_scale
 from fgclip_doctor.sources.code.reader.astutil import call_name, last
 from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
-from fgclip_doctor.vocabulary import SCALE_OF_PARAM
 
-SOFTMAX = {"cross_entropy", "CrossEntropyLoss", "nll_loss", "log_softmax"}
-SIGMOID = {"logsigmoid", "binary_cross_entropy_with_logits", "BCEWithLogitsLoss"}
-GATHER = {"all_gather", "all_gather_into_tensor", "all_gather_tensor_autograd", "_all_gather_base"}
-TERM_OF_SCALE = {"global": "global", "finegrained": "region", "hardneg": "hardneg"}
-HF_SIGMOID_MODELS = ("Siglip", "Siglip2")
 MAX_DEPTH = 12
 
 
@@ -55,7 +50,7 @@ class LossReading:
 
 def _scale_of(attr: str) -> str | None:
     """The scale an attribute is (`logit_scale_finegraind` -> finegrained); "bias" for a logit_bias."""
-    return "bias" if "logit_bias" in attr else SCALE_OF_PARAM.get(attr)
+    return "bias" if "logit_bias" in attr else scale_of(attr)
 
 
 def _swallowing(handler: ast.ExceptHandler) -> bool:
@@ -82,8 +77,8 @@ def _swallow_sites(fn: ast.AST, file: SourceFile) -> dict[int, str]:
 
 
 class _Walker:
-    def __init__(self, program: Program) -> None:
-        self.program = program
+    def __init__(self, program: Program, dead: frozenset | set = frozenset()) -> None:
+        self.program, self.dead = program, dead
         self.reading = LossReading()
         self._seen: set[tuple] = set()
         self._gathers: dict[int, bool] = {}
@@ -104,7 +99,12 @@ class _Walker:
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
             cls = self._class_of(fn)
-            return self.program.method(cls, func.attr) if cls else None
+            if cls is None:
+                return None
+            method = self.program.method(cls, func.attr)
+            if method is None and (held := self._held_module(cls, func.attr)) is not None:
+                return self.program.method(held, "forward")  # self.head(...) runs the held module's forward
+            return method
         if isinstance(func, ast.Attribute) and func.attr == "apply":  # autograd.Function.apply runs its forward
             owner = self.program.resolve(fn.file, func.value)
             if isinstance(owner, Defn) and isinstance(owner.node, ast.ClassDef):
@@ -112,6 +112,18 @@ class _Walker:
         sym = self.program.resolve(fn.file, func)
         if isinstance(sym, Defn) and isinstance(sym.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return sym
+        return None
+
+    def _held_module(self, cls: Defn, attr: str) -> Defn | None:
+        """The user module class `self.<attr> = Cls(...)` holds (in __init__, this class or a base)."""
+        init = self.program.method(cls, "__init__")
+        for n in ast.walk(init.node) if init else ():
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == attr for t in n.targets):
+                for c in ast.walk(n.value):
+                    if isinstance(c, ast.Call) and id(c) not in self.dead:
+                        sym = self.program.resolve(init.file, c.func)
+                        if isinstance(sym, Defn) and isinstance(sym.node, ast.ClassDef):
+                            return sym
         return None
 
     def _class_of(self, fn: Defn) -> Defn | None:
@@ -148,7 +160,7 @@ class _Walker:
         sites = _swallow_sites(fn.node, fn.file)
         gather_at = ""
         for n in ast.walk(fn.node):
-            if not isinstance(n, ast.Call):
+            if not isinstance(n, ast.Call) or id(n) in self.dead:
                 continue
             name = last(call_name(n))
             if name in GATHER or call_name(n).endswith("nn.all_reduce"):
@@ -157,7 +169,7 @@ class _Walker:
                 gather_at = gather_at or fn.file.at(n)  # a gather helper (open_clip's gather_features)
         self._frame_gather[id(fn.node)] = gather_at
         for n in ast.walk(fn.node):
-            if not isinstance(n, ast.Call):
+            if not isinstance(n, ast.Call) or id(n) in self.dead:
                 continue
             here = swallowed or sites.get(id(n), "")
             name = last(call_name(n))
@@ -186,12 +198,17 @@ class _Walker:
             "",
         )
         for scale in scales - {"bias"}:
-            term = self.reading.terms.setdefault(TERM_OF_SCALE[scale], Term())
+            term = self.reading.terms.setdefault(term_of_scale(scale) or scale, Term())
             term.kinds.setdefault(kind, at)
             term.gathered.setdefault(bool(gather), gather or at)
             term.swallowed = term.swallowed or swallowed
             term.bias = term.bias or bias
             term.world_size_attr = term.world_size_attr or world
+
+
+def loss_detector(program: Program):
+    """`has_loss(fn)`: whether a user function computes a loss, itself or through what it calls."""
+    return _Walker(program).has_loss
 
 
 def _direct_gather(fn: Defn) -> bool:
@@ -266,9 +283,22 @@ def _from_pretrained_models(program: Program, files: list[SourceFile]) -> list[t
     return out
 
 
-def read_losses(program: Program, files: list[SourceFile]) -> LossReading:
-    walker = _Walker(program)
+def read_losses(
+    program: Program,
+    files: list[SourceFile],
+    models: list[tuple[Defn, dict]] | None = None,
+    dead: frozenset | set = frozenset(),
+) -> LossReading:
+    """Loss terms from `models` (the forwards of the modules the launch builds, model_read.py) or,
+    when the build was not read, from every loaded model class and `*Loss` module; code in
+    `dead` (branches the launch does not take) contributes nothing."""
+    walker = _Walker(program, dead)
     reading = walker.reading
+    if models:
+        for root, bindings in models:
+            walker.walk(root, bindings, [], "")
+        _world_size(reading, files)
+        return reading
     roots: list[Defn] = []
     for f, call, sym in _from_pretrained_models(program, files):
         reading.model_at = reading.model_at or f.at(call)
@@ -282,22 +312,32 @@ def read_losses(program: Program, files: list[SourceFile]) -> LossReading:
                 fwd = program.method(Defn(f, n), "forward")
                 if fwd is not None:
                     roots.append(fwd)
-    for root in roots:  # a root's own parameter named like a scale (`logit_scale`) is that scale
-        params = [a.arg for a in root.node.args.args + root.node.args.kwonlyargs]
-        walker.walk(root, {p: frozenset({s}) for p in params if (s := _scale_of(p))}, [], "")
+    for root in roots:
+        walker.walk(root, _scale_params(root), [], "")
     if reading.hf_model and not reading.terms:
-        kind = (
-            "sigmoid"
-            if reading.hf_model.startswith(HF_SIGMOID_MODELS)
-            else "softmax"
-            if reading.hf_model != "AutoModel"
-            else ""
-        )
+        kind = library_model_kind(reading.hf_model)
+        kind = "softmax" if kind is None else kind
         reading.terms["global"] = Term({kind: reading.hf_at} if kind else {}, {False: reading.hf_at})
         reading.world_size_from, reading.world_size_at = "local batch only", reading.hf_at
     else:
         _world_size(reading, files)
     return reading
+
+
+def call_bindings(callee: Defn, calls: list[tuple[ast.Call, ast.AST | None]]) -> dict[str, frozenset]:
+    """The scales a loss module's forward gets: from its call sites (`region_loss(a, b,
+    model.logit_scale_finegrained.exp())`), else by its parameters' names."""
+    out = _scale_params(callee)
+    for call, caller in calls:
+        aliases = _aliases(caller, {}) if caller is not None else {}
+        out.update(_bind(callee, call, {}, aliases))
+    return out
+
+
+def _scale_params(root: Defn) -> dict[str, frozenset]:
+    """A root's own parameter named like a scale (`logit_scale`) is that scale."""
+    params = [a.arg for a in root.node.args.args + root.node.args.kwonlyargs]
+    return {p: frozenset({s}) for p in params if (s := _scale_of(p))}
 
 
 def _world_size(reading: LossReading, files: list[SourceFile]) -> None:

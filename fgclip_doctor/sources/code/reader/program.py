@@ -60,6 +60,7 @@ class Program:
         self.cwd, self.roots, self.notes = cwd, roots, notes
         self.files: dict[str, SourceFile | None] = {}  # module name -> parsed file (None: unreadable)
         self._imports: dict[str, dict[str, str]] = {}
+        self._found: dict[str, bool] = {}
 
     # --- finding modules -------------------------------------------------------------------
     def locate(self, module: str) -> Path | None:
@@ -123,8 +124,10 @@ class Program:
         return [m for m in out if self.locate_quiet(m)]
 
     def locate_quiet(self, module: str) -> bool:
-        parts = module.split(".")
-        return any(_in_root(r, parts) for r in [*self.roots, self.cwd])
+        if module not in self._found:  # asked for every dotted name the code uses: ask the disk once
+            parts = module.split(".")
+            self._found[module] = any(_in_root(r, parts) for r in [*self.roots, self.cwd])
+        return self._found[module]
 
     def resolve(self, file: SourceFile, node: ast.AST, depth: int = 0) -> Symbol | None:
         """What a Name / Attribute expression names: a user class or function, or an external."""

@@ -22,10 +22,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fgclip_doctor.sources.code import families
 from fgclip_doctor.sources.code.reader.astutil import (
     UNKNOWN,
     call_name,
     constant,
+    enclosing_function,
     keyword,
     last,
 )
@@ -48,7 +50,10 @@ class ScaleParam:
 @dataclass
 class Clamp:
     at: str
-    max: float | None  # ln-value bound, None when only a minimum is given
+    max: float | None  # ln-value bound, None when only a minimum is given (or not a literal)
+    bound: ast.expr | None = None  # the upper bound's expression when it is not a literal
+    file: SourceFile | None = None
+    on_exp: bool = False
 
 
 @dataclass
@@ -63,7 +68,7 @@ class DecayRule:
 
 
 def is_logit_param(attr: str) -> bool:
-    return "logit_scale" in attr or "logit_bias" in attr
+    return families.is_logit_param(attr) or "logit_bias" in attr
 
 
 def _ones_times(expr: ast.expr) -> ast.expr | None:
@@ -119,7 +124,13 @@ def find_scale_params(files: list[SourceFile]) -> list[ScaleParam]:
     out: list[ScaleParam] = []
     for f in files:
         for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
-            for node in ast.walk(fn):
+            own, stack = [], list(fn.body)  # this function's own statements, not those of functions inside it
+            while stack:
+                node = stack.pop()
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                    own.append(node)
+                    stack.extend(ast.iter_child_nodes(node))
+            for node in sorted((n for n in own if isinstance(n, ast.Assign)), key=lambda n: n.lineno):
                 if not (
                     isinstance(node, ast.Assign)
                     and isinstance(node.value, ast.Call)
@@ -151,34 +162,91 @@ def _bound(call: ast.Call, method: bool) -> Any:
     return constant(call.args[index]) if len(call.args) > index else UNKNOWN
 
 
-def find_clamps(files: list[SourceFile]) -> list[Clamp]:
+def find_clamps(
+    files: list[SourceFile], program: Program | None = None, dead: frozenset | set = frozenset()
+) -> list[Clamp]:
+    """Every clamp of a logit scale: on the attribute itself (`self.logit_scale.clamp_(0, 4.6052)`)
+    or on parameters a function gets from the scales by name (`for p in self.scales().values():
+    p.clamp_(...)` where `scales` returns `getattr(self, n)` over a tuple of logit-scale names).
+    A clamp in a branch the launch does not take (`dead`) does not count."""
     out = []
     for f in files:
         for node in ast.walk(f.tree):
-            if not isinstance(node, ast.Call) or last(call_name(node)) not in ("clamp", "clamp_", "clip", "clip_"):
+            if id(node) in dead or not isinstance(node, ast.Call):
+                continue
+            if last(call_name(node)) not in ("clamp", "clamp_", "clip", "clip_"):
                 continue
             method = isinstance(node.func, ast.Attribute) and dotted(node.func.value) not in ("torch",)
             subject = node.func.value if method else (node.args[0] if node.args else None)
-            if subject is None or _scale_ref(subject) is None:
+            if subject is None:
                 continue
+            if _scale_ref(subject) is None:
+                fn = enclosing_function(f.tree, node) if program else None
+                if fn is None or not _mentions_scales(program, f, fn):
+                    continue
             bound = _bound(node, method)
             on_exp = any(isinstance(n, ast.Call) and last(call_name(n)) == "exp" for n in ast.walk(subject))
             if isinstance(bound, (int, float)) and not isinstance(bound, bool):
                 value = math.log(bound) if on_exp and bound > 0 else float(bound)
                 out.append(Clamp(f.at(node), value))
             else:
-                out.append(Clamp(f.at(node), None))
+                kw = keyword(node, "max")
+                index = 1 if method else 2
+                expr = kw if kw is not None else (node.args[index] if len(node.args) > index else None)
+                out.append(Clamp(f.at(node), None, expr, f, on_exp))
     return out
 
 
-def _exclusions(fn: ast.AST) -> tuple[list[str], bool]:
-    """Name substrings tested with `in` and whether a shape test (`p.ndim < 2`) excludes scalars."""
+def _mentions_scales(program: Program, file: SourceFile, fn: ast.AST, depth: int = 0) -> bool:
+    """The function reads logit scales by name: an attribute, a string, a module constant of
+    such names, or a method it calls on `self` that does."""
+    owner = None
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Attribute) and is_logit_param(n.attr):
+            return True
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and is_logit_param(n.value):
+            return True
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and _constant_names(program, file, n.id):
+            return True
+        if depth < 2 and isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            if not (isinstance(n.func.value, ast.Name) and n.func.value.id == "self"):
+                continue
+            owner = owner or next(
+                (c for c in ast.walk(file.tree) if isinstance(c, ast.ClassDef) and fn in c.body), False
+            )
+            m = program.method(Defn(file, owner), n.func.attr) if owner else None
+            if m is not None and m.node is not fn and _mentions_scales(program, m.file, m.node, depth + 1):
+                return True
+    return False
+
+
+def _constant_names(program: Program, file: SourceFile, name: str, depth: int = 0) -> list[str]:
+    """The logit-scale names in module-level tuple / list `name` (here or imported), else []."""
+    for s in file.tree.body:
+        if isinstance(s, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in s.targets):
+            value = constant(s.value)
+            ok = isinstance(value, (tuple, list))
+            return [v for v in value if isinstance(v, str) and is_logit_param(v)] if ok else []
+    target = program.imports(file).get(name)
+    if target and depth < 4:
+        module, _, attr = target.rpartition(".")
+        other = program.load(module) if module and program.locate_quiet(module) else None
+        return _constant_names(program, other, attr, depth + 1) if other is not None else []
+    return []
+
+
+def _exclusions(fn: ast.AST, program: Program | None = None, file: SourceFile | None = None) -> tuple[list[str], bool]:
+    """Name substrings tested with `in` (`"logit_scale" in n`, or `n in SCALE_NAMES`, a module
+    tuple of scale names) and whether a shape test (`p.ndim < 2`) excludes scalars."""
     names, scalars = [], False
     for n in ast.walk(fn):
         if isinstance(n, ast.Compare) and len(n.ops) == 1:
             left, op = n.left, n.ops[0]
             if isinstance(op, (ast.In, ast.NotIn)) and isinstance(left, ast.Constant) and isinstance(left.value, str):
                 names.append(left.value)
+            right = n.comparators[0]
+            if isinstance(op, ast.In) and isinstance(right, ast.Name) and program is not None and file is not None:
+                names += _constant_names(program, file, right.id)
             if isinstance(left, ast.Attribute) and left.attr == "ndim" and isinstance(op, (ast.Lt, ast.LtE)):
                 scalars = True
     return list(dict.fromkeys(names)), scalars
@@ -208,7 +276,7 @@ def find_decay_rule(program: Program, files: list[SourceFile]) -> DecayRule | No
             dicts = _group_dicts(fn)
             if not dicts:
                 continue
-            names, scalars = _exclusions(fn)
+            names, scalars = _exclusions(fn, program, f)
             for sub in ast.walk(f.tree):  # module-level `exclude = lambda n, p: ...` used by fn
                 if isinstance(sub, ast.Lambda) and sub.lineno < fn.lineno:
                     more, s = _exclusions(sub)
