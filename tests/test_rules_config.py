@@ -397,8 +397,11 @@ def test_resume_explicit_and_unknown():
 
 
 def test_fp16():
-    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16"), run__subject_known=True))
+    refuses = (True, "fgclip/train.py:160 if targs.fp16: raise")
+    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16"), code__refuses_fp16=refuses))
     assert f.status is Status.FAIL and "the training code refuses it" in f.message
+    [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16"), run__subject_known=True))
+    assert f.status is Status.WARN  # a known subject whose code was not seen to refuse: not assumed
     [f] = check("fp16", facts_of(train__fp16=(True, f"{S}:30 --fp16")))  # code the doctor did not write
     assert f.status is Status.WARN and "grad scaler" in f.message
     assert check("fp16", facts_of(train__bf16=True))[0].message == "fp16 off (bf16)"

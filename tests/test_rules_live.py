@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -237,16 +238,38 @@ def test_false_negatives_warn_with_the_same_batch_queued_unmasked(subject):
     # the batch's own captions are in the queue after the first call: every region row has a copy
     found = by_subject(check("bank-false-negatives", probed(subject, memory_bank_mask_same_caption=False)))
     same, near = found["same caption"], found["near duplicate"]
-    assert same.status is Status.WARN and same.measured == "100 %"
-    assert "100 % of region rows have a queued entry with their own caption, unmasked" in same.message
+    assert same.status is Status.WARN and same.measured == "100 % unmasked"
+    assert "100 % of region rows have a queued entry with their own caption; 100 % keep a finite logit" in same.message
     assert near.status is Status.PASS and near.measured == "0 %"  # copies share an id: not "near"
 
 
 def test_false_negatives_pass_when_masked(subject):
     found = by_subject(check("bank-false-negatives", probed(subject)))
-    assert found["same caption"].status is Status.PASS and found["same caption"].measured == "100 % masked"
-    assert "all masked" in found["same caption"].message
+    assert found["same caption"].status is Status.PASS and found["same caption"].measured == "100 %, 0 % unmasked"
+    assert "0 % keep a finite logit" in found["same caption"].message
     assert found["near duplicate"].status is Status.PASS and LIVE_REGION in found["near duplicate"].sources
+
+
+def test_false_negatives_are_read_on_the_logits_not_the_mask_flag(subject, monkeypatch):
+    """A head that says it masks (mask_same_caption True) but leaves the copies finite: the probe reads
+    the head's logits, so the rule warns whatever the flag says."""
+    monkeypatch.setattr(fgmodel.RegionContrastiveLoss, "forward", unmasked_forward)
+    facts = probed(subject)
+    assert facts.value("bank.mask_same_caption") is True
+    same = by_subject(check("bank-false-negatives", facts))["same caption"]
+    assert same.status is Status.WARN and same.measured == "100 % unmasked"
+
+
+ORIGINAL_REGION_FORWARD = fgmodel.RegionContrastiveLoss.forward
+
+
+def unmasked_forward(self, *args):
+    """The subject's region head with its mask switched off for the call only (its attribute still True)."""
+    self.mask_same_caption, flag = False, self.mask_same_caption
+    try:
+        return ORIGINAL_REGION_FORWARD(self, *args)
+    finally:
+        self.mask_same_caption = flag
 
 
 def test_near_copy_line_is_one_number_for_probe_and_rule():
@@ -263,8 +286,10 @@ def test_near_copy_line_is_one_number_for_probe_and_rule():
     assert torch.allclose((queue * captions).sum(1), cosines, atol=1e-6)
     ids, queue_ids = torch.arange(4), torch.arange(4) + 100  # other captions: not the same caption
     probe._region_inputs((None, captions, None, ids, queue, queue_ids))
+    probe._region_logits(SimpleNamespace(logits=torch.cat([captions @ captions.T, captions @ queue.T], 1)))
     stats = read_all(probe.acc)["bank_rows"]
     assert stats["calls"] == 1 and stats["same_caption_rows"] == 0 and stats["near_duplicate_rows"] == 0.5
+    assert stats["same_caption_unmasked"] == 0
     facts = facts_of(
         observed__bank__same_caption_rows=stats["same_caption_rows"],
         observed__bank__near_duplicate_rows=stats["near_duplicate_rows"],

@@ -49,7 +49,7 @@ def fp16(facts: Facts, ctx: RuleContext) -> Finding:
     if skip := ctx.require(facts, "train.fp16"):
         return skip
     src = ctx.sources_of(facts, "train.fp16", "train.bf16")
-    refuses = facts.value("run.subject_known") or facts.value("code.refuses_fp16")
+    refuses = facts.value("code.refuses_fp16")  # read from the code (the subject's too), never assumed
     if facts.value("train.fp16") and refuses:
         return ctx.problem(
             "fp16",

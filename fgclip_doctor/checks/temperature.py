@@ -337,8 +337,9 @@ def _decayed_in_code(facts: Facts, ctx: RuleContext, scale: str) -> Finding:
     severity="warn",
     where="KL",
     fix="make the scales trainable (requires_grad) and put them in an optimizer group",
-    what="After optimizer steps, each scale differs from its init by at least 1e-6, and every "
-    "trainable scale parameter is in some optimizer group. An unchanged value proves "
+    what="Each scale parameter requires grad and (live) receives a gradient before the optimizer "
+    "steps, whatever its value; after optimizer steps it differs from its init by at least 1e-6, "
+    "and every trainable scale parameter is in some optimizer group. An unchanged value proves "
     "nothing after fewer than `min_steps` steps (a warmup schedule's first step has LR 0) "
     "or while the scale sits at the clamp ceiling (the clamp, not a missing gradient, "
     "holds it there).",
@@ -360,7 +361,18 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
     for s in SCALES:
         problems, checked, unproven, src, measured = [], [], [], [], "not in the optimizer"
         init_n, value_n = scale_fact(s, "init"), scale_fact(s, "value")
-        if init_n in facts and value_n in facts:
+        grad_n, seen_n = scale_fact(s, "requires_grad"), f"observed.scale.{s}.grad_seen"
+        # Whatever its value (at the clamp ceiling too): no requires_grad or no .grad = no training.
+        if facts.value(grad_n) is False:
+            src, measured = [*src, *ctx.sources_of(facts, grad_n)], "requires_grad False"
+            problems.append(f"{s} has requires_grad False: no gradient, it never moves")
+        elif facts.value(seen_n) is False and steps and steps >= ctx.threshold("min_steps"):
+            src, measured = [*src, *ctx.sources_of(facts, grad_n, seen_n)], "no gradient"
+            problems.append(f"{s} got no gradient (.grad None) before any of {steps} optimizer steps")
+        elif facts.value(seen_n):
+            src += ctx.sources_of(facts, seen_n)
+            checked.append(f"{s} gets a gradient")
+        if not problems and init_n in facts and value_n in facts:
             init, value = float(facts.value(init_n)), float(facts.value(value_n))
             src += ctx.sources_of(facts, init_n, value_n, "train.optimizer_steps_done")
             if abs(value - init) < ctx.threshold("tol"):
@@ -390,9 +402,5 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
             out.append(ctx.passed("moves", "moves", "; ".join(checked + unproven), src, s))
         elif unproven:
             out.append(ctx.skip("; ".join(unproven), src, s))
-    return out or [
-        ctx.skip(
-            "not known: scale.<scale>.init / scale.<scale>.value (a checkpoint's config.json and "
-            "weights, or a live run, give them)"
-        )
-    ]
+    known = "not known: scale.<scale>.init / scale.<scale>.value (a checkpoint's config.json and weights, or"
+    return out or [ctx.skip(known + " a live run, give them)")]

@@ -97,6 +97,9 @@ class ProbeCallback(TrainerCallback):
         self.forward_calls = 0
         self.scale_init: dict[str, float] = {}
         self.scale_value: dict[str, float] = {}
+        self._scales: dict[str, torch.nn.Parameter] = {}
+        self.scale_trainable: dict[str, bool] = {}  # requires_grad of each scale at install
+        self.scale_grad_seen: dict[str, bool] = {}  # a gradient reached the scale before some optimizer step
         self.groups: list[dict] = []
         self.trainable: list[str] = []
         self.lrs: dict[str, float] = {}
@@ -122,6 +125,8 @@ class ProbeCallback(TrainerCallback):
 
         self.handles.append(model.register_forward_pre_hook(count))
         self.scale_init = {k: float(p.detach().float()) for k, p in scale_params(model).items()}
+        self._scales = scale_params(model)
+        self.scale_trainable = {k: bool(p.requires_grad) for k, p in self._scales.items()}
         self.trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         config = getattr(model, "config", None)
         self.model_source = None if config is None else str(getattr(config, "_name_or_path", "") or "")
@@ -170,6 +175,8 @@ class ProbeCallback(TrainerCallback):
         self.install(model, optimizer)
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        for k, p in self._scales.items():  # a host check of .grad: no device sync
+            self.scale_grad_seen[k] = self.scale_grad_seen.get(k, False) or p.grad is not None
         # Sampled on the step before each read-back (and the first), like Cockpit's quantities.
         if optimizer is None or (state.global_step % self.interval != self.interval - 1 and state.global_step):
             return
@@ -265,6 +272,8 @@ class ProbeCallback(TrainerCallback):
             trainer_args=dict(self.trainer_args),
             scale_init=self.scale_init,
             scale_value=self.scale_value,
+            scale_trainable=dict(self.scale_trainable),
+            scale_grad_seen=dict(self.scale_grad_seen),
             groups=self.groups,
             trainable=self.trainable,
             lrs=self.lrs,

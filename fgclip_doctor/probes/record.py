@@ -30,6 +30,8 @@ class ProbeRecord:
     trainer_args: dict = field(default_factory=dict)  # the Trainer's own arguments (TRAINER_ARGS, warmup in steps)
     scale_init: dict[str, float] = field(default_factory=dict)  # ln-scales at train begin, by scale name
     scale_value: dict[str, float] = field(default_factory=dict)  # ln-scales at the last read-back
+    scale_trainable: dict[str, bool] = field(default_factory=dict)  # requires_grad of each scale at train begin
+    scale_grad_seen: dict[str, bool] = field(default_factory=dict)  # a gradient reached it before a step
     groups: list[dict] = field(default_factory=list)  # optimizer groups: {name, lr, weight_decay, params}
     trainable: list[str] = field(default_factory=list)  # parameters with requires_grad at install (names)
     lrs: dict[str, float] = field(default_factory=dict)  # LR of each group at the last sampled step

@@ -44,12 +44,14 @@ class SubjectProbe:
         self.handles: list = []
         self.patches: list[tuple[object, str, object]] = []
         self.acc = {
-            "bank_rows": Accumulator(("calls", "same_caption_rows", "near_duplicate_rows")),
+            "bank_rows": Accumulator(("calls", "same_caption_rows", "near_duplicate_rows", "same_caption_unmasked")),
             "roi": Accumulator(("calls", "norm_mean"), ("norm_min",)),
             "within_image": Accumulator(("calls", "cosine", "images")),
             "text": Accumulator(("calls", "rows", "rows_without_eos")),
         }
         self.heads_found: list[str] = []
+        self._queued: torch.Tensor | None = None  # [k, F] same-caption queue entries of the region call
+        self._row_stats: list[torch.Tensor] = []
 
     def _sampled(self, what: str) -> bool:
         """True on one call in `sample_every` for each statistic (costlier ones are sampled)."""
@@ -69,8 +71,10 @@ class SubjectProbe:
                 if term == "region":
                     self._region_inputs(args)
 
-            def post(mod, args, out):
+            def post(mod, args, out, term=term):
                 self.ce.current_term = None
+                if term == "region" and self._queued is not None:
+                    self._region_logits(out)
 
             self.handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
 
@@ -86,14 +90,26 @@ class SubjectProbe:
             return
         captions, ids, queue, qids = args[1].detach(), args[3], args[4].detach(), args[5]
         same = ids[:, None] == qids[None, :]  # [k, F] copies of the positive's caption
+        self._queued = same  # the head's logits (post hook) tell whether these reach the loss
         # Near-copies: features equal up to float error (cosine > NEAR_COPY_COSINE): captions that differ
         # only where the tokenizer does not look. Not a looser line: text towers are anisotropic;
         # on the tiny base 92 % of distinct box captions have a neighbour above 0.99, and after
         # the 60-step fine-tune 99.8 % one above 0.999 ("circle" / "square" at 0.9998), yet at
         # scale 100 those differences are logits the loss trains apart: hard, not false, negatives.
         near = (captions.float() @ queue.float().t() > NEAR_COPY_COSINE) & ~same
+        self._row_stats = [same.any(1).float().mean(), near.any(1).float().mean()]
+
+    def _region_logits(self, out) -> None:
+        # The head's box->caption logits [k, k + F]: the last F columns are the queue. A same-caption
+        # queue column with a finite logit is a copy of the positive that the loss counts as a negative
+        # (masking writes -inf there): measured on the logits, whatever the head's mask flag says.
+        same, self._queued = self._queued, None
+        logits = getattr(out, "logits", None)
+        if logits is None or logits.shape[1] < same.shape[1] or logits.shape[0] != same.shape[0]:
+            return
+        unmasked = (same & torch.isfinite(logits.detach()[:, -same.shape[1] :])).any(1).float().mean()
         one = torch.ones((), device=same.device)
-        self.acc["bank_rows"].add(torch.stack([one, same.any(1).float().mean(), near.any(1).float().mean()]))
+        self.acc["bank_rows"].add(torch.stack([one, *self._row_stats, unmasked]))
 
     # ---- RoIAlign and box features ---------------------------------------------------------
     def _roi_patch(self) -> None:

@@ -144,6 +144,12 @@ def observed_facts(
         facts.set(f"scale.{name}.init", round(value, 6), "live: model parameters at train begin")
     for name, value in record.scale_value.items():
         facts.set(f"scale.{name}.value", round(value, 6), f"live: model parameters after step {record.steps_done}")
+    for name, trainable in record.scale_trainable.items():
+        facts.set(f"scale.{name}.requires_grad", trainable, "live: the scale parameter's requires_grad at train begin")
+    if record.steps_done:
+        for name, seen in record.scale_grad_seen.items():
+            where = f"live: the scale's .grad before each of {record.steps_done} optimizer steps"
+            facts.set(f"observed.scale.{name}.grad_seen", seen, where)
     for term in terms:  # the multiplier of each term's logits, when the term is one of the subject's
         name = TERM_SCALE.get(term.split("/")[0])
         if name in record.scale_value:
@@ -166,6 +172,11 @@ def observed_facts(
     if rows:
         facts.set("observed.bank.same_caption_rows", rows["same_caption_rows"], "live: region head inputs")
         facts.set("observed.bank.near_duplicate_rows", rows["near_duplicate_rows"], "live: region head inputs")
+        facts.set(
+            "observed.bank.same_caption_unmasked_rows",
+            rows["same_caption_unmasked"],
+            "live: region head logits (same-caption queue columns left finite)",
+        )
     roi = _subject_totals(record.history, "roi")
     if roi:
         facts.set("observed.region.feature_norm_min", roi["norm_min"], "live: RoIAlign outputs")

@@ -122,23 +122,52 @@ def build_subject_model(margs, dargs, from_openai: bool, tokenizer, read_scalars
         return build_model(margs, dargs, SimpleNamespace(from_openai=from_openai), tokenizer)
 
 
-def optimizer_groups(
-    model, lr: float, weight_decay: float, text_model_lr, roi_projection_lr, logit_scale_weight_decay: bool
-) -> list[dict]:
-    """The trainer's real parameter groups (fgclip/trainer.py), as names instead of tensors."""
-    from fgclip.trainer import parameter_groups
+def built_optimizer(model, values: dict) -> tuple[list[dict], dict[str, float | None]]:
+    """The optimizer `FGCLIPTrainer.create_optimizer` builds for this launch, and what its step hooks do.
 
+    Returns (groups, clamps): groups as the optimizer holds them ({name, lr, weight_decay,
+    params: [parameter names]}); clamps: for every scale parameter, the ceiling the optimizer's
+    post-step hooks put on it (None: the hooks leave it where it is). The hooks are run: each
+    scale (a CPU scalar on the meta build) is set to 1e3 first, read back, then restored, so a
+    clamp is what the code really does after a step, not a config flag read back. The optimizer
+    class is a plain SGD stand-in (the trainer's choice of class changes neither groups nor hooks).
+    """
+    from fgclip.model import SCALE_NAMES
+    from fgclip.trainer import FGCLIPTrainer, Trainer
+
+    args = SimpleNamespace(learning_rate=values["learning_rate"], weight_decay=values["weight_decay"])
+    host = SimpleNamespace(
+        optimizer=None,
+        model=model,
+        args=args,
+        text_model_lr=values.get("text_model_lr"),
+        roi_projection_lr=values.get("roi_projection_lr"),
+        logit_scale_weight_decay=bool(values.get("logit_scale_weight_decay")),
+    )
+    plain = staticmethod(lambda targs, m: (torch.optim.SGD, {"lr": targs.learning_rate}))
+    with mock.patch.object(Trainer, "get_optimizer_cls_and_kwargs", plain):
+        optimizer = FGCLIPTrainer.create_optimizer(host)
     names = {id(p): n for n, p in model.named_parameters()}
-    groups = parameter_groups(model, lr, weight_decay, text_model_lr, roi_projection_lr, logit_scale_weight_decay)
-    return [
+    groups = [
         {
-            "name": g["name"],
+            "name": g.get("name", f"group{i}"),
             "lr": g["lr"],
             "weight_decay": g["weight_decay"],
-            "params": [names[id(p)] for p in g["params"]],
+            "params": [names[id(p)] for p in g["params"] if id(p) in names],
         }
-        for g in groups
+        for i, g in enumerate(optimizer.param_groups)
     ]
+    scales = {n: p for n, p in model.named_parameters() if n in SCALE_NAMES and not p.is_meta}
+    before = {n: p.detach().clone() for n, p in scales.items()}
+    with torch.no_grad():
+        for p in scales.values():
+            p.fill_(1e3)
+        for hook in list(optimizer._optimizer_step_post_hooks.values()):  # torch.optim.Optimizer's registry
+            hook(optimizer, (), {})
+        after = {n: float(p) for n, p in scales.items()}
+        for n, p in scales.items():
+            p.copy_(before[n])
+    return groups, {n: (v if v < 1e3 else None) for n, v in after.items()}
 
 
 def model_dir_kind(path: Path) -> str | None:

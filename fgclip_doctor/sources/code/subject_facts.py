@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fgclip_doctor.facts import Facts, unknown_flag
-from fgclip_doctor.sources.code.effective import build_subject_model, optimizer_groups
+from fgclip_doctor.sources.code.effective import build_subject_model, built_optimizer
 from fgclip_doctor.vocabulary import SCALE_PARAMS
 
 #: `read_scalars(path, names)` -> {name: (value, source)}: the single-element tensors of a model's
@@ -65,14 +65,18 @@ BUILD_FLAGS = ("preset", "from_openai")
 
 
 def _read_subject_behaviour(facts: Facts) -> None:
-    """train.auto_resume, features.gathered and loss.world_size_from, read from the subject's code,
-    not asserted."""
+    """train.auto_resume, code.refuses_fp16, features.gathered and loss.world_size_from, read from the
+    subject's code, not asserted."""
     from fgclip import losses, train
+    from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
     from fgclip_doctor.sources.code.reader.resume import find_resume
     from fgclip_doctor.sources.code.reader.source import Notes, parse_file
 
     parsed = parse_file(Path(train.__file__), "fgclip.train", Path.cwd(), Notes())
     resume = find_resume([parsed]) if parsed is not None else None
+    refusal = find_fp16_refusal([parsed]) if parsed is not None else None
+    if refusal is not None:
+        facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run (static reader)")
     if resume is None:
         facts.mark_unknown("train.auto_resume", "fgclip/train.py: no trainer.train() call read")
     else:
@@ -226,12 +230,12 @@ def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scalar
             facts.set(f"scale.{s}.init", round(v, 6), src)
 
     cfg = model.config
-    facts.set(
-        "scale.clamp",
-        bool(cfg.clamp_logit_scale),
-        _cite(bool(cfg.clamp_logit_scale), "clamp_logit_scale", sources, values, "config.clamp_logit_scale"),
-    )
-    facts.set("scale.clamp_max", float(cfg.max_logit_scale), f"{BUILT}: config.max_logit_scale")
+    groups, clamps = built_optimizer(model, values)
+    hooks = "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its optimizer's post-step hooks, run on the scales)"
+    ceilings = {v for v in clamps.values() if v is not None}
+    facts.set("scale.clamp", bool(clamps) and all(v is not None for v in clamps.values()), hooks)
+    if ceilings:
+        facts.set("scale.clamp_max", max(ceilings), f"{hooks}: a scale set to 1e3 comes back at {max(ceilings):.4f}")
     terms = ["global"] + (["region"] if cfg.add_box_loss else []) + (["hardneg"] if cfg.use_hard_neg else [])
     facts.set("loss.terms", terms, f"{sources.get('add_box_loss')} / {sources.get('use_hard_neg')}")
     for term in terms:
@@ -261,18 +265,7 @@ def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scalar
         wraps = _bank_wraps()
         facts.set("bank.wraps", wraps, "fgclip/memory_bank.py RegionMemoryBank.enqueue (run on a 2-row queue)")
     facts.set("model.parameters", [n for n, p in model.named_parameters() if p.requires_grad], BUILT)
-    facts.set(
-        "optim.groups",
-        optimizer_groups(
-            model,
-            values["learning_rate"],
-            values["weight_decay"],
-            values.get("text_model_lr"),
-            values.get("roi_projection_lr"),
-            bool(values.get("logit_scale_weight_decay")),
-        ),
-        "fgclip/trainer.py parameter_groups (on the meta model)",
-    )
+    facts.set("optim.groups", groups, "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its param_groups, on meta)")
     if not base or base_here:  # the architecture is known only from a readable base (or scratch)
         facts.set("text.eos_token_id", model.text_model.eos_token_id, f"{BUILT}: text_config.eos_token_id")
     if tokenizer is not None:
