@@ -7,7 +7,9 @@
 Each launch is written as a script (or a checkpoint, or an annotation file) in a temporary
 folder and judged by the command a user would run (check-config, live, inspect-ckpt on the
 checkpoint the run wrote, check-data), in-process through the CLI with `--format json`.
-Prints the detection table and `casebook: D/N faults detected, F false FAILs on N healthy twins`.
+Prints the detection table and the headline `casebook: D/N faults detected (M measured, F by flag),
+S/T near-miss twins silent, P/Q near-miss faults caught, 0 false FAILs`; exits 1 on any miss, any
+twin FAIL, any twin WARN the case does not list, any twin PASS it asks for and does not get.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,12 @@ class Outcome:
     exit_code: int
     findings: list[tuple[str, str, str]]
     seconds: float
+    messages: dict[tuple[str, str, str], str] = field(default_factory=dict)  # finding -> its message
+
+    def shows(self, e: Expect) -> bool:
+        """The run has the expected finding (rule, subject, status) and its message holds e.words."""
+        key = (e.rule, e.subject, e.status)
+        return key in self.findings and e.words in self.messages.get(key, "")
 
     def with_status(self, status: str) -> set[tuple[str, str, str]]:
         return {f for f in self.findings if f[2] == status}
@@ -56,7 +64,21 @@ class CaseResult:
     @property
     def missing(self) -> list[Expect]:
         """Expected findings the fault run did not produce."""
-        return [e for e in self.case.expected if (e.rule, e.subject, e.status) not in self.fault.findings]
+        return [e for e in self.case.expected if not self.fault.shows(e)]
+
+    @property
+    def twin_unproven(self) -> list[Expect]:
+        """Findings the twin must PASS (its own evidence) that it did not."""
+        return [e for e in self.case.twin_passes if not self.twin.shows(e)]
+
+    @property
+    def twin_silent(self) -> bool:
+        """No FAIL, exactly the expected WARNs, and every PASS the case asks of the twin."""
+        return not self.twin_fails and not self.twin_warns_unexpected and not self.twin_unproven
+
+    @property
+    def ok(self) -> bool:
+        return self.detected and self.twin_silent
 
     @property
     def twin_fails(self) -> set[tuple[str, str, str]]:
@@ -145,28 +167,43 @@ def launch_script(launch: Launch, work: Path, command: str) -> Path:
     return script
 
 
+def _square(box: list[float], side: float) -> list[float]:
+    """A `side` x `side` box around `box`'s centre, moved inside [0, 1]."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0 = min(max(cx - side / 2, 0.0), 1 - side), min(max(cy - side / 2, 0.0), 1 - side)
+    return [round(x0, 4), round(y0, 4), round(x0 + side, 4), round(y0 + side, 4)]
+
+
 def rewrite_data(name: str, work: Path, root: Path) -> Path:
-    """The first records of the synthetic annotations, with one named fault written into them."""
-    records = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()[:DATA_SAMPLE]]
+    """Records of the synthetic annotations with one named fault written into them. `name@N`: the first
+    N records (the 512 generated ones repeated as needed), else the first DATA_SAMPLE."""
+    name, _, count = name.partition("@")
+    lines = (root / "train.jsonl").read_text().splitlines()
+    n = int(count) if count else DATA_SAMPLE
+    records = [json.loads(lines[i % len(lines)]) for i in range(n)]
+    boxes = [b for r in records for b in r["bbox_info"]]
     if name == "pixel-boxes":  # boxes in pixels of the 64-pixel images instead of [0, 1]
+        for b in boxes:
+            b["bbox"] = [round(v * 64, 1) for v in b["bbox"]]
+    elif name == "one-pixel-box":  # one box of one record in pixels: 1 bad box among thousands
+        records[n // 2]["bbox_info"][0]["bbox"] = [round(v * 64, 1) for v in records[n // 2]["bbox_info"][0]["bbox"]]
+    elif name in ("extra-boxes", "boxes-5", "boxes-4"):  # more boxes than the loader keeps (max_boxes 4)?
+        keep = {"extra-boxes": 6, "boxes-5": 5, "boxes-4": 4}[name]
         for r in records:
-            for b in r["bbox_info"]:
-                b["bbox"] = [round(v * 64, 1) for v in b["bbox"]]
-    elif name == "extra-boxes":  # more boxes than the loader's max_boxes (4): the last ones never train
-        for r in records:
-            r["bbox_info"] = (r["bbox_info"] * 6)[:6]
+            r["bbox_info"] = (r["bbox_info"] * keep)[:keep]
     elif name == "tiny-boxes":  # every box shrunk to 0.03 x 0.03 around its centre: under one cell of 14
-        for r in records:
-            for b in r["bbox_info"]:
-                cx, cy = (b["bbox"][0] + b["bbox"][2]) / 2, (b["bbox"][1] + b["bbox"][3]) / 2
-                b["bbox"] = [round(cx - 0.015, 4), round(cy - 0.015, 4), round(cx + 0.015, 4), round(cy + 0.015, 4)]
+        for b in boxes:
+            b["bbox"] = _square(b["bbox"], 0.03)
+    elif name in ("cell-0.068", "cell-0.075"):  # every box a square just under / over one cell (1/14 = 0.0714)
+        for b in boxes:
+            b["bbox"] = _square(b["bbox"], float(name.split("-")[1]))
     elif name == "no-captions":  # the first box of every record without short_expr or long_expr
         for r in records:
             r["bbox_info"][0]["short_expr"] = r["bbox_info"][0]["long_expr"] = ""
-    elif name == "few-negatives":  # 3 of the 10 hard-negative rewrites kept for every flagged box
-        for r in records:
-            for b in r["bbox_info"]:
-                b["short_expr_negs"] = {k: v for k, v in list(b["short_expr_negs"].items())[:3]}
+    elif name.startswith("negatives-"):  # every flagged box keeps the first N of its 10 rewrites
+        keep = int(name.split("-")[1])
+        for b in boxes:
+            b["short_expr_negs"] = {k: v for k, v in list(b["short_expr_negs"].items())[:keep]}
     elif name == "missing-images":  # every 8th record names an image that was never written
         for r in records[::8]:
             r["f_path"] = r["f_path"].replace("train_", "lost_")
@@ -214,7 +251,8 @@ def judge(case: Case, launch: Launch, root: Path) -> Outcome:
             raise RuntimeError(f"{case.name}: {' '.join(argv)} exited {result.exit_code}: {result.output[-2000:]}")
         doc = json.loads(report.read_text())
         findings = [(f["rule"], f["subject"], f["status"]) for f in doc["findings"]]
-        return Outcome(result.exit_code, findings, time.perf_counter() - start)
+        messages = {(f["rule"], f["subject"], f["status"]): f["message"] for f in doc["findings"]}
+        return Outcome(result.exit_code, findings, time.perf_counter() - start, messages)
 
 
 def run_case(case: Case, root: Path) -> CaseResult:
@@ -222,20 +260,23 @@ def run_case(case: Case, root: Path) -> CaseResult:
 
 
 def table(results: list[CaseResult]) -> str:
-    head = ("fault", "source", "command", "expected rule", "detected", "steps", "twin false alarms")
+    head = ("fault", "source", "command", "evidence", "margin", "expected rule", "detected", "steps", "twin alarms")
     rows = []
     for r in results:
         c = r.case
-        alarms = sorted(r.twin_fails | r.twin_warns_unexpected)
+        alarms = [f"{s} {rule}/{subj}" for rule, subj, s in sorted(r.twin_fails | r.twin_warns_unexpected)]
+        alarms += [f"no PASS {e.rule}/{e.subject} ({e.words})" for e in r.twin_unproven]
         rows.append(
             (
                 c.name,
                 c.citation.split(":")[0][:38],
                 c.command,
+                c.evidence,
+                "near-miss" if c.near_miss else "",
                 ", ".join(sorted({e.rule for e in c.expected})),
                 "yes" if r.detected else "NO: " + ", ".join(f"{e.rule}/{e.subject}" for e in r.missing),
                 str(c.steps) if c.command in ("live", "inspect-ckpt") else "0",
-                ", ".join(f"{s} {rule}/{subj}" for rule, subj, s in alarms) or "none",
+                ", ".join(alarms) or "none",
             )
         )
     widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
@@ -244,10 +285,37 @@ def table(results: list[CaseResult]) -> str:
 
 
 def summary(results: list[CaseResult]) -> str:
+    """The headline, every count from the results: faults found (by evidence the doctor found itself vs
+    by the injecting flag), near-miss twins silent and near-miss faults caught, twins that FAILed."""
     n = len(results)
-    detected = sum(r.detected for r in results)
+    detected = [r for r in results if r.detected]
+    by_flag = sum(r.case.evidence == "flag" for r in detected)
+    margin = [r for r in results if r.case.near_miss]
+    silent = sum(r.twin_silent for r in margin)
+    caught = sum(r.detected for r in margin)
     false_fails = sum(bool(r.twin_fails) for r in results)
-    return f"casebook: {detected}/{n} faults detected, {false_fails} false FAILs on {n} healthy twins"
+    return (
+        f"casebook: {len(detected)}/{n} faults detected ({len(detected) - by_flag} measured, {by_flag} by flag), "
+        f"{silent}/{len(margin)} near-miss twins silent, {caught}/{len(margin)} near-miss faults caught, "
+        f"{false_fails} false FAILs"
+    )
+
+
+def margin_line(results: list[CaseResult]) -> str:
+    """Sensitivity and specificity of the near-miss pairs (faults just past a threshold, twins just inside)."""
+    margin = [r for r in results if r.case.near_miss]
+    if not margin:
+        return "at the margin: no near-miss pairs run"
+    sens = sum(r.detected for r in margin) / len(margin)
+    spec = sum(r.twin_silent for r in margin) / len(margin)
+    return f"at the margin ({len(margin)} near-miss pairs): sensitivity {sens:.0%}, specificity {spec:.0%}"
+
+
+LEGEND = (
+    "evidence: measured = seen in a real run, checkpoint or annotation file; read = read from the training "
+    "code or what it builds (model, optimizer); flag = arithmetic on the flag that injects the fault "
+    "(counted as detected, not as measured). 'measured' in the headline counts measured and read."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,9 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     for c in pending:
         print(f"pending: {c.name} ({c.pending})")
+    for r in results:  # a twin's WARNs are expected only with a reason, shown beside the table
+        if r.case.twin_warns:
+            warns = ", ".join(f"{e.rule}/{e.subject}" if e.subject else e.rule for e in r.case.twin_warns)
+            print(f"twin WARNs of {r.case.name} ({warns}): {r.case.twin_why}")
+    print(LEGEND)
+    print(margin_line(results))
     print(summary(results))
-    ok = all(r.detected and not r.twin_fails and not r.twin_warns_unexpected for r in results)
-    return 0 if ok else 1
+    return 0 if all(r.ok for r in results) and not pending else 1
 
 
 if __name__ == "__main__":

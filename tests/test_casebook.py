@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.casebook import fault_env, run_case  # noqa: E402
 from fgclip import faults  # noqa: E402
-from fgclip_doctor.casebook import CASES, cases_for_rule  # noqa: E402
+from fgclip_doctor.casebook import CASES, Case, Expect, Launch, cases_for_rule  # noqa: E402
 from fgclip_doctor.checks.registry import all_rules  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,6 +42,24 @@ def test_the_casebook_is_complete_and_cited():
         assert c.twin.fault is None  # a twin is healthy: no injected fault
     rules = {r.name for r in all_rules()}
     assert {e for c in CASES if not c.pending for e in (x.rule for x in c.expected)} <= rules
+
+
+def test_cases_say_what_decides_them_and_why_a_twin_warns():
+    """Issue 20: evidence per case (flag-decided cases are named, not counted as measured), near-miss
+    pairs exist for rules with thresholds, and a twin's WARNs come with the reason they are right."""
+    assert {c.evidence for c in CASES} == {"measured", "read", "flag"}
+    assert sorted(c.name for c in CASES if c.evidence == "flag") == [
+        "bank-size-not-batches",
+        "grad-accum-negatives",
+        "lr-zero",
+    ]
+    margin = [c for c in CASES if c.near_miss]
+    assert len(margin) >= 7 and all(c.fault != c.twin for c in margin)
+    assert all(c.twin_why for c in CASES if c.twin_warns)
+    with pytest.raises(ValueError, match="twin_why"):
+        Case("x", "y", "live", Launch(), Launch(), (), twin_warns=(Expect("r", "", "WARN"),))
+    with pytest.raises(ValueError, match="evidence"):
+        Case("x", "y", "live", Launch(), Launch(), (), evidence="hunch")
 
 
 def test_every_rule_of_the_catalogue_is_proven_by_a_case():

@@ -7,17 +7,19 @@ subject (`python -m fgclip.train --preset tiny` + flags), optionally with one fa
 `fgclip/faults.py` (FGCLIP_FAULT), or a small training script of another family (tests/helpers/),
 or a copy of a training tree of another codebase (tests/trees/) with one text edit, or, for
 check-data, one named rewrite of the synthetic annotations. Faults never enter as facts.
+margin_cases.py holds the near-miss pairs (a fault just past a rule's threshold, a twin just inside).
 """
 
 from __future__ import annotations
 
 from fgclip_doctor.casebook.case import Case, Expect, Launch
+from fgclip_doctor.casebook.margin_cases import MARGIN_CASES
 from fgclip_doctor.casebook.other_cases import OTHER_CASES
 from fgclip_doctor.casebook.subject_cases import SUBJECT_CASES
 
 __all__ = ["CASES", "Case", "Expect", "Launch", "case", "cases_for_rule"]
 
-CASES: tuple[Case, ...] = SUBJECT_CASES + OTHER_CASES
+CASES: tuple[Case, ...] = SUBJECT_CASES + OTHER_CASES + MARGIN_CASES
 
 
 def cases_for_rule(rule: str) -> list[Case]:

@@ -23,7 +23,8 @@ class Launch:
 class Expect:
     rule: str
     subject: str
-    status: str  # FAIL | WARN
+    status: str  # FAIL | WARN (| PASS in twin_passes)
+    words: str = ""  # text the finding's message must hold ("" = any)
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,31 @@ class Case:
     twin: Launch
     expected: tuple[Expect, ...]  # findings the fault must produce
     twin_warns: tuple[Expect, ...] = ()  # the twin's WARNs, exactly (it never FAILs)
+    twin_passes: tuple[Expect, ...] = ()  # findings the twin must PASS (status "PASS"): its evidence too
+    twin_why: str = ""  # why the twin's WARNs are right for a healthy run (required when it has any)
     cost: str = "cheap"  # cheap: in the test suite; expensive: bench only
     steps: int = 0  # live: --steps; inspect-ckpt: optimizer steps trained before the checkpoint
     args: tuple[str, ...] = ()  # extra arguments of the doctor's command
     pending: str | None = None  # why it cannot pass on this branch yet (runners skip it)
+    # What decides the verdict (EVIDENCE); "" = "read" for check-config, "measured" for the others.
+    evidence: str = ""
+    near_miss: bool = False  # fault just past the rule's threshold, twin just inside it
+
+    def __post_init__(self) -> None:
+        if not self.evidence:
+            object.__setattr__(self, "evidence", "read" if self.command == "check-config" else "measured")
+        if self.twin_warns and not self.twin_why:
+            raise ValueError(f"{self.name}: the twin WARNs; say why (twin_why)")
+        if self.evidence not in EVIDENCE:
+            raise ValueError(f"{self.name}: evidence {self.evidence!r}, not one of {sorted(EVIDENCE)}")
+
+
+#: How a case's fault is found. Only measured and read count as evidence the doctor found itself.
+EVIDENCE = {
+    "measured": "seen in a real run, checkpoint or annotation file",
+    "read": "read from the training code, or from what it builds (the model and optimizer, on meta)",
+    "flag": "arithmetic on the launch's flags: the flag that injects the fault also decides the verdict",
+}
 
 
 F, W = "FAIL", "WARN"

@@ -18,6 +18,7 @@ FGCLIP2_WARNS = (
     Expect("logit-scale-clamp", "clamp", W),  # the tree clamps no scale
     *(Expect("logit-scale-decay", s, W) for s in ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")),
 )
+FGCLIP2_WHY = "FG-CLIP 2's tree clamps no scale and decays all three with the weights (both true of it)"
 SWALLOWED = (Expect("loss-errors-swallowed", "region", W), Expect("loss-errors-swallowed", "hardneg", W))
 BARE_EXCEPT = (
     "fgclip2/model/fgclip2_model.py",
@@ -75,7 +76,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "FG-CLIP's hard-negative loss takes 10 rewrites a box: a box with fewer leaves that loss "
         "without a word (hard_valid False)",
         "check-data",
-        Launch(data="few-negatives"),
+        Launch(data="negatives-3"),  # 3 of the 10 rewrites kept for every flagged box
         Launch(data=""),
         (Expect("hard-negatives", "", W),),
     ),
@@ -110,6 +111,7 @@ OTHER_CASES: tuple[Case, ...] = (
         ),
         (Expect("world-size", "", F),),
         twin_warns=(*FGCLIP2_WARNS, *SWALLOWED),
+        twin_why=FGCLIP2_WHY + "; its loss keeps region and hardneg in try / except: pass",
     ),
     Case(
         "loss-in-bare-except",
@@ -120,6 +122,7 @@ OTHER_CASES: tuple[Case, ...] = (
         Launch(tree="fgclip2", script=FGCLIP2_SH, edits=(*ON_8_GPUS, BARE_EXCEPT)),
         SWALLOWED,
         twin_warns=FGCLIP2_WARNS,
+        twin_why=FGCLIP2_WHY,
     ),
     Case(
         "hf-clip-no-gather",
@@ -130,6 +133,7 @@ OTHER_CASES: tuple[Case, ...] = (
         Launch(tree="run_clip", script="train.sh", edits=(("train.sh", "--nproc_per_node 8", "--nproc_per_node 1"),)),
         (Expect("negatives-count", "global", F),),
         twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("logit-scale-decay", "logit_scale", W)),
+        twin_why="transformers' run_clip clamps no scale and decays logit_scale with the weights (both true of it)",
     ),
     Case(
         "srun-no-gather",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fgclip_doctor.casebook.case import Case, Expect, F, Launch, W
 
 TINY_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "40")
+SHORT_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "5")  # 40 forward calls, all run live
 ACCUM2 = ("--gradient_accumulation_steps", "2", "--memory_bank_warmup_steps", "4")  # bank on at call 4 of 6
 NO_CLAMP = ("--clamp_logit_scale", "False")
 EARLY_BANK = ("--memory_bank_warmup_steps", "8")  # the 128-row queue is full by forward call 8 (~28 boxes a call)
@@ -31,14 +32,18 @@ SUBJECT_CASES: tuple[Case, ...] = (
         Launch(TINY_ACCUM8),
         (Expect("step-units", "bank warmup", F), Expect("bank-active", "", F), Expect("negatives-count", "region", F)),
         twin_warns=(Expect("grad-accum-negatives", "", W),),
+        twin_why="accumulation 8 (the seed's) adds no in-batch negatives: grad-accum-negatives says so, rightly",
     ),
     Case(
         "seed-auto-resume",
         "seed mistake 3: auto-resume from output_dir restored the old scale after the fix (transformers#18070)",
         "check-config",
         Launch(prior=("--logit_scale_init_value", "2.6592")),
-        Launch(),
+        Launch(prior=()),  # the benign resume: output_dir holds a checkpoint of this very launch
         (Expect("resume-auto", "", W), Expect("resume-override", "finegrained", F)),
+        twin_warns=(Expect("resume-auto", "", W),),
+        twin_passes=(Expect("resume-override", "finegrained", "PASS"), Expect("resume-override", "hardneg", "PASS")),
+        twin_why="resume-auto WARNs on any checkpoint the script would restore by itself, the launch's own too",
         cost="expensive",
     ),
     # ---- temperature ------------------------------------------------------------------------------
@@ -87,6 +92,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
         Launch(("--gradient_accumulation_steps", "4")),
         Launch(),
         (Expect("grad-accum-negatives", "", W),),
+        evidence="flag",  # any accumulation > 1: the rule multiplies the flags
     ),
     Case(
         "bank-size-not-batches",
@@ -95,6 +101,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
         Launch(("--memory_bank_size", "12")),
         Launch(),
         (Expect("bank-size", "", F),),
+        evidence="flag",  # the built bank's size (the flag) against boxes per call from the flags
     ),
     Case(
         "bank-unnormalised",
@@ -191,6 +198,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
         Launch(("--learning_rate", "0")),
         Launch(),
         (Expect("lr-zero", "lr", F),),
+        evidence="flag",  # the optimizer's group LR is the flag's value (lr-zero-checkpoint measures it)
     ),
     Case(
         "unknown-flag",
@@ -213,13 +221,14 @@ SUBJECT_CASES: tuple[Case, ...] = (
     ),
     Case(
         "seed-warmup-live",
-        "seed mistake 2, measured live: the warmup's 400 forward calls against the 320 the 40-step launch "
-        "makes (the fix: 50, optimizer step 7)",
+        "seed mistake 2 at an eighth of its length, run to its end: a warmup of 50 forward calls against "
+        "the 40 a 5-step launch at accumulation 8 makes (the twin's 24 is seen switching on at call 24)",
         "live",
-        Launch((*TINY_ACCUM8, "--memory_bank_warmup_steps", "400")),
-        Launch((*TINY_ACCUM8, "--memory_bank_warmup_steps", "50")),
+        Launch((*SHORT_ACCUM8, "--memory_bank_warmup_steps", "50")),
+        Launch((*SHORT_ACCUM8, "--memory_bank_warmup_steps", "24")),
         (Expect("step-units", "bank warmup", F), Expect("bank-active", "", F)),
+        twin_passes=(Expect("bank-active", "", "PASS", "bank enabled at forward call 24"),),
         cost="expensive",
-        steps=2,
+        steps=5,
     ),
 )
