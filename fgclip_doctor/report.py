@@ -29,10 +29,18 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from fgclip_doctor import __version__
+from fgclip_doctor.checks.causes import root_of
 from fgclip_doctor.checks.registry import Finding, Status
 from fgclip_doctor.errors import DoctorUsageError
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.report_layout import INDENT, finding_block, group_findings, one_liners, section_lines
+from fgclip_doctor.report_layout import (
+    INDENT,
+    finding_block,
+    group_findings,
+    one_liners,
+    section_lines,
+    shown_counts,
+)
 from fgclip_doctor.terminal import terminal_width
 from fgclip_doctor.text_wrap import display, wrap
 
@@ -181,13 +189,27 @@ def sparkline(values: Iterable[float], width: int | None = None) -> str:
     return "".join(out)
 
 
-def footer(findings: list[Finding], strict: bool) -> str:
-    """`<n> PASS · <n> WARN · <n> FAIL · <n> SKIP · exit <code>`."""
-    c = summary(findings)
+def footer(findings: list[Finding], strict: bool, shown: dict[str, int] | None = None) -> str:
+    """`<n> PASS · <n> WARN · <n> FAIL · <n> SKIP · exit <code>`, counting what the table shows
+    (`shown`: blocks and one-liners) and, when that differs, how many findings they hold."""
+    c = shown or summary(findings)
+    held = f" ({len(findings)} findings)" if sum(c.values()) != len(findings) else ""
     return (
-        f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP"
+        f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP{held}"
         f" · exit {exit_code(findings, strict)}"
     )
+
+
+def by_root(groups: list[list[Finding]], problems: list[Finding]) -> list[tuple[list[Finding], Finding | None]]:
+    """The problem blocks with each consequence right under its root (checks/causes.py): (group, root)."""
+    roots = {id(g[0]): root_of(g[0], problems) for g in groups}
+    out: list[tuple[list[Finding], Finding | None]] = []
+    for g in groups:
+        if roots[id(g[0])] is None:
+            out.append((g, None))
+            out += [(h, roots[id(h[0])]) for h in groups if any(roots[id(h[0])] is f for f in g)]
+    placed = {id(g[0]) for g, _ in out}
+    return out + [(g, roots[id(g[0])]) for g in groups if id(g[0]) not in placed]
 
 
 def render_table(report: Report, console: Console, verbosity: int = 0) -> None:
@@ -212,18 +234,22 @@ def report_lines(report: Report, width: int, verbosity: int = 0) -> list[Text]:
     rest = [f for f, b in zip(ranked, as_block) if not b]
     if blocks:  # one blank line above the problems; the blocks follow each other like mypy's
         lines.append(Text(""))
-    for group in group_findings(blocks):
-        lines += finding_block(group, width)
+    groups = group_findings(blocks)
+    for group, root in by_root(groups, blocks):
+        lines += finding_block(group, width, root)
+    shown = shown_counts(groups, rest)
     if rest:
         lines.append(Text(""))
         if verbosity < 0:
+            c = summary(rest)  # not listed: counted as findings, as the line below says
+            shown = {**shown_counts(groups, []), "pass": c["pass"], "skip": c["skip"]}
             c = summary(rest)
             lines += wrap(Text(f"{c['pass']} PASS and {c['skip']} SKIP not listed (-q)", style="dim"), width)
         else:
             lines += one_liners(rest, width)
     if not report.findings:
         lines += [Text(""), Text("(no rules ran)")]
-    lines += [Text("")] + wrap(footer(report.findings, report.strict), width)
+    lines += [Text("")] + wrap(footer(report.findings, report.strict, shown), width)
     return lines
 
 

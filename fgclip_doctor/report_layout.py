@@ -133,9 +133,11 @@ def group_findings(findings: list[Finding]) -> list[list[Finding]]:
     return groups
 
 
-def finding_block(group: Finding | list[Finding], width: int) -> list[Text]:
+def finding_block(group: Finding | list[Finding], width: int, root: Finding | None = None) -> list[Text]:
     """Header, message(s), measured vs expected, sources, fix (fix omitted when there is none).
-    A group of the same problem on several subjects is one block, one message per subject."""
+    A group of the same problem on several subjects is one block, one message per subject. With
+    `root` (the finding this one follows from, checks/causes.py), a `cause:` line points to the root's
+    block, shown above it, instead of a fix of its own."""
     group = [group] if isinstance(group, Finding) else group
     f = group[0]
     header = _status(f)
@@ -149,9 +151,21 @@ def finding_block(group: Finding | list[Finding], width: int) -> list[Text]:
         lines += wrap(display(message), width, indent=INDENT, first_indent=INDENT)
     lines += _measured_expected(f, width)
     lines += _sources(f, width)
-    if f.fix:
+    if root is not None:
+        where = f"{root.code} {root.rule}" + (f" · {root.subject}" if root.subject else "")
+        lines += _labelled("cause:", f"follows from {where} above; its fix fixes this too", width)
+    elif f.fix:
         lines += _labelled("fix:", f.fix, width)
     return lines
+
+
+def shown_counts(groups: list[list[Finding]], rest: list[Finding]) -> dict[str, int]:
+    """What the reader sees per status: one per block (a group of subjects, a consequence under its
+    root too) and one per one-liner (subjects of one rule and status joined)."""
+    counts = {s.value.lower(): 0 for s in (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP)}
+    for item in [g[0] for g in groups] + _one_line_groups(rest):
+        counts[Status(item.status).value.lower()] += 1
+    return counts
 
 
 def _tail(f: Finding) -> str:

@@ -89,3 +89,15 @@ def forward_calls_text(calls: int, step: int | None) -> str:
 def forward_call_text(call: int, accum: int) -> str:
     """'forward call 48 = optimizer step 6': when one forward call happens."""
     return f"forward call {call} = optimizer step {optimizer_step(call, accum)}"
+
+
+#: below this a loss level is shown as "< 1e-4": float32 cross-entropy reaches no smaller loss in
+#: practice, so a floor of 9.9e-86 (T 100 over 4 candidates) would name a level no run can show
+LEVEL_SHOWN_MIN = 1e-4
+
+
+def level_text(value: float | None) -> str:
+    """A chance level or loss floor for a table: 3 significant digits, "< 1e-4" below what a loss can show."""
+    if value is None:
+        return "?"
+    return "< 1e-4" if 0 <= value < LEVEL_SHOWN_MIN else f"{value:.3g}"

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.testing import CliRunner
 
+from fgclip_doctor.checks.causes import CAUSES
 from fgclip_doctor.checks.registry import Finding, Status
 from fgclip_doctor.cli import app
 from fgclip_doctor.facts import Facts
@@ -89,9 +90,12 @@ def check_layout(text: str, findings: list[dict], width: int, verbose: bool = Fa
         assert ("from: " in block) == bool(f["sources"]), block
         for source in f["sources"]:
             assert norm(shown(source)) in block, source
-        assert (f"fix: {norm(shown(f['fix']))}" in block) == bool(f["fix"]), block
+        if "cause: follows from" in block:  # a consequence under its root (checks/causes.py): the root's fix
+            assert (f["rule"], f["subject"]) in CAUSES and "fix:" not in block
+        else:
+            assert (f"fix: {norm(shown(f['fix']))}" in block) == bool(f["fix"]), block
         for word in (shown(f["message"]) + " " + shown(f["fix"])).split():
-            assert word in tokens, word  # whole, on one line
+            assert word in tokens or "cause: follows from" in block, word  # whole, on one line
 
 
 # ---- built reports ------------------------------------------------------------------------------
@@ -245,7 +249,7 @@ def test_built_report_layout(width, cache_env):
     [fgd101] = [h for h, _ in blocks(text) if "FGD101" in h]
     assert fgd101 == "FAIL FGD101 logit-scale-init · finegrained, hardneg"
     lines = text.splitlines()
-    assert lines[-1] == "1 PASS · 1 WARN · 3 FAIL · 1 SKIP · exit 1"
+    assert lines[-1] == "1 PASS · 1 WARN · 2 FAIL · 1 SKIP (6 findings) · exit 1"  # blocks: FGD101 holds two
     assert any(line.startswith("PASS FGD102 logit-scale-clamp · global") and "4.6052 (T 100)" in line for line in lines)
     [skip] = [line for line in lines if line.startswith("SKIP FGD705")]
     assert "needs observations" in skip  # a SKIP's one line carries its reason
@@ -322,10 +326,21 @@ def test_done_when_seed_bug_fits_100_lines_of_100_columns(in_copy):
     problems = [f for f in doc["findings"] if f["status"] in ("FAIL", "WARN")]
     assert len(problems) >= 5
     check_layout(result.stdout, doc["findings"], 100)
-    assert (
-        lines[-1] == f"{doc['summary']['pass']} PASS · {doc['summary']['warn']} WARN · "
-        f"{doc['summary']['fail']} FAIL · {doc['summary']['skip']} SKIP · exit 1"
+    # the footer counts what the table shows: FAIL / WARN blocks, one-liners, and how many findings they hold
+    shown = dict.fromkeys(("FAIL", "WARN", "PASS", "SKIP"), 0)
+    for line in lines:
+        if HEADER.match(line):
+            shown[line.split()[0]] += 1
+    held = len(doc["findings"])
+    assert lines[-1] == (
+        f"{shown['PASS']} PASS · {shown['WARN']} WARN · {shown['FAIL']} FAIL · {shown['SKIP']} SKIP"
+        f" ({held} findings) · exit 1"
     )
+    # the seed's warmup of 400: one root (step-units) with its fix, the two consequences under it
+    heads = [line for line in lines if line.startswith("FAIL ")]
+    at = heads.index("FAIL FGD301 step-units · bank warmup")
+    assert sorted(heads[at + 1 : at + 3]) == ["FAIL FGD201 negatives-count · region", "FAIL FGD202 bank-active"]
+    assert result.stdout.count("cause: follows from FGD301 step-units · bank warmup above") == 2
 
 
 @pytest.mark.parametrize("width", WIDTHS)

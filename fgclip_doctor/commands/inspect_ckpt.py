@@ -25,7 +25,7 @@ from fgclip_doctor.series import trend
 from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.checkpoint.read import Progress, expand, read_checkpoint, trajectory_facts
 from fgclip_doctor.sources.files import display_path
-from fgclip_doctor.units import forward_call_text
+from fgclip_doctor.units import forward_call_text, level_text
 
 
 def build_report(
@@ -193,10 +193,19 @@ def summary_table(facts: Facts) -> Table:
     return table
 
 
+#: why inspect-ckpt's chance differs from live's for the same run (issue 20): shown under the table
+LEVELS_NOTE = (
+    "chance and floor of the logged term, from the launch's candidates: FG-CLIP's global term sums the "
+    "long- and short-caption losses (2 x ln N, N the batch gathered over all ranks), region averages "
+    "both directions over the in-batch boxes before the bank; live shows one cross-entropy call per "
+    "row instead (one direction, the columns that process saw). verdict = loss-chance (FGD701)."
+)
+
+
 def loss_table(facts: Facts, findings: list) -> Table:
     """Per loss term: candidates, chance, first -> last with a sparkline, ratio, verdict."""
     verdict = {f.subject: f for f in findings if f.rule == "loss-chance"}
-    table = Table(header_style="bold", box=None, pad_edge=False)
+    table = Table(header_style="bold", box=None, pad_edge=False, caption=LEVELS_NOTE, caption_justify="left")
     for name in ("term", "key", "chance", "floor", "first → last", "trend", "ratio", "verdict"):
         table.add_column(name)
     series = facts.value("history.series") or {}
@@ -207,8 +216,8 @@ def loss_table(facts: Facts, findings: list) -> Table:
         table.add_row(
             term,
             key,
-            f"{chance:.3g}" if chance is not None else "?",
-            f"{facts.value(f'loss.floor.{term}'):.3g}" if f"loss.floor.{term}" in facts else "?",
+            level_text(chance),
+            level_text(facts.value(f"loss.floor.{term}")),
             f"{vals[0]:.4g} → {vals[-1]:.4g} {sparkline(vals, 24)}" if vals else "—",
             trend([tuple(p) for p in series.get(key, [])]),
             f.measured if f and f.status is not Status.SKIP else "—",

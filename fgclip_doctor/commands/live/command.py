@@ -27,7 +27,7 @@ from fgclip_doctor.sources.launch.target import Flag, TargetView, live_own_fgcli
 from fgclip_doctor.sources.live import grad_summary, observed_facts, summarize_terms, term_series
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.terminal import notice_stream
-from fgclip_doctor.units import forward_call_text, temperature
+from fgclip_doctor.units import forward_call_text, level_text, temperature
 from fgclip_doctor.vocabulary import TERM_SCALE
 
 ORDER = {"global": 0, "global/reverse": 1, "region": 2, "region/reverse": 3, "hardneg": 4}
@@ -62,15 +62,35 @@ def _candidates(t: dict) -> str:
 
 
 def _verdict(findings, term: str) -> Text:
-    mine = [f for f in findings if f.subject == term and f.status is not Status.SKIP]
+    """The term's loss-chance (FGD701) status: the one judgement of the ratio the row shows."""
+    mine = [f for f in findings if f.subject == term and f.rule == "loss-chance"]
     if not mine:
         return Text("—", style="dim")
-    worst = max(mine, key=lambda f: [Status.PASS, Status.WARN, Status.FAIL].index(f.status))
-    return Text(worst.status.value, style=STYLE[worst.status])
+    return Text(mine[0].status.value, style=STYLE[mine[0].status])
+
+
+def _others(findings, term: str) -> Text:
+    """Other rules' FAIL / WARN about this term (their blocks below say why)."""
+    problems = (Status.FAIL, Status.WARN)
+    shown = [f for f in findings if f.subject == term and f.rule != "loss-chance" and f.status in problems]
+    if not shown:
+        return Text("—", style="dim")
+    worst = Status.FAIL if any(f.status is Status.FAIL for f in shown) else Status.WARN
+    return Text(", ".join(f"{f.rule} {f.status.value}" for f in shown), style=STYLE[worst])
+
+
+#: why live's chance differs from inspect-ckpt's for the same run (issue 20): shown under the table
+CHANCE_NOTE = (
+    "chance = ln(columns) of each cross-entropy call, one direction at a time, over the columns this "
+    "process's logits had (the batch, gathered across ranks when the loss gathers, + the queue once on); "
+    "inspect-ckpt shows the logged term's level instead (FG-CLIP's global sums the long- and short-caption "
+    "losses: twice this row). ratio = loss / chance, judged by loss-chance (FGD701): its status is the "
+    "ratio verdict; other rules' verdicts on the term are in the last column."
+)
 
 
 def terms_table(terms: dict, facts, findings) -> Table:
-    table = Table(header_style="bold", box=None, pad_edge=False)
+    table = Table(header_style="bold", box=None, pad_edge=False, caption=CHANCE_NOTE, caption_justify="left")
     for col in (
         "term",
         "candidates",
@@ -81,7 +101,8 @@ def terms_table(terms: dict, facts, findings) -> Table:
         "chance",
         "floor",
         "ratio",
-        "verdict",
+        "ratio verdict",
+        "other findings",
     ):
         table.add_column(col, no_wrap=True)
     for term in sorted(terms, key=lambda t: (ORDER.get(t, 9), t)):
@@ -99,10 +120,11 @@ def terms_table(terms: dict, facts, findings) -> Table:
             f"{t['logit_min']:.1f}..{t['logit_max']:.1f}",
             f"{t['margin_last']:+.2f}",
             f"{t['loss_first']:.3f} → {t['loss_last']:.3f} {sparkline(losses, 12)}",
-            f"{t['chance_last']:.2f}" + (" σ" if t["kind"] == "sigmoid" else ""),
-            f"{facts.value(f'loss.floor.{term}'):.2f}" if f"loss.floor.{term}" in facts else "?",
+            level_text(t["chance_last"]) + (" σ" if t["kind"] == "sigmoid" else ""),
+            level_text(facts.value(f"loss.floor.{term}")),
             f"{t['ratio_last']:.2f}",
             _verdict(findings, term),
+            _others(findings, term),
         )
     return table
 
