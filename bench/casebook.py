@@ -129,7 +129,8 @@ def train_checkpoint(launch: Launch, steps: int) -> Path:
         else:
             from fgclip import train
 
-            argv = ["--preset", "tiny", *launch.flags, *common, "--output_dir", str(out)]
+            # the launch's flags last: one that sets --max_steps trains that long (checkpoint-<steps> on the way)
+            argv = ["--preset", "tiny", *common, "--output_dir", str(out), *launch.flags]
             with fault_env(launch.fault), contextlib.redirect_stdout(sys.stderr):
                 train.main(argv)
         TRAINED[key] = out / f"checkpoint-{steps}"

@@ -16,11 +16,13 @@ ENV = "FGCLIP_FAULT"
 FAULTS = {
     "bank-unnormalised": "the bank queues the projected caption features un-normalised (MoCo normalises keys)",
     "bf16-weights": "the model cast to bfloat16 (DeepSpeed's bf16 mode): logits reach cross-entropy in bf16",
+    "bank-unused": "the bank switches on and fills, but its queue never reaches the region head's logits",
     "bank-not-persistent": "memory bank buffers registered persistent=False: not in checkpoints (lightly#993)",
     "pixel-boxes": "box_features feeds pixel-coordinate boxes (x image size) to RoIAlign on the patch grid",
     "roi-spatial-scale": "RoIAlign spatial_scale 1/16 (a detector's stride) on boxes already on the patch grid",
     "eos-cut": "captions cut to the text length after tokenising, dropping EOS from long rows",
     "roi-outside-optimizer": "parameter_groups leaves roi_projection out of the optimizer",
+    "scales-outside-optimizer": "parameter_groups leaves the (trainable) logit scales out of the optimizer",
     "frozen-scales": "the logit scales are built with requires_grad=False",
     "scheduler-per-call": "the LR scheduler stepped on every forward call (micro-batch), not per optimizer step",
 }

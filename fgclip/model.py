@@ -276,7 +276,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         queue = queue_ids = None
         if bank is not None:
             active = bank.tick() if self.training else bank.active
-            if active and use_memory_bank:
+            if active and use_memory_bank and not faults.active("bank-unused"):
                 queue, queue_ids = bank.candidates()
         loss = self.region_head(box_feats, captions, self.logit_scale_finegrained, ids, queue, queue_ids).loss
         if bank is not None and self.training:

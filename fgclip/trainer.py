@@ -45,6 +45,8 @@ def parameter_groups(
             continue
         no_decay = pname not in decay_names or pname.endswith(".bias")
         if pname in SCALE_NAMES:
+            if faults.active("scales-outside-optimizer"):  # casebook: trainable, yet no group holds them
+                continue
             add("logit_scales", p, lr, weight_decay if logit_scale_weight_decay else 0.0)
         elif pname.startswith("roi_projection."):
             if faults.active("roi-outside-optimizer"):  # casebook: the new head never trains

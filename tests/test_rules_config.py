@@ -393,6 +393,50 @@ def test_resume_explicit_and_unknown():
     assert f.status is Status.SKIP and "checkpoint-20" in f.message
 
 
+@pytest.mark.parametrize(
+    "restored, status",
+    [
+        (4.6052, Status.PASS),  # the launch's own init
+        (4.5970, Status.PASS),  # the tiny run's own checkpoint-60 (0.008: a drift training makes)
+        (4.6052 - 0.049, Status.PASS),  # just inside the 0.05 tolerance
+        (4.6052 - 0.051, Status.FAIL),  # just past it
+        (4.6052 + 0.051, Status.FAIL),
+        (2.6562, Status.FAIL),  # the seed's checkpoint-500
+    ],
+)
+def test_resume_override_tolerance_near_miss(restored, status):
+    facts = facts_of(
+        scale__finegrained__init=4.6052,
+        resume__checkpoint="runs/tiny/checkpoint-60",
+        resume__scale__finegrained=restored,
+    )
+    [f] = check("resume-override", facts)
+    assert f.status is status, f.message
+    assert f.expected == "4.6052 (T 100) ± 0.05"
+    if status is Status.PASS and restored != 4.6052:
+        assert "within 0.05: a drift training makes, not another init" in f.message
+
+
+def test_frozen_scale_seen_whatever_its_value():
+    """FGD104: requires_grad False or no .grad is a frozen scale even at the clamp ceiling, where the
+    value alone proves nothing; a scale with a gradient at the ceiling passes."""
+    at_ceiling = dict(
+        train__optimizer_steps_done=3,
+        scale__clamp=True,
+        scale__clamp_max=4.6052,
+        scale__global__init=4.6052,
+        scale__global__value=4.6052,
+    )
+    [f] = check("logit-scale-frozen", only(**at_ceiling, scale__global__requires_grad=False))
+    assert f.status is Status.WARN and f.measured == "requires_grad False" and "never moves" in f.message
+    no_grad = only(**at_ceiling, scale__global__requires_grad=True, observed__scale__global__grad_seen=False)
+    [f] = check("logit-scale-frozen", no_grad)
+    assert f.status is Status.WARN and "no gradient (.grad None) before any of 3 optimizer steps" in f.message
+    healthy = only(**at_ceiling, scale__global__requires_grad=True, observed__scale__global__grad_seen=True)
+    [f] = check("logit-scale-frozen", healthy)
+    assert f.status is Status.PASS and "gets a gradient" in f.message and "clamp ceiling" in f.message
+
+
 # --- FGD5xx / FGD6xx -----------------------------------------------------------------------------
 
 

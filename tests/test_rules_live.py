@@ -51,13 +51,17 @@ def subject(synthetic_root, tiny_tokenizer):
     return synthetic_root, collate([data[i] for i in range(4)])
 
 
-def probed(subject, queue=None, **config) -> Facts:
+def probed(subject, queue=None, dtype=None, **config) -> Facts:
     """The facts `live` makes of two forward calls of the real tiny subject (bank on from call 1)
     under the doctor's probes (probes/subject.py, probes/cross_entropy.py): nothing recomputed here.
     `queue` rewrites the bank's queue buffer before the read-back; `config` overrides FGCLIPConfig."""
     root, batch = subject
     torch.manual_seed(0)
     model = fgmodel.FGCLIPModel.from_clip(str(root / "base"), memory_bank_warmup_steps=1, **config).train()
+    if dtype is not None:  # the whole model and its float inputs in `dtype`, as a cast model runs
+        model = model.to(dtype)
+        floats = {k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+        batch = {k: v.to(dtype) if k in floats else v for k, v in batch.items()}
     cb = DoctorCallback()
     with cb:
         cb.install(model, None)
@@ -166,6 +170,15 @@ def test_bf16_logits_fire_at_scale_100_and_pass_in_fp32_or_small():
     strict = Settings(thresholds={"bf16-logits": {"min_scale": small.abs().max().item() / 2}})
     st = {f.subject: f.status for f in run_rules(facts, "L", strict) if f.rule == "bf16-logits"}
     assert st == {"global": Status.PASS, "region": Status.WARN, "hardneg": Status.WARN}
+
+
+def test_float16_logits_of_a_real_half_model(subject):
+    """FGD105's float16 branch on the real subject cast to float16: the probe reads the dtype and
+    size of the logits each loss gets (10 significant bits: step 0.0625 near 100)."""
+    found = by_subject(check("bf16-logits", probed(subject, dtype=torch.float16)))
+    region = found["region"]
+    assert region.status is Status.WARN and region.measured.startswith("float16 (scale 100")
+    assert "keeps 11 significant bits" in region.message
 
 
 def test_bf16_logits_skips_and_call_site_terms():

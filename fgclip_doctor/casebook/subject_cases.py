@@ -8,11 +8,22 @@ from fgclip_doctor.casebook.case import Case, Expect, F, Launch, W
 TINY_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "40")
 SHORT_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "5")  # 40 forward calls, all run live
 ACCUM2 = ("--gradient_accumulation_steps", "2", "--memory_bank_warmup_steps", "4")  # bank on at call 4 of 6
-NO_CLAMP = ("--clamp_logit_scale", "False")
+# linear decay over 6 steps, no warmup; checkpoint-3 (save_steps 3) is half way
+LINEAR6 = (
+    "--gradient_accumulation_steps",
+    "2",
+    "--lr_scheduler_type",
+    "linear",
+    "--warmup_steps",
+    "0",
+    "--max_steps",
+    "6",
+)
 EARLY_BANK = ("--memory_bank_warmup_steps", "8")  # the 128-row queue is full by forward call 8 (~28 boxes a call)
 BOTH_NEW_SCALES = (Expect("logit-scale-init", "finegrained", F), Expect("logit-scale-init", "hardneg", F))
 ALL_SCALES = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
 LIVE_WARN_SUBJECTS = ("global", "region", "hardneg")
+LIVE_WARN_SUBJECTS_SCALES = ("global", "finegrained", "hardneg")
 
 SUBJECT_CASES: tuple[Case, ...] = (
     # ---- the seed's three mistakes (docs/seed-incident.md) -------------------------------
@@ -30,7 +41,7 @@ SUBJECT_CASES: tuple[Case, ...] = (
         "check-config",
         Launch((*TINY_ACCUM8, "--memory_bank_warmup_steps", "400")),
         Launch(TINY_ACCUM8),
-        (Expect("step-units", "bank warmup", F), Expect("bank-active", "", F), Expect("negatives-count", "region", F)),
+        (Expect("step-units", "bank warmup", F), Expect("bank-active", "", F)),
         twin_warns=(Expect("grad-accum-negatives", "", W),),
         twin_why="accumulation 8 (the seed's) adds no in-batch negatives: grad-accum-negatives says so, rightly",
     ),
@@ -74,6 +85,18 @@ SUBJECT_CASES: tuple[Case, ...] = (
         steps=3,
     ),
     Case(
+        "scales-outside-optimizer",
+        "custom parameter groups that forget the scales (open_clip's optim.py lists them explicitly): "
+        "trainable, given a gradient, never stepped",
+        "live",
+        Launch(fault="scales-outside-optimizer"),
+        Launch(),
+        tuple(
+            Expect("logit-scale-frozen", s, W, "in no optimizer group") for s in ("global", "finegrained", "hardneg")
+        ),
+        steps=3,
+    ),
+    Case(
         "bf16-logits",
         "DeepSpeed bf16 casts the model: bf16 keeps 8 mantissa bits, so near logit 100 its step is 0.5 "
         "and small margins vanish (open_clip computes the loss in float32 under amp)",
@@ -110,6 +133,17 @@ SUBJECT_CASES: tuple[Case, ...] = (
         Launch(EARLY_BANK, fault="bank-unnormalised"),
         Launch(EARLY_BANK),
         (Expect("bank-hygiene", "key norms", F),),
+        steps=12,
+    ),
+    Case(
+        "bank-unused",
+        "FGD201's live form: a bank that switches on and fills while its queue never reaches the region "
+        "logits (a use_memory_bank wired wrong): the columns the loss saw, not the bank's buffers, show it",
+        "live",
+        Launch(EARLY_BANK, fault="bank-unused"),
+        Launch(EARLY_BANK),
+        (Expect("negatives-count", "region", F, "queue columns at the end"),),
+        twin_passes=(Expect("negatives-count", "region", "PASS", "queue columns at the end"),),
         steps=12,
     ),
     Case(
@@ -220,6 +254,17 @@ SUBJECT_CASES: tuple[Case, ...] = (
         steps=3,
     ),
     Case(
+        "lr-zero-before-end",
+        "the scheduler stepped per micro-batch at accumulation 2 runs a linear decay twice as fast: its LR "
+        "is 0 at step 3 of 6, and the rest of the run trains nothing",
+        "inspect-ckpt",
+        Launch(LINEAR6, fault="scheduler-per-call"),
+        Launch(LINEAR6),
+        (Expect("lr-zero", "schedule", F), Expect("resume-schedule", "lr", F)),
+        cost="expensive",
+        steps=3,
+    ),
+    Case(
         "seed-warmup-live",
         "seed mistake 2 at an eighth of its length, run to its end: a warmup of 50 forward calls against "
         "the 40 a 5-step launch at accumulation 8 makes (the twin's 24 is seen switching on at call 24)",
@@ -230,5 +275,18 @@ SUBJECT_CASES: tuple[Case, ...] = (
         twin_passes=(Expect("bank-active", "", "PASS", "bank enabled at forward call 24"),),
         cost="expensive",
         steps=5,
+    ),
+    Case(
+        "bank-on-only-in-live",
+        "FGD202's live form: a 4-step live run of a 2-step launch (accumulation 2: 4 forward calls) sees a "
+        "warmup of 5 calls switch on at call 5, which the configured run never reaches; 3 is reached by both",
+        "live",
+        Launch(("--gradient_accumulation_steps", "2", "--max_steps", "2", "--memory_bank_warmup_steps", "5")),
+        Launch(("--gradient_accumulation_steps", "2", "--max_steps", "2", "--memory_bank_warmup_steps", "3")),
+        (Expect("bank-active", "", F, "but the configured run never gets there"),),
+        twin_passes=(Expect("bank-active", "", "PASS", "bank enabled at forward call 3"),),
+        cost="expensive",
+        steps=4,
+        near_miss=True,
     ),
 )
