@@ -111,3 +111,32 @@ def test_head_lr_shared_group_and_lr_zero(tmp_path, synthetic_root, monkeypatch)
     monkeypatch.setattr(fgtrainer, "parameter_groups", shares_a_group)
     f = found(check_launch(tmp_path / "shared"), "head-lr", "roi_projection")
     assert f["status"] == "WARN" and "the seed's follow-up: give it its own LR" in f["message"]
+
+
+def test_text_eos_id_and_positions_of_the_built_model(tmp_path, synthetic_root, monkeypatch):
+    """FGD504's eos-id and positions branches on the model the launch builds: a base whose text config
+    pools at id 2 (transformers' legacy argmax) under a tokenizer whose eos is another id, and a subject
+    that hard-codes FG-CLIP's 248-row table while the launch asks for 300-token captions."""
+    import shutil
+
+    import fgclip.train as fgtrain
+
+    base = tmp_path / "base"
+    shutil.copytree(synthetic_root / "base", base)
+    config = json.loads((base / "config.json").read_text())
+    config["text_config"]["eos_token_id"] = 2
+    (base / "config.json").write_text(json.dumps(config))
+    doc = check_launch(tmp_path / "eos", "--model_name_or_path", str(base), "--base_model", str(base))
+    f = found(doc, "text-eos", "eos-id")
+    assert f["status"] == "FAIL" and "pools at eos id 2" in f["message"]
+    assert found(doc, "text-eos", "positions")["status"] == "PASS"
+    assert found(check_launch(tmp_path / "healthy"), "text-eos", "eos-id")["status"] == "PASS"
+
+    original = fgtrain.config_overrides
+
+    def hard_codes_248(margs, dargs):  # FG-CLIP v1 builds its long table at 248 rows whatever the flag says
+        return {**original(margs, dargs), "long_text_positions": 248}
+
+    monkeypatch.setattr(fgtrain, "config_overrides", hard_codes_248)
+    f = found(check_launch(tmp_path / "long", "--max_seq_length", "300"), "text-eos", "positions")
+    assert f["status"] == "FAIL" and "longer than the 248-row position table" in f["message"]

@@ -8,17 +8,8 @@ from fgclip_doctor.casebook.case import Case, Expect, F, Launch, W
 TINY_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "40")
 SHORT_ACCUM8 = ("--gradient_accumulation_steps", "8", "--max_steps", "5")  # 40 forward calls, all run live
 ACCUM2 = ("--gradient_accumulation_steps", "2", "--memory_bank_warmup_steps", "4")  # bank on at call 4 of 6
-# linear decay over 6 steps, no warmup; checkpoint-3 (save_steps 3) is half way
-LINEAR6 = (
-    "--gradient_accumulation_steps",
-    "2",
-    "--lr_scheduler_type",
-    "linear",
-    "--warmup_steps",
-    "0",
-    "--max_steps",
-    "6",
-)
+# ACCUM2 under a linear decay over 6 steps, no warmup; checkpoint-3 (save_steps 3) is half way
+LINEAR6 = (*ACCUM2, "--lr_scheduler_type", "linear", "--warmup_steps", "0", "--max_steps", "6")
 EARLY_BANK = ("--memory_bank_warmup_steps", "8")  # the 128-row queue is full by forward call 8 (~28 boxes a call)
 BOTH_NEW_SCALES = (Expect("logit-scale-init", "finegrained", F), Expect("logit-scale-init", "hardneg", F))
 ALL_SCALES = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
