@@ -370,8 +370,7 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
             src, measured = [*src, *ctx.sources_of(facts, grad_n, seen_n)], "no gradient"
             problems.append(f"{s} got no gradient (.grad None) before any of {steps} optimizer steps")
         elif facts.value(seen_n):
-            src += ctx.sources_of(facts, seen_n)
-            checked.append(f"{s} gets a gradient")
+            src, checked = [*src, *ctx.sources_of(facts, seen_n)], [f"{s} gets a gradient"]
         if not problems and init_n in facts and value_n in facts:
             init, value = float(facts.value(init_n)), float(facts.value(value_n))
             src += ctx.sources_of(facts, init_n, value_n, "train.optimizer_steps_done")
