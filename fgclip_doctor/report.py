@@ -37,9 +37,9 @@ from fgclip_doctor.report_layout import (
     INDENT,
     finding_block,
     group_findings,
+    one_line_groups,
     one_liners,
     section_lines,
-    shown_counts,
 )
 from fgclip_doctor.terminal import terminal_width
 from fgclip_doctor.text_wrap import display, wrap
@@ -198,6 +198,15 @@ def footer(findings: list[Finding], strict: bool, shown: dict[str, int] | None =
         f"{c['pass']} PASS · {c['warn']} WARN · {c['fail']} FAIL · {c['skip']} SKIP{held}"
         f" · exit {exit_code(findings, strict)}"
     )
+
+
+def shown_counts(groups: list[list[Finding]], rest: list[Finding]) -> dict[str, int]:
+    """What the reader sees per status: one per block (a group of subjects, a consequence under its
+    root too) and one per one-liner (subjects of one rule and status joined)."""
+    counts = {s.value.lower(): 0 for s in (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP)}
+    for item in [g[0] for g in groups] + one_line_groups(rest):
+        counts[Status(item.status).value.lower()] += 1
+    return counts
 
 
 def by_root(groups: list[list[Finding]], problems: list[Finding]) -> list[tuple[list[Finding], Finding | None]]:

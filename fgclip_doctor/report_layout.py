@@ -159,20 +159,11 @@ def finding_block(group: Finding | list[Finding], width: int, root: Finding | No
     return lines
 
 
-def shown_counts(groups: list[list[Finding]], rest: list[Finding]) -> dict[str, int]:
-    """What the reader sees per status: one per block (a group of subjects, a consequence under its
-    root too) and one per one-liner (subjects of one rule and status joined)."""
-    counts = {s.value.lower(): 0 for s in (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP)}
-    for item in [g[0] for g in groups] + _one_line_groups(rest):
-        counts[Status(item.status).value.lower()] += 1
-    return counts
-
-
 def _tail(f: Finding) -> str:
     return f.message if Status(f.status) is Status.SKIP or not f.measured else f.measured
 
 
-def _one_line_groups(findings: list[Finding]) -> list[Finding]:
+def one_line_groups(findings: list[Finding]) -> list[Finding]:
     """Consecutive findings of one rule and one status (SKIPs: one reason too) as one finding:
     subjects joined ("global, region, hardneg"), what was measured said once per distinct value."""
     groups: list[list[Finding]] = []
@@ -214,7 +205,7 @@ def one_liners(findings: list[Finding], width: int) -> list[Text]:
     """One line per rule and status: status, code, rule · subject(s), then what was measured,
     heads aligned, cut at a word boundary to the width. A SKIP's reason is never cut: it wraps,
     its lines under the reason's column (or indented, when that column leaves too little room)."""
-    findings = _one_line_groups(findings)
+    findings = one_line_groups(findings)
     heads = [_head(f) for f in findings]
     widest: dict[Status, int] = {}  # heads aligned within each status (passes, then skips)
     for f, head in zip(findings, heads):
