@@ -385,8 +385,9 @@ def table_lines(table: Table, width: int) -> list[Text]:
 def section_lines(title: str, body: RenderableType, width: int) -> list[Text]:
     """A summary section: its title, then its body within `width`."""
     lines = [Text(title, style="bold underline")]
-    if isinstance(body, Table):
-        return lines + table_lines(body, width)
+    if isinstance(body, Table):  # its caption (how to read it) wrapped under it
+        note = wrap(Text(display(str(body.caption)), style="dim"), width) if body.caption else []
+        return lines + table_lines(body, width) + note
     if isinstance(body, (Text, str)):
         return lines + wrap(Text(display(body)) if isinstance(body, str) else _cell(body, None), width)
     console = Console(width=width, file=io.StringIO(), color_system=None)  # any other renderable

@@ -46,3 +46,22 @@ def test_consequences_point_to_their_root():
     assert root_of(other, [active, other]) is None  # short for another reason: its own block
     warned = finding("bank-active", "", Status.WARN, "warmup")
     assert root_of(region, [warned, region]) is None  # a cause of another status is not grouped
+
+
+def test_a_table_says_how_to_read_its_numbers_at_any_width():
+    """The loss tables' captions (why live's chance differs from inspect-ckpt's) are printed under them,
+    in the grid and in the narrow label + rest layout alike."""
+    from rich.table import Table
+
+    from fgclip_doctor.commands.live.command import CHANCE_NOTE
+    from fgclip_doctor.facts import Facts
+    from fgclip_doctor.report import Report, render
+
+    table = Table(caption=CHANCE_NOTE)
+    for col in ("term", "chance", "floor"):
+        table.add_column(col)
+    table.add_row("global", "2.08", level_text(9.9e-86))
+    report = Report("live", None, Facts(), [], sections=[("Loss terms", table)])
+    for width in (60, 100, 200):
+        text = " ".join(render(report, "table", width).split())
+        assert "one direction at a time" in text and "twice this row" in text and "< 1e-4" in text, width
