@@ -143,7 +143,8 @@ OTHER_CASES: tuple[Case, ...] = (
         Launch(tree="metaclip", script="run_b32.sh", edits=(METACLIP_LOCAL,)),
         Launch(tree="metaclip", script="run_b32.sh"),
         (Expect("negatives-count", "global", F),),
-        twin_warns=(Expect("fp16", "", W),),  # --precision amp: fp16 autocast
+        twin_warns=(Expect("fp16", "", W),),
+        twin_why="the MetaCLIP tree trains with --precision amp (fp16 autocast): fp16 WARNs on it, rightly",
     ),
     Case(
         "layer-decay-zero",
