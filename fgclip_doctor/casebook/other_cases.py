@@ -167,6 +167,7 @@ OTHER_CASES: tuple[Case, ...] = (
         ),
         Launch(tree="albef", script="run_pretrain.sh"),
         (Expect("lr-zero", "lr", F),),
+        evidence="flag",  # the YAML's lr is the value the edit injects (as lr-zero's flag)
     ),
     Case(
         "argparse-underscore-flag",
