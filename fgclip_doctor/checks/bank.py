@@ -380,14 +380,9 @@ def _same_caption(facts: Facts, ctx: RuleContext, same_n: str, mask_n: str, limi
             shown = f"{pct(same)}, {pct(unmasked)} unmasked"
             why = f"{text}; {pct(unmasked)} keep a finite logit (masked -inf in the head's logits)"
             return ctx.passed(shown, expected, why, src, "same caption")
-        return ctx.problem(
-            f"{pct(unmasked)} unmasked",
-            expected,
-            f"{text}; {pct(unmasked)} keep a finite logit in the head's output: copies of the positive "
-            f"act as negatives ({pct(unmasked)} > {pct(limit)})",
-            src,
-            "same caption",
-        )
+        why = f"{text}; {pct(unmasked)} keep a finite logit in the head's output: copies of the positive act "
+        why += f"as negatives ({pct(unmasked)} > {pct(limit)})"
+        return ctx.problem(f"{pct(unmasked)} unmasked", expected, why, src, "same caption")
     src = ctx.sources_of(facts, same_n, mask_n)
     mask = facts.value(mask_n)
     if mask is None:
@@ -395,10 +390,5 @@ def _same_caption(facts: Facts, ctx: RuleContext, same_n: str, mask_n: str, limi
     if mask:
         why = f"{text}; all masked (bank.mask_same_caption), so none acts as a negative"
         return ctx.passed(f"{pct(same)} masked", expected, why, src, "same caption")
-    return ctx.problem(
-        pct(same),
-        expected,
-        f"{text}, unmasked: copies of the positive act as negatives ({pct(same)} > {pct(limit)})",
-        src,
-        "same caption",
-    )
+    why = f"{text}, unmasked: copies of the positive act as negatives ({pct(same)} > {pct(limit)})"
+    return ctx.problem(pct(same), expected, why, src, "same caption")

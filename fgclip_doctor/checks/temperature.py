@@ -337,23 +337,21 @@ def _decayed_in_code(facts: Facts, ctx: RuleContext, scale: str) -> Finding:
     severity="warn",
     where="KL",
     fix="make the scales trainable (requires_grad) and put them in an optimizer group",
-    what="Each scale parameter requires grad and (live) receives a gradient before the optimizer "
-    "steps, whatever its value; after optimizer steps it differs from its init by at least 1e-6, "
-    "and every trainable scale parameter is in some optimizer group. An unchanged value proves "
-    "nothing after fewer than `min_steps` steps (a warmup schedule's first step has LR 0) "
-    "or while the scale sits at the clamp ceiling (the clamp, not a missing gradient, "
-    "holds it there).",
+    what="Each scale parameter requires grad and (live) receives a gradient before the optimizer steps, "
+    "whatever its value; after optimizer steps it differs from its init by at least 1e-6, and every "
+    "trainable scale parameter is in some optimizer group. An unchanged value proves nothing after "
+    "fewer than `min_steps` steps (a warmup schedule's first step has LR 0) or while the scale sits "
+    "at the clamp ceiling (the clamp, not a missing gradient, holds it there).",
     why="A scale with no gradient, left out of the optimizer, or rounded away in bf16 stays at "
     "its init: a wrong init is then never corrected by training.",
     example="finegrained still 2.6592 (T 14.3) after 40 optimizer steps -> WARN",
     evidence="open_clip model.py makes logit_scale an nn.Parameter trained with the rest "
-    "(src/open_clip_train/optim.py puts it in the no-decay group, not outside the "
-    "optimizer).",
+    "(src/open_clip_train/optim.py puts it in the no-decay group, not outside the optimizer).",
     thresholds={"tol": 1e-6, "min_steps": 2},
 )
 def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
     """One finding per scale that could be checked."""
-    steps = facts.value("train.optimizer_steps_done")
+    steps, mins = facts.value("train.optimizer_steps_done"), ctx.threshold("min_steps")
     groups, params = facts.value("optim.groups"), facts.value("model.parameters")
     in_groups = {p for g in groups or [] for p in g.get("params", [])}
     clamp_max = facts.value("scale.clamp_max") if facts.value("scale.clamp") else None
@@ -362,11 +360,10 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
         problems, checked, unproven, src, measured = [], [], [], [], "not in the optimizer"
         init_n, value_n = scale_fact(s, "init"), scale_fact(s, "value")
         grad_n, seen_n = scale_fact(s, "requires_grad"), f"observed.scale.{s}.grad_seen"
-        # Whatever its value (at the clamp ceiling too): no requires_grad or no .grad = no training.
-        if facts.value(grad_n) is False:
+        if facts.value(grad_n) is False:  # whatever its value (at the clamp ceiling too): no training
             src, measured = [*src, *ctx.sources_of(facts, grad_n)], "requires_grad False"
             problems.append(f"{s} has requires_grad False: no gradient, it never moves")
-        elif facts.value(seen_n) is False and steps and steps >= ctx.threshold("min_steps"):
+        elif facts.value(seen_n) is False and steps and steps >= mins:
             src, measured = [*src, *ctx.sources_of(facts, grad_n, seen_n)], "no gradient"
             problems.append(f"{s} got no gradient (.grad None) before any of {steps} optimizer steps")
         elif facts.value(seen_n):
@@ -378,13 +375,11 @@ def logit_scale_frozen(facts: Facts, ctx: RuleContext) -> list[Finding]:
                 if clamp_max is not None and abs(value - float(clamp_max)) < ctx.threshold("tol"):
                     src += ctx.sources_of(facts, "scale.clamp", "scale.clamp_max")
                     unproven.append(f"{s} at the clamp ceiling {fmt_scale(value)}: the clamp holds it")
-                elif steps and steps >= ctx.threshold("min_steps"):
+                elif steps and steps >= mins:
                     problems.append(f"{s} still at {fmt_scale(value)} after {steps} optimizer steps")
                     measured = f"unchanged after {steps} steps"
                 elif steps:  # the first step of a warmup schedule runs at LR 0
-                    unproven.append(
-                        f"{s} unchanged after only {steps} optimizer step(s) (< {ctx.threshold('min_steps'):g})"
-                    )
+                    unproven.append(f"{s} unchanged after only {steps} optimizer step(s) (< {mins:g})")
             else:
                 during = f" in {steps} steps" if steps else ""
                 checked.append(f"{s} moved {fmt_scale(init)} -> {fmt_scale(value)}{during}")
