@@ -334,3 +334,35 @@ def test_deep_expressions_leave_the_build_unknown_without_a_traceback(tree):
     )
     found, facts, _ = check(tree, "")
     assert facts["loss.terms"][0] == ["global"]  # the losses are still read by their shape
+
+
+# --- bounded arithmetic: reading never hangs on what a constant expression would build ----------
+
+
+def test_huge_constant_expressions_are_unknown_not_built(tree):
+    """`10 ** 10 ** 10` and `"x" * 10 ** 12` in the user's code: unknown values, read at once
+    (Python would spend minutes and gigabytes building them); the rest of the model still reads."""
+    model = tree / "src" / "myclip" / "model.py"
+    text = model.read_text()
+    text = text.replace(
+        "        self.logit_scale = nn.Parameter(",
+        "        self.huge = 10 ** 10 ** 10\n"
+        "        self.pad = 'x' * 10 ** 12\n"
+        "        self.logit_scale = nn.Parameter(",
+    )
+    model.write_text(text)
+    found, facts, _ = check(tree, "")
+    assert facts["scale.global.init"][0] == pytest.approx(math.log(1 / 0.07))
+
+
+def test_arithmetic_is_bounded():
+    import ast
+
+    from fgclip_doctor.sources.code.reader.astutil import UNKNOWN, arithmetic
+
+    assert arithmetic(ast.Pow, 2, 10) == 1024
+    assert arithmetic(ast.Pow, 10, 10**10) is UNKNOWN  # float overflow, never a 10-billion-digit int
+    assert arithmetic(ast.Mult, "x", 10**12) is UNKNOWN
+    assert arithmetic(ast.Mult, [0], 4) == [0, 0, 0, 0]
+    assert arithmetic(ast.Div, 1, 0) is UNKNOWN
+    assert arithmetic(ast.Add, True, 1) is UNKNOWN

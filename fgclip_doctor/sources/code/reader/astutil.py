@@ -16,7 +16,7 @@ from fgclip_doctor.sources.code.reader.program import dotted
 
 UNKNOWN = object()  # a value the reader cannot establish statically
 
-_BINOPS = {
+BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -25,7 +25,26 @@ _BINOPS = {
     ast.Pow: operator.pow,
     ast.Mod: operator.mod,
 }
-_MATH = {"log": math.log, "exp": math.exp, "sqrt": math.sqrt}  # np.log, math.log, torch.log ...
+MATH = {"log": math.log, "exp": math.exp, "sqrt": math.sqrt, "log10": math.log10}  # np.log, torch.log ...
+_MAX_REPEAT = 1 << 16  # "x" * n / [0] * n: longer than any value a rule reads
+
+
+def arithmetic(op: type[ast.operator], a: object, b: object) -> object:
+    """`a <op> b` on two constants the code wrote, or UNKNOWN; bounded, so reading never hangs on
+    `10 ** 10 ** 10` or `"x" * 10 ** 12`: an int power beyond 64 bits is computed in float (it
+    overflows instead of building a huge int), a repeated sequence longer than _MAX_REPEAT is not built."""
+    if op not in BINOPS or isinstance(a, bool) or isinstance(b, bool):
+        return UNKNOWN
+    try:
+        if op is ast.Pow and isinstance(a, int) and isinstance(b, int) and (abs(b) > 64 or abs(a) >= 1 << 64):
+            a = float(a)
+        if op is ast.Mult:
+            seq, n = (a, b) if isinstance(a, (str, bytes, list, tuple)) else (b, a)
+            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_REPEAT:
+                return UNKNOWN
+        return BINOPS[op](a, b)
+    except (ArithmeticError, ValueError, TypeError):
+        return UNKNOWN
 
 
 def constant(node: ast.AST | None, depth: int = 0) -> Any:
@@ -37,13 +56,10 @@ def constant(node: ast.AST | None, depth: int = 0) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = constant(node.operand, depth + 1)
         return v if v is UNKNOWN or not isinstance(v, (int, float)) else (-v if isinstance(node.op, ast.USub) else v)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+    if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
         a, b = constant(node.left, depth + 1), constant(node.right, depth + 1)
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-            try:
-                return _BINOPS[type(node.op)](a, b)
-            except (ArithmeticError, ValueError):
-                return UNKNOWN
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return arithmetic(type(node.op), a, b)
         return UNKNOWN
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [constant(e, depth + 1) for e in node.elts]
@@ -55,9 +71,9 @@ def constant(node: ast.AST | None, depth: int = 0) -> Any:
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
         fn = (dotted(node.func) or "").rpartition(".")[2]
         v = constant(node.args[0], depth + 1)
-        if fn in _MATH and isinstance(v, (int, float)):
+        if fn in MATH and isinstance(v, (int, float)):
             try:
-                return _MATH[fn](v)
+                return MATH[fn](v)
             except (ArithmeticError, ValueError):
                 return UNKNOWN
         if fn in ("tensor", "float", "int") and isinstance(v, (int, float)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from fgclip_doctor.sources.code.reader.astutil import UNKNOWN, arithmetic
 from fgclip_doctor.sources.code.reader.program import Defn, External, dotted
 from fgclip_doctor.sources.code.reader.source import SourceFile
 from fgclip_doctor.sources.code.reader.values import (
@@ -201,10 +202,8 @@ class Exprs:
             if isinstance(b, Const) and b.value == 1.0 and not isinstance(b.value, bool):
                 return a
         if isinstance(a, Const) and isinstance(b, Const) and type(op) in BINOPS:
-            try:
-                return Const(BINOPS[type(op)](a.value, b.value), at)
-            except Exception:  # noqa: BLE001 - arithmetic on odd constants: unknown, never a crash
-                return Unknown(f"{at}: not computed")
+            value = arithmetic(type(op), a.value, b.value)  # bounded: never a hang on 10 ** 10 ** 10
+            return Unknown(f"{at}: not computed") if value is UNKNOWN else Const(value, at)
         return Unknown(f"{at}: not known")
 
     def _compare(self, node: ast.Compare, frame: Frame, at: str) -> Val:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import ast
 import builtins
-import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fgclip_doctor.sources.code.reader.astutil import BINOPS, MATH  # noqa: F401 (re-exported)
 from fgclip_doctor.sources.code.reader.program import Defn, External
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
@@ -40,16 +40,6 @@ PASS_THROUGH = {"float", "int", "tensor", "as_tensor", "Parameter", "detach", "i
 FACTORIES = {"randn", "rand", "zeros", "empty", "ones", "ones_like", "Embedding"}
 SHAPE_KEEP = {"normalize", "detach", "clone", "contiguous", "float"}
 MODEL_SELF = {"to", "cuda", "cpu", "train", "eval", "float", "half", "bfloat16", "requires_grad_"}
-MATH = {"log": math.log, "exp": math.exp, "sqrt": math.sqrt, "log10": math.log10}
-BINOPS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Pow: operator.pow,
-    ast.Mod: operator.mod,
-}
 COMPARE = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
