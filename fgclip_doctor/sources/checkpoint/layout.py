@@ -14,7 +14,6 @@ import io
 import json
 import pickletools
 import re
-import struct
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from fgclip_doctor.environment import require_torch
 from fgclip_doctor.errors import DoctorInputError
 from fgclip_doctor.sources.checkpoint import safetensors_lazy as stl
+from fgclip_doctor.sources.checkpoint.pickles import UNREADABLE_PICKLE
 from fgclip_doctor.sources.files import display_path, read_text_file
 
 _NO_WEIGHTS = (
@@ -238,19 +238,7 @@ def _unsafe_globals(path: Path, allowed: set[str]) -> list[str]:
 #: RuntimeError (zip reader, storages), OSError, EOFError (truncation), ValueError (bad pickle
 #: bytes, UnicodeDecodeError), KeyError / IndexError / TypeError / AttributeError (the weights-only
 #: unpickler on a malformed stack or memo), OverflowError and struct.error (absurd sizes).
-UNREADABLE_TORCH_FILE = (
-    RuntimeError,
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    OverflowError,
-    struct.error,
-    zipfile.BadZipFile,
-)
+UNREADABLE_TORCH_FILE = (RuntimeError, OSError, *UNREADABLE_PICKLE)
 
 
 def load_torch_file(path: object) -> object:

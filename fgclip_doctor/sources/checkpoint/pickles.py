@@ -17,6 +17,21 @@ from pathlib import Path
 
 from fgclip_doctor.errors import DoctorInputError
 
+#: What an unpickler raises on truncated or junk bytes: EOFError, ValueError, KeyError (a missing
+#: memo), IndexError / TypeError / AttributeError (a malformed stack), OverflowError and struct.error
+#: (absurd lengths), BadZipFile (a torch zip that is not one).
+UNREADABLE_PICKLE = (
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    struct.error,
+    zipfile.BadZipFile,
+)
+
 
 class Stub:
     """A pickled object rebuilt as data: its class name, constructor args and state; never code."""
@@ -142,15 +157,5 @@ def read_pickle_data(path: object) -> object:
     # truncated / junk bytes: what the unpickler raises on them (EOFError, ValueError, KeyError on a
     # missing memo, IndexError / TypeError / AttributeError on a malformed stack, OverflowError and
     # struct.error on absurd lengths, BadZipFile): one line, never a traceback
-    except (
-        EOFError,
-        ValueError,
-        KeyError,
-        IndexError,
-        TypeError,
-        AttributeError,
-        OverflowError,
-        struct.error,
-        zipfile.BadZipFile,
-    ) as err:
+    except UNREADABLE_PICKLE as err:
         raise DoctorInputError(path, f"not a readable pickle ({type(err).__name__}: {str(err)[:120]})") from None
