@@ -214,9 +214,11 @@ def test_fgclip_checkout_as_working_directory(tmp_path):
     assert checked.returncode in (0, 1), checked.stderr
     assert "Traceback" not in checked.stderr and "user package" not in checked.stderr + checked.stdout
     assert "fgclip/train/train_mem.py is not the bundled subject" in " ".join(checked.stdout.split())
-    live = doctor(v1, "live", "scripts/train.sh")
+    # live runs FG-CLIP's package in a child process (its own `fgclip`, never the bundled one): the
+    # user's __init__ above stops that child, and the doctor says so in one line
+    live = doctor(v1, "live", "scripts/train.sh", pythonpath=f".{os.pathsep}{REPO}")
     assert live.returncode == 2 and live.stderr.count("\n") == 1, live.stderr
-    assert "own package `fgclip`" in live.stderr and "is not a package" not in live.stderr
+    assert "the user package was imported" in live.stderr and "is not a package" not in live.stderr
     # `-m fgclip.train` here runs FG-CLIP's package, not the subject: read as text
     (v1 / "subject.sh").write_text("python -m fgclip.train --preset tiny\n")
     other = doctor(v1, "check-config", "subject.sh", "-q")  # a package without __main__.py: python -m stops
