@@ -30,6 +30,9 @@ AT_LEAST_ONE = {
     "per_device_train_batch_size": "each forward call needs at least one sample",
 }
 
+#: Learning rates the subject hands to its optimizer's groups (AdamW raises ValueError below 0).
+NON_NEGATIVE_LR = ("learning_rate", "text_model_lr", "roi_projection_lr")
+
 
 def long_positions_problem(long_rows: int, base_rows: int, keep: int) -> str | None:
     """Why the long text position table cannot have `long_rows` rows (None when it can): FG-CLIP
@@ -60,6 +63,10 @@ def refused(values: Mapping[str, object]) -> list[ArgumentError]:
         v = values.get(flag)
         if isinstance(v, int) and v < 1:
             out.append(ArgumentError(flag, v, f"must be at least 1: {why}"))
+    for flag in NON_NEGATIVE_LR:
+        v = values.get(flag)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            out.append(ArgumentError(flag, v, "must not be negative: torch's optimizers refuse it"))
     size = values.get("memory_bank_size")
     if values.get("use_memory_bank", True) and isinstance(size, int) and (why := bank_size_problem(size)):
         out.append(ArgumentError("memory_bank_size", size, why))

@@ -161,8 +161,10 @@ def _untouched(request):
 
 
 def _inputs(args: tuple[str, ...]) -> dict[str, object]:
-    """Hashes of every existing path among the arguments (checked after each run)."""
-    paths = [Path(a) for a in args if not a.startswith("-") and Path(a).exists()]
+    """Hashes of every existing path among the arguments (checked after each run); what an option
+    writes (`--plot FILE`, `--output FILE`) is the command's output, not what it inspects."""
+    written = {b for a, b in zip(args, args[1:]) if a in ("--plot", "--output", "-o")}
+    paths = [Path(a) for a in args if not a.startswith("-") and a not in written and Path(a).exists()]
     return {str(p): _hashes(p) if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 

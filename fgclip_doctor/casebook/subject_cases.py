@@ -82,8 +82,14 @@ SUBJECT_CASES: tuple[Case, ...] = (
         "live",
         Launch(fault="scales-outside-optimizer"),
         Launch(),
-        tuple(
-            Expect("logit-scale-frozen", s, W, "in no optimizer group") for s in ("global", "finegrained", "hardneg")
+        (
+            *(
+                Expect("logit-scale-frozen", s, W, "in no optimizer group")
+                for s in ("global", "finegrained", "hardneg")
+            ),
+            Expect(
+                "lr-zero", "parameters", F
+            ),  # trainable, in no group: never stepped (the same fault, seen by lr-zero)
         ),
         steps=3,
     ),

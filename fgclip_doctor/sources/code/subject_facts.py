@@ -230,12 +230,20 @@ def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scalar
             facts.set(f"scale.{s}.init", round(v, 6), src)
 
     cfg = model.config
-    groups, clamps = built_optimizer(model, values)
-    hooks = "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its optimizer's post-step hooks, run on the scales)"
-    ceilings = {v for v in clamps.values() if v is not None}
-    facts.set("scale.clamp", bool(clamps) and all(v is not None for v in clamps.values()), hooks)
-    if ceilings:
-        facts.set("scale.clamp_max", max(ceilings), f"{hooks}: a scale set to 1e3 comes back at {max(ceilings):.4f}")
+    groups = None
+    unset = [f"--{f}" for f in ("learning_rate", "weight_decay") if not isinstance(values.get(f), (int, float))]
+    if unset:  # refused (a negative LR: the optimizer raises at start-up) or not known: no optimizer to read
+        for name in ("optim.groups", "scale.clamp", "scale.clamp_max"):
+            facts.mark_unknown(name, f"{' and '.join(unset)} not known or refused: the optimizer was not built")
+    else:
+        groups, clamps = built_optimizer(model, values)
+        hooks = "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its optimizer's post-step hooks, run on the scales)"
+        ceilings = {v for v in clamps.values() if v is not None}
+        facts.set("scale.clamp", bool(clamps) and all(v is not None for v in clamps.values()), hooks)
+        if ceilings:
+            facts.set(
+                "scale.clamp_max", max(ceilings), f"{hooks}: a scale set to 1e3 comes back at {max(ceilings):.4f}"
+            )
     terms = ["global"] + (["region"] if cfg.add_box_loss else []) + (["hardneg"] if cfg.use_hard_neg else [])
     facts.set("loss.terms", terms, f"{sources.get('add_box_loss')} / {sources.get('use_hard_neg')}")
     for term in terms:
@@ -265,7 +273,10 @@ def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scalar
         wraps = _bank_wraps()
         facts.set("bank.wraps", wraps, "fgclip/memory_bank.py RegionMemoryBank.enqueue (run on a 2-row queue)")
     facts.set("model.parameters", [n for n, p in model.named_parameters() if p.requires_grad], BUILT)
-    facts.set("optim.groups", groups, "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its param_groups, on meta)")
+    if groups is not None:
+        facts.set(
+            "optim.groups", groups, "fgclip/trainer.py FGCLIPTrainer.create_optimizer (its param_groups, on meta)"
+        )
     if not base or base_here:  # the architecture is known only from a readable base (or scratch)
         facts.set("text.eos_token_id", model.text_model.eos_token_id, f"{BUILT}: text_config.eos_token_id")
     if tokenizer is not None:
