@@ -295,10 +295,11 @@ def summary(results: list[CaseResult]) -> str:
     silent = sum(r.twin_silent for r in margin)
     caught = sum(r.detected for r in margin)
     false_fails = sum(bool(r.twin_fails) for r in results)
+    odd_warns = sum(bool(r.twin_warns_unexpected) for r in results)  # exit 1 too: say so in the headline
     return (
         f"casebook: {len(detected)}/{n} faults detected ({len(detected) - by_flag} measured, {by_flag} by flag), "
         f"{silent}/{len(margin)} near-miss twins silent, {caught}/{len(margin)} near-miss faults caught, "
-        f"{false_fails} false FAILs"
+        f"{false_fails} false FAILs" + (f", {odd_warns} twins with WARNs the case does not list" if odd_warns else "")
     )
 
 
