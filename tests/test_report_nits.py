@@ -74,6 +74,28 @@ def test_the_ucf_run_table_at_80_columns(synthetic_root, tmp_path, monkeypatch):
     assert "--include × scripts/train_ucf_full.sh:14 --include" not in " ".join(text.split())
 
 
+def test_a_huge_scale_flag_is_cited_and_shown_short(synthetic_root, tmp_path, monkeypatch):
+    """--logit_scale_init_value 1e20: the parameter holds float32(1e20) = 1.00000002e20, still the flag's
+    own value (cited as the command line, not "the code overrides it"), shown as 1e+20, not 21 digits."""
+    monkeypatch.chdir(tmp_path)
+    text = cli(
+        "check-config", "-m", "fgclip.train", "--", "--preset", "tiny", "--logit_scale_init_value", "1e20"
+    ).stdout
+    [row] = [line for line in text.splitlines() if line.startswith("finegrained scale init")]
+    assert row.split() == [
+        "finegrained",
+        "scale",
+        "init",
+        "1e+20",
+        "(T",
+        "inf)",
+        "command",
+        "line",
+        "--logit_scale_init_value",
+    ]
+    assert "100000002004087734272" not in text and "overrides" not in text
+
+
 # ---- rules -------------------------------------------------------------------------------------------
 
 

@@ -27,8 +27,9 @@ def temperature(ln_value: float) -> str:
 
 
 def fmt_scale(ln_value: float) -> str:
-    """An ln-scale with its temperature: '2.6592 (T 14.3)'."""
-    return f"{ln_value:.4f} (T {temperature(ln_value)})"
+    """An ln-scale with its temperature: '2.6592 (T 14.3)'; '1e+20 (T inf)' past a million, not 21 digits."""
+    shown = f"{ln_value:.4f}" if abs(ln_value) < 1e6 else f"{ln_value:.4g}"
+    return f"{shown} (T {temperature(ln_value)})"
 
 
 def is_scale_param(param: str, scale: str) -> bool:

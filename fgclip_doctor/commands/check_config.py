@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from fgclip_doctor.checks.registry import run_rules
+from fgclip_doctor.checks.temperature import fmt_scale
 from fgclip_doctor.environment import require_subject
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.report import Report
@@ -14,7 +15,7 @@ from fgclip_doctor.settings import Settings
 from fgclip_doctor.sources.launch.target import TargetView, launch_directory, read_target
 from fgclip_doctor.sources.run_config import collect_facts
 from fgclip_doctor.terminal import notice_stream
-from fgclip_doctor.units import forward_calls_text, temperature
+from fgclip_doctor.units import forward_calls_text
 
 # The run summary shown above the findings: (label, fact name, formatter).
 SUMMARY = [
@@ -44,10 +45,6 @@ SUMMARY = [
 UNKNOWN_SHOWN = ("run.world_size", "candidates.global", "train.per_device_batch", "train.grad_accum")
 
 
-def _scale(v: float) -> str:
-    return f"{v:.4f} (T {temperature(v):.3g})"
-
-
 def _row(facts: Facts, label: str, name: str | None, fmt) -> tuple[str, str, str] | None:
     if name is None:  # precision
         if "train.fp16" not in facts and "train.bf16" not in facts:
@@ -60,7 +57,7 @@ def _row(facts: Facts, label: str, name: str | None, fmt) -> tuple[str, str, str
         return (label, "unknown", why[0]) if why else None
     v = facts.value(name)
     if name.startswith("scale."):
-        text = _scale(v)
+        text = fmt_scale(v)
     elif name == "bank.warmup_forward_calls":
         step = facts.value("bank.switch_on_step")
         text = forward_calls_text(v, step)

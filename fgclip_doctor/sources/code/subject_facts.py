@@ -8,6 +8,7 @@ weights are read lazily: only the scalars (logit scales) leave the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -222,7 +223,9 @@ def _built_facts(facts: Facts, values: dict, sources: dict, read_scalars: Scalar
             v = float(getattr(model, param).detach())
             flag = "logit_scale_init_value"
             if s != "global" and values.get(flag) is not None:
-                src = _cite(round(v, 4), flag, sources, {flag: round(values[flag], 4)}, param)
+                # the parameter holds the flag's value in float32: equal to 7 digits is the flag's own value
+                same = math.isclose(v, float(values[flag]), rel_tol=1e-6, abs_tol=1e-6)
+                src = _cite(values[flag] if same else round(v, 4), flag, sources, values, param)
             elif base and values.get("from_openai"):
                 src = f"{BUILT}: {param} = the base's learned logit_scale (from_clip copies it)"
             else:
