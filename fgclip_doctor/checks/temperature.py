@@ -17,7 +17,6 @@ from fgclip_doctor.vocabulary import SCALE_OF_PARAM, SCALE_PARAMS, SCALES, scale
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
 LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
-#: parameter name of each scale in FG-CLIP-style models (possibly behind a "module." prefix)
 
 
 def temperature(ln_value: float) -> str:
