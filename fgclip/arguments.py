@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 #: torch sizes and element counts are int64
 INDEX_LIMIT = 2**63 - 1
+#: the largest finite float32: the logit scales are float32 parameters (torch's fill_ raises past it)
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class ArgumentError(ValueError):
@@ -55,6 +57,16 @@ def bank_size_problem(size: int, dim: int = 1) -> str | None:
     return None
 
 
+def scale_init_problem(value: object) -> str | None:
+    """Why a logit-scale init of `value` (an ln-scale) cannot be stored (None when it can): the scales
+    are float32 parameters, filled with it at build; nan and inf start no temperature either."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if not abs(value) <= FLOAT32_MAX:  # also nan
+        return f"the logit scales are float32 parameters: an ln-scale must be finite, within +-{FLOAT32_MAX:.4g}"
+    return None
+
+
 def refused(values: Mapping[str, object]) -> list[ArgumentError]:
     """The flag values (`values`: flag name -> typed value, None when not known) fgclip.train
     refuses before it builds anything."""
@@ -67,6 +79,9 @@ def refused(values: Mapping[str, object]) -> list[ArgumentError]:
         v = values.get(flag)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
             out.append(ArgumentError(flag, v, "must not be negative: torch's optimizers refuse it"))
+    init = values.get("logit_scale_init_value")
+    if why := scale_init_problem(init):
+        out.append(ArgumentError("logit_scale_init_value", init, why))
     size = values.get("memory_bank_size")
     if values.get("use_memory_bank", True) and isinstance(size, int) and (why := bank_size_problem(size)):
         out.append(ArgumentError("memory_bank_size", size, why))

@@ -65,11 +65,13 @@ def global_candidates(per_device: int, world: int, gathered: bool) -> int:
     return per_device * world if gathered else per_device
 
 
-def steps_for_epochs(dataset_size: int, epochs: float, per_device: int, world: int, accum: int) -> int:
+def steps_for_epochs(dataset_size: int, epochs: float, per_device: int, world: int, accum: int) -> int | None:
     """Optimizer steps of `epochs` epochs, as HF Trainer counts them: batches per epoch per
-    process, then optimizer steps per epoch (at least one)."""
+    process, then optimizer steps per epoch (at least one). None (unknown) where no run has that
+    many: epochs nan or inf, or so many that the count is not a finite float."""
     batches = math.ceil(dataset_size / (per_device * world))
-    return math.ceil(epochs * max(batches // accum, 1))
+    steps = float(epochs) * max(batches // accum, 1)
+    return math.ceil(steps) if math.isfinite(steps) else None
 
 
 def temperature(ln_scale: float) -> float:

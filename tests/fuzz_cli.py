@@ -23,7 +23,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
+import typer.main
+import typer.testing
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
@@ -32,6 +35,9 @@ from fgclip_doctor.cli import app
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "derandomized")  # registered in tests/conftest.py
 FULL_EXAMPLES = 10_000
 CASE_SECONDS = 120  # a hang guard, not a speed assertion: a meta build takes about a second
+#: the click command, built from the Typer app once: typer's CliRunner.invoke rebuilds it on every
+#: call (typer.testing: `_get_command(app)`, ~15 ms), thousands of times in a 10,000-example run
+COMMAND = typer.main.get_command(app)
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -126,7 +132,8 @@ def run_cli(
         warnings.simplefilter("default")
         for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
             warnings.simplefilter("ignore", hidden)  # hidden by Python's own default filters
-        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+        with mock.patch.object(typer.testing, "_get_command", lambda _app: COMMAND):
+            result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
     shown = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in raised]
     assert not shown, "a Python warning would reach stderr:\n" + "\n".join(shown[:5])
     out, err = result.stdout, result.stderr

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 import transformers
-from fuzz_cli import run_cli
+from fuzz_cli import fuzz_settings, run_cli
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from fgclip import train
 from fgclip.arguments import ArgumentError
@@ -111,6 +113,38 @@ def test_the_subject_refuses_the_same_long_table_itself(tiny_tokenizer):
         assert err.value.flag == "max_seq_length"
 
 
+@pytest.mark.parametrize("value", ["1e39", "-3.5e38", "inf", "nan"])
+def test_a_scale_init_a_float32_cannot_hold_is_refused(synthetic_root, tmp_path, value):
+    """Past float32's largest value torch's fill_ raised RuntimeError (a traceback from check-config):
+    now the subject refuses it at start-up, and check-config names the flag with that reason."""
+    with pytest.raises(ArgumentError, match="float32 parameters"):
+        train.parse(["--output_dir", str(tmp_path / "out"), f"--logit_scale_init_value={value}"])
+    code, found = check(tmp_path, f"--logit_scale_init_value={value}")
+    fail = found[("FGD303", "--logit_scale_init_value")]
+    assert code == 1 and fail["status"] == "FAIL" and "float32 parameters" in fail["message"], fail
+
+
+@pytest.mark.parametrize("epochs", ["inf", "nan", "1e308"])
+def test_epochs_that_count_no_finite_run_leave_its_length_unknown(synthetic_root, tmp_path, epochs):
+    """num_train_epochs inf / nan / 1e308 under --max_steps -1: math.ceil raised OverflowError or
+    ValueError (a traceback); now the run's length is unknown and says why."""
+    from fgclip_doctor.units import steps_for_epochs
+
+    assert steps_for_epochs(512, float(epochs), 8, 1, 1) is None
+    assert steps_for_epochs(512, 2.5, 8, 1, 1) == 160
+    code, found = check(tmp_path, f"--max_steps -1 --num_train_epochs {epochs}")
+    assert code in (0, 1) and not [f for f in found.values() if f["status"] == "FAIL"]
+    skipped = [f["message"] for f in found.values() if f["status"] == "SKIP"]
+    assert any(f"num_train_epochs {float(epochs):g} counts no finite run" in m for m in skipped), skipped
+
+
+@pytest.mark.parametrize("value", ["3.4e38", "-3.4e38"])
+def test_a_scale_init_a_float32_holds_is_not_refused(synthetic_root, tmp_path, value):
+    code, found = check(tmp_path, f"--logit_scale_init_value={value}")
+    assert ("FGD303", "--logit_scale_init_value") not in found and code == 1  # FGD102 FAILs the scale itself
+    assert found[("FGD102", "finegrained")]["status"] == "FAIL"
+
+
 def test_a_logit_scale_too_large_for_a_float_temperature_is_a_finding(synthetic_root, tmp_path):
     code, found = check(tmp_path, "--logit_scale_init_value 99999999999999999999")
     assert code == 1
@@ -154,3 +188,47 @@ def test_every_other_numeric_training_flag_at_once(synthetic_root, tmp_path, val
     """The TrainingArguments flags the doctor does not read, all at `value` in one launch."""
     assert len(PASS_THROUGH) > 15, PASS_THROUGH  # the parser's numeric fields were found
     check(tmp_path, " ".join(f"--{n} {value}" for n in PASS_THROUGH))
+
+
+# ---- any value, any numeric flag, a few at once -----------------------------------------------------
+
+HUGE = 10**400  # past every float: int("1" + 400 zeros) is fine, float() of it overflows
+SPECIAL = ["0", "-1", "1e20", "inf", "-inf", "nan", "1e39", "-1e39", "1e308", "1e309", "-0.0", str(HUGE), str(-HUGE)]
+values = st.one_of(
+    st.sampled_from(SPECIAL),
+    st.integers(min_value=-(2**130), max_value=2**130).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: f"{x:e}"),
+)
+#: (flag, value) pairs: several, so that one flag can open another's branch (--max_steps -1 makes
+#: check-config count num_train_epochs); a flag given twice takes its last value, as argparse does
+FORMS = st.sampled_from([" ", "="])  # `--x v` or `--x=v`
+pairs = st.lists(st.tuples(st.sampled_from(SUBJECT_FLAGS + PASS_THROUGH), values, FORMS), min_size=1, max_size=3)
+
+
+def _untypable(flag: str, value: str, sep: str) -> bool:
+    """The subject's parser refuses it: an int flag's value that is no integer, or (as `--x v`) a value
+    that starts with '-' and is no number to argparse (`-1e39`, `-inf`: "expected one argument")."""
+    if KINDS[flag] is int and not re.fullmatch(r"-?\d+", value):
+        return True
+    return sep == " " and value.startswith("-") and not re.fullmatch(r"-\d+|-\d*\.\d+", value)
+
+
+@fuzz_settings(12)
+@given(pairs)
+@example([("max_seq_length", "4", " ")])  # the three escapes of issue 20, then those the fuzzing found
+@example([("max_seq_length", "-1", " ")])
+@example([("logit_scale_init_value", "99999999999999999999", " ")])
+@example([("logit_scale_init_value", "1e39", " ")])
+@example([("max_steps", "-1", " "), ("num_train_epochs", "inf", " ")])
+@example([("max_steps", "-1", " "), ("num_train_epochs", "1e308", "=")])
+@example([("logit_scale_init_value", "-1e39", "=")])
+def test_numeric_flags_at_any_value(synthetic_root, tmp_path, pairs):
+    """Every numeric flag of the subject at any value (0, -1, 1e20, inf, nan, past float32 and float64,
+    huge integers), a few at once: findings (exit 0 / 1), or one error line and exit 2, never a
+    traceback (run_cli's contract). A value an int flag's parser cannot type is a FAIL naming a flag."""
+    code, found = check(tmp_path, " ".join(f"--{flag}{sep}{value}" for flag, value, sep in pairs))
+    assert code in (0, 1)  # a launch with odd values is judged, never refused as the doctor's input
+    if any(_untypable(*p) for p in pairs):
+        refused = {subject for (rule, subject), f in found.items() if rule == "FGD303" and f["status"] == "FAIL"}
+        assert refused & {f"--{f}" for f, _, _ in pairs}, sorted(found)

@@ -42,6 +42,9 @@ def derive_run(facts: Facts) -> None:
             facts.value("train.dataset_size"), facts.value("train.epochs"), per_device, world, accum
         )
         src = "num_train_epochs × ceil(dataset_size ÷ (per_device × world)) ÷ accumulation"
+        if steps is None:  # nan, inf or an overflowing count of epochs: no run has that many steps
+            epochs = facts.value("train.epochs")
+            facts.mark_unknown("train.optimizer_steps", f"num_train_epochs {epochs:g} counts no finite run")
     else:
         steps = None
         for why in facts.why("train.max_steps") + facts.why("train.dataset_size") + facts.why("train.epochs"):

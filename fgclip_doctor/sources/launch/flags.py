@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fgclip_doctor.environment import quiet_transformers_without_torch
 from fgclip_doctor.errors import DoctorInputError
-from fgclip_doctor.sources.launch.target import TargetView
+from fgclip_doctor.sources.launch.target import Flag, TargetView
 
 HF_DEFAULT = "transformers.TrainingArguments default"
 
@@ -30,8 +30,11 @@ class _Rejected(Exception):
     """argparse's error(), raised instead of exiting."""
 
 
-def _argv(name: str, value: object) -> list[str]:
-    return [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+def _argv(name: str, flag: Flag) -> list[str]:
+    """The flag as the launch gives it to argparse: `--x=v` stays attached (argparse then takes a
+    value such as `-1e39` or `-inf`, which it refuses as `--x -1e39`: "expected one argument")."""
+    value = str(flag.value).lower() if isinstance(flag.value, bool) else str(flag.value)
+    return [f"--{name}={value}"] if flag.attached else [f"--{name}", value]
 
 
 def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:
@@ -49,7 +52,7 @@ def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:
         if name in ("deepspeed", "preset") or flag.value is None:
             continue
         try:
-            _ns, unknown = parser.parse_known_args(_argv(name, flag.value))
+            _ns, unknown = parser.parse_known_args(_argv(name, flag))
             reason = "unrecognized argument" if any(u.startswith("--") for u in unknown) else None
         except _Rejected as err:
             reason = str(err)
@@ -76,7 +79,7 @@ def typed_args(view: TargetView, rejected: list[dict[str, object]]) -> tuple[dic
         if flag.value is None:
             skipped.append(name)
             continue
-        argv += _argv(name, flag.value)
+        argv += _argv(name, flag)
     ns, _unknown = parser.parse_known_args(argv)
     defaults_from = "fgclip/train.py default" if view.is_subject else HF_DEFAULT
     values, sources = {}, {}

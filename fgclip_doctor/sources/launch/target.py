@@ -34,6 +34,7 @@ class Flag:
     source: str
     option: str = ""  # as spelled in the launch (`--batch-size`); "" = `--<name>`
     bare: bool = False  # given without a value (`--do_train`)
+    attached: bool = False  # `--x=v`: argparse takes v even when it looks like an option (`--x=-1e39`)
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _pairs(tokens: list[str], source: str, cite_flag: bool = False) -> dict[str,
                 else:
                     val, bare = "True", True
             where = f"{source} {option}" if cite_flag else source
-            out[option[2:].replace("-", "_")] = Flag(val, where, option, bare)
+            out[option[2:].replace("-", "_")] = Flag(val, where, option, bare, attached=bool(eq))
         i += 1
     return out
 
@@ -263,7 +264,8 @@ def read_target(target: Path | TargetView | None, environ: dict[str, str] | None
         flags.update({k: Flag(v, s) for k, (v, s) in load_args_file(af).items()})
     for name, arg in launch.args.items():
         bare = arg.value == "True" and " " not in arg.raw and "=" not in arg.raw
-        flags[name] = Flag(arg.value, format_source(launch, name), arg.flag or f"--{name}", bare)
+        attached = "=" in (arg.raw.split() or [""])[0]  # `--x=v`, not `--x v`
+        flags[name] = Flag(arg.value, format_source(launch, name), arg.flag or f"--{name}", bare, attached)
     view = TargetView(
         display_path(path),
         launch.entry,
