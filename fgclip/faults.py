@@ -25,11 +25,27 @@ FAULTS = {
     "scales-outside-optimizer": "parameter_groups leaves the (trainable) logit scales out of the optimizer",
     "frozen-scales": "the logit scales are built with requires_grad=False",
     "scheduler-per-call": "the LR scheduler stepped on every forward call (micro-batch), not per optimizer step",
+    "region-image-mix": "each box feature mixed with the whole image's (dose = the image's weight, name:0.9)",
 }
 
 
+def _named() -> dict[str, float]:
+    """FGCLIP_FAULT as {name: dose}: `name` has dose 1.0, `name:0.8` dose 0.8."""
+    out = {}
+    for item in filter(None, os.environ.get(ENV, "").split(",")):
+        name, _, value = item.partition(":")
+        out[name] = float(value) if value else 1.0
+    return out
+
+
 def active(name: str) -> bool:
-    """True when fault `name` is named in FGCLIP_FAULT (comma separated)."""
+    """True when fault `name` is named in FGCLIP_FAULT (comma separated, each `name` or `name:dose`)."""
+    return dose(name) > 0
+
+
+def dose(name: str) -> float:
+    """How much of fault `name` FGCLIP_FAULT asks for: 0.0 when it is not named, 1.0 when named
+    without a dose, else the number after the colon (`region-image-mix:0.9`)."""
     if name not in FAULTS:
         raise KeyError(f"unknown fault {name!r}; known: {sorted(FAULTS)}")
-    return name in os.environ.get(ENV, "").split(",")
+    return _named().get(name, 0.0)

@@ -209,6 +209,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
         rois = torch.cat([b_idx[:, None].float(), xyxy * grid], dim=1)  # [k, 5] on the patch grid
         spatial_scale = 1 / 16 if faults.active("roi-spatial-scale") else 1.0  # casebook: a detector's stride
         feats = roi_align(fmap.float(), rois, 1, spatial_scale, self.config.roi_sampling_ratio, aligned=True)
+        if mix := faults.dose("region-image-mix"):  # casebook: boxes pooled with a share of the whole image
+            whole = torch.cat([b_idx[:, None].float(), grid.expand(len(b_idx), 4) * xyxy.new_tensor([0, 0, 1, 1])], 1)
+            image = roi_align(fmap.float(), whole, 1, 1.0, self.config.roi_sampling_ratio, aligned=True)
+            feats = (1 - mix) * F.normalize(feats, dim=1) + mix * F.normalize(image, dim=1)
         return F.normalize(feats[:, :, 0, 0], dim=-1).to(fmap.dtype)  # [k, D]
 
     # ---- forward --------------------------------------------------------------------------

@@ -38,8 +38,9 @@ def test_the_casebook_is_complete_and_cited():
     for c in CASES:
         assert c.citation and c.expected and c.fault != c.twin, c.name
         assert c.command in ("check-config", "live", "inspect-ckpt", "check-data")
-        assert c.fault.fault is None or c.fault.fault in faults.FAULTS
-        assert c.twin.fault is None  # a twin is healthy: no injected fault
+        assert c.fault.fault is None or c.fault.fault.partition(":")[0] in faults.FAULTS
+        # a twin is healthy: no injected fault, or (near-miss) a dose of one inside the rule's line
+        assert c.twin.fault is None or (c.near_miss and ":" in c.twin.fault), c.name
     rules = {r.name for r in all_rules()}
     assert {e for c in CASES if not c.pending for e in (x.rule for x in c.expected)} <= rules
 
@@ -89,3 +90,14 @@ def test_faults_are_off_by_default_and_named():
         assert faults.active("eos-cut") and faults.active("frozen-scales") and not faults.active("pixel-boxes")
     with pytest.raises(KeyError):
         faults.active("no-such-fault")
+
+
+def test_a_fault_takes_a_dose():
+    """`name:dose` in FGCLIP_FAULT: the near-miss cases inject just past and just inside a line."""
+    with fault_env("region-image-mix:0.8,eos-cut"):
+        assert faults.dose("region-image-mix") == 0.8 and faults.dose("eos-cut") == 1.0
+        assert faults.active("region-image-mix") and faults.dose("pixel-boxes") == 0.0
+    with fault_env(None):
+        assert faults.dose("region-image-mix") == 0.0 and not faults.active("region-image-mix")
+    with pytest.raises(KeyError):
+        faults.dose("no-such-fault")

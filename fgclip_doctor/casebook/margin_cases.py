@@ -80,4 +80,17 @@ MARGIN_CASES: tuple[Case, ...] = (
         cost="expensive",
         near_miss=True,
     ),
+    Case(
+        "region-cosine-near-line",
+        "region-collapse's line (within-image cosine 0.98): box features mixed with the whole image's at "
+        "weight 0.9 (cosine 0.993, a region head that barely sees its box) vs 0.8 (0.971, still apart)",
+        "live",
+        Launch(fault="region-image-mix:0.9"),
+        Launch(fault="region-image-mix:0.8"),  # a dose inside the line: healthy to the rule, by design
+        (Expect("region-collapse", "", F, "cosine 0.99"),),
+        twin_passes=(Expect("region-collapse", "", "PASS", "cosine 0.97"),),
+        steps=3,
+        args=("--interval", "1"),
+        near_miss=True,
+    ),
 )
