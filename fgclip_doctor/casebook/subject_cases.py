@@ -276,12 +276,13 @@ SUBJECT_CASES: tuple[Case, ...] = (
     Case(
         "bank-on-only-in-live",
         "FGD202's live form: a 4-step live run of a 2-step launch (accumulation 2: 4 forward calls) sees a "
-        "warmup of 5 calls switch on at call 5, which the configured run never reaches; 3 is reached by both",
+        "warmup of 5 calls switch on at call 5, which the configured run never reaches; 4 is reached by both, "
+        "at the configured run's last call (on at call == warmup)",
         "live",
         Launch(("--gradient_accumulation_steps", "2", "--max_steps", "2", "--memory_bank_warmup_steps", "5")),
-        Launch(("--gradient_accumulation_steps", "2", "--max_steps", "2", "--memory_bank_warmup_steps", "3")),
+        Launch(("--gradient_accumulation_steps", "2", "--max_steps", "2", "--memory_bank_warmup_steps", "4")),
         (Expect("bank-active", "", F, "but the configured run never gets there"),),
-        twin_passes=(Expect("bank-active", "", "PASS", "bank enabled at forward call 3"),),
+        twin_passes=(Expect("bank-active", "", "PASS", "bank enabled at forward call 4"),),
         cost="expensive",
         steps=4,
         near_miss=True,
