@@ -198,3 +198,48 @@ def test_expect_strings(expect):
         ckpt = write_checkpoint(Path(tmp), {})
         args = [a for e in expect for a in ("--expect", e)]
         run_cli(["inspect-ckpt", ckpt, *args], inspected=[ckpt])
+
+
+# ---- hypothesis itself writes nothing into the checkout ---------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _checkout() -> tuple[list[str], str]:
+    """What lies in the checkout: the repo's and tests/ top-level names, and git's view of every file
+    not committed (untracked and ignored, bytecode caches aside) where the checkout is a git one."""
+    names = sorted(p.name for p in REPO.iterdir()) + sorted(p.name for p in (REPO / "tests").iterdir())
+    status = ""
+    if (REPO / ".git").exists():
+        import subprocess
+
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        status = "\n".join(line for line in out.splitlines() if "__pycache__" not in line)
+    return names, status
+
+
+def test_hypothesis_leaves_nothing_in_the_checkout(monkeypatch):
+    """Issue 20: a hypothesis run from the repo root writes no `.hypothesis/` (example database, mined
+    constants) and no other file into the checkout; every test is derandomized with no database."""
+    from hypothesis import configuration, settings
+
+    monkeypatch.chdir(REPO)
+    before = _checkout()
+
+    @settings(max_examples=30)  # the profile's derandomize and database=None are inherited
+    @given(st.binary(), numbers)
+    def prop(data, number):
+        assert len(data) >= 0 and number == number or number != number
+
+    prop()
+    assert settings.default.derandomize and settings.default.database is None
+    home = Path(configuration.storage_directory(intent_to_write=False).path).resolve()
+    assert REPO not in home.parents and home != REPO, home
+    assert not (REPO / ".hypothesis").exists() and not (REPO / "tests" / ".hypothesis").exists()
+    assert _checkout() == before
