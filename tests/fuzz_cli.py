@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 from fgclip_doctor.cli import app
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "derandomized")  # registered in tests/conftest.py
-FULL_EXAMPLES = 10_000
+FULL_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10000"))  # fuzz-10k; FUZZ_EXAMPLES=N for a shorter run
 CASE_SECONDS = 120  # a hang guard, not a speed assertion: a meta build takes about a second
 #: the click command, built from the Typer app once: typer's CliRunner.invoke rebuilds it on every
 #: call (typer.testing: `_get_command(app)`, ~15 ms), thousands of times in a 10,000-example run
