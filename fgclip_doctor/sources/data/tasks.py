@@ -56,26 +56,34 @@ def _lines(task: Task, chk: RecordChecker) -> int:
         if pos > 0:  # skip the line that started in the previous range
             fh.seek(pos - 1)
             pos += len(fh.readline()) - 1
-        tail = b""
+        buf, have = bytearray(BLOCK_BYTES), 0  # one buffer, reused: buf[:have] is the carried partial line
         while pos < task.end:
-            block = fh.read(max(BLOCK_BYTES, len(tail)))  # a line longer than a block: read doubles
-            data = tail + block
-            if not block:  # last line without a newline
-                if not data:
+            if have == len(buf):  # a line longer than the buffer: a new one twice the size
+                buf = buf + bytes(len(buf))
+            with memoryview(buf) as free:
+                got = fh.readinto(free[have:])
+            size = have + got
+            if not got:  # last line without a newline
+                if not size:
                     break
-                data += b"\n"
-            end = data.rfind(b"\n") + 1  # data[:end]: complete lines (not copied)
+                if size == len(buf):
+                    buf = buf + b"\n"
+                buf[size] = 10
+                size += 1
+            end = buf.rfind(b"\n", 0, size) + 1  # buf[:end]: complete lines (bytes past size are stale)
             limit = task.end - pos  # lines starting at or beyond `limit` belong to the next range
             if limit < end:
-                end = data.index(b"\n", limit - 1) + 1
-            tail, pos = data[end:], pos + end
-            n = _block(data, end, n, chk)
+                end = buf.index(b"\n", limit - 1) + 1
+            n = _block(buf, end, n, chk)
+            have, pos = size - end, pos + end
+            buf[:have] = buf[end:size]  # same length: no resize (a view of buf may not be alive)
     return n
 
 
 def _block(data: bytes, end: int, n: int, chk: RecordChecker) -> int:
-    """Check the complete lines of `data[:end]`: through the fast path (bulk.py) when it is on and
-    they are UTF-8 (msgspec does not check the strings it skips), else line by line."""
+    """Check the complete lines of `data[:end]` (bytes past `end` may be stale): through the fast
+    path (bulk.py) when it is on and they are UTF-8 (msgspec does not check the strings it skips),
+    else line by line."""
     if chk.bulk is not None and (data.isascii() or _utf8(data[:end])):
         return chk.bulk.block(data, end, n)
     try:
