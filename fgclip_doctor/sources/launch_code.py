@@ -115,7 +115,24 @@ def read_launch_code(view: TargetView) -> CodeReading:
     if here is None:
         return CodeReading(Facts(), [f"{view.entry}: not read: {unknown_directory(view, view.entry)}"])
     own = [p for p in launch_pythonpath(view) if (here / p).resolve() != ROOT]
-    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view))
+    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view), _config_source(view))
+
+
+def _config_source(view: TargetView):
+    """The reader's ConfigSource: a config path as the code gets it, read from the launch's directory."""
+
+    def read(text: str) -> dict[str, tuple[object, str]] | str:
+        path = launch_path(view, text)
+        if path is None:
+            return unknown_directory(view, text)
+        if not path.is_file():
+            return f"{text} is not on this machine"
+        try:
+            return load_config_file(path)
+        except DoctorInputError as err:
+            return str(err)
+
+    return read
 
 
 def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:

@@ -48,6 +48,7 @@ from typing import Any
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.code.families import library_model_kind, scale_of
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
+from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
 from fgclip_doctor.sources.code.reader.entry import (
     find_entry,
     load_reachable,
@@ -107,9 +108,15 @@ class CodeReading:
 
 
 def read_training_code(
-    entry: str, kind: str, cwd: str | Path, pythonpath: Sequence[str] = (), flags: Sequence[FlagInput] = ()
+    entry: str,
+    kind: str,
+    cwd: str | Path,
+    pythonpath: Sequence[str] = (),
+    flags: Sequence[FlagInput] = (),
+    configs: ConfigSource | None = None,
 ) -> CodeReading:
-    """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts."""
+    """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts;
+    `configs` reads a config file the code loads from a flag (config_loads.py), None: not read."""
     cwd = Path(cwd).resolve()
     notes = Notes()
     program = Program(cwd, search_roots(entry, kind, cwd, list(pythonpath)), notes)
@@ -131,15 +138,15 @@ def read_training_code(
     refusal = find_fp16_refusal(files)
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
-    _meaning(reading, program, files, found, complete)
+    _meaning(reading, program, files, found, complete, configs)
     return reading
 
 
-def _meaning(reading: CodeReading, program: Program, files, found, complete: bool) -> None:
+def _meaning(reading: CodeReading, program: Program, files, found, complete: bool, configs=None) -> None:
     """The model the launch builds (model_read.py), its loss terms from what it builds, then the
     facts of both; the structural readers (scales.py) fill what the build does not decide."""
     read = reading.model = read_model(
-        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program)
+        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
     roots = []
     for m in read.models:
@@ -260,7 +267,9 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         bounds = [c for c in clamps if c.max is not None]
         if bounds:
             top = max(bounds, key=lambda c: c.max)
-            facts.set("scale.clamp_max", top.max, top.at)
+            facts.set("scale.clamp_max", top.max, top.at + (f" (bound: {top.bound_at})" if top.bound_at else ""))
+        elif why := next((c.unknown for c in clamps if c.unknown), ""):
+            reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
     elif complete and params:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
     rule = find_decay_rule(program, files)

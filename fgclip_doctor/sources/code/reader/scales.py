@@ -54,6 +54,9 @@ class Clamp:
     bound: ast.expr | None = None  # the upper bound's expression when it is not a literal
     file: SourceFile | None = None
     on_exp: bool = False
+    temperature: bool = False  # a clamp of a temperature (logits / t): its minimum bounds the ln-scale
+    bound_at: str = ""  # where a bound that is not a literal comes from (a config's file:line)
+    unknown: str = ""  # why a bound that is not a literal is not known
 
 
 @dataclass
@@ -149,17 +152,18 @@ def find_scale_params(files: list[SourceFile]) -> list[ScaleParam]:
 def _scale_ref(node: ast.AST) -> str | None:
     """The logit-scale attribute an expression reads (through `.data`, `.exp()`), if any."""
     for n in ast.walk(node):
-        if isinstance(n, ast.Attribute) and "logit_scale" in n.attr:
+        if isinstance(n, ast.Attribute) and ("logit_scale" in n.attr or families.scale_of(n.attr)):
             return n.attr
     return None
 
 
-def _bound(call: ast.Call, method: bool) -> Any:
-    kw = keyword(call, "max")
+def _bound_expr(call: ast.Call, method: bool, side: str = "max") -> ast.expr | None:
+    """The `max` (or `min`) bound of x.clamp_(min, max) / torch.clamp(x, min, max)."""
+    kw = keyword(call, side)
     if kw is not None:
-        return constant(kw)
-    index = 1 if method else 2  # x.clamp_(min, max) / torch.clamp(x, min, max)
-    return constant(call.args[index]) if len(call.args) > index else UNKNOWN
+        return kw
+    index = (1 if method else 2) - (side == "min")
+    return call.args[index] if len(call.args) > index else None
 
 
 def find_clamps(
@@ -184,16 +188,18 @@ def find_clamps(
                 fn = enclosing_function(f.tree, node) if program else None
                 if fn is None or not _mentions_scales(program, f, fn):
                     continue
-            bound = _bound(node, method)
+            temp = families.representation(_scale_ref(subject) or "") == "temperature"
+            expr = _bound_expr(node, method, "min" if temp else "max")
+            bound = constant(expr) if expr is not None else UNKNOWN
             on_exp = any(isinstance(n, ast.Call) and last(call_name(n)) == "exp" for n in ast.walk(subject))
             if isinstance(bound, (int, float)) and not isinstance(bound, bool):
-                value = math.log(bound) if on_exp and bound > 0 else float(bound)
-                out.append(Clamp(f.at(node), value))
+                if temp:
+                    value = -math.log(bound) if bound > 0 else None
+                else:
+                    value = math.log(bound) if on_exp and bound > 0 else float(bound)
+                out.append(Clamp(f.at(node), value, temperature=temp))
             else:
-                kw = keyword(node, "max")
-                index = 1 if method else 2
-                expr = kw if kw is not None else (node.args[index] if len(node.args) > index else None)
-                out.append(Clamp(f.at(node), None, expr, f, on_exp))
+                out.append(Clamp(f.at(node), None, expr, f, on_exp, temp))
     return out
 
 
