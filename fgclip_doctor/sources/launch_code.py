@@ -79,7 +79,18 @@ CONFIG_KEYS = {
     "schedule.warmup_ratio": ("warmup_ratio",),
     "schedule.warmup_epochs": ("warmup_epochs",),
 }
-_SECTIONS = ("", "optimizer.", "optim.", "train.", "training.", "schedular.", "scheduler.", "lr_scheduler.")
+_SECTIONS = (
+    "",
+    "optimizer.",
+    "optim.",
+    "train.",
+    "training.",
+    "data.",
+    "schedule.",
+    "schedular.",
+    "scheduler.",
+    "lr_scheduler.",
+)
 #: HF TrainingArguments types of the keys an args file is read by, when no code is known.
 BY_NAME = {
     "per_device_train_batch_size": int,

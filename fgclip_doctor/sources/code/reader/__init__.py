@@ -272,12 +272,19 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
     elif complete and params:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
-    rule = find_decay_rule(program, files)
+    rule = find_decay_rule(program, files, reading.model.interp.assigned if reading.model else None)
     if rule is not None:
         for p in _effective(params, pretrained).values():
             scale = scale_of(p.attr)
-            if scale:
-                facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), rule.at)
+            if not scale:
+                continue
+            if rule.unknown and rule.decays(p.attr):  # the names it tests are not known here
+                reading.unknown[f"scale.{scale}.decayed"] = (
+                    f"{rule.at}: the no-decay names are not known: {rule.unknown}"
+                )
+                continue
+            cite = f"{rule.at} (no-decay names: {rule.names_at})" if rule.names_at else rule.at
+            facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), cite)
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
 
