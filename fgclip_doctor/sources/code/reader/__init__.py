@@ -161,6 +161,7 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
         for name in ("bank.enabled", "model.scales"):
             reading.unknown.setdefault(name, f"{why}: the code was not read whole, so what it lacks is not known")
     reading.notes += read.notes
+    reading.notes += [f"{why}: every value read from it is unknown" for why in read.interp.config_unknown.values()]
     hardneg_candidates(reading.facts)
     data_dependent_rows(reading.unknown, reading.losses)
 
