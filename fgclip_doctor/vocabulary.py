@@ -2,7 +2,7 @@
 
 Sources write these names (with provenance); checks read them. A fact that is unknown is absent.
 Scale values are ln-values (CLIP stores ln of the inverse temperature): temperature = exp(value).
-`<scale>` is one of SCALES; `<term>` one of TERMS (in `observed.*` facts also the call site of
+`<scale>` is one of SCALES; `<term>` one of TERMS, or `distill` in the code reader's facts (in `observed.*` facts also the call site of
 a cross-entropy in code the doctor does not know).
 """
 
@@ -208,7 +208,9 @@ FACTS: dict[str, str] = {
     "bias.global.init_from": "where the sigmoid loss's logit_bias starts (as scale.<scale>.init_from)",
     "optim.group_lr_flags": "flags that give optimizer groups their own LR (text_model_lr)",
     "features.gathered.<term>": "True when the term's features are gathered across ranks before its logits",
-    "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | mixed",
+    "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | kl (a distillation KL divergence) | mixed",
+    "loss.<term>.queue": "length of the queue of keys the term's logits are also computed against (ALBEF / MoCo): candidates = in-batch + queue",
+    "loss.<term>.present": "True when the code computes the term (global, region, hardneg, distill); False only where the model was read whole and has no such term",
     "loss.<term>.logit_bias": "True when a learned logit_bias enters the term's logits (SigLIP-style)",
     "loss.<term>.errors_swallowed": "True when a bare `except:` / `except Exception:` without re-raise wraps the term",
     "loss.world_size_from": "where the loss takes its world size: flag <dest>, torch.distributed, local batch only",

@@ -75,6 +75,10 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)", src, "global")
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
+    if (queue := facts.value("loss.global.queue")) is not None and per is not None:
+        n = per + queue
+        src = (*src, *ctx.sources_of(facts, "loss.global.queue"))
+        return ctx.passed(n, n, f"global: {per} in-batch + {queue} queued keys = {n} candidates per row", src, "global")
     if world is not None and world > 1 and gathered is None:  # never a PASS on assumed gathering
         return ctx.skip(
             f"not known: features.gathered (whether the loss gathers features across the {world} ranks: "

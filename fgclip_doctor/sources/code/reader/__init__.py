@@ -71,6 +71,7 @@ from fgclip_doctor.sources.code.reader.model_read import ModelRead, read_model
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
+from fgclip_doctor.sources.code.reader.queues import queue_facts
 from fgclip_doctor.sources.code.reader.resume import resume_facts
 from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
 from fgclip_doctor.sources.code.reader.scales import (
@@ -156,6 +157,7 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     _scale_facts(reading, program, files, complete)
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
+    queue_facts(reading.facts, read, reading.losses)
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):
@@ -273,7 +275,10 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
     elif complete and params:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
-    rule = find_decay_rule(program, files, reading.model.interp.assigned if reading.model else None)
+    interp = reading.model.interp if reading.model else None
+    rule = find_decay_rule(
+        program, files, interp.assigned if interp else None, set(interp.config_unknown.values()) if interp else set()
+    )
     if rule is not None:
         for p in _effective(params, pretrained).values():
             scale = scale_of(p.attr)
@@ -288,6 +293,24 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), cite)
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
+
+
+#: loss terms the reader names (vocabulary `loss.<term>.present`)
+READ_TERMS = ("global", "region", "hardneg", "distill")
+
+
+def _present(reading: CodeReading, complete: bool) -> None:
+    """loss.<term>.present: True where the term is computed; False only where the model the
+    launch builds was read whole (a term in a module not read stays unknown)."""
+    facts, terms = reading.facts, reading.losses.terms
+    model = reading.model.model if reading.model else None
+    for name in READ_TERMS:
+        if name in terms:
+            term = terms[name]
+            facts.set(f"loss.{name}.present", True, next(iter(term.kinds.values()), ""))
+        elif complete and model is not None:
+            cls = model.cls.node.name if model.cls else "the model"
+            facts.set(f"loss.{name}.present", False, f"{model.at}: no {name} term in this code ({cls}, read whole)")
 
 
 def _loss_facts(reading: CodeReading, complete: bool) -> None:
@@ -318,6 +341,7 @@ def _loss_facts(reading: CodeReading, complete: bool) -> None:
         elif complete:
             where = next(iter(term.kinds.values()), "") or next(iter(term.gathered.values()), "")
             facts.set(f"loss.{name}.errors_swallowed", False, where)
+    _present(reading, complete)
     if "features.gathered.global" in facts:
         facts.set(
             "features.gathered", facts.value("features.gathered.global"), facts.source("features.gathered.global")

@@ -80,6 +80,8 @@ class Exprs:
             return DictV(items)
         if isinstance(node, ast.Subscript):
             base, key = self.expr(node.value, frame), self.expr(node.slice, frame)
+            if self.from_config(base):  # cfg["optim"] of a config not read: that reason, kept
+                return base
             if isinstance(base, Loaded):  # checkpoint["state_dict"]: still the weights of that file
                 return base
             if isinstance(key, Const):
@@ -93,6 +95,10 @@ class Exprs:
                     return base.items[key.value]
             return Unknown(f"{at}: not known")
         return Unknown(f"{at}: not evaluated")
+
+    def from_config(self, v: Val) -> bool:
+        """`v` is a config the launch's directory does not hold (its values stay unknown, saying why)."""
+        return isinstance(v, Unknown) and v.why in self.config_unknown.values()
 
     def _name(self, name: str, frame: Frame, at: str) -> Val:
         if name in frame.env:
@@ -130,7 +136,7 @@ class Exprs:
     def _attribute(self, node: ast.Attribute, frame: Frame, at: str) -> Val:
         base_node = node.value
         base = self.expr(base_node, frame)
-        if node.attr == "data":
+        if node.attr == "data" or self.from_config(base):
             return base
         if isinstance(base, Obj):
             if node.attr in base.attrs:

@@ -343,6 +343,8 @@ class Interp(Exprs):
         return Unknown(f"{at}: {target.dotted}(...) is library code, not read")
 
     def _method(self, owner: Val, name: str, args: list[Val], kwargs: dict[str, Val], at: str) -> Val:
+        if self.from_config(owner):  # cfg.get(...) of a config not read
+            return owner
         if isinstance(owner, Obj):
             if name in ("load_state_dict", "load_weights") and args:
                 # weights from a file read lazily; from anything else the loaded values are unknown

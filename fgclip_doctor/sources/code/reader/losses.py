@@ -25,6 +25,8 @@ from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
 MAX_DEPTH = 12
+#: a KL divergence between two distributions (a teacher's and a student's logits): the distill term
+KL = frozenset({"kl_div", "KLDivLoss"})
 
 
 @dataclass
@@ -173,7 +175,9 @@ class _Walker:
                 continue
             here = swallowed or sites.get(id(n), "")
             name = last(call_name(n))
-            if name in SOFTMAX or name in SIGMOID:
+            if name in KL:  # distillation: its own term, whatever scale the logits it compares carry
+                self._record(fn, n, "kl", frozenset({"distill"}), stack, here)
+            elif name in SOFTMAX or name in SIGMOID:
                 own = _expr_scales(n, bindings, aliases)  # the logits' own scale, through aliases
                 scales = own if own - {"bias"} else own | scales_here
                 self._record(fn, n, "softmax" if name in SOFTMAX else "sigmoid", scales, stack, here)
@@ -219,7 +223,7 @@ def _direct_gather(fn: Defn) -> bool:
 
 
 def _direct_loss(fn: Defn) -> bool:
-    return any(isinstance(n, ast.Call) and last(call_name(n)) in SOFTMAX | SIGMOID for n in ast.walk(fn.node))
+    return any(isinstance(n, ast.Call) and last(call_name(n)) in SOFTMAX | SIGMOID | KL for n in ast.walk(fn.node))
 
 
 def _expr_scales(expr: ast.AST, bindings: dict[str, frozenset], aliases: dict[str, frozenset]) -> frozenset:

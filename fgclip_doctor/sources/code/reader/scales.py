@@ -260,7 +260,7 @@ def _exclusions(fn: ast.AST, program: Program | None = None, file: SourceFile | 
     return list(dict.fromkeys(names)), scalars
 
 
-def _listed_names(fn: ast.AST, values: dict[int, Any]) -> tuple[list[str], str, str]:
+def _listed_names(fn: ast.AST, values: dict[int, Any], unread: set[str]) -> tuple[list[str], str, str]:
     """No-decay names held in a local list the code computed (`no_decay = cfg["optim"]["no_decay"]`)
     and tested with `in` (`n in no_decay`, `any(k in n for k in no_decay)`): (names, where they
     come from, why not known). `values`: what the abstract run bound each assignment to."""
@@ -289,7 +289,7 @@ def _listed_names(fn: ast.AST, values: dict[int, Any]) -> tuple[list[str], str, 
         elif isinstance(getattr(value, "value", None), (list, tuple, set)):
             names += [v for v in value.value if isinstance(v, str)]
             at = at or getattr(value, "config", "")
-        elif hasattr(value, "why"):
+        elif hasattr(value, "why") and value.why in unread:  # a list from a config not read
             why = why or value.why
     return names, at, why
 
@@ -311,7 +311,9 @@ def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def find_decay_rule(program: Program, files: list[SourceFile], values: dict | None = None) -> DecayRule | None:
+def find_decay_rule(
+    program: Program, files: list[SourceFile], values: dict | None = None, unread: set[str] = frozenset()
+) -> DecayRule | None:
     """How the code splits parameters into decay / no-decay groups (None: not seen); `values`:
     the abstract run's value of each assignment (a no-decay list read from a config)."""
     for f in files:
@@ -324,7 +326,7 @@ def find_decay_rule(program: Program, files: list[SourceFile], values: dict | No
                 if isinstance(sub, ast.Lambda) and sub.lineno < fn.lineno:
                     more, s = _exclusions(sub)
                     names, scalars = names + more, scalars or s
-            listed, at, why = _listed_names(fn, values or {})
+            listed, at, why = _listed_names(fn, values or {}, set(unread))
             return DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
     if _uses_hf_trainer(program, files):
         return DecayRule(HF_DEFAULT_DECAY, ["bias", "layernorm", "norm"], False)
