@@ -210,6 +210,7 @@ FACTS: dict[str, str] = {
     "features.gathered.<term>": "True when the term's features are gathered across ranks before its logits",
     "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | kl (a distillation KL divergence) | mixed",
     "loss.<term>.queue": "length of the queue of keys the term's logits are also computed against (ALBEF / MoCo): candidates = in-batch + queue",
+    "loss.<term>.keys_queued": "True when the term's logits are also computed against a queue of keys the model holds (its length: loss.<term>.queue)",
     "loss.<term>.present": "True when the code computes the term (global, region, hardneg, distill); False only where the model was read whole and has no such term",
     "loss.<term>.logit_bias": "True when a learned logit_bias enters the term's logits (SigLIP-style)",
     "loss.<term>.errors_swallowed": "True when a bare `except:` / `except Exception:` without re-raise wraps the term",

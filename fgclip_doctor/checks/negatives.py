@@ -75,6 +75,9 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)", src, "global")
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
+    if facts.value("loss.global.keys_queued") and "loss.global.queue" not in facts:
+        why = "; ".join(facts.why("loss.global.queue")[:1])
+        return ctx.skip(f"not known: loss.global.queue (the length of the queue of keys: {why})", src, "global")
     if (queue := facts.value("loss.global.queue")) is not None and per is not None:
         n = per + queue
         src = (*src, *ctx.sources_of(facts, "loss.global.queue"))
@@ -180,6 +183,8 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
     terms = facts.value("loss.terms")
     if terms is None:
         terms = [t for t in TERMS if any(n.startswith(("candidates." + t, "observed.candidates." + t)) for n in facts)]
+    if not terms and facts.value("loss.region.present") is False:
+        return [ctx.skip(f"no region term in this code ({facts.source('loss.region.present')})")]
     if not terms:
         return [
             ctx.skip(
@@ -286,6 +291,8 @@ def ddp_targets(facts: Facts, ctx: RuleContext) -> list[Finding]:
         seen = [facts.value(observed_fact("ddp", t, "target_offset_ok")) or [] for t in terms]
         if max((len(s) for s in seen), default=0) <= 1:
             return [ctx.skip("not known: run.world_size")]
+    if not terms and facts.value("loss.region.present") is False:
+        return [ctx.skip(f"no region term in this code ({facts.source('loss.region.present')})")]
     if not terms:
         return [
             ctx.skip(

@@ -157,7 +157,7 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     _scale_facts(reading, program, files, complete)
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
-    queue_facts(reading.facts, read, reading.losses)
+    queue_facts(reading.facts, reading.unknown, read, reading.losses)
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):

@@ -18,7 +18,7 @@ from fgclip_doctor.sources.code.reader.astutil import call_name, constant, keywo
 from fgclip_doctor.sources.code.reader.values import Const, Tensor
 
 
-def queue_facts(facts: Facts, read, losses) -> None:
+def queue_facts(facts: Facts, unknown: dict[str, str], read, losses) -> None:
     """loss.<term>.queue for each term computed in a forward that concatenates a held queue."""
     if read is None or losses is None:
         return
@@ -47,13 +47,14 @@ def queue_facts(facts: Facts, read, losses) -> None:
                 if not (isinstance(held, Tensor) and len(held.shape) == 2 and dim in (0, 1, -1)):
                     continue
                 size = held.shape[dim]
-                if not (isinstance(size, Const) and isinstance(size.value, int) and size.value > 0):
-                    continue
                 for name, term in losses.terms.items():
-                    if any(at.startswith(f"{fwd.file.rel}:") and int(at.rpartition(":")[2]) in lines
-                           for at in term.kinds.values()):  # fmt: skip
-                        facts.set(
-                            f"loss.{name}.queue",
-                            size.value,
-                            f"{fwd.file.at(n)}: self.{attr} ({size.config or size.at})",
-                        )
+                    if not any(at.startswith(f"{fwd.file.rel}:") and int(at.rpartition(":")[2]) in lines
+                               for at in term.kinds.values()):  # fmt: skip
+                        continue
+                    facts.set(f"loss.{name}.keys_queued", True, f"{fwd.file.at(n)}: self.{attr}")
+                    if isinstance(size, Const) and isinstance(size.value, int) and size.value > 0:
+                        src = f"{fwd.file.at(n)}: self.{attr} ({size.config or size.at})"
+                        facts.set(f"loss.{name}.queue", size.value, src)
+                    else:
+                        why = size.why if hasattr(size, "why") else "not a number"
+                        unknown[f"loss.{name}.queue"] = f"{fwd.file.at(n)}: the length of self.{attr}: {why}"
