@@ -58,3 +58,13 @@ def test_albef_queue_length_unknown_without_its_config_is_never_a_pass(tmp_path)
 def test_region_term_present_where_a_module_computes_it(tmp_path):
     found, facts, _ = check(write_tree(tmp_path, region=True), "")
     assert facts["loss.region.present"][0] is True and facts["loss.hardneg.present"][0] is False
+
+
+def test_slip_simclr_term_held_by_value_with_its_own_gather(tmp_path):
+    slip = tree(tmp_path, "slip")
+    _, found, facts, _ = run(slip, "run_slip.sh")
+    assert facts["loss.ssl.kind"] == ("softmax", "losses.py:39") and facts["loss.ssl.present"][0] is True
+    assert facts["features.gathered.ssl"] == (True, "losses.py:32")  # all_gather_batch_with_grad of both views
+    assert "candidates.ssl" not in facts  # the augmented views per row: never a count
+    skip = found[("FGD201", "ssl")]
+    assert skip["status"] == "SKIP" and "depend on the augmentation batch" in skip["message"]

@@ -76,8 +76,7 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
     if facts.value("loss.global.keys_queued") and "loss.global.queue" not in facts:
-        why = "; ".join(facts.why("loss.global.queue")[:1])
-        return ctx.skip(f"not known: loss.global.queue (the length of the queue of keys: {why})", src, "global")
+        return ctx.skip(f"not known: loss.global.queue ({''.join(facts.why('loss.global.queue')[:1])})", src, "global")
     if (queue := facts.value("loss.global.queue")) is not None and per is not None:
         n = per + queue
         src = (*src, *ctx.sources_of(facts, "loss.global.queue"))
@@ -193,7 +192,9 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
             )
         ]
     judge = {"global": _global, "region": _region, "hardneg": _hardneg}
-    return [judge[t](facts, ctx) for t in TERMS if t in terms]
+    found = [judge[t](facts, ctx) for t in TERMS if t in terms]  # + ssl (NT-Xent); distill has no negatives
+    found += [ctx.skip("not known: candidates.ssl (the augmented views per row)", (), "ssl")] if "ssl" in terms else []
+    return found or [ctx.skip(f"not known: the candidates of the loss terms {', '.join(terms)}")]
 
 
 def _how_global(n: int, per: int | None, world: int | None) -> str:

@@ -149,8 +149,11 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     read = reading.model = read_model(
         program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
-    roots = []
-    for m in read.models:
+    roots = []  # the models, then loss modules they hold by a value (`SLIPLoss(SIMCLRLoss(), ...)`)
+    detect = loss_detector(program)
+    fwds = [(o, program.method(o.cls, "forward")) for o in read.interp.created if o.cls and o not in read.models]
+    held = [o for o, fwd in fwds if fwd is not None and detect(fwd)]
+    for m in [*read.models, *held]:
         fwd = program.method(m.cls, "forward")
         roots.append((fwd, call_bindings(fwd, [(c, fn) for o, c, fn, _ in read.interp.module_calls if o is m])))
     reading.losses = read_losses(program, files, roots, read.dead)
@@ -165,6 +168,10 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     reading.notes += read.notes
     reading.notes += [f"{why}: every value read from it is unknown" for why in read.interp.config_unknown.values()]
     hardneg_candidates(reading.facts)
+    if "ssl" in reading.losses.terms:  # rows and columns are the augmented views the data pipeline makes
+        at = next(iter(reading.losses.terms["ssl"].kinds.values()), "")
+        why = "an image-image (NT-Xent) term: its candidates depend on the augmentation batch (views per image)"
+        reading.unknown["candidates.ssl"] = f"{at}: {why}, not read"
     data_dependent_rows(reading.unknown, reading.losses)
 
 
@@ -296,7 +303,7 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
 
 
 #: loss terms the reader names (vocabulary `loss.<term>.present`)
-READ_TERMS = ("global", "region", "hardneg", "distill")
+READ_TERMS = ("global", "region", "hardneg", "distill", "ssl")
 
 
 def _present(reading: CodeReading, complete: bool) -> None:

@@ -180,6 +180,8 @@ class _Walker:
             elif name in SOFTMAX or name in SIGMOID:
                 own = _expr_scales(n, bindings, aliases)  # the logits' own scale, through aliases
                 scales = own if own - {"bias"} else own | scales_here
+                if not scales - {"bias"} and name in SOFTMAX and _self_masked(fn.node):
+                    scales = frozenset({"ssl"})  # NT-Xent: views against views, each row's own view masked
                 self._record(fn, n, "softmax" if name in SOFTMAX else "sigmoid", scales, stack, here)
             elif (callee := self._resolve_call(fn, n)) is not None and self.has_loss(callee):
                 self.walk(callee, _bind(callee, n, bindings, aliases), stack, here)
@@ -213,6 +215,16 @@ class _Walker:
 def loss_detector(program: Program):
     """`has_loss(fn)`: whether a user function computes a loss, itself or through what it calls."""
     return _Walker(program).has_loss
+
+
+#: calls that mask a similarity matrix's diagonal (a view against itself) in NT-Xent / SimCLR
+_SELF_MASKS = frozenset({"one_hot", "eye", "fill_diagonal_", "masked_fill", "masked_fill_"})
+
+
+def _self_masked(fn: ast.AST) -> bool:
+    """An image-image (SimCLR-style) term: an unscaled cross-entropy whose function masks the
+    diagonal of a similarity matrix (`F.one_hot(labels) * 1e9`, `torch.eye`, `fill_diagonal_`)."""
+    return any(isinstance(n, ast.Call) and last(call_name(n)) in _SELF_MASKS for n in ast.walk(fn))
 
 
 def _direct_gather(fn: Defn) -> bool:
