@@ -89,6 +89,7 @@ PHRASES: dict[str, str] = {
     "candidates.region.in_batch": "the number of in-batch region candidates",
     "candidates.region.with_bank": "the number of region candidates with the memory bank",
     "candidates.hardneg": "the number of hard-negative candidates per row",
+    "candidates.ssl": "the number of candidates per row of the image-image NT-Xent term",
     "features.gathered": "whether the loss gathers features across ranks",
     "observed.candidates.<term>": "the candidates a live run saw in the <term> logits",
     "observed.terms": "the loss terms a live run saw",
@@ -193,6 +194,9 @@ PHRASES: dict[str, str] = {
     "loss.<term>.kind": "the <term> loss's kind, softmax or sigmoid",
     "loss.<term>.logit_bias": "whether a logit bias enters the <term> logits",
     "loss.<term>.errors_swallowed": "whether errors of the <term> loss are swallowed",
+    "loss.<term>.present": "whether the code computes a <term> loss",
+    "loss.<term>.keys_queued": "whether the <term> loss also compares against a queue of keys",
+    "loss.<term>.queue": "the length of the queue of keys the <term> loss compares against",
     "loss.world_size_from": "where the loss takes its world size",
     "loss.world_size": "the world size the loss uses",
     # names that checks use for a family of facts (not written by a source)

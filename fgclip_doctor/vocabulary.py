@@ -2,7 +2,7 @@
 
 Sources write these names (with provenance); checks read them. A fact that is unknown is absent.
 Scale values are ln-values (CLIP stores ln of the inverse temperature): temperature = exp(value).
-`<scale>` is one of SCALES; `<term>` one of TERMS (in `observed.*` facts also the call site of
+`<scale>` is one of SCALES; `<term>` one of TERMS, or `distill` / `ssl` in the code reader's facts (in `observed.*` facts also the call site of
 a cross-entropy in code the doctor does not know).
 """
 
@@ -99,6 +99,7 @@ FACTS: dict[str, str] = {
     "candidates.region.in_batch": "candidates per region row from in-batch boxes",
     "candidates.region.with_bank": "candidates per region row once the bank is on (in-batch + queue)",
     "candidates.hardneg": "candidates per hard-negative row (1 + rewrites)",
+    "candidates.ssl": "candidates per row of an image-image (NT-Xent) term: unknown, the augmented views per image decide them",
     "features.gathered": "True when global features are gathered across ranks",
     "observed.candidates.<term>": "candidates per row the live probe saw in the term's logits (int, or the distinct counts seen)",
     # --- resume --------------------------------------------------------------------------
@@ -208,7 +209,10 @@ FACTS: dict[str, str] = {
     "bias.global.init_from": "where the sigmoid loss's logit_bias starts (as scale.<scale>.init_from)",
     "optim.group_lr_flags": "flags that give optimizer groups their own LR (text_model_lr)",
     "features.gathered.<term>": "True when the term's features are gathered across ranks before its logits",
-    "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | mixed",
+    "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | kl (a distillation KL divergence) | mixed",
+    "loss.<term>.queue": "length of the queue of keys the term's logits are also computed against (ALBEF / MoCo): candidates = in-batch + queue",
+    "loss.<term>.keys_queued": "True when the term's logits are also computed against a queue of keys the model holds (its length: loss.<term>.queue)",
+    "loss.<term>.present": "True when the code computes the term (global, region, hardneg, distill, ssl); False only where the model was read whole and has no such term",
     "loss.<term>.logit_bias": "True when a learned logit_bias enters the term's logits (SigLIP-style)",
     "loss.<term>.errors_swallowed": "True when a bare `except:` / `except Exception:` without re-raise wraps the term",
     "loss.world_size_from": "where the loss takes its world size: flag <dest>, torch.distributed, local batch only",

@@ -283,7 +283,7 @@ def test_every_fact_is_in_the_vocabulary(v1, v2, hf, oc):
 
     def generic(name: str) -> str:
         name = re.sub(r"^scale\.(global|finegrained|hardneg)\.", "scale.<scale>.", name)
-        return re.sub(r"^(loss|features\.gathered)\.(global|region|hardneg)(\.|$)", r"\1.<term>\3", name)
+        return re.sub(r"^(loss|features\.gathered)\.(global|region|hardneg|distill|ssl)(\.|$)", r"\1.<term>\3", name)
 
     used = {generic(n) for r in (v1, v2, hf, oc) for n in r.facts}
     assert sorted(n for n in used if n not in FACTS) == []

@@ -167,6 +167,8 @@ OTHER_CASES: tuple[Case, ...] = (
         ),
         Launch(tree="albef", script="run_pretrain.sh"),
         (Expect("lr-zero", "lr", F),),
+        twin_warns=(Expect("logit-scale-clamp", "clamp", W),),
+        twin_why="ALBEF clamps its temperature to [0.001, 0.5]: the scale may reach ln 1000 (T 1000), past CLIP's 100",
         evidence="flag",  # the YAML's lr is the value the edit injects (as lr-zero's flag)
     ),
     Case(

@@ -75,6 +75,12 @@ def _global(facts: Facts, ctx: RuleContext) -> Finding:
         return ctx.skip("not known: candidates.global (or train.per_device_batch and run.world_size)", src, "global")
     if "observed.candidates.global" in facts:
         return _live(ctx, facts, "global", expected, src)
+    if facts.value("loss.global.keys_queued") and "loss.global.queue" not in facts:
+        return ctx.skip(f"not known: loss.global.queue ({''.join(facts.why('loss.global.queue')[:1])})", src, "global")
+    if (queue := facts.value("loss.global.queue")) is not None and per is not None:
+        n = per + queue
+        src = (*src, *ctx.sources_of(facts, "loss.global.queue"))
+        return ctx.passed(n, n, f"global: {per} in-batch + {queue} queued keys = {n} candidates per row", src, "global")
     if world is not None and world > 1 and gathered is None:  # never a PASS on assumed gathering
         return ctx.skip(
             f"not known: features.gathered (whether the loss gathers features across the {world} ranks: "
@@ -176,6 +182,8 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
     terms = facts.value("loss.terms")
     if terms is None:
         terms = [t for t in TERMS if any(n.startswith(("candidates." + t, "observed.candidates." + t)) for n in facts)]
+    if not terms and facts.value("loss.region.present") is False:
+        return [ctx.skip(f"no region term in this code ({facts.source('loss.region.present')})")]
     if not terms:
         return [
             ctx.skip(
@@ -184,7 +192,9 @@ def negatives_count(facts: Facts, ctx: RuleContext) -> list[Finding]:
             )
         ]
     judge = {"global": _global, "region": _region, "hardneg": _hardneg}
-    return [judge[t](facts, ctx) for t in TERMS if t in terms]
+    found = [judge[t](facts, ctx) for t in TERMS if t in terms]  # + ssl (NT-Xent); distill has no negatives
+    found += [ctx.skip("not known: candidates.ssl (the augmented views per row)", (), "ssl")] if "ssl" in terms else []
+    return found or [ctx.skip(f"not known: the candidates of the loss terms {', '.join(terms)}")]
 
 
 def _how_global(n: int, per: int | None, world: int | None) -> str:
@@ -282,6 +292,8 @@ def ddp_targets(facts: Facts, ctx: RuleContext) -> list[Finding]:
         seen = [facts.value(observed_fact("ddp", t, "target_offset_ok")) or [] for t in terms]
         if max((len(s) for s in seen), default=0) <= 1:
             return [ctx.skip("not known: run.world_size")]
+    if not terms and facts.value("loss.region.present") is False:
+        return [ctx.skip(f"no region term in this code ({facts.source('loss.region.present')})")]
     if not terms:
         return [
             ctx.skip(

@@ -53,8 +53,11 @@ def derive_run(facts: Facts) -> None:
         facts.set("train.optimizer_steps", steps, src)
         facts.set("train.forward_calls", forward_calls(steps, accum), "optimizer_steps × accumulation")
     # Candidates per loss row: unknown when the world is > 1 and gathering is unknown.
-    gathered = facts.value("features.gathered")
-    if gathered or world == 1:
+    gathered, queue = facts.value("features.gathered"), facts.value("loss.global.queue")
+    if queue is not None:  # the local keys and the queue (ALBEF's ITC): the queue holds the other ranks'
+        src = f"per_device ({ps}) + the queue ({facts.source('loss.global.queue')})"
+        facts.set("candidates.global", per_device + queue, src)
+    elif gathered or world == 1:
         facts.set("candidates.global", global_candidates(per_device, world, True), f"per_device ({ps}) × world ({ws})")
     elif gathered is False:
         facts.set(

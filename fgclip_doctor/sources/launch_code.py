@@ -79,7 +79,18 @@ CONFIG_KEYS = {
     "schedule.warmup_ratio": ("warmup_ratio",),
     "schedule.warmup_epochs": ("warmup_epochs",),
 }
-_SECTIONS = ("", "optimizer.", "optim.", "train.", "training.", "schedular.", "scheduler.", "lr_scheduler.")
+_SECTIONS = (
+    "",
+    "optimizer.",
+    "optim.",
+    "train.",
+    "training.",
+    "data.",
+    "schedule.",
+    "schedular.",
+    "scheduler.",
+    "lr_scheduler.",
+)
 #: HF TrainingArguments types of the keys an args file is read by, when no code is known.
 BY_NAME = {
     "per_device_train_batch_size": int,
@@ -115,7 +126,24 @@ def read_launch_code(view: TargetView) -> CodeReading:
     if here is None:
         return CodeReading(Facts(), [f"{view.entry}: not read: {unknown_directory(view, view.entry)}"])
     own = [p for p in launch_pythonpath(view) if (here / p).resolve() != ROOT]
-    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view))
+    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view), _config_source(view))
+
+
+def _config_source(view: TargetView):
+    """The reader's ConfigSource: a config path as the code gets it, read from the launch's directory."""
+
+    def read(text: str) -> dict[str, tuple[object, str]] | str:
+        path = launch_path(view, text)
+        if path is None:
+            return unknown_directory(view, text)
+        if not path.is_file():
+            return f"{text} is not on this machine"
+        try:
+            return load_config_file(path)
+        except DoctorInputError as err:
+            return str(err)
+
+    return read
 
 
 def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:

@@ -48,6 +48,7 @@ from typing import Any
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.code.families import library_model_kind, scale_of
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
+from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
 from fgclip_doctor.sources.code.reader.entry import (
     find_entry,
     load_reachable,
@@ -70,6 +71,7 @@ from fgclip_doctor.sources.code.reader.model_read import ModelRead, read_model
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
+from fgclip_doctor.sources.code.reader.queues import queue_facts
 from fgclip_doctor.sources.code.reader.resume import resume_facts
 from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
 from fgclip_doctor.sources.code.reader.scales import (
@@ -107,9 +109,15 @@ class CodeReading:
 
 
 def read_training_code(
-    entry: str, kind: str, cwd: str | Path, pythonpath: Sequence[str] = (), flags: Sequence[FlagInput] = ()
+    entry: str,
+    kind: str,
+    cwd: str | Path,
+    pythonpath: Sequence[str] = (),
+    flags: Sequence[FlagInput] = (),
+    configs: ConfigSource | None = None,
 ) -> CodeReading:
-    """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts."""
+    """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts;
+    `configs` reads a config file the code loads from a flag (config_loads.py), None: not read."""
     cwd = Path(cwd).resolve()
     notes = Notes()
     program = Program(cwd, search_roots(entry, kind, cwd, list(pythonpath)), notes)
@@ -131,30 +139,39 @@ def read_training_code(
     refusal = find_fp16_refusal(files)
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
-    _meaning(reading, program, files, found, complete)
+    _meaning(reading, program, files, found, complete, configs)
     return reading
 
 
-def _meaning(reading: CodeReading, program: Program, files, found, complete: bool) -> None:
+def _meaning(reading: CodeReading, program: Program, files, found, complete: bool, configs=None) -> None:
     """The model the launch builds (model_read.py), its loss terms from what it builds, then the
     facts of both; the structural readers (scales.py) fill what the build does not decide."""
     read = reading.model = read_model(
-        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program)
+        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
-    roots = []
-    for m in read.models:
+    roots = []  # the models, then loss modules they hold by a value (`SLIPLoss(SIMCLRLoss(), ...)`)
+    detect = loss_detector(program)
+    fwds = [(o, program.method(o.cls, "forward")) for o in read.interp.created if o.cls and o not in read.models]
+    held = [o for o, fwd in fwds if fwd is not None and detect(fwd)]
+    for m in [*read.models, *held]:
         fwd = program.method(m.cls, "forward")
         roots.append((fwd, call_bindings(fwd, [(c, fn) for o, c, fn, _ in read.interp.module_calls if o is m])))
     reading.losses = read_losses(program, files, roots, read.dead)
     _scale_facts(reading, program, files, complete)
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
+    queue_facts(reading.facts, reading.unknown, read, reading.losses)
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):
             reading.unknown.setdefault(name, f"{why}: the code was not read whole, so what it lacks is not known")
     reading.notes += read.notes
+    reading.notes += [f"{why}: every value read from it is unknown" for why in read.interp.config_unknown.values()]
     hardneg_candidates(reading.facts)
+    if "ssl" in reading.losses.terms:  # rows and columns are the augmented views the data pipeline makes
+        at = next(iter(reading.losses.terms["ssl"].kinds.values()), "")
+        why = "an image-image (NT-Xent) term: its candidates depend on the augmentation batch (views per image)"
+        reading.unknown["candidates.ssl"] = f"{at}: {why}, not read"
     data_dependent_rows(reading.unknown, reading.losses)
 
 
@@ -260,17 +277,47 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         bounds = [c for c in clamps if c.max is not None]
         if bounds:
             top = max(bounds, key=lambda c: c.max)
-            facts.set("scale.clamp_max", top.max, top.at)
+            facts.set("scale.clamp_max", top.max, top.at + (f" (bound: {top.bound_at})" if top.bound_at else ""))
+        elif why := next((c.unknown for c in clamps if c.unknown), ""):
+            reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
     elif complete and params:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
-    rule = find_decay_rule(program, files)
+    interp = reading.model.interp if reading.model else None
+    rule = find_decay_rule(
+        program, files, interp.assigned if interp else None, set(interp.config_unknown.values()) if interp else set()
+    )
     if rule is not None:
         for p in _effective(params, pretrained).values():
             scale = scale_of(p.attr)
-            if scale:
-                facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), rule.at)
+            if not scale:
+                continue
+            if rule.unknown and rule.decays(p.attr):  # the names it tests are not known here
+                reading.unknown[f"scale.{scale}.decayed"] = (
+                    f"{rule.at}: the no-decay names are not known: {rule.unknown}"
+                )
+                continue
+            cite = f"{rule.at} (no-decay names: {rule.names_at})" if rule.names_at else rule.at
+            facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), cite)
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
+
+
+#: loss terms the reader names (vocabulary `loss.<term>.present`)
+READ_TERMS = ("global", "region", "hardneg", "distill", "ssl")
+
+
+def _present(reading: CodeReading, complete: bool) -> None:
+    """loss.<term>.present: True where the term is computed; False only where the model the
+    launch builds was read whole (a term in a module not read stays unknown)."""
+    facts, terms = reading.facts, reading.losses.terms
+    model = reading.model.model if reading.model else None
+    for name in READ_TERMS:
+        if name in terms:
+            term = terms[name]
+            facts.set(f"loss.{name}.present", True, next(iter(term.kinds.values()), ""))
+        elif complete and model is not None:
+            cls = model.cls.node.name if model.cls else "the model"
+            facts.set(f"loss.{name}.present", False, f"{model.at}: no {name} term in this code ({cls}, read whole)")
 
 
 def _loss_facts(reading: CodeReading, complete: bool) -> None:
@@ -301,6 +348,7 @@ def _loss_facts(reading: CodeReading, complete: bool) -> None:
         elif complete:
             where = next(iter(term.kinds.values()), "") or next(iter(term.gathered.values()), "")
             facts.set(f"loss.{name}.errors_swallowed", False, where)
+    _present(reading, complete)
     if "features.gathered.global" in facts:
         facts.set(
             "features.gathered", facts.value("features.gathered.global"), facts.source("features.gathered.global")

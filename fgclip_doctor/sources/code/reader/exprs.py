@@ -61,13 +61,13 @@ class Exprs:
                 t = truth(v)
                 return Const(not t, at) if t is not None else Unknown(f"{at}: not known")
             if isinstance(v, Const) and isinstance(v.value, (int, float)) and isinstance(node.op, ast.USub):
-                return Const(-v.value, v.at)
+                return Const(-v.value, v.at, config=v.config)
             return v if isinstance(node.op, ast.UAdd) else Unknown(f"{at}: not known")
         if isinstance(node, ast.BinOp):
             return self._binop(node.op, self.expr(node.left, frame), self.expr(node.right, frame), node, frame)
         if isinstance(node, ast.Compare):
             return self._compare(node, frame, at)
-        if isinstance(node, (ast.Tuple, ast.List)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             return Seq(tuple(self.expr(e, frame) for e in node.elts))
         if isinstance(node, ast.Dict):
             items = {}
@@ -80,6 +80,8 @@ class Exprs:
             return DictV(items)
         if isinstance(node, ast.Subscript):
             base, key = self.expr(node.value, frame), self.expr(node.slice, frame)
+            if self.from_config(base):  # cfg["optim"] of a config not read: that reason, kept
+                return base
             if isinstance(base, Loaded):  # checkpoint["state_dict"]: still the weights of that file
                 return base
             if isinstance(key, Const):
@@ -93,6 +95,10 @@ class Exprs:
                     return base.items[key.value]
             return Unknown(f"{at}: not known")
         return Unknown(f"{at}: not evaluated")
+
+    def from_config(self, v: Val) -> bool:
+        """`v` is a config the launch's directory does not hold (its values stay unknown, saying why)."""
+        return isinstance(v, Unknown) and v.why in self.config_unknown.values()
 
     def _name(self, name: str, frame: Frame, at: str) -> Val:
         if name in frame.env:
@@ -130,7 +136,7 @@ class Exprs:
     def _attribute(self, node: ast.Attribute, frame: Frame, at: str) -> Val:
         base_node = node.value
         base = self.expr(base_node, frame)
-        if node.attr == "data":
+        if node.attr == "data" or self.from_config(base):
             return base
         if isinstance(base, Obj):
             if node.attr in base.attrs:
@@ -143,6 +149,8 @@ class Exprs:
                 if default is not None:
                     return default
             return Unknown(f"{at}: {ast.unparse(node)[:60]} not set in the code read")
+        if isinstance(base, DictV) and node.attr in base.items:  # cfg.optim.lr (OmegaConf, EasyDict)
+            return base.items[node.attr]
         if isinstance(base, Loaded):
             return Weights(
                 base.path, node.attr, base.at, Unknown(f"{base.at}: the weights loaded there lack {node.attr}")
@@ -203,7 +211,9 @@ class Exprs:
                 return a
         if isinstance(a, Const) and isinstance(b, Const) and type(op) in BINOPS:
             value = arithmetic(type(op), a.value, b.value)  # bounded: never a hang on 10 ** 10 ** 10
-            return Unknown(f"{at}: not computed") if value is UNKNOWN else Const(value, at)
+            if value is UNKNOWN:
+                return Unknown(f"{at}: not computed")
+            return Const(value, at, config=a.config or b.config)
         return Unknown(f"{at}: not known")
 
     def _compare(self, node: ast.Compare, frame: Frame, at: str) -> Val:

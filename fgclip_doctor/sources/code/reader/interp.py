@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 
+from fgclip_doctor.sources.code.reader.config_loads import ConfigSource, is_config_loader
+from fgclip_doctor.sources.code.reader.config_values import WRAPPERS, load_config
 from fgclip_doctor.sources.code.reader.exprs import Exprs
 from fgclip_doctor.sources.code.reader.program import Defn, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
@@ -18,6 +20,7 @@ from fgclip_doctor.sources.code.reader.values import (
     SHAPE_KEEP,
     Const,
     DictV,
+    FileV,
     FlagLookup,
     Frame,
     Loaded,
@@ -37,8 +40,12 @@ from fgclip_doctor.sources.code.reader.values import (
 class Interp(Exprs):
     """Runs the user's setup code on abstract values (see the module docstring)."""
 
-    def __init__(self, program: Program, flag: FlagLookup, is_param: Callable[[str], bool]) -> None:
-        self.program, self.flag, self.is_param = program, flag, is_param
+    def __init__(
+        self, program: Program, flag: FlagLookup, is_param: Callable[[str], bool], configs: ConfigSource | None = None
+    ) -> None:
+        self.program, self.flag, self.is_param, self.configs = program, flag, is_param, configs
+        self.config_unknown: dict[str, str] = {}  # loading line -> why that config's values are unknown
+        self.assigned: dict[int, Val] = {}  # id(`name = ...` statement) -> the value it bound (last run)
         self.conds: dict[int, Val] = {}  # id(test node) -> its value (Unknown when it differed)
         self.branches: dict[int, ast.If | ast.IfExp] = {}  # id(test node) -> its If / IfExp
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
@@ -141,6 +148,8 @@ class Interp(Exprs):
     def stmt(self, s: ast.stmt, frame: Frame) -> None:
         if isinstance(s, ast.Assign):
             value = self.expr(s.value, frame)
+            if len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
+                self.assigned[id(s)] = value
             for t in s.targets:
                 self.assign(t, value, frame)
         elif isinstance(s, ast.AnnAssign) and s.value is not None:
@@ -157,6 +166,10 @@ class Interp(Exprs):
         elif isinstance(s, ast.If):
             self._if(s, frame)
         elif isinstance(s, (ast.With, ast.AsyncWith)):
+            for item in s.items:  # `with open(args.config) as f:` binds f
+                value = self.expr(item.context_expr, frame)
+                if item.optional_vars is not None:
+                    self.assign(item.optional_vars, value, frame)
             self.block(s.body, frame)
         elif isinstance(s, (ast.For, ast.AsyncFor, ast.While)):  # the body once, on an unknown item
             if not isinstance(s, ast.While):
@@ -300,16 +313,22 @@ class Interp(Exprs):
             path = first if first is not None else Unknown(f"{at}: no path")
             self.loads.append((target.dotted, path, at))
             return Loaded(path, at)
-        if name == "dict":
+        if name == "dict" or (name in WRAPPERS and not args):
             return DictV(dict(kwargs))
+        if name == "open" and args:
+            return FileV(args[0], at)
+        if is_config_loader(target.dotted) and args:
+            return load_config(self.configs, args[0], target.dotted, at, self.config_unknown)
+        if name in WRAPPERS and len(args) == 1 and isinstance(args[0], (DictV, Unknown)):
+            return args[0]
         if name in PASS_THROUGH and args:
             v = args[0]
             if name == "int" and isinstance(v, Const) and isinstance(v.value, (int, float)):
-                return Const(int(v.value), v.at)
+                return Const(int(v.value), v.at, v.flag, v.config)
             return v
         if name in MATH and args and isinstance(args[0], Const) and isinstance(args[0].value, (int, float)):
             try:
-                return Const(MATH[name](args[0].value), at)
+                return Const(MATH[name](args[0].value), at, config=args[0].config)
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {args[0].value}")
         if name in FACTORIES:
@@ -324,6 +343,8 @@ class Interp(Exprs):
         return Unknown(f"{at}: {target.dotted}(...) is library code, not read")
 
     def _method(self, owner: Val, name: str, args: list[Val], kwargs: dict[str, Val], at: str) -> Val:
+        if self.from_config(owner):  # cfg.get(...) of a config not read
+            return owner
         if isinstance(owner, Obj):
             if name in ("load_state_dict", "load_weights") and args:
                 # weights from a file read lazily; from anything else the loaded values are unknown
@@ -334,11 +355,13 @@ class Interp(Exprs):
                 return owner
         if isinstance(owner, Loaded) and name == "state_dict":
             return owner
+        if isinstance(owner, DictV) and name == "get" and args and isinstance(args[0], Const):
+            return owner.items.get(args[0].value, args[1] if len(args) > 1 else Const(None, at))
         if isinstance(owner, (Const, Weights)) and name in PASS_THROUGH:
             return owner
         if isinstance(owner, Const) and name in MATH and isinstance(owner.value, (int, float)):
             try:
-                return Const(MATH[name](owner.value), at)
+                return Const(MATH[name](owner.value), at, config=owner.config)
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {owner.value}")
         return Unknown(f"{at}: .{name}(...) not known")

@@ -25,6 +25,8 @@ from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
 MAX_DEPTH = 12
+#: a KL divergence between two distributions (a teacher's and a student's logits): the distill term
+KL = frozenset({"kl_div", "KLDivLoss"})
 
 
 @dataclass
@@ -173,9 +175,13 @@ class _Walker:
                 continue
             here = swallowed or sites.get(id(n), "")
             name = last(call_name(n))
-            if name in SOFTMAX or name in SIGMOID:
+            if name in KL:  # distillation: its own term, whatever scale the logits it compares carry
+                self._record(fn, n, "kl", frozenset({"distill"}), stack, here)
+            elif name in SOFTMAX or name in SIGMOID:
                 own = _expr_scales(n, bindings, aliases)  # the logits' own scale, through aliases
                 scales = own if own - {"bias"} else own | scales_here
+                if not scales - {"bias"} and name in SOFTMAX and _self_masked(fn.node):
+                    scales = frozenset({"ssl"})  # NT-Xent: views against views, each row's own view masked
                 self._record(fn, n, "softmax" if name in SOFTMAX else "sigmoid", scales, stack, here)
             elif (callee := self._resolve_call(fn, n)) is not None and self.has_loss(callee):
                 self.walk(callee, _bind(callee, n, bindings, aliases), stack, here)
@@ -211,6 +217,16 @@ def loss_detector(program: Program):
     return _Walker(program).has_loss
 
 
+#: calls that mask a similarity matrix's diagonal (a view against itself) in NT-Xent / SimCLR
+_SELF_MASKS = frozenset({"one_hot", "eye", "fill_diagonal_", "masked_fill", "masked_fill_"})
+
+
+def _self_masked(fn: ast.AST) -> bool:
+    """An image-image (SimCLR-style) term: an unscaled cross-entropy whose function masks the
+    diagonal of a similarity matrix (`F.one_hot(labels) * 1e9`, `torch.eye`, `fill_diagonal_`)."""
+    return any(isinstance(n, ast.Call) and last(call_name(n)) in _SELF_MASKS for n in ast.walk(fn))
+
+
 def _direct_gather(fn: Defn) -> bool:
     return any(
         isinstance(n, ast.Call) and (last(call_name(n)) in GATHER or call_name(n).endswith("nn.all_reduce"))
@@ -219,7 +235,7 @@ def _direct_gather(fn: Defn) -> bool:
 
 
 def _direct_loss(fn: Defn) -> bool:
-    return any(isinstance(n, ast.Call) and last(call_name(n)) in SOFTMAX | SIGMOID for n in ast.walk(fn.node))
+    return any(isinstance(n, ast.Call) and last(call_name(n)) in SOFTMAX | SIGMOID | KL for n in ast.walk(fn.node))
 
 
 def _expr_scales(expr: ast.AST, bindings: dict[str, frozenset], aliases: dict[str, frozenset]) -> frozenset:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fgclip_doctor.facts import Facts
-from fgclip_doctor.sources.code.families import hard_negative_attrs, is_bias, scale_of
+from fgclip_doctor.sources.code.families import hard_negative_attrs, is_bias, representation, scale_of
 from fgclip_doctor.sources.code.reader.model_read import ModelRead
 from fgclip_doctor.sources.code.reader.program import Defn
 from fgclip_doctor.sources.code.reader.values import Const, Frame, Loaded, Obj, Tensor, Unknown, Weights
@@ -33,7 +33,9 @@ class WeightRead:
 def describe(value: Any) -> str:
     """One line for a value's provenance (init_from)."""
     if isinstance(value, Const):
-        return f"flag {value.flag}" if value.flag else "constant"
+        if value.flag:
+            return f"flag {value.flag}"
+        return f"config {value.config.partition(' ')[2]}" if value.config else "constant"
     if isinstance(value, Weights):
         return f"pretrained weights ({value.at})"
     return "unknown"
@@ -73,7 +75,13 @@ def model_facts(facts: Facts, unknown: dict[str, str], read: ModelRead, complete
         at = model.where.get(attr, model.at) if shown.startswith("copy of") else _at(value, model.at)
         facts.set(f"scale.{scale}.init_from", shown, at)
         if isinstance(value, Const) and isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
-            facts.set(init, float(value.value), value.at)
+            if representation(attr) == "temperature":  # logits / temp: the ln-scale is ln(1 / temp)
+                if value.value > 0:
+                    facts.set(init, -math.log(value.value), f"ln(1 / {attr} {value.value:g}) ({_cite(value)})")
+                else:
+                    unknown[init] = f"{value.at}: {attr} = {value.value:g} is no temperature (logits / 0)"
+                continue
+            facts.set(init, float(value.value), _cite(value))
         elif isinstance(value, Weights):
             pending.append(WeightRead(init, value))
         else:
@@ -100,6 +108,11 @@ def _positions(facts: Facts, read: ModelRead) -> None:
                     best = (rows, f"{v.at}: {attr} rows ({v.shape[0].at})")
     if best is not None:
         facts.set("text.long_positions", best[0], best[1])
+
+
+def _cite(value: Const) -> str:
+    """A value's line, and the config line it is computed from when that is another."""
+    return value.at if not value.config or value.config == value.at else f"{value.at} ({value.config})"
 
 
 def _is_none(value: Any) -> bool:
@@ -183,7 +196,13 @@ def resolve_clamps(read: ModelRead | None, clamps: list) -> None:
         value = read.interp.expr(c.bound, Frame(c.file, {"self": obj}))
         if isinstance(value, Const) and isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
             bound = float(value.value)
-            c.max = math.log(bound) if c.on_exp and bound > 0 else bound
+            if c.temperature:  # the smallest temperature bounds the ln-scale: ln(1 / t_min)
+                c.max = -math.log(bound) if bound > 0 else None
+            else:
+                c.max = math.log(bound) if c.on_exp and bound > 0 else bound
+            c.bound_at = value.config
+        elif isinstance(value, Unknown):
+            c.unknown = value.why
 
 
 def _library_parts(unknown: dict[str, str], read: ModelRead) -> None:

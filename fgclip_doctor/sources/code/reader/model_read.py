@@ -25,6 +25,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
 from fgclip_doctor.sources.code.reader.interp import Interp
 from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
@@ -73,8 +74,9 @@ def read_model(
     flag: FlagLookup,
     is_param: Callable[[str], bool],
     has_loss: Callable[[Defn], bool],
+    configs: ConfigSource | None = None,
 ) -> ModelRead:
-    interp = Interp(program, flag, is_param)
+    interp = Interp(program, flag, is_param, configs)
     read = ModelRead(interp)
     try:
         _run(program, entry, main, interp, has_loss, read)
@@ -103,9 +105,9 @@ def read_model(
 
 def _run(program: Program, entry: SourceFile, main: Defn | None, interp: Interp, has_loss, read: ModelRead) -> None:
     """The training function, then each loss-computing module's forward and the Trainer hooks."""
-    if main is not None:
+    if main is not None and not _main_given_values(entry, main):
         interp.call(main, [], {})
-    else:
+    else:  # the module body: what it computes (`config = yaml.load(open(args.config))`) reaches main
         interp.block(entry.tree.body, Frame(entry, {"__name__": Const("__main__", entry.at(1))}))
     losses = []
     for obj in interp.created:
@@ -122,6 +124,17 @@ def _run(program: Program, entry: SourceFile, main: Defn | None, interp: Interp,
                 method = program.method(obj.cls, name)
                 if method is not None:
                     interp.call(method, [], {}, obj, data=True)
+
+
+def _main_given_values(entry: SourceFile, main: Defn) -> bool:
+    """The entry's `__main__` block calls the training function with values it computed first
+    (`main(args, config)`), so the module body is run rather than the function alone."""
+    for node in entry.tree.body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            for n in ast.walk(node):
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == main.node.name:
+                    return len(n.args) + len(n.keywords) > 1
+    return False
 
 
 def _held(obj: Obj) -> list[Obj]:

@@ -54,6 +54,9 @@ class Clamp:
     bound: ast.expr | None = None  # the upper bound's expression when it is not a literal
     file: SourceFile | None = None
     on_exp: bool = False
+    temperature: bool = False  # a clamp of a temperature (logits / t): its minimum bounds the ln-scale
+    bound_at: str = ""  # where a bound that is not a literal comes from (a config's file:line)
+    unknown: str = ""  # why a bound that is not a literal is not known
 
 
 @dataclass
@@ -62,6 +65,8 @@ class DecayRule:
     excluded_names: list[str] = field(default_factory=list)
     excludes_scalars: bool = False
     lr_flags: list[str] = field(default_factory=list)  # per-group LRs from args (text_model_lr)
+    names_at: str = ""  # where a list of no-decay names comes from when the code reads it (a config's line)
+    unknown: str = ""  # why a list of no-decay names the code tests is not known (its config not read)
 
     def decays(self, param: str) -> bool:
         return not (self.excludes_scalars or any(s in param for s in self.excluded_names))
@@ -149,17 +154,18 @@ def find_scale_params(files: list[SourceFile]) -> list[ScaleParam]:
 def _scale_ref(node: ast.AST) -> str | None:
     """The logit-scale attribute an expression reads (through `.data`, `.exp()`), if any."""
     for n in ast.walk(node):
-        if isinstance(n, ast.Attribute) and "logit_scale" in n.attr:
+        if isinstance(n, ast.Attribute) and ("logit_scale" in n.attr or families.scale_of(n.attr)):
             return n.attr
     return None
 
 
-def _bound(call: ast.Call, method: bool) -> Any:
-    kw = keyword(call, "max")
+def _bound_expr(call: ast.Call, method: bool, side: str = "max") -> ast.expr | None:
+    """The `max` (or `min`) bound of x.clamp_(min, max) / torch.clamp(x, min, max)."""
+    kw = keyword(call, side)
     if kw is not None:
-        return constant(kw)
-    index = 1 if method else 2  # x.clamp_(min, max) / torch.clamp(x, min, max)
-    return constant(call.args[index]) if len(call.args) > index else UNKNOWN
+        return kw
+    index = (1 if method else 2) - (side == "min")
+    return call.args[index] if len(call.args) > index else None
 
 
 def find_clamps(
@@ -184,16 +190,18 @@ def find_clamps(
                 fn = enclosing_function(f.tree, node) if program else None
                 if fn is None or not _mentions_scales(program, f, fn):
                     continue
-            bound = _bound(node, method)
+            temp = families.representation(_scale_ref(subject) or "") == "temperature"
+            expr = _bound_expr(node, method, "min" if temp else "max")
+            bound = constant(expr) if expr is not None else UNKNOWN
             on_exp = any(isinstance(n, ast.Call) and last(call_name(n)) == "exp" for n in ast.walk(subject))
             if isinstance(bound, (int, float)) and not isinstance(bound, bool):
-                value = math.log(bound) if on_exp and bound > 0 else float(bound)
-                out.append(Clamp(f.at(node), value))
+                if temp:
+                    value = -math.log(bound) if bound > 0 else None
+                else:
+                    value = math.log(bound) if on_exp and bound > 0 else float(bound)
+                out.append(Clamp(f.at(node), value, temperature=temp))
             else:
-                kw = keyword(node, "max")
-                index = 1 if method else 2
-                expr = kw if kw is not None else (node.args[index] if len(node.args) > index else None)
-                out.append(Clamp(f.at(node), None, expr, f, on_exp))
+                out.append(Clamp(f.at(node), None, expr, f, on_exp, temp))
     return out
 
 
@@ -252,6 +260,40 @@ def _exclusions(fn: ast.AST, program: Program | None = None, file: SourceFile | 
     return list(dict.fromkeys(names)), scalars
 
 
+def _listed_names(fn: ast.AST, values: dict[int, Any], unread: set[str]) -> tuple[list[str], str, str]:
+    """No-decay names held in a local list the code computed (`no_decay = cfg["optim"]["no_decay"]`)
+    and tested with `in` (`n in no_decay`, `any(k in n for k in no_decay)`): (names, where they
+    come from, why not known). `values`: what the abstract run bound each assignment to."""
+    tested: set[str] = set()
+    loops = {g.target.id: g.iter.id for g in ast.walk(fn) if isinstance(g, ast.comprehension)
+             and isinstance(g.target, ast.Name) and isinstance(g.iter, ast.Name)}  # fmt: skip
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Compare) and len(n.ops) == 1 and isinstance(n.ops[0], (ast.In, ast.NotIn)):
+            right, left = n.comparators[0], n.left
+            if isinstance(right, ast.Name):
+                tested.add(right.id)
+            if isinstance(left, ast.Name) and left.id in loops:
+                tested.add(loops[left.id])
+    names, at, why = [], "", ""
+    for n in ast.walk(fn):
+        if not (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)):
+            continue
+        if n.targets[0].id not in tested or id(n) not in values:
+            continue
+        value = values[id(n)]
+        items = getattr(value, "items", None)
+        if isinstance(items, tuple):
+            strings = [getattr(i, "value", None) for i in items]
+            names += [v for v in strings if isinstance(v, str)]
+            at = at or next((c for i in items if (c := getattr(i, "config", ""))), "")
+        elif isinstance(getattr(value, "value", None), (list, tuple, set)):
+            names += [v for v in value.value if isinstance(v, str)]
+            at = at or getattr(value, "config", "")
+        elif hasattr(value, "why") and value.why in unread:  # a list from a config not read
+            why = why or value.why
+    return names, at, why
+
+
 def _group_dicts(fn: ast.AST) -> list[ast.Dict]:
     return [
         n
@@ -269,8 +311,11 @@ def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def find_decay_rule(program: Program, files: list[SourceFile]) -> DecayRule | None:
-    """How the code splits parameters into decay / no-decay groups (None: not seen)."""
+def find_decay_rule(
+    program: Program, files: list[SourceFile], values: dict | None = None, unread: set[str] = frozenset()
+) -> DecayRule | None:
+    """How the code splits parameters into decay / no-decay groups (None: not seen); `values`:
+    the abstract run's value of each assignment (a no-decay list read from a config)."""
     for f in files:
         for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             dicts = _group_dicts(fn)
@@ -281,7 +326,8 @@ def find_decay_rule(program: Program, files: list[SourceFile]) -> DecayRule | No
                 if isinstance(sub, ast.Lambda) and sub.lineno < fn.lineno:
                     more, s = _exclusions(sub)
                     names, scalars = names + more, scalars or s
-            return DecayRule(f.at(fn), names, scalars, _lr_flags(dicts))
+            listed, at, why = _listed_names(fn, values or {}, set(unread))
+            return DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
     if _uses_hf_trainer(program, files):
         return DecayRule(HF_DEFAULT_DECAY, ["bias", "layernorm", "norm"], False)
     return None

@@ -5,6 +5,8 @@ functions, classes and methods (arguments bound to parameters, defaults and `**k
 included), by Interp (interp.py, expressions in exprs.py). A value is one of:
 
     Const(3.0, "train.sh:12 --lr", flag="lr")  a literal, a flag's value, arithmetic on them
+    Const(0.07, "cfg.yaml:4 temp", config=...) a config file's value (config_values.py), kept
+                                          through arithmetic (`math.log(1 / cfg["temp"])`)
     Weights(path, "logit_scale", at, before)   a tensor as a weight load left it: the file's
                                                value when it holds the tensor, else `before`
     Loaded(path, at)                      weights / a model loaded from `path` (from_pretrained,
@@ -64,6 +66,7 @@ class Const:
     value: Any
     at: str
     flag: str = ""  # the flag's dest when the value is a flag's
+    config: str = ""  # `file:line key` of the config value it is (or is computed from)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,14 @@ class DictV:
 
 
 @dataclass(frozen=True)
+class FileV:
+    """`open(path)`: a file handle, kept so that a config loader on it knows the path."""
+
+    path: Any  # Val of the path
+    at: str
+
+
+@dataclass(frozen=True)
 class Seq:
     items: tuple
 
@@ -122,7 +133,7 @@ def truth(v: Val) -> bool | None:
             return bool(v.value)
         except Exception:  # noqa: BLE001 - an odd constant has no known truth
             return None
-    if isinstance(v, (Obj, Loaded, Weights, Ref)):
+    if isinstance(v, (Obj, Loaded, Weights, Ref, FileV)):
         return True
     if isinstance(v, (DictV, Seq)):
         return bool(v.items)

@@ -1,0 +1,88 @@
+"""Config files decide facts (issue 18 item 5): a YAML config the code loads from `--config` is
+read like flags, each value citing the config's `file:line key`, and it decides branches. Tree:
+tests/trees/yaml_clip (a CLIP trainer driven by YAML, distillation from a teacher); albef (its
+temperature from the config). Each fact is read once and stays unknown, saying why, once."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+from test_check_config_code import run, status, tree
+from test_check_config_families import edit
+from typer.testing import CliRunner
+
+from fgclip_doctor.cli import app
+
+CFG = "configs/vitb16_kd.yaml"
+
+
+def table(cwd, script: str = "scripts/train.sh") -> str:
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return " ".join(CliRunner().invoke(app, ["check-config", "-v", script]).stdout.split())
+    finally:
+        os.chdir(before)
+
+
+@pytest.fixture
+def kd(tmp_path):
+    return tree(tmp_path, "yaml_clip")
+
+
+def test_run_facts_from_the_config(kd):
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert facts["train.per_device_batch"] == (128, f"{CFG}:6 data.batch_size")
+    assert facts["train.learning_rate"] == (5e-4, f"{CFG}:9 optim.lr")
+    assert facts["schedule.warmup_steps"] == (2000, f"{CFG}:13 schedule.warmup_steps")
+    assert facts["train.bf16"][0] is True and facts["train.bf16"][1].startswith(f"{CFG}:15 precision")
+    assert status(found, "FGD601") == "PASS"
+
+
+def test_scale_start_clamp_and_no_decay_from_the_config(kd):
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    value, source = facts["scale.global.init"]
+    assert value == pytest.approx(math.log(1 / 0.07))
+    assert source == f"clipkd/model.py:13 ({CFG}:3 model.init_temperature)"
+    assert facts["scale.global.init_from"][0] == "config model.init_temperature"
+    assert facts["scale.clamp_max"][0] == pytest.approx(math.log(100))
+    assert facts["scale.clamp_max"][1].endswith(f"(bound: {CFG}:4 model.max_logit_scale)")
+    assert facts["scale.global.decayed"] == (False, f"train.py:10 (no-decay names: {CFG}:11 optim.no_decay)")
+    assert status(found, "FGD103", "logit_scale") == "PASS"
+    assert status(found, "FGD102", "clamp") == "PASS"
+
+
+def test_a_config_value_decides_a_branch(kd):
+    _, _, facts, _ = run(kd, "scripts/train.sh")
+    assert facts["loss.global.kind"] == ("softmax", "clipkd/losses.py:22")
+    edit(kd / CFG, "siglip: false", "siglip: true")
+    edit(kd / CFG, "no_decay: [bias, norm, logit_scale]", "no_decay: [bias, norm]")
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert facts["loss.global.kind"][0] == "sigmoid"
+    assert facts["scale.global.decayed"][0] is True and status(found, "FGD103", "logit_scale") == "WARN"
+
+
+def test_a_config_not_readable_leaves_its_values_unknown_and_says_so(kd):
+    edit(kd / "scripts/train.sh", "--config configs/vitb16_kd.yaml", "--config configs/missing.yaml")
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    for name in ("train.per_device_batch", "scale.global.init", "scale.clamp_max", "scale.global.decayed"):
+        assert name not in facts, name
+    assert facts["loss.global.kind"][0] == "mixed"  # `if cfg["loss"]["siglip"]` not known: both branches
+    assert status(found, "FGD103") == "SKIP"  # the no-decay names are the config's: never a PASS or a WARN
+    assert "FGD102" not in {c for c, s in found if s == "global"}  # no start value to judge
+    shown = table(kd)
+    assert "train.py:24: yaml.safe_load loads configs/missing.yaml" in shown and "is not on this machine" in shown
+
+
+def test_albef_temperature_from_its_yaml(tmp_path):
+    al = tree(tmp_path, "albef")
+    _, found, facts, _ = run(al, "run_pretrain.sh")
+    assert facts["scale.global.init"][0] == pytest.approx(math.log(1 / 0.07))
+    assert facts["scale.global.init"][1] == "ln(1 / temp 0.07) (configs/Pretrain.yaml:8 temp)"
+    assert facts["scale.clamp_max"][0] == pytest.approx(math.log(1 / 0.001))  # clamp_(0.001, 0.5) on temp
+    edit(al / "run_pretrain.sh", "--config ./configs/Pretrain.yaml", "--config $1")
+    _, found, facts, _ = run(al, "run_pretrain.sh")
+    assert "scale.global.init" not in facts and "train.per_device_batch" not in facts
+    assert "yaml.load loads a config whose path is not known" in table(al, "run_pretrain.sh")
