@@ -62,8 +62,7 @@ def launch_argv(view: TargetView, notes: list[str], device: str = "cpu") -> list
             if dropped is not None:
                 notes.append(dropped)
                 continue
-        value = flag.value
-        argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+        argv += flag.argv(flag.option or f"--{name}")  # as spelled: `--batch-size=-1`, a bare `--do_train`
     return argv
 
 

@@ -31,10 +31,8 @@ class _Rejected(Exception):
 
 
 def _argv(name: str, flag: Flag) -> list[str]:
-    """The flag as the launch gives it to argparse: `--x=v` stays attached (argparse then takes a
-    value such as `-1e39` or `-inf`, which it refuses as `--x -1e39`: "expected one argument")."""
-    value = str(flag.value).lower() if isinstance(flag.value, bool) else str(flag.value)
-    return [f"--{name}={value}"] if flag.attached else [f"--{name}", value]
+    """The flag under its field's name, always with its value (HfArgumentParser types `--x True`)."""
+    return flag.argv(f"--{name}", keep_bare=False)
 
 
 def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:

@@ -36,6 +36,15 @@ class Flag:
     bare: bool = False  # given without a value (`--do_train`)
     attached: bool = False  # `--x=v`: argparse takes v even when it looks like an option (`--x=-1e39`)
 
+    def argv(self, option: str, keep_bare: bool = True) -> list[str]:
+        """The flag as the launch hands it to its parser, under `option`: `--x=v` stays attached
+        (argparse takes `--x=-1e39`, and refuses `--x -1e39`: "expected one argument"), a bare
+        `--do_train` stays bare unless `keep_bare` is False (then `--do_train true`)."""
+        if self.bare and keep_bare:
+            return [option]
+        value = str(self.value).lower() if isinstance(self.value, bool) else str(self.value)
+        return [f"{option}={value}"] if self.attached else [option, value]
+
 
 @dataclass
 class TargetView:
