@@ -193,6 +193,18 @@ def test_every_other_numeric_training_flag_at_once(synthetic_root, tmp_path, val
     check(tmp_path, " ".join(f"--{n} {value}" for n in PASS_THROUGH))
 
 
+def test_an_earlier_occurrence_the_parser_refuses_is_a_finding_at_its_line(synthetic_root, tmp_path):
+    # `--seed 1e20` before the script's own `--seed 0`: argparse types both, and dies on the first
+    code, found = check(tmp_path, "--seed 1e20")
+    assert code == 1
+    fail = found[("FGD303", "--seed")]
+    assert fail["status"] == "FAIL" and "--seed 1e20 is rejected" in fail["message"]
+    line = next(i for i, text in enumerate((tmp_path / "launch.sh").read_text().splitlines(), 1) if "1e20" in text)
+    assert [source.rsplit("/", 1)[-1] for source in fail["sources"]] == [f"launch.sh:{line} --seed"]
+    code, found = check(tmp_path, "--seed 7")  # typable: the last occurrence wins, nothing to say
+    assert ("FGD303", "--seed") not in found
+
+
 # ---- any value, any numeric flag, a few at once -----------------------------------------------------
 
 HUGE = 10**400  # past every float: int("1" + 400 zeros) is fine, float() of it overflows
@@ -204,7 +216,8 @@ values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(lambda x: f"{x:e}"),
 )
 #: (flag, value) pairs: several, so that one flag can open another's branch (--max_steps -1 makes
-#: check-config count num_train_epochs); a flag given twice takes its last value, as argparse does
+#: check-config count num_train_epochs); a flag given twice takes its last value, as argparse does, once
+#: every occurrence has been typed
 FORMS = st.sampled_from([" ", "="])  # `--x v` or `--x=v`
 pairs = st.lists(st.tuples(st.sampled_from(SUBJECT_FLAGS + PASS_THROUGH), values, FORMS), min_size=1, max_size=3)
 
@@ -226,15 +239,15 @@ def _untypable(flag: str, value: str, sep: str) -> bool:
 @example([("max_steps", "-1", " "), ("num_train_epochs", "inf", " ")])
 @example([("max_steps", "-1", " "), ("num_train_epochs", "1e308", "=")])
 @example([("logit_scale_init_value", "-1e39", "=")])
+@example([("seed", "1e20", " ")])  # the script's own `--seed 0` comes after: the run still dies at start
 def test_numeric_flags_at_any_value(synthetic_root, tmp_path, pairs):
     """Every numeric flag of the subject at any value (0, -1, 1e20, inf, nan, past float32 and float64,
     huge integers), a few at once: findings (exit 0 / 1), or one error line and exit 2, never a
     traceback (run_cli's contract). A value an int flag's parser cannot type is a FAIL naming a flag."""
-    # last in the command: no later --seed 0 overrides the value (the doctor keeps the last occurrence
-    # only, while argparse types every one: `--seed 1e20 ... --seed 0` dies at start; not read yet)
-    code, found = check(tmp_path, " ".join(f"--{flag}{sep}{value}" for flag, value, sep in pairs), last=True)
+    # before the script's own --seed 0 --dataloader_num_workers 0: argparse types every occurrence of a
+    # flag, so `--seed 1e20 ... --seed 0` dies at start though its last value is fine, and the doctor says so
+    code, found = check(tmp_path, " ".join(f"--{flag}{sep}{value}" for flag, value, sep in pairs))
     assert code in (0, 1)  # a launch with odd values is judged, never refused as the doctor's input
-    last = {flag: (value, sep) for flag, value, sep in pairs}  # what the doctor reads of a repeated flag
-    if any(_untypable(flag, *v) for flag, v in last.items()):
+    if any(_untypable(flag, value, sep) for flag, value, sep in pairs):
         refused = {subject for (rule, subject), f in found.items() if rule == "FGD303" and f["status"] == "FAIL"}
-        assert refused & {f"--{f}" for f in last}, sorted(found)
+        assert refused & {f"--{flag}" for flag, _value, _sep in pairs}, sorted(found)

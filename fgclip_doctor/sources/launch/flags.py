@@ -46,16 +46,20 @@ def rejected_flags(view: TargetView, parser=None) -> list[dict[str, object]]:
 
     parser.error = error
     out = []
-    for name, flag in view.flags.items():
-        if name in ("deepspeed", "preset") or flag.value is None:
+    for name, last in view.flags.items():
+        if name in ("deepspeed", "preset"):
             continue
-        try:
-            _ns, unknown = parser.parse_known_args(_argv(name, flag))
-            reason = "unrecognized argument" if any(u.startswith("--") for u in unknown) else None
-        except _Rejected as err:
-            reason = str(err)
-        if reason:
-            out.append({"flag": f"--{name}", "value": flag.value, "reason": reason, "source": flag.source})
+        for flag in (*last.earlier, last):  # argparse types every occurrence: an earlier bad value dies too
+            if flag.value is None:
+                continue
+            try:
+                _ns, unknown = parser.parse_known_args(_argv(name, flag))
+                reason = "unrecognized argument" if any(u.startswith("--") for u in unknown) else None
+            except _Rejected as err:
+                reason = str(err)
+            if reason:
+                out.append({"flag": f"--{name}", "value": flag.value, "reason": reason, "source": flag.source})
+                break  # one finding per flag: the first occurrence the parser refuses
     return out
 
 

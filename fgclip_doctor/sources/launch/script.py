@@ -36,6 +36,7 @@ class ArgValue:
     line: int
     raw: str
     flag: str = ""
+    earlier: tuple[ArgValue, ...] = ()  # the same flag given before (argparse types every occurrence)
 
 
 @dataclass
@@ -338,7 +339,7 @@ class _Interpreter(DirectoryExpander):
         return opts, k
 
     def _train_args(self, launch: Launch, fields: list[Field]) -> None:
-        """The training program's arguments, argparse style: the last occurrence wins."""
+        """The training program's arguments, argparse style: the last occurrence wins (earlier ones kept)."""
         k = 0
         while k < len(fields):
             f = fields[k]
@@ -349,18 +350,26 @@ class _Interpreter(DirectoryExpander):
             flag, eq, value = f.text.partition("=")
             key = flag.lstrip("-").replace("-", "_")
             if eq:
-                launch.args[key] = ArgValue(None if f.unknown else value, f.line, f.raw, flag)
+                _put(launch.args, key, ArgValue(None if f.unknown else value, f.line, f.raw, flag))
                 k += 1
             elif k + 1 < len(fields) and not _is_flag(fields[k + 1]):
-                launch.args[key] = _arg(fields[k + 1], flag, f"{f.raw} {fields[k + 1].raw}")
+                _put(launch.args, key, _arg(fields[k + 1], flag, f"{f.raw} {fields[k + 1].raw}"))
                 k += 2
             else:  # `--do_train`: HfArgumentParser reads a bare bool flag as True
-                launch.args[key] = ArgValue("True", f.line, f.raw, flag)
+                _put(launch.args, key, ArgValue("True", f.line, f.raw, flag))
                 k += 1
         if len(launch.positionals) == 1 and (launch.positionals[0].value or "").lower().endswith(
             (".json", ".yaml", ".yml")
         ):
             launch.args_file = launch.positionals[0]
+
+
+def _put(args: dict[str, ArgValue], key: str, value: ArgValue) -> None:
+    """`args[key] = value`, the last occurrence winning, the earlier ones kept in `value.earlier`."""
+    before = args.get(key)
+    if before is not None:
+        value.earlier = (*before.earlier, ArgValue(before.value, before.line, before.raw, before.flag))
+    args[key] = value
 
 
 def _arg(f: Field, flag: str = "", raw: str | None = None) -> ArgValue:

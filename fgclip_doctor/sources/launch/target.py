@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fgclip_doctor.bundled import PACKAGE, own_package_named_fgclip
 from fgclip_doctor.errors import DoctorInputError, DoctorUsageError
 from fgclip_doctor.sources.files import display_path
 from fgclip_doctor.sources.launch.args import load_args_file
-from fgclip_doctor.sources.launch.script import Launch, format_source, parse_launch_script
+from fgclip_doctor.sources.launch.script import ArgValue, Launch, parse_launch_script
 
 SUBJECT_MODULE = "fgclip.train"
 SUBJECT_PRESETS_FILE = "fgclip/presets.py"
@@ -35,6 +35,7 @@ class Flag:
     option: str = ""  # as spelled in the launch (`--batch-size`); "" = `--<name>`
     bare: bool = False  # given without a value (`--do_train`)
     attached: bool = False  # `--x=v`: argparse takes v even when it looks like an option (`--x=-1e39`)
+    earlier: tuple[Flag, ...] = ()  # the same flag given before: argparse types each (`--seed 1e20 ... --seed 0`)
 
     def argv(self, option: str, keep_bare: bool = True) -> list[str]:
         """The flag as the launch hands it to its parser, under `option`: `--x=v` stays attached
@@ -102,7 +103,10 @@ def _pairs(tokens: list[str], source: str, cite_flag: bool = False) -> dict[str,
                 else:
                     val, bare = "True", True
             where = f"{source} {option}" if cite_flag else source
-            out[option[2:].replace("-", "_")] = Flag(val, where, option, bare, attached=bool(eq))
+            key = option[2:].replace("-", "_")
+            before = out.get(key)
+            earlier = (*before.earlier, replace(before, earlier=())) if before is not None else ()
+            out[key] = Flag(val, where, option, bare, attached=bool(eq), earlier=earlier)
         i += 1
     return out
 
@@ -241,6 +245,15 @@ def live_target(target: Path | None, module: str | None, argv: list[str] | None)
     return program_target(target, module, argv) or (read_target(target) if target is not None else None)
 
 
+def _launch_flag(launch: Launch, name: str, arg: ArgValue) -> Flag:
+    """A script's flag, cited by its line (`train.sh:14 --lr`), with its earlier occurrences."""
+    bare = arg.value == "True" and " " not in arg.raw and "=" not in arg.raw
+    attached = "=" in (arg.raw.split() or [""])[0]  # `--x=v`, not `--x v`
+    option = arg.flag or f"--{name}"
+    earlier = tuple(_launch_flag(launch, name, e) for e in arg.earlier)
+    return Flag(arg.value, f"{display_path(launch.path)}:{arg.line} {option}", option, bare, attached, earlier)
+
+
 def read_target(target: Path | TargetView | None, environ: dict[str, str] | None = None) -> TargetView:
     """Turn a check-config target into a TargetView (raises DoctorInputError on bad input).
     A TargetView already read (a training script with its arguments) is returned as it is."""
@@ -272,9 +285,7 @@ def read_target(target: Path | TargetView | None, environ: dict[str, str] | None
             af = launch.directory / af
         flags.update({k: Flag(v, s) for k, (v, s) in load_args_file(af).items()})
     for name, arg in launch.args.items():
-        bare = arg.value == "True" and " " not in arg.raw and "=" not in arg.raw
-        attached = "=" in (arg.raw.split() or [""])[0]  # `--x=v`, not `--x v`
-        flags[name] = Flag(arg.value, format_source(launch, name), arg.flag or f"--{name}", bare, attached)
+        flags[name] = _launch_flag(launch, name, arg)
     view = TargetView(
         display_path(path),
         launch.entry,
