@@ -205,6 +205,21 @@ def test_an_earlier_occurrence_the_parser_refuses_is_a_finding_at_its_line(synth
     assert ("FGD303", "--seed") not in found
 
 
+@pytest.mark.parametrize("value", ["0", "-3", str(-(10**400))])
+def test_max_boxes_that_keep_no_box_fail_the_region_term(synthetic_root, tmp_path, value):
+    # the subject's loader keeps a box while fewer than max_boxes are kept: none at 0 or below, and the
+    # run then trains the global loss alone, silently (its logs have no region_loss)
+    code, found = check(tmp_path, f"--max_boxes {value}")
+    assert code == 1
+    region = found[("FGD201", "region")]
+    assert region["status"] == "FAIL" and "no box reaches the region term" in region["message"], region
+
+
+def test_max_boxes_of_one_keeps_the_region_term(synthetic_root, tmp_path):
+    code, found = check(tmp_path, "--max_boxes 1")
+    assert found[("FGD201", "region")]["status"] == "PASS", found[("FGD201", "region")]
+
+
 # ---- any value, any numeric flag, a few at once -----------------------------------------------------
 
 HUGE = 10**400  # past every float: int("1" + 400 zeros) is fine, float() of it overflows
@@ -239,6 +254,7 @@ def _untypable(flag: str, value: str, sep: str) -> bool:
 @example([("max_steps", "-1", " "), ("num_train_epochs", "inf", " ")])
 @example([("max_steps", "-1", " "), ("num_train_epochs", "1e308", "=")])
 @example([("logit_scale_init_value", "-1e39", "=")])
+@example([("max_boxes", str(-HUGE), " ")])  # found by the 10,000-example run: the mean boxes overflowed
 @example([("seed", "1e20", " ")])  # the script's own `--seed 0` comes after: the run still dies at start
 def test_numeric_flags_at_any_value(synthetic_root, tmp_path, pairs):
     """Every numeric flag of the subject at any value (0, -1, 1e20, inf, nan, past float32 and float64,

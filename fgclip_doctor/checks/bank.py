@@ -131,6 +131,8 @@ def bank_size(facts: Facts, ctx: RuleContext) -> Finding:
     size, k = int(facts.value("bank.size")), int(facts.value("candidates.region.in_batch"))
     wraps = facts.value("bank.wraps")
     src = ctx.sources_of(facts, "bank.size", "candidates.region.in_batch", "bank.wraps")
+    if k == 0:  # negatives-count FAILs the region term: no box, nothing enqueued
+        return ctx.skip("no box reaches the region term (0 boxes per rank): nothing is enqueued", src)
     expected = f">= {k}, a multiple of {k} or wrap-around"
     if size < k:
         return ctx.problem(

@@ -110,9 +110,9 @@ def _region(facts: Facts, ctx: RuleContext) -> Finding:
     src = ctx.sources_of(facts, *names)
     k = facts.value("candidates.region.in_batch")
     if k is None:
-        return ctx.skip(
-            "not known: candidates.region.in_batch (boxes per rank: per-device batch x data.max_boxes)", src, "region"
-        )
+        return ctx.skip("not known: candidates.region.in_batch (boxes per rank: batch x max_boxes)", src, "region")
+    if k == 0:  # --max_boxes 0 (or below): the loader keeps no box, the region term never gets a row
+        return ctx.problem(0, ">= 1 box", "region: no box reaches the region term: it never trains", src, "region")
     bank = facts.value("bank.enabled")
     if bank is None:
         return ctx.skip("not known: bank.enabled (whether the model has a memory bank)", src, "region")

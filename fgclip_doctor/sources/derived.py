@@ -75,8 +75,10 @@ def derive_run(facts: Facts) -> None:
         per_image = min(
             facts.value("data.boxes_per_image", facts.value("data.max_boxes")), facts.value("data.max_boxes")
         )
-        k = max(1, round(per_device * per_image))
+        k = max(1, round(per_device * per_image)) if per_image > 0 else 0  # max_boxes <= 0 keeps no box
         how = "mean boxes per image" if "data.boxes_per_image" in facts else "max_boxes (upper bound)"
+        if k == 0:
+            how = f"max_boxes {facts.value('data.max_boxes')} ({facts.source('data.max_boxes')}), which keeps no box"
         facts.set("candidates.region.in_batch", k, f"per_device × {how}, this rank's boxes")
         if facts.value("bank.enabled"):
             facts.set("candidates.region.with_bank", k + facts.value("bank.size"), "in-batch + bank.size")

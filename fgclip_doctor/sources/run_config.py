@@ -180,7 +180,7 @@ def _dataset_size(facts: Facts, view: TargetView, values: dict, dataset_size: in
         cited = f" ({flag.source})" if flag is not None else ""
         facts.mark_unknown("train.dataset_size", f"the annotations {data_path}{cited} are not on this machine")
     elif where is not None:
-        stats = annotation_stats(where, max_boxes=values.get("max_boxes") or 4)
+        stats = annotation_stats(where, max_boxes=4 if values.get("max_boxes") is None else values["max_boxes"])
         facts.set("train.dataset_size", stats.records, f"{data_path} ({stats.records} records counted)")
         if stats.sampled:
             facts.set(

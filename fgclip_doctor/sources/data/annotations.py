@@ -58,6 +58,6 @@ def annotation_stats(path: Path, max_boxes: int = 4, sample: int = 2000) -> Anno
     for rec in sampled:
         boxes = rec.get("bbox_info") if isinstance(rec, dict) else None
         valid = sum(1 for b in boxes or [] if isinstance(b, dict) and is_valid_box(b.get("bbox")))
-        sampled_boxes += min(valid, max_boxes)
+        sampled_boxes += min(valid, max(max_boxes, 0))  # the loader keeps none at max_boxes <= 0 (fgclip/data.py)
     mean = sampled_boxes / len(sampled) if sampled else 0.0
     return AnnotationStats(records, len(sampled), mean)
