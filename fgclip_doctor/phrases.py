@@ -56,7 +56,7 @@ PHRASES: dict[str, str] = {
     "scale.<scale>.requires_grad": "whether the <scale> scale requires grad",
     "observed.scale.<scale>.grad_seen": "whether a gradient reached the <scale> scale",
     "scale.clamp": "whether the scales are clamped",
-    "scale.clamp_max": "the scales' clamp",
+    "scale.clamp_max": "the scales' clamp bound",
     "loss.terms": "the loss terms the run computes",
     "bank.enabled": "whether the model has a memory bank",
     "bank.size": "the memory bank's size",

@@ -70,10 +70,46 @@ def test_a_config_not_readable_leaves_its_values_unknown_and_says_so(kd):
     for name in ("train.per_device_batch", "scale.global.init", "scale.clamp_max", "scale.global.decayed"):
         assert name not in facts, name
     assert facts["loss.global.kind"][0] == "mixed"  # `if cfg["loss"]["siglip"]` not known: both branches
-    assert status(found, "FGD103") == "SKIP"  # the no-decay names are the config's: never a PASS or a WARN
+    missing = "train.py:24: yaml.safe_load loads configs/missing.yaml (scripts/train.sh:3 --config): "
+    missing += "configs/missing.yaml is not on this machine"
+    # the no-decay names are the config's: never a PASS or a WARN, and the SKIP says which test, which config, why
+    decay = found[("FGD103", "logit_scale")]
+    assert decay["status"] == "SKIP" and decay["missing"] == ["scale.global.decayed"]
+    assert f"train.py:10: the no-decay names are not known: {missing}" in decay["message"]
+    # a clamp whose bound is the config's: never a PASS on a bound not read; which clamp, which config, why
+    clamp = found[("FGD102", "clamp")]
+    assert clamp["status"] == "SKIP" and clamp["missing"] == ["scale.clamp_max"]
+    assert f"clipkd/model.py:18: the clamp's bound is not known: {missing}" in clamp["message"]
     assert "FGD102" not in {c for c, s in found if s == "global"}  # no start value to judge
     shown = table(kd)
     assert "train.py:24: yaml.safe_load loads configs/missing.yaml" in shown and "is not on this machine" in shown
+
+
+def test_a_clamp_in_a_branch_on_a_flag_counts_only_where_the_launch_takes_it(kd):
+    edit(
+        kd / "train.py",
+        '    parser.add_argument("--output-dir"',
+        '    parser.add_argument("--clamp-scale", type=int, default=1)\n    parser.add_argument("--output-dir"',
+    )
+    edit(
+        kd / "train.py", "        model.clamp_scale()", "        if args.clamp_scale:\n            model.clamp_scale()"
+    )
+    launch = kd / "scripts/train.sh"
+    edit(launch, "--output-dir runs/vitb16_kd", "--output-dir runs/vitb16_kd --clamp-scale 1")
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert status(found, "FGD102", "clamp") == "PASS" and facts["scale.clamp"][1] == "clipkd/model.py:18"
+    edit(launch, "--clamp-scale 1", "--clamp-scale 0")  # the branch not taken: no clamp runs
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert facts["scale.clamp"][0] is False and status(found, "FGD102", "clamp") == "WARN"
+    edit(launch, "--clamp-scale 0", "--clamp-scale $1")  # the script's argument: the clamp may or may not run
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert "scale.clamp" not in facts
+    clamp = found[("FGD102", "clamp")]
+    assert clamp["status"] == "SKIP" and clamp["missing"] == ["scale.clamp"]
+    assert (
+        "clipkd/model.py:18: the clamp runs only if `args.clamp_scale` depends on scripts/train.sh:3"
+        in clamp["message"]
+    )
 
 
 def test_albef_temperature_from_its_yaml(tmp_path):

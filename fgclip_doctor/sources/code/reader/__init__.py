@@ -270,8 +270,13 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         elif p.init_from.startswith("flag ") and (v := _flag_value(reading, p.value)) is not None:
             if isinstance(v[0], (int, float)) and not isinstance(v[0], bool):
                 facts.set(f"scale.{scale}.init", float(v[0]), f"{p.at} {p.init_from} = {v[1]}")
-    clamps = find_clamps(files, program, reading.model.dead if reading.model else frozenset())
+    read = reading.model
+    clamps = find_clamps(files, program, read.dead if read else frozenset(), read.unsure if read else None)
     resolve_clamps(reading.model, clamps)
+    if clamps and all(c.maybe for c in clamps):  # no PASS on a branch the launch may not take
+        reading.unknown["scale.clamp"] = f"{clamps[0].at}: the clamp runs only if {clamps[0].maybe}"
+        clamps = []
+    clamps = [c for c in clamps if not c.maybe]
     if clamps:
         facts.set("scale.clamp", True, clamps[0].at)
         bounds = [c for c in clamps if c.max is not None]
@@ -280,7 +285,7 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             facts.set("scale.clamp_max", top.max, top.at + (f" (bound: {top.bound_at})" if top.bound_at else ""))
         elif why := next((c.unknown for c in clamps if c.unknown), ""):
             reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
-    elif complete and params:
+    elif complete and params and "scale.clamp" not in reading.unknown:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
     interp = reading.model.interp if reading.model else None
     rule = find_decay_rule(

@@ -214,7 +214,10 @@ class Exprs:
             if value is UNKNOWN:
                 return Unknown(f"{at}: not computed")
             return Const(value, at, config=a.config or b.config)
-        return Unknown(f"{at}: not known")
+        operand = next((v for v in (a, b) if isinstance(v, Unknown)), None)  # say why the operand is unknown
+        return (
+            operand if operand is not None and not operand.why.endswith(": not known") else Unknown(f"{at}: not known")
+        )
 
     def _compare(self, node: ast.Compare, frame: Frame, at: str) -> Val:
         left = self.expr(node.left, frame)
@@ -232,6 +235,9 @@ class Exprs:
                 except Exception:  # noqa: BLE001 - a comparison of odd constants is unknown
                     return Unknown(f"{at}: not known")
             else:
+                operand = next((v for v in (left, right) if isinstance(v, Unknown)), None)  # say why, when known
+                if operand is not None and not operand.why.endswith("not known"):
+                    return operand
                 return Unknown(f"{at}: `{ast.unparse(node)[:60]}` not known")
             left = right
         return Const(result, at)

@@ -51,6 +51,7 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.unsure: dict[int, str] = {}  # id(test node) -> why a test on a flag / config value is not known
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
         # (library callable, path Val, line) of each weight / tokenizer load
         self.loads: list[tuple[str, Val, str]] = []
@@ -226,6 +227,10 @@ class Interp(Exprs):
         """Keep the value the test of `node` had (Unknown once two runs disagree)."""
         key = id(node.test)
         self.branches[key] = node
+        if isinstance(value, Unknown) and (
+            value.why in self.config_unknown.values() or value.why.endswith(("value not known", "default not known"))
+        ):  # a branch taken or not by a flag / config value not known here: code in it may not run
+            self.unsure.setdefault(key, f"`{ast.unparse(node.test)[:60]}` depends on {value.why}")
         if key in self.conds and self.conds[key] != value:
             self.conds[key] = Unknown("differs between calls")
         else:
@@ -331,6 +336,8 @@ class Interp(Exprs):
                 return Const(MATH[name](args[0].value), at, config=args[0].config)
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {args[0].value}")
+        if name in MATH and args and isinstance(args[0], Unknown):  # why the argument is unknown, not "library"
+            return args[0]
         if name in FACTORIES:
             shape = tuple(args[0].items) if len(args) == 1 and isinstance(args[0], Seq) else tuple(args)
             if name.startswith("ones") and not shape:

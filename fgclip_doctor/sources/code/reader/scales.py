@@ -57,6 +57,7 @@ class Clamp:
     temperature: bool = False  # a clamp of a temperature (logits / t): its minimum bounds the ln-scale
     bound_at: str = ""  # where a bound that is not a literal comes from (a config's file:line)
     unknown: str = ""  # why a bound that is not a literal is not known
+    maybe: str = ""  # why the clamp may not run: it sits in a branch on a flag / config value not known
 
 
 @dataclass
@@ -169,12 +170,16 @@ def _bound_expr(call: ast.Call, method: bool, side: str = "max") -> ast.expr | N
 
 
 def find_clamps(
-    files: list[SourceFile], program: Program | None = None, dead: frozenset | set = frozenset()
+    files: list[SourceFile],
+    program: Program | None = None,
+    dead: frozenset | set = frozenset(),
+    unsure: dict[int, str] | None = None,
 ) -> list[Clamp]:
     """Every clamp of a logit scale: on the attribute itself (`self.logit_scale.clamp_(0, 4.6052)`)
     or on parameters a function gets from the scales by name (`for p in self.scales().values():
     p.clamp_(...)` where `scales` returns `getattr(self, n)` over a tuple of logit-scale names).
-    A clamp in a branch the launch does not take (`dead`) does not count."""
+    A clamp in a branch the launch does not take (`dead`) does not count; one in a branch whose
+    test is not known (`unsure`: node id -> why) says so in `Clamp.maybe`."""
     out = []
     for f in files:
         for node in ast.walk(f.tree):
@@ -202,7 +207,29 @@ def find_clamps(
                 out.append(Clamp(f.at(node), value, temperature=temp))
             else:
                 out.append(Clamp(f.at(node), None, expr, f, on_exp, temp))
+            out[-1].maybe = (unsure or {}).get(id(node), "")
+            if id(node) not in (unsure or {}) and (fn := enclosing_function(f.tree, node)) is not None:
+                ran = _calls_run(files, fn.name, dead, unsure or {})
+                if ran is False:  # every call of its function is in a branch the launch does not take
+                    out.pop()
+                elif ran:
+                    out[-1].maybe = ran
     return out
+
+
+def _calls_run(files: list[SourceFile], name: str, dead, unsure: dict[int, str]) -> bool | str | None:
+    """Whether the calls of function `name` in the code read run in this launch: False when every
+    one is in a branch not taken, why when none surely runs (a branch on a value not known), None
+    when one surely runs or no call is found (the function may be run from code not read)."""
+    calls = [
+        n
+        for f in files
+        for n in ast.walk(f.tree)
+        if isinstance(n, ast.Call) and last(call_name(n)) == name and name not in ("forward", "__init__")
+    ]
+    if not calls or any(id(c) not in dead and id(c) not in unsure for c in calls):
+        return None
+    return next((unsure[id(c)] for c in calls if id(c) in unsure), False)
 
 
 def _mentions_scales(program: Program, file: SourceFile, fn: ast.AST, depth: int = 0) -> bool:
