@@ -122,3 +122,35 @@ def test_albef_temperature_from_its_yaml(tmp_path):
     _, found, facts, _ = run(al, "run_pretrain.sh")
     assert "scale.global.init" not in facts and "train.per_device_batch" not in facts
     assert "yaml.load loads a config whose path is not known" in table(al, "run_pretrain.sh")
+
+
+def test_a_no_decay_grouping_counts_only_where_the_launch_uses_it(kd):
+    edit(
+        kd / "train.py",
+        '    parser.add_argument("--output-dir"',
+        '    parser.add_argument("--group", type=int, default=1)\n    parser.add_argument("--output-dir"',
+    )
+    edit(
+        kd / "train.py",
+        'torch.optim.AdamW(param_groups(model, cfg["optim"]), lr',
+        'torch.optim.AdamW(param_groups(model, cfg["optim"]) if args.group else model.parameters(), lr',
+    )
+    launch = kd / "scripts/train.sh"
+    _, found, facts, _ = run(kd, "scripts/train.sh")  # the default, 1: the config's no-decay list holds
+    assert facts["scale.global.decayed"][0] is False and status(found, "FGD103", "logit_scale") == "PASS"
+    for value, why in (
+        (
+            "0",
+            "train.py:10: param_groups() builds the groups, but every call of it is in a branch this launch does not take",
+        ),
+        ("$1", "train.py:10: param_groups() builds the groups only if `args.group` depends on scripts/train.sh:3"),
+    ):
+        edit(
+            launch,
+            "--output-dir runs/vitb16_kd" + ("" if value == "0" else " --group 0"),
+            f"--output-dir runs/vitb16_kd --group {value}",
+        )
+        _, found, facts, _ = run(kd, "scripts/train.sh")
+        decay = found[("FGD103", "logit_scale")]
+        assert "scale.global.decayed" not in facts and decay["status"] == "SKIP", value
+        assert why in decay["message"], decay["message"]

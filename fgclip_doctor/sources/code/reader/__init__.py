@@ -289,12 +289,20 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
     interp = reading.model.interp if reading.model else None
     rule = find_decay_rule(
-        program, files, interp.assigned if interp else None, set(interp.config_unknown.values()) if interp else set()
+        program,
+        files,
+        interp.assigned if interp else None,
+        set(interp.config_unknown.values()) if interp else set(),
+        read.dead if read else frozenset(),
+        read.unsure if read else None,
     )
     if rule is not None:
         for p in _effective(params, pretrained).values():
             scale = scale_of(p.attr)
             if not scale:
+                continue
+            if rule.maybe:  # a grouping this launch may not use: no PASS on a branch not taken
+                reading.unknown[f"scale.{scale}.decayed"] = rule.maybe
                 continue
             if rule.unknown and rule.decays(p.attr):  # the names it tests are not known here
                 reading.unknown[f"scale.{scale}.decayed"] = (

@@ -26,6 +26,7 @@ from fgclip_doctor.sources.code import families
 from fgclip_doctor.sources.code.reader.astutil import (
     UNKNOWN,
     call_name,
+    calls_run,
     constant,
     enclosing_function,
     keyword,
@@ -68,6 +69,7 @@ class DecayRule:
     lr_flags: list[str] = field(default_factory=list)  # per-group LRs from args (text_model_lr)
     names_at: str = ""  # where a list of no-decay names comes from when the code reads it (a config's line)
     unknown: str = ""  # why a list of no-decay names the code tests is not known (its config not read)
+    maybe: str = ""  # why the grouping may not be the one the launch uses (its call is in a branch)
 
     def decays(self, param: str) -> bool:
         return not (self.excludes_scalars or any(s in param for s in self.excluded_names))
@@ -209,27 +211,12 @@ def find_clamps(
                 out.append(Clamp(f.at(node), None, expr, f, on_exp, temp))
             out[-1].maybe = (unsure or {}).get(id(node), "")
             if id(node) not in (unsure or {}) and (fn := enclosing_function(f.tree, node)) is not None:
-                ran = _calls_run(files, fn.name, dead, unsure or {})
+                ran = calls_run(files, fn.name, dead, unsure or {})
                 if ran is False:  # every call of its function is in a branch the launch does not take
                     out.pop()
                 elif ran:
                     out[-1].maybe = ran
     return out
-
-
-def _calls_run(files: list[SourceFile], name: str, dead, unsure: dict[int, str]) -> bool | str | None:
-    """Whether the calls of function `name` in the code read run in this launch: False when every
-    one is in a branch not taken, why when none surely runs (a branch on a value not known), None
-    when one surely runs or no call is found (the function may be run from code not read)."""
-    calls = [
-        n
-        for f in files
-        for n in ast.walk(f.tree)
-        if isinstance(n, ast.Call) and last(call_name(n)) == name and name not in ("forward", "__init__")
-    ]
-    if not calls or any(id(c) not in dead and id(c) not in unsure for c in calls):
-        return None
-    return next((unsure[id(c)] for c in calls if id(c) in unsure), False)
 
 
 def _mentions_scales(program: Program, file: SourceFile, fn: ast.AST, depth: int = 0) -> bool:
@@ -339,10 +326,17 @@ def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
 
 
 def find_decay_rule(
-    program: Program, files: list[SourceFile], values: dict | None = None, unread: set[str] = frozenset()
+    program: Program,
+    files: list[SourceFile],
+    values: dict | None = None,
+    unread: set[str] = frozenset(),
+    dead: frozenset | set = frozenset(),
+    unsure: dict[int, str] | None = None,
 ) -> DecayRule | None:
     """How the code splits parameters into decay / no-decay groups (None: not seen); `values`:
-    the abstract run's value of each assignment (a no-decay list read from a config)."""
+    the abstract run's value of each assignment (a no-decay list read from a config). A grouping
+    called only in branches the launch does not take, or may not take (`dead` / `unsure` ids),
+    is no fact about this launch: `maybe` says why."""
     for f in files:
         for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             dicts = _group_dicts(fn)
@@ -354,7 +348,16 @@ def find_decay_rule(
                     more, s = _exclusions(sub)
                     names, scalars = names + more, scalars or s
             listed, at, why = _listed_names(fn, values or {}, set(unread))
-            return DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
+            rule = DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
+            ran = calls_run(files, fn.name, dead, unsure or {})
+            if ran is False:
+                rule.maybe = (
+                    f"{f.at(fn)}: {fn.name}() builds the groups, but every call of it is in a branch "
+                    "this launch does not take: the groups used instead are not read"
+                )
+            elif ran:
+                rule.maybe = f"{f.at(fn)}: {fn.name}() builds the groups only if {ran}"
+            return rule
     if _uses_hf_trainer(program, files):
         return DecayRule(HF_DEFAULT_DECAY, ["bias", "layernorm", "norm"], False)
     return None
