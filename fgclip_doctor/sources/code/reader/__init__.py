@@ -149,6 +149,8 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     read = reading.model = read_model(
         program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
+    unpicked = next(iter(read.interp.unpicked.values()), "")  # `getattr(models, args.model)` not known
+    complete = complete and not unpicked
     roots = []  # the models, then loss modules they hold by a value (`SLIPLoss(SIMCLRLoss(), ...)`)
     detect = loss_detector(program)
     fwds = [(o, program.method(o.cls, "forward")) for o in read.interp.created if o.cls and o not in read.models]
@@ -161,6 +163,8 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
     queue_facts(reading.facts, reading.unknown, read, reading.losses)
+    if unpicked:  # the model is one of several: no start value, scale list or absence from any one of them
+        _forget_scales(reading, unpicked)
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):
@@ -173,6 +177,16 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
         why = "an image-image (NT-Xent) term: its candidates depend on the augmentation batch (views per image)"
         reading.unknown["candidates.ssl"] = f"{at}: {why}, not read"
     data_dependent_rows(reading.unknown, reading.losses)
+
+
+def _forget_scales(reading: CodeReading, why: str) -> None:
+    inits = [n for n in reading.facts if n.startswith("scale.") and n.endswith((".init", ".init_from"))]
+    for name in [*inits, *(f"scale.{s}.init" for s in ("global", "finegrained", "hardneg"))]:
+        reading.facts.forget(name)
+        reading.unknown[name] = why
+    for name in ("bank.enabled", "model.scales"):
+        reading.facts.forget(name)
+        reading.unknown[name] = why
 
 
 def _flag_lookup(reading: CodeReading):

@@ -44,7 +44,8 @@ class Exprs:
         if isinstance(node, ast.Attribute):
             return self._attribute(node, frame, at)
         if isinstance(node, ast.Call):
-            return self._call(node, frame, at)
+            picked = self._getattr_of_module(node, frame, at)
+            return picked if picked is not None else self._call(node, frame, at)
         if isinstance(node, ast.IfExp):
             test = self.expr(node.test, frame)
             self._note_cond(node, test)
@@ -156,7 +157,9 @@ class Exprs:
                 base.path, node.attr, base.at, Unknown(f"{base.at}: the weights loaded there lack {node.attr}")
             )
         if isinstance(base, Ref) and isinstance(base.target, External):
-            return Ref(External(f"{base.target.dotted}.{node.attr}"))
+            full = f"{base.target.dotted}.{node.attr}"  # `losses.SLIPLoss` of a user module `import losses`
+            sym = self.program.lookup(full) if self.program.locate_quiet(base.target.dotted) else None
+            return Ref(sym if isinstance(sym, Defn) else External(full))
         if isinstance(base, Ref) and isinstance(base.target, Defn) and isinstance(base.target.node, ast.ClassDef):
             method = self.program.method(base.target, node.attr)
             if method is not None:
@@ -241,3 +244,29 @@ class Exprs:
                 return Unknown(f"{at}: `{ast.unparse(node)[:60]}` not known")
             left = right
         return Const(result, at)
+
+    def _getattr_of_module(self, node: ast.Call, frame: Frame, at: str) -> Val | None:
+        """`getattr(models, args.model)`: the user's definition the flag's value names in that module
+        (SLIP's model factories), Unknown citing the flag when its value is not known; None when the
+        call is not a getattr on one of the user's modules."""
+        if not (isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2):
+            return None
+        head = dotted(node.args[0])
+        target = self.program.imports(frame.file).get(head) if head else None
+        if not target or not self.program.locate_quiet(target):
+            return None
+        name = self.expr(node.args[1], frame)
+        shown = ast.unparse(node)[:80]
+        sym = None
+        if isinstance(name, Unknown):
+            why = f"{at}: {shown} picks what it builds by a value not known here ({name.why})"
+        elif not (isinstance(name, Const) and isinstance(name.value, str) and name.value.isidentifier()):
+            why = f"{at}: {shown}: not a name"
+        else:
+            attr = ast.Attribute(value=node.args[0], attr=name.value, ctx=ast.Load())
+            sym = self.program.resolve(frame.file, attr)
+            why = f"{at}: {shown} = {target}.{name.value} ({name.at}), not defined in the code read"
+        if isinstance(sym, Defn):
+            return Ref(sym)
+        self.unpicked.setdefault(at, why)  # what the launch builds there is not known: nothing is absent
+        return Unknown(why)

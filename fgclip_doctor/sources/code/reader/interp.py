@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fgclip_doctor.sources.code.reader.config_loads import ConfigSource, is_config_loader
 from fgclip_doctor.sources.code.reader.config_values import WRAPPERS, load_config
 from fgclip_doctor.sources.code.reader.exprs import Exprs
+from fgclip_doctor.sources.code.reader.fs_calls import os_path_call
 from fgclip_doctor.sources.code.reader.program import Defn, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
 from fgclip_doctor.sources.code.reader.values import (
@@ -51,6 +52,7 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.unpicked: dict[str, str] = {}  # file:line -> why what a getattr on a module picks is not known
         self.unsure: dict[int, str] = {}  # id(test node) -> why a test on a flag / config value is not known
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
         # (library callable, path Val, line) of each weight / tokenizer load
@@ -318,6 +320,8 @@ class Interp(Exprs):
             path = first if first is not None else Unknown(f"{at}: no path")
             self.loads.append((target.dotted, path, at))
             return Loaded(path, at)
+        if (tested := os_path_call(target.dotted, args, self.program.cwd, at)) is not None:
+            return tested
         if name == "dict" or (name in WRAPPERS and not args):
             return DictV(dict(kwargs))
         if name == "open" and args:

@@ -243,6 +243,9 @@ def _expr_scales(expr: ast.AST, bindings: dict[str, frozenset], aliases: dict[st
     for n in ast.walk(expr):
         if isinstance(n, ast.Attribute) and _scale_of(n.attr):
             out.add(_scale_of(n.attr))
+        elif isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, str):
+            if s := _scale_of(n.slice.value):  # the model's outputs by key: SLIP's `outputs["logit_scale"]`
+                out.add(s)
         elif isinstance(n, ast.Name):
             out |= bindings.get(n.id, aliases.get(n.id, frozenset()))
     return frozenset(out)
