@@ -141,7 +141,7 @@ def test_a_no_decay_grouping_counts_only_where_the_launch_uses_it(kd):
     for value, why in (
         (
             "0",
-            "train.py:10: param_groups() builds the groups, but every call of it is in a branch this launch does not take",
+            "train.py:10: param_groups() builds the groups, but every call of it is in a branch this launch",
         ),
         ("$1", "train.py:10: param_groups() builds the groups only if `args.group` depends on scripts/train.sh:3"),
     ):
@@ -154,3 +154,30 @@ def test_a_no_decay_grouping_counts_only_where_the_launch_uses_it(kd):
         decay = found[("FGD103", "logit_scale")]
         assert "scale.global.decayed" not in facts and decay["status"] == "SKIP", value
         assert why in decay["message"], decay["message"]
+
+
+def test_batch_and_lr_are_the_values_the_loader_and_the_optimizer_get(kd):
+    """A key named batch_size / lr that the code never hands on is not the run's: the DataLoader
+    gets loader.per_gpu and the optimizer optim.peak (issue 18: follow a value to its use site)."""
+    edit(kd / CFG, "  num_workers: 8\n", "  num_workers: 8\nloader:\n  per_gpu: 32\n")
+    edit(kd / CFG, "  lr: 5e-4\n", "  lr: 5e-4\n  peak: 1e-3\n")
+    edit(kd / "train.py", 'batch_size=cfg["data"]["batch_size"]', 'batch_size=cfg["loader"]["per_gpu"]')
+    edit(kd / "train.py", 'lr=cfg["optim"]["lr"]', 'lr=cfg["optim"]["peak"]')
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert facts["train.per_device_batch"] == (
+        32,
+        f"{CFG}:9 loader.per_gpu (batch_size handed to the DataLoader at train.py:36 DataLoader)",
+    )
+    assert facts["train.learning_rate"] == (
+        1e-3,
+        f"{CFG}:12 optim.peak (lr handed to the optimizer at train.py:35 AdamW)",
+    )
+    assert found[("FGD201", "global")]["measured"] == "128"  # the loader's 32 x world 4, never data.batch_size's 128
+    edit(kd / "scripts/train.sh", "--config configs/vitb16_kd.yaml", "--config $1")  # the key's value unknown
+    _, found, facts, _ = run(kd, "scripts/train.sh")
+    assert "train.per_device_batch" not in facts and "train.learning_rate" not in facts
+    skip = found[("FGD201", "global")]
+    assert skip["status"] == "SKIP"
+    assert (
+        "train.py:36 DataLoader: the batch_size handed to the DataLoader is not known: train.py:24" in skip["message"]
+    )

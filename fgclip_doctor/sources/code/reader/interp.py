@@ -11,6 +11,7 @@ from fgclip_doctor.sources.code.reader.exprs import Exprs
 from fgclip_doctor.sources.code.reader.fs_calls import os_path_call
 from fgclip_doctor.sources.code.reader.program import Defn, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
+from fgclip_doctor.sources.code.reader.use_sites import Use, record_use
 from fgclip_doctor.sources.code.reader.values import (
     BUDGET,
     FACTORIES,
@@ -52,6 +53,7 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.uses: dict[str, list[Use]] = {}  # "batch_size" / "lr" -> what a DataLoader / optimizer gets
         self.unpicked: dict[str, str] = {}  # file:line -> why what a getattr on a module picks is not known
         self.unsure: dict[int, str] = {}  # id(test node) -> why a test on a flag / config value is not known
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
@@ -307,6 +309,7 @@ class Interp(Exprs):
             if isinstance(target.node, ast.ClassDef):
                 return self.instantiate(target, args, kwargs, at)
             return self.call(target, args, kwargs, ref.self_obj)
+        record_use(self.uses, target.dotted, args, kwargs, at)
         name = target.dotted.rpartition(".")[2]
         first = args[0] if args else kwargs.get("pretrained_model_name_or_path") or kwargs.get("f")
         if name == "from_pretrained" and isinstance(ref.self_obj, Ref) and isinstance(ref.self_obj.target, Defn):
