@@ -172,6 +172,20 @@ OTHER_CASES: tuple[Case, ...] = (
         evidence="flag",  # the YAML's lr is the value the edit injects (as lr-zero's flag)
     ),
     Case(
+        "config-temperature-as-scale",
+        "a YAML-driven CLIP trainer that builds logit_scale = ln(1 / model.init_temperature) (open_clip "
+        "inits ln(1/0.07)): given the scale's T 100 as the temperature, the scale starts at ln(1/100) = "
+        "-4.6052, cosine logits within +-0.01, the loss at chance",
+        "check-config",
+        Launch(
+            tree="yaml_clip",
+            script="scripts/train.sh",
+            edits=(("configs/vitb16_kd.yaml", "init_temperature: 0.07", "init_temperature: 100"),),
+        ),
+        Launch(tree="yaml_clip", script="scripts/train.sh"),
+        (Expect("logit-scale-clamp", "global", F, "global starts at -4.6052"),),
+    ),
+    Case(
         "argparse-underscore-flag",
         "SLIP style argparse options are spelled with dashes (--warmup-epochs); an HF-style underscore "
         "spelling is 'unrecognized arguments' and the run stops at start",
