@@ -134,9 +134,10 @@ class Exprs:
         self._module_values[key] = value
         return value
 
-    def _attribute(self, node: ast.Attribute, frame: Frame, at: str) -> Val:
+    def _attribute(self, node: ast.Attribute, frame: Frame, at: str, base: Val | None = None) -> Val:
+        """`x.attr`; `base`: the value of `x` when the caller evaluated it already (a call's owner)."""
         base_node = node.value
-        base = self.expr(base_node, frame)
+        base = self.expr(base_node, frame) if base is None else base
         if node.attr == "data" or self.from_config(base):
             return base
         if isinstance(base, Obj):
@@ -169,6 +170,8 @@ class Exprs:
             return self.class_default(base.target, node.attr) or Unknown(f"{at}: not known")
         name = dotted(base_node) or ""
         if name.rpartition(".")[2].endswith("args") and not isinstance(base, (Obj, DictV)):
+            if node.attr in self.arg_writes:  # set by the code after parsing (program order)
+                return self.arg_writes[node.attr]
             flag = self.flag(node.attr)
             if isinstance(flag, Unknown):
                 self.unknown_flags.setdefault(node.attr, at)
@@ -270,3 +273,25 @@ class Exprs:
             return Ref(sym)
         self.unpicked.setdefault(at, why)  # what the launch builds there is not known: nothing is absent
         return Unknown(why)
+
+    def load_into(self, obj: Obj, path: Val, at: str, prefix: str = "", depth: int = 0) -> None:
+        """Weights loaded over `obj` replace every parameter the file holds: each logit parameter,
+        in `obj` and in the modules it holds (`self.clip.logit_scale` as `clip.logit_scale`),
+        becomes Weights (the file's value if it holds the tensor, else what was there)."""
+        if not prefix:
+            obj.loads.append((path, at))
+        for attr, value in list(obj.attrs.items()):
+            if isinstance(value, Obj) and value is not obj and depth < 4:
+                self.load_into(value, path, at, f"{prefix}{attr}.", depth + 1)
+            elif self.is_param(attr) and not (isinstance(value, Const) and value.value is None):
+                obj.attrs[attr] = Weights(path, prefix + attr, at, value)
+
+    def arg_write(self, target: ast.Attribute, value: Val, frame: Frame) -> bool:
+        """`args.n_gpu = torch.cuda.device_count()`: the parsed arguments (a namespace the reader
+        holds as flags, not as an object) keep the value written, for every later read."""
+        owner = target.value
+        name = dotted(owner) or ""
+        if not name.rpartition(".")[2].endswith("args") or isinstance(self.expr(owner, frame), (Obj, DictV)):
+            return False
+        self.arg_writes[target.attr] = value
+        return True

@@ -53,6 +53,7 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.arg_writes: dict[str, Val] = {}  # `args.n_gpu = n_gpu`: the parsed arguments' attributes set later
         self.uses: dict[str, list[Use]] = {}  # "batch_size" / "lr" -> what a DataLoader / optimizer gets
         self.unpicked: dict[str, str] = {}  # file:line -> why what a getattr on a module picks is not known
         self.unsure: dict[int, str] = {}  # id(test node) -> why a test on a flag / config value is not known
@@ -247,7 +248,7 @@ class Interp(Exprs):
             items = value.items if isinstance(value, Seq) and len(value.items) == len(target.elts) else None
             for i, t in enumerate(target.elts):
                 self.assign(t, items[i] if items else Unknown(f"{frame.file.at(target)}: unpacked"), frame)
-        elif isinstance(target, ast.Attribute):
+        elif isinstance(target, ast.Attribute) and not self.arg_write(target, value, frame):
             owner = self.expr(target.value, frame)
             if isinstance(owner, Obj):
                 owner.attrs[target.attr] = value
@@ -274,15 +275,15 @@ class Interp(Exprs):
         if isinstance(func, ast.Attribute) and func.attr in ("fill_", "copy_") and node.args:
             self._fill(func.value, self.expr(node.args[0], frame), frame)
             return Const(None, at)
-        callee = self.expr(func, frame)
+        owner = self.expr(func.value, frame) if isinstance(func, ast.Attribute) else None  # evaluated once
+        callee = self._attribute(func, frame, at, owner) if owner is not None else self.expr(func, frame)
         args, kwargs = self._args(node, frame)
         if isinstance(callee, Obj):  # a module called: its forward runs (the loss heads' call sites)
             self.module_calls.append((callee, node, frame.fn, frame.file))
             return Unknown(f"{at}: a module's output")
         if isinstance(callee, Ref):
             return self._call_ref(callee, func, args, kwargs, at)
-        if isinstance(func, ast.Attribute):
-            owner = self.expr(func.value, frame)
+        if owner is not None:
             return self._method(owner, func.attr, args, kwargs, at)
         return Unknown(f"{at}: {ast.unparse(func)[:60]}(...) not known")
 
@@ -379,14 +380,6 @@ class Interp(Exprs):
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {owner.value}")
         return Unknown(f"{at}: .{name}(...) not known")
-
-    def load_into(self, obj: Obj, path: Val, at: str) -> None:
-        """Weights loaded over `obj` replace every parameter the file holds: each logit
-        parameter becomes Weights (the file's value if it holds the tensor, else what was there)."""
-        obj.loads.append((path, at))
-        for attr, value in list(obj.attrs.items()):
-            if self.is_param(attr) and not (isinstance(value, Const) and value.value is None):
-                obj.attrs[attr] = Weights(path, attr, at, value)
 
     def _fill(self, target: ast.expr, value: Val, frame: Frame) -> None:
         """`model.logit_scale.data.fill_(v)` / `.copy_(v)`: the attribute now holds v."""
