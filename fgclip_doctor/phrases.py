@@ -190,6 +190,7 @@ PHRASES: dict[str, str] = {
     "scale.<scale>.decayed": "whether the <scale> scale is under weight decay",
     "bias.global.init_from": "where the logit bias starts",
     "optim.group_lr_flags": "the flags that give groups their own learning rate",
+    "optim.code_group_lrs": "the learning rates the code gives its optimizer groups",
     "features.gathered.<term>": "whether the <term> features are gathered across ranks",
     "loss.<term>.kind": "the <term> loss's kind, softmax or sigmoid",
     "loss.<term>.logit_bias": "whether a logit bias enters the <term> logits",

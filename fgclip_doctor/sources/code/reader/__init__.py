@@ -59,6 +59,7 @@ from fgclip_doctor.sources.code.reader.flag_types import (
     FlagTyping,
     type_flags,
 )
+from fgclip_doctor.sources.code.reader.group_lrs import group_lr_facts
 from fgclip_doctor.sources.code.reader.losses import LossReading, call_bindings, loss_detector, read_losses
 from fgclip_doctor.sources.code.reader.model_facts import (
     WeightRead,
@@ -327,6 +328,8 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), cite)
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
+        if not rule.maybe and interp is not None:
+            group_lr_facts(facts, reading.unknown, rule.dicts, rule.file, interp.assigned)
 
 
 #: loss terms the reader names (vocabulary `loss.<term>.present`)

@@ -70,6 +70,8 @@ class DecayRule:
     names_at: str = ""  # where a list of no-decay names comes from when the code reads it (a config's line)
     unknown: str = ""  # why a list of no-decay names the code tests is not known (its config not read)
     maybe: str = ""  # why the grouping may not be the one the launch uses (its call is in a branch)
+    dicts: list = field(default_factory=list)  # the group dict literals (their own "lr": group_lrs.py)
+    file: SourceFile | None = None
 
     def decays(self, param: str) -> bool:
         return not (self.excludes_scalars or any(s in param for s in self.excluded_names))
@@ -349,6 +351,7 @@ def find_decay_rule(
                     names, scalars = names + more, scalars or s
             listed, at, why = _listed_names(fn, values or {}, set(unread))
             rule = DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
+            rule.dicts, rule.file = dicts, f
             ran = calls_run(files, fn.name, dead, unsure or {})
             if ran is False:
                 rule.maybe = (
