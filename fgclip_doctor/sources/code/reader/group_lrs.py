@@ -36,8 +36,9 @@ def group_lr_facts(facts: Facts, unknown: dict[str, str], dicts: list, file: Sou
             groups.append({"group": f"{i} ({at})", "lr": None})
         elif isinstance(lr, Const) and isinstance(lr.value, (int, float)) and not isinstance(lr.value, bool):
             groups.append({"group": f"{i} ({at})", "lr": float(lr.value)})
-        else:
-            why = lr.why if isinstance(lr, Unknown) else "its value was not followed"
-            unknown["optim.code_group_lrs"] = f"{at}: group {i} has its own lr, not known: {why}"
+        elif isinstance(lr, Unknown):
+            unknown["optim.code_group_lrs"] = f"{at}: group {i} has its own lr, not known: {lr.why}"
+            return
+        else:  # a dict the run did not bind (built in a hook the library calls): the groups stay as read
             return
     facts.set("optim.code_group_lrs", groups, file.at(own[0]))
