@@ -27,6 +27,7 @@ BARE_EXCEPT = (
 )
 
 EVA_SH = "scripts/pretrain_b16.sh"
+C4C_SH = "scripts/run_msrvtt.sh"
 METACLIP_LOCAL = (
     "src/metaclip/loss.py",
     "            all_image = torch.cat(torch.distributed.nn.all_gather(image_features), dim=0)\n"
@@ -184,6 +185,22 @@ OTHER_CASES: tuple[Case, ...] = (
         ),
         Launch(tree="yaml_clip", script="scripts/train.sh"),
         (Expect("logit-scale-clamp", "global", F, "global starts at -4.6052"),),
+    ),
+    Case(
+        "coef-lr-zero",
+        "CLIP4Clip style fine-tuning: the CLIP parameters train at --lr x --coef_lr (1e-3 in its README); "
+        "--coef_lr 0 to 'keep CLIP' leaves those groups at lr 0 while the loss still backpropagates into them",
+        "check-config",
+        Launch(
+            tree="clip4clip",
+            script=C4C_SH,
+            edits=((C4C_SH, "--coef_lr 1e-3", "--coef_lr 0"),),
+        ),
+        Launch(tree="clip4clip", script=C4C_SH),
+        (Expect("lr-zero", "lr", F, "2 of 4 groups at lr 0"),),
+        twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("logit-scale-decay", "logit_scale", W)),
+        twin_why="CLIP4Clip clamps no scale and decays logit_scale at 0.2 with the weights (both true of it)",
+        evidence="flag",  # lr x coef_lr: the flag that injects the fault decides the groups' LR
     ),
     Case(
         "argparse-underscore-flag",
