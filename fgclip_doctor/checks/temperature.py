@@ -167,7 +167,8 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
     where="CKL",
     fix="clamp the scales to [0, 4.6052] after every optimizer step, start them inside it (2.6592 from "
     "scratch, the base's when fine-tuning) and keep weight decay off them",
-    what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
+    what="A clamp of the logit scales at ln 100 exists (warn if not; a clamp whose bound was not read, "
+    "or that runs only in a branch on a value not known, SKIPs saying which), and every known scale "
     "(value in a checkpoint or live run, init in a config) is at or below it, and above `min` "
     "(0: temperature 1).",
     why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
