@@ -72,3 +72,10 @@ def test_a_groups_own_lr_unknown_is_no_pass(tmp_path):
     assert "optim.code_group_lrs" not in facts
     lr = found[("FGD603", "lr")]
     assert lr["status"] == "SKIP" and "main_task_retrieval.py:87: group 0 has its own lr, not known" in lr["message"]
+
+
+def test_an_evaluation_loader_is_not_the_training_batch(tmp_path):
+    c4c = tree(tmp_path, "clip4clip")  # the loader given --batch_size_val: evaluation, never the run's batch
+    edit(c4c / "main_task_retrieval.py", "batch_size=args.batch_size // args.n_gpu,", "batch_size=args.batch_size_val,")
+    _, _, facts, _ = run(c4c, SCRIPT)
+    assert facts["train.per_device_batch"] == (128, "scripts/run_msrvtt.sh:5 --batch_size")  # by name, as before

@@ -46,6 +46,7 @@ def record_use(uses: dict[str, list[Use]], dotted: str, args: list[Val], kwargs:
 def used_value(uses: list[Use]) -> tuple[Val, str] | None:
     """(value, where it is used) of one use: the training loader's when several differ; Unknown
     when they still differ; None when there is no use, or a use hands no batch (`batch_size=None`)."""
+    uses = [u for u in uses if not _evaluation(u.value)]  # `batch_size=args.batch_size_val`: not the training one
     if not uses:
         return None
     distinct = {_key(u.value) for u in uses}
@@ -60,6 +61,14 @@ def used_value(uses: list[Use]) -> tuple[Val, str] | None:
     if isinstance(u.value, Const) and u.value.value is None:
         return None
     return u.value, f"{u.at} {u.call}"
+
+
+def _evaluation(value: Val) -> bool:
+    """A value named for evaluation (the flag's dest or the config key says val / eval / test)."""
+    if not isinstance(value, Const):
+        return False
+    name = (value.flag or value.config.partition(" ")[2]).lower()
+    return any(w in name.replace(".", "_").split("_") for w in ("val", "eval", "test", "valid", "validation"))
 
 
 def _key(value: Val) -> object:
