@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 from test_check_config_code import run, status, tree
 from test_check_config_families import edit
+from test_reader_configs import table
 
 SCRIPT = "scripts/run_msrvtt.sh"
 
@@ -79,3 +80,17 @@ def test_an_evaluation_loader_is_not_the_training_batch(tmp_path):
     edit(c4c / "main_task_retrieval.py", "batch_size=args.batch_size // args.n_gpu,", "batch_size=args.batch_size_val,")
     _, _, facts, _ = run(c4c, SCRIPT)
     assert facts["train.per_device_batch"] == (128, "scripts/run_msrvtt.sh:5 --batch_size")  # by name, as before
+
+
+def test_an_init_model_the_code_writes_over_is_not_its_start(tmp_path):
+    """--init_model's state dict gets CLIP's tensors written over it (`state_dict["clip." + key] =
+    val.clone()`) before the load: its own clip.logit_scale (4.0 here) is not where the run starts."""
+    import torch
+
+    c4c = tree(tmp_path, "clip4clip")
+    torch.save({"clip.logit_scale": torch.tensor(4.0)}, c4c / "init.bin")
+    edit(c4c / SCRIPT, "--pretrained_clip_name ViT-B/32", "--pretrained_clip_name ViT-B/32 --init_model init.bin")
+    _, found, facts, _ = run(c4c, SCRIPT)
+    assert "scale.global.init" not in facts and ("FGD102", "global") not in found
+    shown = table(c4c, SCRIPT)
+    assert "the weights loaded at main_task_retrieval.py:68 are changed at modules/modeling.py:27 first" in shown

@@ -295,3 +295,18 @@ class Exprs:
             return False
         self.arg_writes[target.attr] = value
         return True
+
+    def edit_loaded(self, target: ast.Subscript, frame: Frame) -> None:
+        """`state_dict["clip." + key] = val` on what a torch.load returned: its tensors are no
+        longer the file's (CLIP4Clip writes the CLIP weights over an --init_model's)."""
+        owner = self.expr(target.value, frame)
+        if isinstance(owner, Loaded):
+            self.edited.setdefault(owner.at, frame.file.at(target))
+
+    def loaded_path(self, value: Val, at: str) -> Val:
+        """The file a `load_state_dict(value)` loads from: Unknown when not a file's dict as loaded."""
+        if not isinstance(value, Loaded):
+            return Unknown(f"{at}: weights from code not read")
+        if value.at in self.edited:
+            return Unknown(f"{at}: the weights loaded at {value.at} are changed at {self.edited[value.at]} first")
+        return value.path

@@ -53,6 +53,7 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.edited: dict[str, str] = {}  # line of a torch.load -> line that writes into what it loaded
         self.arg_writes: dict[str, Val] = {}  # `args.n_gpu = n_gpu`: the parsed arguments' attributes set later
         self.uses: dict[str, list[Use]] = {}  # "batch_size" / "lr" -> what a DataLoader / optimizer gets
         self.unpicked: dict[str, str] = {}  # file:line -> why what a getattr on a module picks is not known
@@ -248,6 +249,8 @@ class Interp(Exprs):
             items = value.items if isinstance(value, Seq) and len(value.items) == len(target.elts) else None
             for i, t in enumerate(target.elts):
                 self.assign(t, items[i] if items else Unknown(f"{frame.file.at(target)}: unpacked"), frame)
+        elif isinstance(target, ast.Subscript):
+            self.edit_loaded(target, frame)
         elif isinstance(target, ast.Attribute) and not self.arg_write(target, value, frame):
             owner = self.expr(target.value, frame)
             if isinstance(owner, Obj):
@@ -363,7 +366,7 @@ class Interp(Exprs):
         if isinstance(owner, Obj):
             if name in ("load_state_dict", "load_weights") and args:
                 # weights from a file read lazily; from anything else the loaded values are unknown
-                path = args[0].path if isinstance(args[0], Loaded) else Unknown(f"{at}: weights from code not read")
+                path = self.loaded_path(args[0], at)
                 self.load_into(owner, path, at)
                 return Unknown(f"{at}: load result")
             if name in MODEL_SELF:
