@@ -208,6 +208,7 @@ FACTS: dict[str, str] = {
     "scale.<scale>.decayed": "True when the code's optimizer groups put the scale under weight decay",
     "bias.global.init_from": "where the sigmoid loss's logit_bias starts (as scale.<scale>.init_from)",
     "optim.group_lr_flags": "flags that give optimizer groups their own LR (text_model_lr)",
+    "optim.code_group_lrs": "[{group, lr}] of the code's optimizer group dicts when some have their own lr (None: the optimizer's)",
     "features.gathered.<term>": "True when the term's features are gathered across ranks before its logits",
     "loss.<term>.kind": "softmax (cross-entropy) | sigmoid (logsigmoid / BCE-with-logits) | kl (a distillation KL divergence) | mixed",
     "loss.<term>.queue": "length of the queue of keys the term's logits are also computed against (ALBEF / MoCo): candidates = in-batch + queue",

@@ -51,6 +51,7 @@ def test_cases_say_what_decides_them_and_why_a_twin_warns():
     assert {c.evidence for c in CASES} == {"measured", "read", "flag"}
     assert sorted(c.name for c in CASES if c.evidence == "flag") == [
         "bank-size-not-batches",
+        "coef-lr-zero",
         "config-lr-zero",
         "grad-accum-negatives",
         "lr-zero",

@@ -1,10 +1,14 @@
 """Every loss term, wherever it is computed (issue 18 items 7 and 9): a distillation KL in its own
 module (tests/trees/yaml_clip), ALBEF's ITC against a queue of keys (tests/trees/albef: candidates
 = per-device batch + the queue's length from its YAML), and `loss.<term>.present`, False only
-where the model was read whole. Each is read once and stays unknown, saying why, once."""
+where the model was read whole; SLIP's model picked by `getattr(models, args.model)` (item 3 of the
+rest of issue 18). Each is read once and stays unknown, saying why, once."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from test_check_config_code import run, status, tree
 from test_check_config_families import edit
 from test_reader_meaning import check, write_tree
@@ -68,3 +72,36 @@ def test_slip_simclr_term_held_by_value_with_its_own_gather(tmp_path):
     assert "candidates.ssl" not in facts  # the augmented views per row: never a count
     skip = found[("FGD201", "ssl")]
     assert skip["status"] == "SKIP" and "depend on the augmentation batch" in skip["message"]
+
+
+def test_slip_model_picked_by_its_flag(tmp_path):
+    slip = tree(tmp_path, "slip")
+    _, found, facts, _ = run(slip, "run_slip.sh")  # --model SLIP_VITB16: getattr(models, args.model)()
+    assert facts["code.model"][0].startswith("SLIP (models.py:26), built at models.py:39")
+    assert facts["code.train_function"][0] == "main.py:32 main"  # not get_args_parser(), called inside a call
+    assert facts["scale.global.init"] == (pytest.approx(math.log(1 / 0.07)), "models.py:13")
+    assert facts["model.scales"][0] == ["global"] and facts["bank.enabled"][0] is False
+    # CLIPLoss reads the scale from the model's outputs by key: the global term, gathered, next to the SSL one
+    assert facts["loss.terms"][0] == ["global", "ssl"] and facts["features.gathered.global"] == (True, "losses.py:15")
+    assert status(found, "FGD201", "global") == "PASS"  # 64 per device x 8
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (
+            "$1",
+            "main.py:34: getattr(models, args.model) picks what it builds by a value not known here (run.sh:3 --model",
+        ),
+        ("SLIP_VITL14", "main.py:34: getattr(models, args.model) = models.SLIP_VITL14 (run.sh:3 --model), not defined"),
+    ],
+)
+def test_slip_model_unknown_when_its_flag_is(tmp_path, value, why):
+    slip = tree(tmp_path, "slip")
+    (slip / "run.sh").write_text((slip / "run_slip.sh").read_text().replace("SLIP_VITB16", value))
+    _, found, facts, _ = run(slip, "run.sh")
+    for name in ("scale.global.init", "model.scales", "bank.enabled", "loss.region.present"):
+        assert name not in facts, name  # never the first constructor's constant, never "absent" of a model not known
+    bank = found[("FGD202", "")]
+    assert bank["status"] == "SKIP" and why in bank["message"], bank["message"]
+    assert status(found, "FGD201", "global") == "PASS"  # the loss module is known whatever the model

@@ -27,6 +27,7 @@ BARE_EXCEPT = (
 )
 
 EVA_SH = "scripts/pretrain_b16.sh"
+C4C_SH = "scripts/run_msrvtt.sh"
 METACLIP_LOCAL = (
     "src/metaclip/loss.py",
     "            all_image = torch.cat(torch.distributed.nn.all_gather(image_features), dim=0)\n"
@@ -170,6 +171,36 @@ OTHER_CASES: tuple[Case, ...] = (
         twin_warns=(Expect("logit-scale-clamp", "clamp", W),),
         twin_why="ALBEF clamps its temperature to [0.001, 0.5]: the scale may reach ln 1000 (T 1000), past CLIP's 100",
         evidence="flag",  # the YAML's lr is the value the edit injects (as lr-zero's flag)
+    ),
+    Case(
+        "config-temperature-as-scale",
+        "a YAML-driven CLIP trainer that builds logit_scale = ln(1 / model.init_temperature) (open_clip "
+        "inits ln(1/0.07)): given the scale's T 100 as the temperature, the scale starts at ln(1/100) = "
+        "-4.6052, cosine logits within +-0.01, the loss at chance",
+        "check-config",
+        Launch(
+            tree="yaml_clip",
+            script="scripts/train.sh",
+            edits=(("configs/vitb16_kd.yaml", "init_temperature: 0.07", "init_temperature: 100"),),
+        ),
+        Launch(tree="yaml_clip", script="scripts/train.sh"),
+        (Expect("logit-scale-clamp", "global", F, "global starts at -4.6052"),),
+    ),
+    Case(
+        "coef-lr-zero",
+        "CLIP4Clip style fine-tuning: the CLIP parameters train at --lr x --coef_lr (1e-3 in its README); "
+        "--coef_lr 0 to 'keep CLIP' leaves those groups at lr 0 while the loss still backpropagates into them",
+        "check-config",
+        Launch(
+            tree="clip4clip",
+            script=C4C_SH,
+            edits=((C4C_SH, "--coef_lr 1e-3", "--coef_lr 0"),),
+        ),
+        Launch(tree="clip4clip", script=C4C_SH),
+        (Expect("lr-zero", "lr", F, "2 of 4 groups at lr 0"),),
+        twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("logit-scale-decay", "logit_scale", W)),
+        twin_why="CLIP4Clip clamps no scale and decays logit_scale at 0.2 with the weights (both true of it)",
+        evidence="flag",  # lr x coef_lr: the flag that injects the fault decides the groups' LR
     ),
     Case(
         "argparse-underscore-flag",

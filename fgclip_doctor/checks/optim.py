@@ -188,6 +188,12 @@ def group_lrs(facts: Facts) -> tuple[list[tuple[str, float | None, list[str]]], 
         )
     if r := facts.value("optim.group_lr_range"):  # layer-wise decay: its lowest and highest groups
         return [(r["lowest"][1], r["lowest"][0], []), (r["highest"][1], r["highest"][0], [])], ("optim.group_lr_range",)
+    if "optim.layer_decay" not in facts and (own := facts.value("optim.code_group_lrs")):  # some with their own lr
+        base = facts.value("train.learning_rate")
+        groups = [(g["group"], g["lr"] if g["lr"] is not None else base, []) for g in own]
+        return groups, ("optim.code_group_lrs", "train.learning_rate")
+    if "optim.code_group_lrs" in facts.unknowns():  # a group's own lr not known: never the run's one LR
+        return [("with its own lr", None, [])], ("optim.code_group_lrs",)
     for name in ("schedule.base_lr", "train.learning_rate"):
         if name in facts and "optim.layer_decay" in facts:  # the decay's range is unknown: never "every group"
             return [(LAST_LAYER, facts.value(name), [])], (name, "optim.layer_decay")
@@ -244,6 +250,8 @@ def lr_zero(facts: Facts, ctx: RuleContext) -> list[Finding]:
     elif known:
         lrs = ", ".join(f"{g} {fmt_lr(lr)}" for g, lr, _ in known[:6])
         out.append(ctx.passed(f"min lr {fmt_lr(min(lr for _, lr, _ in known))}", "lr > 0", lrs, src, "lr"))
+    elif names == ("optim.code_group_lrs",):
+        out.append(ctx.skip("not known: optim.code_group_lrs", src, "lr"))
     else:
         out.append(ctx.skip("the groups' learning rates are not known", src, "lr"))
     out += _lr_ended_early(facts, ctx)

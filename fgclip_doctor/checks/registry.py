@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 #: run, so that their `@rule` decorators register. Rule authors append their module here.
 RULE_MODULES: list[str] = [
     "temperature",
+    "scale_decay",
     "logits",
     "negatives",
     "bank",

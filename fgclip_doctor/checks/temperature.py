@@ -13,7 +13,7 @@ import math
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import temperature as exp_scale
-from fgclip_doctor.vocabulary import SCALE_OF_PARAM, SCALE_PARAMS, SCALES, scale_fact
+from fgclip_doctor.vocabulary import SCALE_PARAMS, SCALES, scale_fact
 
 CLIP_INIT = 2.6592  # ln(1/0.07): open_clip model.py / HF CLIPConfig default
 LN100 = math.log(100.0)  # 4.6052: the clamp, and a trained CLIP's scale
@@ -167,7 +167,8 @@ def _judge_init(ctx: RuleContext, scale: str, init: float, base: float, src: tup
     where="CKL",
     fix="clamp the scales to [0, 4.6052] after every optimizer step, start them inside it (2.6592 from "
     "scratch, the base's when fine-tuning) and keep weight decay off them",
-    what="A clamp of the logit scales at ln 100 exists (warn if not), and every known scale "
+    what="A clamp of the logit scales at ln 100 exists (warn if not; a clamp whose bound was not read, "
+    "or that runs only in a branch on a value not known, SKIPs saying which), and every known scale "
     "(value in a checkpoint or live run, init in a config) is at or below it, and above `min` "
     "(0: temperature 1).",
     why="Above T 100 the softmax saturates and training becomes unstable; CLIP relies on the "
@@ -189,6 +190,8 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
     out = []
     clamp = facts.value("scale.clamp")
     csrc = ctx.sources_of(facts, "scale.clamp", "scale.clamp_max")
+    if clamp is None and "scale.clamp" in facts.unknowns():  # a clamp in a branch the launch may not take
+        out.append(ctx.skip("not known: scale.clamp (the clamp the code has may not run in this launch)", (), "clamp"))
     if clamp is False:
         out.append(
             ctx.warned(
@@ -201,7 +204,10 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
         )
     elif clamp:
         top = float(clamp_max) if clamp_max is not None else None
-        if top is not None and top > ctx.threshold("max") + ctx.threshold("tol"):
+        if top is None:  # a clamp whose bound was not read is no PASS: which bound, where, and why
+            why = "not known: scale.clamp_max (the code clamps the scales, to a bound it does not show here)"
+            out.append(ctx.skip(why, csrc, "clamp"))
+        elif top > ctx.threshold("max") + ctx.threshold("tol"):
             out.append(
                 ctx.warned(
                     f"clamp at {fmt_scale(top)}",
@@ -212,8 +218,9 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
                 )
             )
         else:
-            shown = fmt_scale(top) if top is not None else "its maximum"
-            out.append(ctx.passed("clamp", "clamp", f"scales clamped at {shown} after each step", csrc, "clamp"))
+            out.append(
+                ctx.passed("clamp", "clamp", f"scales clamped at {fmt_scale(top)} after each step", csrc, "clamp")
+            )
     for s in SCALES:
         name = scale_fact(s, "value") if scale_fact(s, "value") in facts else scale_fact(s, "init")
         if name not in facts:
@@ -248,86 +255,6 @@ def logit_scale_clamp(facts: Facts, ctx: RuleContext) -> list[Finding]:
             "(the model source or a checkpoint gives them)"
         )
     ]
-
-
-@rule(
-    "FGD103",
-    "logit-scale-decay",
-    title="logit scales get no weight decay",
-    severity="warn",
-    where="CL",
-    fix="put the logit scales in a group with weight_decay 0",
-    what="Every parameter whose name contains 'logit_scale' sits in an optimizer group with weight decay 0.",
-    why="Weight decay pulls the ln-scale toward 0 (T 1): the temperature drifts down all run "
-    "long and the logits shrink toward chance.",
-    example="group 'other' (weight_decay 0.1) holds logit_scale_finegrained -> WARN",
-    evidence="open_clip src/open_clip_train/optim.py / legacy_main.py exclude logit_scale "
-    "(and gains, biases) from weight decay.",
-)
-def logit_scale_decay(facts: Facts, ctx: RuleContext) -> list[Finding]:
-    """One finding per logit_scale parameter found in the optimizer groups."""
-    if "optim.groups" not in facts:
-        decayed = [s for s in SCALES if scale_fact(s, "decayed") in facts]
-        if decayed:
-            return [_decayed_in_code(facts, ctx, s) for s in decayed]
-        return [ctx.skip("not known: optim.groups (the optimizer's parameter groups, read from the trainer)")]
-    src = ctx.sources_of(facts, "optim.groups", "train.weight_decay")
-    out = []
-    for group in facts.value("optim.groups") or []:
-        wd = group.get("weight_decay")
-        wd = facts.value("train.weight_decay") if wd is None else wd
-        gname = group.get("name", "?")
-        for p in group.get("params", []):
-            if "logit_scale" not in p:
-                continue
-            if wd is None:
-                out.append(
-                    ctx.skip(
-                        f"weight decay of group {gname!r} not known (neither the group nor train.weight_decay says)",
-                        src,
-                        p,
-                    )
-                )
-            elif float(wd) > 0:
-                out.append(
-                    ctx.problem(
-                        f"weight_decay {float(wd):g}",
-                        "weight_decay 0",
-                        f"{p} is in group {gname!r} with weight_decay {float(wd):g}",
-                        src,
-                        p,
-                    )
-                )
-            else:
-                out.append(
-                    ctx.passed(
-                        "weight_decay 0", "weight_decay 0", f"{p} is in group {gname!r} without weight decay", src, p
-                    )
-                )
-    return out or [
-        ctx.passed(
-            "no logit_scale in the optimizer",
-            "weight_decay 0",
-            "no parameter named *logit_scale* in any optimizer group: nothing "
-            "decays (whether they train at all: logit-scale-frozen)",
-            src,
-        )
-    ]
-
-
-def _decayed_in_code(facts: Facts, ctx: RuleContext, scale: str) -> Finding:
-    """From the code's optimizer grouping (no-decay name lists, create_optimizer overrides)."""
-    name = scale_fact(scale, "decayed")
-    src = ctx.sources_of(facts, name, "train.weight_decay")
-    spelled = [p for p in facts.value("code.logit_params") or {} if SCALE_OF_PARAM.get(p) == scale]
-    param = spelled[0] if spelled else SCALE_PARAMS[scale]
-    wd = facts.value("train.weight_decay")
-    if not facts.value(name):
-        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is in the code's no-decay group", src, param)
-    if wd is not None and float(wd) == 0:
-        return ctx.passed("weight_decay 0", "weight_decay 0", f"{param} is decayed, at weight_decay 0", src, param)
-    shown = f"weight_decay {float(wd):g}" if wd is not None else "weight decay"
-    return ctx.problem(shown, "weight_decay 0", f"{param} is in the code's decayed group ({shown})", src, param)
 
 
 @rule(

@@ -22,6 +22,7 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.families import REGISTRY, fact_dests, precision
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
+from fgclip_doctor.sources.code.reader.use_sites import apply_uses
 from fgclip_doctor.sources.launch.args import coerce
 from fgclip_doctor.sources.launch.config_files import load_config_file
 from fgclip_doctor.sources.launch.target import (
@@ -200,6 +201,8 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         if fact == "train.resume_from_checkpoint" and dest == resume_flag and facts.value("train.auto_resume"):
             continue  # `--resume latest`: the code's own auto-resume (train.auto_resume_path), no path
         facts.set(fact, value, source)
+    if reading.model is not None:  # the batch a DataLoader gets, the lr an optimizer gets: over names
+        apply_uses(facts, reading.model.interp.uses)
     if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):
         _precision(facts, reading, config.get("precision"))
     _lr_range(facts)

@@ -59,6 +59,7 @@ from fgclip_doctor.sources.code.reader.flag_types import (
     FlagTyping,
     type_flags,
 )
+from fgclip_doctor.sources.code.reader.group_lrs import group_lr_facts
 from fgclip_doctor.sources.code.reader.losses import LossReading, call_bindings, loss_detector, read_losses
 from fgclip_doctor.sources.code.reader.model_facts import (
     WeightRead,
@@ -149,6 +150,8 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     read = reading.model = read_model(
         program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
+    unpicked = next(iter(read.interp.unpicked.values()), "")  # `getattr(models, args.model)` not known
+    complete = complete and not unpicked
     roots = []  # the models, then loss modules they hold by a value (`SLIPLoss(SIMCLRLoss(), ...)`)
     detect = loss_detector(program)
     fwds = [(o, program.method(o.cls, "forward")) for o in read.interp.created if o.cls and o not in read.models]
@@ -161,6 +164,8 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
     queue_facts(reading.facts, reading.unknown, read, reading.losses)
+    if unpicked:  # the model is one of several: no start value, scale list or absence from any one of them
+        _forget_scales(reading, unpicked)
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):
@@ -173,6 +178,16 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
         why = "an image-image (NT-Xent) term: its candidates depend on the augmentation batch (views per image)"
         reading.unknown["candidates.ssl"] = f"{at}: {why}, not read"
     data_dependent_rows(reading.unknown, reading.losses)
+
+
+def _forget_scales(reading: CodeReading, why: str) -> None:
+    inits = [n for n in reading.facts if n.startswith("scale.") and n.endswith((".init", ".init_from"))]
+    for name in [*inits, *(f"scale.{s}.init" for s in ("global", "finegrained", "hardneg"))]:
+        reading.facts.forget(name)
+        reading.unknown[name] = why
+    for name in ("bank.enabled", "model.scales"):
+        reading.facts.forget(name)
+        reading.unknown[name] = why
 
 
 def _flag_lookup(reading: CodeReading):
@@ -270,8 +285,13 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         elif p.init_from.startswith("flag ") and (v := _flag_value(reading, p.value)) is not None:
             if isinstance(v[0], (int, float)) and not isinstance(v[0], bool):
                 facts.set(f"scale.{scale}.init", float(v[0]), f"{p.at} {p.init_from} = {v[1]}")
-    clamps = find_clamps(files, program, reading.model.dead if reading.model else frozenset())
+    read = reading.model
+    clamps = find_clamps(files, program, read.dead if read else frozenset(), read.unsure if read else None)
     resolve_clamps(reading.model, clamps)
+    if clamps and all(c.maybe for c in clamps):  # no PASS on a branch the launch may not take
+        reading.unknown["scale.clamp"] = f"{clamps[0].at}: the clamp runs only if {clamps[0].maybe}"
+        clamps = []
+    clamps = [c for c in clamps if not c.maybe]
     if clamps:
         facts.set("scale.clamp", True, clamps[0].at)
         bounds = [c for c in clamps if c.max is not None]
@@ -280,16 +300,24 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             facts.set("scale.clamp_max", top.max, top.at + (f" (bound: {top.bound_at})" if top.bound_at else ""))
         elif why := next((c.unknown for c in clamps if c.unknown), ""):
             reading.unknown["scale.clamp_max"] = f"{clamps[0].at}: the clamp's bound is not known: {why}"
-    elif complete and params:
+    elif complete and params and "scale.clamp" not in reading.unknown:
         facts.set("scale.clamp", False, f"{params[0].at}: no clamp of a logit scale in the code read")
     interp = reading.model.interp if reading.model else None
     rule = find_decay_rule(
-        program, files, interp.assigned if interp else None, set(interp.config_unknown.values()) if interp else set()
+        program,
+        files,
+        interp.assigned if interp else None,
+        set(interp.config_unknown.values()) if interp else set(),
+        read.dead if read else frozenset(),
+        read.unsure if read else None,
     )
     if rule is not None:
         for p in _effective(params, pretrained).values():
             scale = scale_of(p.attr)
             if not scale:
+                continue
+            if rule.maybe:  # a grouping this launch may not use: no PASS on a branch not taken
+                reading.unknown[f"scale.{scale}.decayed"] = rule.maybe
                 continue
             if rule.unknown and rule.decays(p.attr):  # the names it tests are not known here
                 reading.unknown[f"scale.{scale}.decayed"] = (
@@ -300,6 +328,8 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
             facts.set(f"scale.{scale}.decayed", rule.decays(p.attr), cite)
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
+        if not rule.maybe and interp is not None:
+            group_lr_facts(facts, reading.unknown, rule.dicts, rule.file, interp.assigned)
 
 
 #: loss terms the reader names (vocabulary `loss.<term>.present`)

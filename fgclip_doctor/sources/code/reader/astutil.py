@@ -134,3 +134,18 @@ def enclosing_function(tree: ast.Module, target: ast.AST) -> ast.FunctionDef | a
             if best is None or fn.lineno >= best.lineno:
                 best = fn
     return best
+
+
+def calls_run(files: list, name: str, dead, unsure: dict[int, str]) -> bool | str | None:
+    """Whether the calls of function `name` in the code read run in this launch: False when every
+    one is in a branch not taken, why when none surely runs (a branch on a value not known), None
+    when one surely runs or no call is found (the function may be run from code not read)."""
+    calls = [
+        n
+        for f in files
+        for n in ast.walk(f.tree)
+        if isinstance(n, ast.Call) and last(call_name(n)) == name and name not in ("forward", "__init__")
+    ]
+    if not calls or any(id(c) not in dead and id(c) not in unsure for c in calls):
+        return None
+    return next((unsure[id(c)] for c in calls if id(c) in unsure), False)

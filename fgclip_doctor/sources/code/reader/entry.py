@@ -79,11 +79,14 @@ def entry_file(program: Program, entry: str, kind: str) -> SourceFile | None:
 
 
 def _main_calls(tree: ast.Module) -> list[ast.Call]:
-    """Calls in the `if __name__ == "__main__":` block, else calls at the top level."""
+    """Calls in the `if __name__ == "__main__":` block, else calls at the top level. In the block,
+    a call that is a statement of its own (`main(args)`) comes before calls whose value is used
+    (`ArgumentParser(parents=[get_args_parser()])`), the last such statement first: the run."""
     guarded, top = [], []
     for node in tree.body:
         if isinstance(node, ast.If) and _is_main_guard(node.test):
-            guarded += [n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+            runs = [s.value for s in reversed(node.body) if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)]
+            guarded += runs + [n for s in node.body for n in ast.walk(s) if isinstance(n, ast.Call) and n not in runs]
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             top.append(node.value)
     return guarded or top

@@ -44,7 +44,8 @@ class Exprs:
         if isinstance(node, ast.Attribute):
             return self._attribute(node, frame, at)
         if isinstance(node, ast.Call):
-            return self._call(node, frame, at)
+            picked = self._getattr_of_module(node, frame, at)
+            return picked if picked is not None else self._call(node, frame, at)
         if isinstance(node, ast.IfExp):
             test = self.expr(node.test, frame)
             self._note_cond(node, test)
@@ -133,9 +134,10 @@ class Exprs:
         self._module_values[key] = value
         return value
 
-    def _attribute(self, node: ast.Attribute, frame: Frame, at: str) -> Val:
+    def _attribute(self, node: ast.Attribute, frame: Frame, at: str, base: Val | None = None) -> Val:
+        """`x.attr`; `base`: the value of `x` when the caller evaluated it already (a call's owner)."""
         base_node = node.value
-        base = self.expr(base_node, frame)
+        base = self.expr(base_node, frame) if base is None else base
         if node.attr == "data" or self.from_config(base):
             return base
         if isinstance(base, Obj):
@@ -156,7 +158,9 @@ class Exprs:
                 base.path, node.attr, base.at, Unknown(f"{base.at}: the weights loaded there lack {node.attr}")
             )
         if isinstance(base, Ref) and isinstance(base.target, External):
-            return Ref(External(f"{base.target.dotted}.{node.attr}"))
+            full = f"{base.target.dotted}.{node.attr}"  # `losses.SLIPLoss` of a user module `import losses`
+            sym = self.program.lookup(full) if self.program.locate_quiet(base.target.dotted) else None
+            return Ref(sym if isinstance(sym, Defn) else External(full))
         if isinstance(base, Ref) and isinstance(base.target, Defn) and isinstance(base.target.node, ast.ClassDef):
             method = self.program.method(base.target, node.attr)
             if method is not None:
@@ -166,6 +170,8 @@ class Exprs:
             return self.class_default(base.target, node.attr) or Unknown(f"{at}: not known")
         name = dotted(base_node) or ""
         if name.rpartition(".")[2].endswith("args") and not isinstance(base, (Obj, DictV)):
+            if node.attr in self.arg_writes:  # set by the code after parsing (program order)
+                return self.arg_writes[node.attr]
             flag = self.flag(node.attr)
             if isinstance(flag, Unknown):
                 self.unknown_flags.setdefault(node.attr, at)
@@ -214,7 +220,10 @@ class Exprs:
             if value is UNKNOWN:
                 return Unknown(f"{at}: not computed")
             return Const(value, at, config=a.config or b.config)
-        return Unknown(f"{at}: not known")
+        operand = next((v for v in (a, b) if isinstance(v, Unknown)), None)  # say why the operand is unknown
+        return (
+            operand if operand is not None and not operand.why.endswith(": not known") else Unknown(f"{at}: not known")
+        )
 
     def _compare(self, node: ast.Compare, frame: Frame, at: str) -> Val:
         left = self.expr(node.left, frame)
@@ -232,6 +241,72 @@ class Exprs:
                 except Exception:  # noqa: BLE001 - a comparison of odd constants is unknown
                     return Unknown(f"{at}: not known")
             else:
+                operand = next((v for v in (left, right) if isinstance(v, Unknown)), None)  # say why, when known
+                if operand is not None and not operand.why.endswith("not known"):
+                    return operand
                 return Unknown(f"{at}: `{ast.unparse(node)[:60]}` not known")
             left = right
         return Const(result, at)
+
+    def _getattr_of_module(self, node: ast.Call, frame: Frame, at: str) -> Val | None:
+        """`getattr(models, args.model)`: the user's definition the flag's value names in that module
+        (SLIP's model factories), Unknown citing the flag when its value is not known; None when the
+        call is not a getattr on one of the user's modules."""
+        if not (isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2):
+            return None
+        head = dotted(node.args[0])
+        target = self.program.imports(frame.file).get(head) if head else None
+        if not target or not self.program.locate_quiet(target):
+            return None
+        name = self.expr(node.args[1], frame)
+        shown = ast.unparse(node)[:80]
+        sym = None
+        if isinstance(name, Unknown):
+            why = f"{at}: {shown} picks what it builds by a value not known here ({name.why})"
+        elif not (isinstance(name, Const) and isinstance(name.value, str) and name.value.isidentifier()):
+            why = f"{at}: {shown}: not a name"
+        else:
+            attr = ast.Attribute(value=node.args[0], attr=name.value, ctx=ast.Load())
+            sym = self.program.resolve(frame.file, attr)
+            why = f"{at}: {shown} = {target}.{name.value} ({name.at}), not defined in the code read"
+        if isinstance(sym, Defn):
+            return Ref(sym)
+        self.unpicked.setdefault(at, why)  # what the launch builds there is not known: nothing is absent
+        return Unknown(why)
+
+    def load_into(self, obj: Obj, path: Val, at: str, prefix: str = "", depth: int = 0) -> None:
+        """Weights loaded over `obj` replace every parameter the file holds: each logit parameter,
+        in `obj` and in the modules it holds (`self.clip.logit_scale` as `clip.logit_scale`),
+        becomes Weights (the file's value if it holds the tensor, else what was there)."""
+        if not prefix:
+            obj.loads.append((path, at))
+        for attr, value in list(obj.attrs.items()):
+            if isinstance(value, Obj) and value is not obj and depth < 4:
+                self.load_into(value, path, at, f"{prefix}{attr}.", depth + 1)
+            elif self.is_param(attr) and not (isinstance(value, Const) and value.value is None):
+                obj.attrs[attr] = Weights(path, prefix + attr, at, value)
+
+    def arg_write(self, target: ast.Attribute, value: Val, frame: Frame) -> bool:
+        """`args.n_gpu = torch.cuda.device_count()`: the parsed arguments (a namespace the reader
+        holds as flags, not as an object) keep the value written, for every later read."""
+        owner = target.value
+        name = dotted(owner) or ""
+        if not name.rpartition(".")[2].endswith("args") or isinstance(self.expr(owner, frame), (Obj, DictV)):
+            return False
+        self.arg_writes[target.attr] = value
+        return True
+
+    def edit_loaded(self, target: ast.Subscript, frame: Frame) -> None:
+        """`state_dict["clip." + key] = val` on what a torch.load returned: its tensors are no
+        longer the file's (CLIP4Clip writes the CLIP weights over an --init_model's)."""
+        owner = self.expr(target.value, frame)
+        if isinstance(owner, Loaded):
+            self.edited.setdefault(owner.at, frame.file.at(target))
+
+    def loaded_path(self, value: Val, at: str) -> Val:
+        """The file a `load_state_dict(value)` loads from: Unknown when not a file's dict as loaded."""
+        if not isinstance(value, Loaded):
+            return Unknown(f"{at}: weights from code not read")
+        if value.at in self.edited:
+            return Unknown(f"{at}: the weights loaded at {value.at} are changed at {self.edited[value.at]} first")
+        return value.path

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from fgclip_doctor.sources.code.reader.config_loads import ConfigSource, is_config_loader
 from fgclip_doctor.sources.code.reader.config_values import WRAPPERS, load_config
 from fgclip_doctor.sources.code.reader.exprs import Exprs
+from fgclip_doctor.sources.code.reader.fs_calls import os_path_call
 from fgclip_doctor.sources.code.reader.program import Defn, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
+from fgclip_doctor.sources.code.reader.use_sites import Use, record_use
 from fgclip_doctor.sources.code.reader.values import (
     BUDGET,
     FACTORIES,
@@ -51,6 +53,11 @@ class Interp(Exprs):
         self._classes: dict[str, list] = {}  # module -> its classes (owner_class)
         self.created: list[Obj] = []
         self.module_calls: list[tuple[Obj, ast.Call, ast.AST | None, SourceFile]] = []  # (module, call, caller, file)
+        self.edited: dict[str, str] = {}  # line of a torch.load -> line that writes into what it loaded
+        self.arg_writes: dict[str, Val] = {}  # `args.n_gpu = n_gpu`: the parsed arguments' attributes set later
+        self.uses: dict[str, list[Use]] = {}  # "batch_size" / "lr" -> what a DataLoader / optimizer gets
+        self.unpicked: dict[str, str] = {}  # file:line -> why what a getattr on a module picks is not known
+        self.unsure: dict[int, str] = {}  # id(test node) -> why a test on a flag / config value is not known
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
         # (library callable, path Val, line) of each weight / tokenizer load
         self.loads: list[tuple[str, Val, str]] = []
@@ -226,6 +233,10 @@ class Interp(Exprs):
         """Keep the value the test of `node` had (Unknown once two runs disagree)."""
         key = id(node.test)
         self.branches[key] = node
+        if isinstance(value, Unknown) and (
+            value.why in self.config_unknown.values() or value.why.endswith(("value not known", "default not known"))
+        ):  # a branch taken or not by a flag / config value not known here: code in it may not run
+            self.unsure.setdefault(key, f"`{ast.unparse(node.test)[:60]}` depends on {value.why}")
         if key in self.conds and self.conds[key] != value:
             self.conds[key] = Unknown("differs between calls")
         else:
@@ -238,7 +249,9 @@ class Interp(Exprs):
             items = value.items if isinstance(value, Seq) and len(value.items) == len(target.elts) else None
             for i, t in enumerate(target.elts):
                 self.assign(t, items[i] if items else Unknown(f"{frame.file.at(target)}: unpacked"), frame)
-        elif isinstance(target, ast.Attribute):
+        elif isinstance(target, ast.Subscript):
+            self.edit_loaded(target, frame)
+        elif isinstance(target, ast.Attribute) and not self.arg_write(target, value, frame):
             owner = self.expr(target.value, frame)
             if isinstance(owner, Obj):
                 owner.attrs[target.attr] = value
@@ -265,15 +278,15 @@ class Interp(Exprs):
         if isinstance(func, ast.Attribute) and func.attr in ("fill_", "copy_") and node.args:
             self._fill(func.value, self.expr(node.args[0], frame), frame)
             return Const(None, at)
-        callee = self.expr(func, frame)
+        owner = self.expr(func.value, frame) if isinstance(func, ast.Attribute) else None  # evaluated once
+        callee = self._attribute(func, frame, at, owner) if owner is not None else self.expr(func, frame)
         args, kwargs = self._args(node, frame)
         if isinstance(callee, Obj):  # a module called: its forward runs (the loss heads' call sites)
             self.module_calls.append((callee, node, frame.fn, frame.file))
             return Unknown(f"{at}: a module's output")
         if isinstance(callee, Ref):
             return self._call_ref(callee, func, args, kwargs, at)
-        if isinstance(func, ast.Attribute):
-            owner = self.expr(func.value, frame)
+        if owner is not None:
             return self._method(owner, func.attr, args, kwargs, at)
         return Unknown(f"{at}: {ast.unparse(func)[:60]}(...) not known")
 
@@ -300,6 +313,7 @@ class Interp(Exprs):
             if isinstance(target.node, ast.ClassDef):
                 return self.instantiate(target, args, kwargs, at)
             return self.call(target, args, kwargs, ref.self_obj)
+        record_use(self.uses, target.dotted, args, kwargs, at)
         name = target.dotted.rpartition(".")[2]
         first = args[0] if args else kwargs.get("pretrained_model_name_or_path") or kwargs.get("f")
         if name == "from_pretrained" and isinstance(ref.self_obj, Ref) and isinstance(ref.self_obj.target, Defn):
@@ -313,6 +327,8 @@ class Interp(Exprs):
             path = first if first is not None else Unknown(f"{at}: no path")
             self.loads.append((target.dotted, path, at))
             return Loaded(path, at)
+        if (tested := os_path_call(target.dotted, args, self.program.cwd, at)) is not None:
+            return tested
         if name == "dict" or (name in WRAPPERS and not args):
             return DictV(dict(kwargs))
         if name == "open" and args:
@@ -331,6 +347,8 @@ class Interp(Exprs):
                 return Const(MATH[name](args[0].value), at, config=args[0].config)
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {args[0].value}")
+        if name in MATH and args and isinstance(args[0], Unknown):  # why the argument is unknown, not "library"
+            return args[0]
         if name in FACTORIES:
             shape = tuple(args[0].items) if len(args) == 1 and isinstance(args[0], Seq) else tuple(args)
             if name.startswith("ones") and not shape:
@@ -348,7 +366,7 @@ class Interp(Exprs):
         if isinstance(owner, Obj):
             if name in ("load_state_dict", "load_weights") and args:
                 # weights from a file read lazily; from anything else the loaded values are unknown
-                path = args[0].path if isinstance(args[0], Loaded) else Unknown(f"{at}: weights from code not read")
+                path = self.loaded_path(args[0], at)
                 self.load_into(owner, path, at)
                 return Unknown(f"{at}: load result")
             if name in MODEL_SELF:
@@ -365,14 +383,6 @@ class Interp(Exprs):
             except (ArithmeticError, ValueError):
                 return Unknown(f"{at}: {name} of {owner.value}")
         return Unknown(f"{at}: .{name}(...) not known")
-
-    def load_into(self, obj: Obj, path: Val, at: str) -> None:
-        """Weights loaded over `obj` replace every parameter the file holds: each logit
-        parameter becomes Weights (the file's value if it holds the tensor, else what was there)."""
-        obj.loads.append((path, at))
-        for attr, value in list(obj.attrs.items()):
-            if self.is_param(attr) and not (isinstance(value, Const) and value.value is None):
-                obj.attrs[attr] = Weights(path, attr, at, value)
 
     def _fill(self, target: ast.expr, value: Val, frame: Frame) -> None:
         """`model.logit_scale.data.fill_(v)` / `.copy_(v)`: the attribute now holds v."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from fgclip_doctor.sources.code.families import GATHER, SIGMOID, SOFTMAX, library_model_kind, scale_of, term_of_scale
 from fgclip_doctor.sources.code.reader.astutil import call_name, last
+from fgclip_doctor.sources.code.reader.loss_world import world_size
 from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
 
@@ -111,10 +112,29 @@ class _Walker:
             owner = self.program.resolve(fn.file, func.value)
             if isinstance(owner, Defn) and isinstance(owner.node, ast.ClassDef):
                 return self.program.method(owner, "forward")
+        if isinstance(func, ast.Name) and (applied := _applied(fn.file, func.id)) is not None:
+            owner = self.program.resolve(fn.file, applied)  # `allgather = AllGather.apply` (CLIP4Clip)
+            if isinstance(owner, Defn) and isinstance(owner.node, ast.ClassDef):
+                return self.program.method(owner, "forward")
         sym = self.program.resolve(fn.file, func)
         if isinstance(sym, Defn) and isinstance(sym.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return sym
         return None
+
+    def _returned(self, fn: Defn, aliases: dict, bindings: dict) -> None:
+        """`sim = self.similarity(a, b)`: the scales the callee's return value carries (its own
+        `logit_scale = self.clip.logit_scale.exp()`, or one passed in) flow into `sim`."""
+        for n in ast.walk(fn.node):
+            if not (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)):
+                continue
+            if not isinstance(n.value, ast.Call) or (callee := self._resolve_call(fn, n.value)) is None:
+                continue
+            bound = _bind(callee, n.value, bindings, aliases)
+            own = _aliases(callee.node, bound)
+            rets = [r.value for r in ast.walk(callee.node) if isinstance(r, ast.Return) and r.value is not None]
+            scales = frozenset().union(*(_expr_scales(r, bound, own) for r in rets))
+            if scales:
+                aliases[n.targets[0].id] = aliases.get(n.targets[0].id, frozenset()) | scales
 
     def _held_module(self, cls: Defn, attr: str) -> Defn | None:
         """The user module class `self.<attr> = Cls(...)` holds (in __init__, this class or a base)."""
@@ -158,6 +178,7 @@ class _Walker:
         self._seen.add(key)
         stack = [*stack, fn]
         aliases = _aliases(fn.node, bindings)
+        self._returned(fn, aliases, bindings)
         scales_here = _scales(fn.node, bindings, aliases)
         sites = _swallow_sites(fn.node, fn.file)
         gather_at = ""
@@ -212,6 +233,15 @@ class _Walker:
             term.world_size_attr = term.world_size_attr or world
 
 
+def _applied(file: SourceFile, name: str) -> ast.expr | None:
+    """X of a module-level `name = X.apply` (a torch.autograd.Function called by another name)."""
+    for s in file.tree.body:
+        if isinstance(s, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in s.targets):
+            if isinstance(s.value, ast.Attribute) and s.value.attr == "apply":
+                return s.value.value
+    return None
+
+
 def loss_detector(program: Program):
     """`has_loss(fn)`: whether a user function computes a loss, itself or through what it calls."""
     return _Walker(program).has_loss
@@ -243,6 +273,9 @@ def _expr_scales(expr: ast.AST, bindings: dict[str, frozenset], aliases: dict[st
     for n in ast.walk(expr):
         if isinstance(n, ast.Attribute) and _scale_of(n.attr):
             out.add(_scale_of(n.attr))
+        elif isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, str):
+            if s := _scale_of(n.slice.value):  # the model's outputs by key: SLIP's `outputs["logit_scale"]`
+                out.add(s)
         elif isinstance(n, ast.Name):
             out |= bindings.get(n.id, aliases.get(n.id, frozenset()))
     return frozenset(out)
@@ -313,7 +346,7 @@ def read_losses(
     if models:
         for root, bindings in models:
             walker.walk(root, bindings, [], "")
-        _world_size(reading, files)
+        world_size(reading, files)
         return reading
     roots: list[Defn] = []
     for f, call, sym in _from_pretrained_models(program, files):
@@ -336,7 +369,7 @@ def read_losses(
         reading.terms["global"] = Term({kind: reading.hf_at} if kind else {}, {False: reading.hf_at})
         reading.world_size_from, reading.world_size_at = "local batch only", reading.hf_at
     else:
-        _world_size(reading, files)
+        world_size(reading, files)
     return reading
 
 
@@ -354,30 +387,3 @@ def _scale_params(root: Defn) -> dict[str, frozenset]:
     """A root's own parameter named like a scale (`logit_scale`) is that scale."""
     params = [a.arg for a in root.node.args.args + root.node.args.kwonlyargs]
     return {p: frozenset({s}) for p in params if (s := _scale_of(p))}
-
-
-def _world_size(reading: LossReading, files: list[SourceFile]) -> None:
-    """Where the world size the loss uses comes from: a flag, torch.distributed, a constant."""
-    if not reading.terms:
-        return
-    if any(t.world_size_attr for t in reading.terms.values()):
-        for f in files:
-            for n in ast.walk(f.tree):
-                if isinstance(n, ast.Assign) and any(
-                    isinstance(t, ast.Attribute) and t.attr == "world_size" for t in n.targets
-                ):
-                    v = n.value
-                    if (
-                        isinstance(v, ast.Attribute)
-                        and isinstance(v.value, ast.Name)
-                        and v.value.id.endswith("args")
-                        and v.attr != "world_size"
-                    ):
-                        reading.world_size_from, reading.world_size_at = f"flag {v.attr}", f.at(n)
-                        return
-                    if any(isinstance(c, ast.Call) and last(call_name(c)) == "get_world_size" for c in ast.walk(v)):
-                        reading.world_size_from, reading.world_size_at = "torch.distributed", f.at(n)
-        return
-    gathered = [t.gathered[True] for t in reading.terms.values() if True in t.gathered]
-    if gathered:
-        reading.world_size_from, reading.world_size_at = "torch.distributed", gathered[0]

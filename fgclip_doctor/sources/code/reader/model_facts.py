@@ -58,6 +58,7 @@ def model_facts(facts: Facts, unknown: dict[str, str], read: ModelRead, complete
     cls_at = model.cls.file.at(model.cls.node) if model.cls else model.at
     facts.set("code.model", f"{model.cls.node.name} ({cls_at}), built at {model.at}", model.at)
     for attr, value in read.scales.items():
+        value = _before_resume(facts, value)
         if isinstance(value, Const) and value.value is None:  # `self.logit_bias = None` on this launch
             name = "bias.global.init_from" if is_bias(attr) else f"scale.{scale_of(attr)}.init_from"
             facts.forget(name)
@@ -95,6 +96,17 @@ def model_facts(facts: Facts, unknown: dict[str, str], read: ModelRead, complete
     _library_parts(unknown, read)
     _positions(facts, read)
     return pending
+
+
+def _before_resume(facts: Facts, value: Any) -> Any:
+    """The value a resume load replaces: the run's own init, which resume-override holds against
+    the checkpoint's (a load of the auto-resume path, or of the path the resume flag gives)."""
+    auto, flag = facts.value("train.auto_resume_path"), facts.value("code.resume_flag")
+    while isinstance(value, Weights) and isinstance(value.path, Const):
+        if not ((auto and value.path.value == auto) or (flag and value.path.flag == flag)):
+            break
+        value = value.before
+    return value
 
 
 def _positions(facts: Facts, read: ModelRead) -> None:

@@ -64,6 +64,7 @@ class ModelRead:
     bank: BankRead | None = None
     bank_absent: str = ""  # why the model holds no bank (file:line), when it was read whole
     dead: set[int] = field(default_factory=set)
+    unsure: dict[int, str] = field(default_factory=dict)  # node id -> why its branch may or may not run
     notes: list[str] = field(default_factory=list)
 
 
@@ -85,6 +86,7 @@ def read_model(
         read.models, read.dead = [], set()
         return read
     read.dead = dead_nodes(program, interp)
+    read.unsure = unsure_nodes(interp)
     read.notes = [
         f"{at}: --{dest.replace('_', '-')} has no value known here: the code that depends on it is read "
         "on every branch, and what differs between them is unknown"
@@ -143,6 +145,17 @@ def _held(obj: Obj) -> list[Obj]:
 
 def _is_trainer(program: Program, cls: Defn) -> bool:
     return any(isinstance(b, External) and b.dotted.rpartition(".")[2].endswith("Trainer") for b in program.bases(cls))
+
+
+def unsure_nodes(interp: Interp) -> dict[int, str]:
+    """id of every node in a branch of a test on a flag / config value not known here -> why."""
+    out: dict[int, str] = {}
+    for key, why in interp.unsure.items():
+        n = interp.branches[key]
+        for part in (n.body, n.orelse) if isinstance(n, ast.If) else ([n.body], [n.orelse]):
+            for stmt in part:
+                out.update((id(x), why) for x in ast.walk(stmt))
+    return out
 
 
 def dead_nodes(program: Program, interp: Interp) -> set[int]:

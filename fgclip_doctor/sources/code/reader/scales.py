@@ -26,6 +26,7 @@ from fgclip_doctor.sources.code import families
 from fgclip_doctor.sources.code.reader.astutil import (
     UNKNOWN,
     call_name,
+    calls_run,
     constant,
     enclosing_function,
     keyword,
@@ -57,6 +58,7 @@ class Clamp:
     temperature: bool = False  # a clamp of a temperature (logits / t): its minimum bounds the ln-scale
     bound_at: str = ""  # where a bound that is not a literal comes from (a config's file:line)
     unknown: str = ""  # why a bound that is not a literal is not known
+    maybe: str = ""  # why the clamp may not run: it sits in a branch on a flag / config value not known
 
 
 @dataclass
@@ -67,6 +69,9 @@ class DecayRule:
     lr_flags: list[str] = field(default_factory=list)  # per-group LRs from args (text_model_lr)
     names_at: str = ""  # where a list of no-decay names comes from when the code reads it (a config's line)
     unknown: str = ""  # why a list of no-decay names the code tests is not known (its config not read)
+    maybe: str = ""  # why the grouping may not be the one the launch uses (its call is in a branch)
+    dicts: list = field(default_factory=list)  # the group dict literals (their own "lr": group_lrs.py)
+    file: SourceFile | None = None
 
     def decays(self, param: str) -> bool:
         return not (self.excludes_scalars or any(s in param for s in self.excluded_names))
@@ -169,12 +174,16 @@ def _bound_expr(call: ast.Call, method: bool, side: str = "max") -> ast.expr | N
 
 
 def find_clamps(
-    files: list[SourceFile], program: Program | None = None, dead: frozenset | set = frozenset()
+    files: list[SourceFile],
+    program: Program | None = None,
+    dead: frozenset | set = frozenset(),
+    unsure: dict[int, str] | None = None,
 ) -> list[Clamp]:
     """Every clamp of a logit scale: on the attribute itself (`self.logit_scale.clamp_(0, 4.6052)`)
     or on parameters a function gets from the scales by name (`for p in self.scales().values():
     p.clamp_(...)` where `scales` returns `getattr(self, n)` over a tuple of logit-scale names).
-    A clamp in a branch the launch does not take (`dead`) does not count."""
+    A clamp in a branch the launch does not take (`dead`) does not count; one in a branch whose
+    test is not known (`unsure`: node id -> why) says so in `Clamp.maybe`."""
     out = []
     for f in files:
         for node in ast.walk(f.tree):
@@ -202,6 +211,13 @@ def find_clamps(
                 out.append(Clamp(f.at(node), value, temperature=temp))
             else:
                 out.append(Clamp(f.at(node), None, expr, f, on_exp, temp))
+            out[-1].maybe = (unsure or {}).get(id(node), "")
+            if id(node) not in (unsure or {}) and (fn := enclosing_function(f.tree, node)) is not None:
+                ran = calls_run(files, fn.name, dead, unsure or {})
+                if ran is False:  # every call of its function is in a branch the launch does not take
+                    out.pop()
+                elif ran:
+                    out[-1].maybe = ran
     return out
 
 
@@ -312,10 +328,17 @@ def _lr_flags(dicts: list[ast.Dict]) -> list[str]:
 
 
 def find_decay_rule(
-    program: Program, files: list[SourceFile], values: dict | None = None, unread: set[str] = frozenset()
+    program: Program,
+    files: list[SourceFile],
+    values: dict | None = None,
+    unread: set[str] = frozenset(),
+    dead: frozenset | set = frozenset(),
+    unsure: dict[int, str] | None = None,
 ) -> DecayRule | None:
     """How the code splits parameters into decay / no-decay groups (None: not seen); `values`:
-    the abstract run's value of each assignment (a no-decay list read from a config)."""
+    the abstract run's value of each assignment (a no-decay list read from a config). A grouping
+    called only in branches the launch does not take, or may not take (`dead` / `unsure` ids),
+    is no fact about this launch: `maybe` says why."""
     for f in files:
         for fn in [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             dicts = _group_dicts(fn)
@@ -327,7 +350,17 @@ def find_decay_rule(
                     more, s = _exclusions(sub)
                     names, scalars = names + more, scalars or s
             listed, at, why = _listed_names(fn, values or {}, set(unread))
-            return DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
+            rule = DecayRule(f.at(fn), list(dict.fromkeys(names + listed)), scalars, _lr_flags(dicts), at, why)
+            rule.dicts, rule.file = dicts, f
+            ran = calls_run(files, fn.name, dead, unsure or {})
+            if ran is False:
+                rule.maybe = (
+                    f"{f.at(fn)}: {fn.name}() builds the groups, but every call of it is in a branch "
+                    "this launch does not take: the groups used instead are not read"
+                )
+            elif ran:
+                rule.maybe = f"{f.at(fn)}: {fn.name}() builds the groups only if {ran}"
+            return rule
     if _uses_hf_trainer(program, files):
         return DecayRule(HF_DEFAULT_DECAY, ["bias", "layernorm", "norm"], False)
     return None
