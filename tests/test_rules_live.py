@@ -208,7 +208,9 @@ def test_bf16_logits_skips_and_call_site_terms():
 def test_bank_hygiene_passes_the_subjects_bank(subject):
     found = by_subject(check("bank-hygiene", probed(subject)))
     assert found["key norms"].status is Status.PASS and found["detached"].status is Status.PASS
-    assert found["key norms"].measured == "max | ||key|| - 1 | = 0"
+    # normalised keys: |norm - 1| is 0 or a float32 rounding (1.19e-07 with some bases), far under the limit
+    measured = found["key norms"].measured
+    assert measured.startswith("max | ||key|| - 1 | = ") and float(measured.rsplit("= ", 1)[1]) < 1e-6, measured
     assert BANK_BUFFERS in found["key norms"].sources
 
 
