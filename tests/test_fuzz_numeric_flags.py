@@ -254,6 +254,7 @@ def _untypable(flag: str, value: str, sep: str) -> bool:
 @example([("max_steps", "-1", " "), ("num_train_epochs", "inf", " ")])
 @example([("max_steps", "-1", " "), ("num_train_epochs", "1e308", "=")])
 @example([("logit_scale_init_value", "-1e39", "=")])
+@example([("per_device_train_batch_size", str(HUGE), " ")])  # found by the 10,000-example run: float overflow
 @example([("max_boxes", str(-HUGE), " ")])  # found by the 10,000-example run: the mean boxes overflowed
 @example([("seed", "1e20", " ")])  # the script's own `--seed 0` comes after: the run still dies at start
 def test_numeric_flags_at_any_value(synthetic_root, tmp_path, pairs):

@@ -12,6 +12,7 @@ Imports only the ground floor.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import (
@@ -75,7 +76,8 @@ def derive_run(facts: Facts) -> None:
         per_image = min(
             facts.value("data.boxes_per_image", facts.value("data.max_boxes")), facts.value("data.max_boxes")
         )
-        k = max(1, round(per_device * per_image)) if per_image > 0 else 0  # max_boxes <= 0 keeps no box
+        # exact (a Fraction of the mean): a batch past float range (10**400) must not overflow
+        k = max(1, round(Fraction(per_image) * per_device)) if per_image > 0 else 0  # max_boxes <= 0 keeps no box
         how = "mean boxes per image" if "data.boxes_per_image" in facts else "max_boxes (upper bound)"
         if k == 0:
             how = f"max_boxes {facts.value('data.max_boxes')} ({facts.source('data.max_boxes')}), which keeps no box"
@@ -201,8 +203,8 @@ def chance_level(n: float, kind: str = "softmax") -> float:
     """The loss of a row of `n` candidates when the model tells nothing apart (nats)."""
     if n <= 1:
         return 0.0
-    if kind == "sigmoid":
-        return math.log(n) + (n - 1) * math.log(n / (n - 1))
+    if kind == "sigmoid":  # (n - 1) ln(n / (n - 1)) -> 1 as n grows (and n may be past float range)
+        return math.log(n) + ((n - 1) * math.log(n / (n - 1)) if n < 2**53 else 1.0)
     return math.log(n)
 
 
@@ -212,13 +214,14 @@ def loss_floor(n: float, scale: float, kind: str = "softmax") -> float:
     if n <= 1:
         return 0.0
     if kind == "sigmoid":
-        f = lambda b: _softplus(-t - b) + (n - 1) * _softplus(b - t)  # convex in b
+        m = float(min(n - 1, 1e300))  # candidates past float range: the floor is astronomically large anyway
+        f = lambda b: _softplus(-t - b) + m * _softplus(b - t)  # convex in b
         lo, hi = -t - 60.0, t + 60.0
         for _ in range(200):  # ternary search on a convex function
             m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
             lo, hi = (lo, m2) if f(m1) < f(m2) else (m1, hi)
         return f((lo + hi) / 2)
-    return math.log1p((n - 1) * math.exp(-2 * t))
+    return _softplus(math.log(n - 1) - 2 * t)  # ln(1 + (n - 1) e^-2t), in logs: n may be past float range
 
 
 #: loss term (or its `/reverse` direction in live) -> the scale its logits use
