@@ -38,9 +38,19 @@ class DoctorCallback(ProbeCallback):
         settings: Settings | None = None,
         base_facts: Facts | None = None,
         step_observer: StepObserver | None = None,
+        sites: list[dict] | None = None,
+        unplaced: dict[str, str] | None = None,
     ) -> None:
         self.settings, self.base_facts = settings, base_facts
-        super().__init__(interval, abort_on, rank, judge=self.judge_record, step_observer=step_observer)
+        super().__init__(
+            interval,
+            abort_on,
+            rank,
+            judge=self.judge_record,
+            step_observer=step_observer,
+            sites=sites,
+            unplaced=unplaced,
+        )
 
     def judge_record(self, record: ProbeRecord) -> list[Finding]:
         """The live rules' findings on the record's facts (over `base_facts` when given)."""

@@ -15,6 +15,7 @@ from fgclip_doctor.commands.live.runner import (
     launch_paths,
     live_argv,
     output_folder,
+    probe_sites,
     resolve_device,
     run_directory,
     run_training,
@@ -248,7 +249,19 @@ def _in_children(view, base, nproc, steps, device, keep_run, interval, settings,
     with output_folder(keep_run) as out, ProgressBar(steps) as bar:
         argv = live_argv(view, steps, out, keep_run is not None, device, base, notes)
         records, logs = run_children(
-            view.origin(), entry, kind, here, argv, launch_paths(view), nproc, device, interval, python, bar, log
+            view.origin(),
+            entry,
+            kind,
+            here,
+            argv,
+            launch_paths(view),
+            nproc,
+            device,
+            interval,
+            python,
+            bar,
+            log,
+            sites=probe_sites(view, base),
         )
     terms = summarize_terms(records[0])
     offsets = {}

@@ -74,6 +74,7 @@ from fgclip_doctor.sources.code.reader.program import Program
 from fgclip_doctor.sources.code.reader.queues import queue_facts
 from fgclip_doctor.sources.code.reader.resume import resume_facts
 from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
+from fgclip_doctor.sources.code.reader.sites import probe_sites
 from fgclip_doctor.sources.code.reader.scales import (
     ScaleParam,
     find_clamps,
@@ -161,6 +162,11 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     _loss_facts(reading, complete)
     reading.weights = model_facts(reading.facts, reading.unknown, read, complete)
     queue_facts(reading.facts, reading.unknown, read, reading.losses)
+    sites, unplaced = probe_sites(reading.losses, read, program)
+    if sites:  # where live hooks this code (sites.py)
+        reading.facts.set("code.probe_sites", sites, sites[0]["at"])
+    if unplaced:
+        reading.facts.set("code.probe_unplaced", unplaced, next(iter(unplaced.values())).partition(": ")[0])
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):
