@@ -11,8 +11,9 @@ subject, never the checks or the CLI), then runs the launch as probes/program.py
 The spec (JSON) names: `root` (the folder holding fgclip_doctor/), `entry`, `kind` ("script" /
 "module"), `directory` (where the launch runs), `argv` (its arguments with live's overrides),
 `paths` (its PYTHONPATH), `interval`, `device`, `out` (a folder), `sites` / `unplaced` (where the
-static reader placed the probes, reader/sites.py; null: the probes find the bundled subject's classes). Each rank writes `out/rank<R>.json`: {"record": a
-ProbeRecord as JSON, "logs": the Trainer's log dicts, "error": one line or null}; rank 0 also
+static reader placed the probes, reader/sites.py; null: the probes find the bundled subject's
+classes). Each rank writes `out/rank<R>.json`: {"record": a ProbeRecord as JSON, "logs": the
+Trainer's log dicts, "error": one line or null}; rank 0 also
 keeps `out/progress.json` ({"step", "terms"}: the latest read-back's loss sums) up to date for
 the parent's progress bar. What the training prints goes where the parent sends stdout / stderr.
 Ctrl-C (SIGINT from the parent) exits 130 after the probes are removed.

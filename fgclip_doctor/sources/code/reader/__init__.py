@@ -74,7 +74,6 @@ from fgclip_doctor.sources.code.reader.program import Program
 from fgclip_doctor.sources.code.reader.queues import queue_facts
 from fgclip_doctor.sources.code.reader.resume import resume_facts
 from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
-from fgclip_doctor.sources.code.reader.sites import probe_sites
 from fgclip_doctor.sources.code.reader.scales import (
     ScaleParam,
     find_clamps,
@@ -82,6 +81,7 @@ from fgclip_doctor.sources.code.reader.scales import (
     find_scale_params,
     is_logit_param,
 )
+from fgclip_doctor.sources.code.reader.sites import probe_sites
 from fgclip_doctor.sources.code.reader.source import Notes
 from fgclip_doctor.sources.code.reader.values import Const, Unknown
 
