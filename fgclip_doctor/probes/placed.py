@@ -186,12 +186,11 @@ class PlacedProbe(SubjectProbe):
     @property
     def fallback(self) -> str | None:
         """Why the cross-entropy fallback (the F.* patch, calls named by call site) is needed."""
-        terms = [s["term"] for s in self.sites if s["what"] == "term"]
-        if not terms:
-            return "the reader placed no loss term in this code"
         missed = {t: why for t, why in self.missing.items() if t not in ("roi", "box_features")}
         if missed:
             return "; ".join(f"{t}: {why}" for t, why in missed.items())
+        if not any(s["what"] == "term" for s in self.sites):
+            return "the reader placed no loss term in this code"
         return None
 
 

@@ -69,6 +69,11 @@ def term_sites(losses, program: Program) -> tuple[list[dict], dict[str, str]]:
     terms = losses.terms if losses is not None else {}
     for name, term in sorted(terms.items()):
         if not term.stacks:
+            if losses.hf_model:
+                unplaced[name] = (
+                    f"{losses.hf_at}: transformers {losses.hf_model} computes this term in library code, "
+                    "which the reader does not read"
+                )
             continue
         others = {id(f.node) for other, t in terms.items() if other != name for s in t.stacks for f in s}
         common = set.intersection(*({id(f.node) for f in s} for s in term.stacks))
