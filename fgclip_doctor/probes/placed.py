@@ -100,13 +100,14 @@ class PlacedProbe(SubjectProbe):
             found = [getattr(self.model, site["name"], None)]
         else:
             found = self._modules_with(site)
-        found = [m for m in found if isinstance(m, torch.nn.Module)]
+        method = site.get("qualname", "").rsplit(".", 1)[-1]
+        found = [m for m in found if isinstance(m, torch.nn.Module) and (kind != "method" or hasattr(m, method))]
         if not found:
             self.missing[label] = f"no instance of {where} in the model trained ({site['at']})"
             return
         for module in found:
             if kind == "method":
-                self._wrap_method(module, site["qualname"].rsplit(".", 1)[-1], before, after)
+                self._wrap_method(module, method, before, after)
             else:  # a module's forward: hooks, also called when it raises
                 self.handles.append(module.register_forward_pre_hook(lambda m, a, b=before: b(a, {})))
                 self.handles.append(

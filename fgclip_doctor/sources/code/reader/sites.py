@@ -43,6 +43,11 @@ def _owner(fn: Defn) -> ast.ClassDef | None:
     return None
 
 
+def _qual(fn: Defn) -> str:
+    cls = _owner(fn)
+    return f"{cls.name}.{fn.node.name}" if cls is not None else fn.node.name
+
+
 def _site(what: str, fn: Defn, caller: Defn | None, program: Program, **extra) -> dict:
     """A site for function / method `fn` (called from `caller`)."""
     cls = _owner(fn)
@@ -82,10 +87,12 @@ def term_sites(losses, program: Program) -> tuple[list[dict], dict[str, str]]:
         ]
         if not own:
             at = next(iter(term.kinds.values()), "")
-            shared = term.stacks[0][-1]
-            unplaced[name] = (
-                f"{at}: {shared.node.name} computes this term and another, so no function of its own marks it"
-            )
+            if common:
+                why = f"{_qual(term.stacks[0][-1])} computes this term and another"
+            else:
+                roots = ", ".join(dict.fromkeys(_qual(s[0]) for s in term.stacks))
+                why = f"its loss calls are reached from different code ({roots}), none of it the term's alone"
+            unplaced[name] = f"{at}: {why}, so no function of its own marks it"
             continue
         depth, fn = max(own, key=lambda x: x[0])
         stack = next(s for s in term.stacks if fn in s)
