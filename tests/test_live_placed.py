@@ -229,3 +229,13 @@ def test_torchvision_roi_align_is_placed_by_the_name_the_code_calls_it(tmp_path)
     )
     unplaced = read_training_code("fgclip.train.train_fgclip", "module", tree).facts.value("code.probe_unplaced")
     assert "torchvision.ops.roi_align is called through the library's module" in unplaced["roi"]
+    held = model_py.replace(
+        "from transformers import CLIPModel", "from torchvision.ops import RoIAlign\nfrom transformers import CLIPModel"
+    )
+    held = held.replace(
+        "super().__init__(config)\n", "super().__init__(config)\n        self.pool = RoIAlign(1, 1.0, 2)\n"
+    )
+    path.write_text(held.replace("roi_align(grid, boxes, spatial_scale=side)", "self.pool(grid, boxes * side)"))
+    sites = read_training_code("fgclip.train.train_fgclip", "module", tree).facts.value("code.probe_sites")
+    [roi] = [s for s in sites if s["what"] == "roi"]
+    assert (roi["kind"], roi["name"], roi["module"]) == ("attribute", "pool", "torchvision.ops.RoIAlign")

@@ -128,22 +128,33 @@ def _reads_map(fn: ast.FunctionDef) -> bool:
     return False
 
 
+def _held_library(program: Program, fn: Defn, attr: str) -> tuple[str, str] | None:
+    """(dotted class, file:line) of a library module the method's class builds as `self.<attr>`."""
+    cls = _owner(fn)
+    init = program.method(Defn(fn.file, cls), "__init__") if cls is not None else None
+    for n in ast.walk(init.node) if init else ():
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call):
+            if any(isinstance(t, ast.Attribute) and t.attr == attr for t in n.targets):
+                sym = program.resolve(init.file, n.value.func)
+                if isinstance(sym, External):
+                    return sym.dotted, init.file.at(n)
+    return None
+
+
 def _named(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Name) and node.id == name
 
 
-def roi_site(box: Defn, program: Program, model) -> dict | str:
+def roi_site(box: Defn, program: Program) -> dict | str:
     """The RoIAlign-like call in the box-feature method `box` (a site), or why there is none."""
     for n in ast.walk(box.node):
         if not isinstance(n, ast.Call):
             continue
         func = n.func
         if isinstance(func, ast.Attribute) and _named(func.value, "self"):
-            held = model.attrs.get(func.attr) if model is not None else None
-            cls = getattr(held, "cls", None)
-            built = getattr(held, "at", "")
-            if cls is None and held is not None and last(str(getattr(held, "dotted", ""))) in ROI_MODULES:
-                return {"what": "roi", "kind": "attribute", "name": func.attr, "at": built or box.file.at(n)}
+            built = _held_library(program, box, func.attr)
+            if built is not None and built[0].startswith("torchvision") and last(built[0]) in ROI_MODULES:
+                return {"what": "roi", "kind": "attribute", "name": func.attr, "module": built[0], "at": built[1]}
             continue
         sym = program.resolve(box.file, func)
         if isinstance(sym, External) and last(sym.dotted) in ROI_FUNCTIONS and sym.dotted.startswith("torchvision"):
@@ -228,7 +239,7 @@ def probe_sites(losses, read, program: Program) -> tuple[list[dict], dict[str, s
     box = box_feature_method(losses, program, model_cls)
     if box is not None:
         sites.append(_site("box_features", box, None, program))
-        roi = roi_site(box, program, model)
+        roi = roi_site(box, program)
         if isinstance(roi, dict):
             sites.append(roi)
         else:
