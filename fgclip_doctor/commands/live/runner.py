@@ -152,9 +152,14 @@ def probe_sites(view: TargetView, base_facts) -> tuple[list[dict] | None, dict |
     probes find its own classes; ([], why) when the reader placed nothing."""
     if view.is_subject or base_facts is None:
         return None, None
-    sites = base_facts.value("code.probe_sites") or []
+    sites = [dict(s) for s in base_facts.value("code.probe_sites") or []]
     unplaced = dict(base_facts.value("code.probe_unplaced") or {})
-    return [dict(s) for s in sites], unplaced
+    entry, kind = entry_kind(view)
+    for site in sites if kind == "module" else ():  # `-m pkg.mod` runs pkg/mod.py as __main__ (runpy)
+        for key in ("module", "caller"):
+            if site.get(key) == entry:
+                site[key] = "__main__"
+    return sites, unplaced
 
 
 def entry_kind(view: TargetView) -> tuple[str, str]:
