@@ -121,7 +121,7 @@ class PlacedProbe(SubjectProbe):
 
         def before(args, kwargs) -> None:
             self.ce.enter(term)
-            if term == "region":
+            if term == "region" and _queue_call(args):
                 self._region_inputs(args)
 
         def after(args, out):
@@ -150,8 +150,11 @@ class PlacedProbe(SubjectProbe):
     def _box(self, site: dict) -> None:
         acc = self.acc["within_image"]
 
+        def before(args, kwargs) -> None:
+            self._roi_images = None  # only the RoI calls made by this call of the method count
+
         def after(args, feats):
-            image = self._roi_images
+            image, self._roi_images = self._roi_images, None
             if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or image is None:
                 return feats
             k = feats.shape[0]
@@ -167,7 +170,7 @@ class PlacedProbe(SubjectProbe):
                 acc.add(torch.stack([torch.ones_like(cos), cos, images]))
             return feats
 
-        self._place(site, "box_features", lambda args, kwargs: None, after)
+        self._place(site, "box_features", before, after)
 
     def _bank_of_model(self):
         bank = getattr(self.model, self.bank_attr, None) if self.bank_attr else None
@@ -193,6 +196,21 @@ class PlacedProbe(SubjectProbe):
         if not any(s["what"] == "term" for s in self.sites):
             return "the reader placed no loss term in this code"
         return None
+
+
+def _queue_call(args) -> bool:
+    """A region function called as (box features, captions, scale, caption ids, queue, queue ids)
+    (the subject's layout, whatever its names): the queue's rows comparable with the captions."""
+    if len(args) < 6 or not all(isinstance(args[i], torch.Tensor) for i in (1, 3, 4, 5)):
+        return False
+    captions, ids, queue, qids = args[1], args[3], args[4], args[5]
+    return (
+        captions.dim() == queue.dim() == 2
+        and captions.shape[1] == queue.shape[1]
+        and ids.dim() == qids.dim() == 1
+        and ids.shape[0] == captions.shape[0]
+        and qids.shape[0] == queue.shape[0]
+    )
 
 
 def _box_images(boxes) -> torch.Tensor | None:
