@@ -28,7 +28,9 @@ from fgclip_doctor.sources.run_config import collect_facts
 class DoctorCallback(ProbeCallback):
     """ProbeCallback judged by the live rules at every read-back; `abort_on="fail"` stops the
     run at the first FAIL ("warn": at the first WARN or FAIL). `base_facts`: the launch's facts,
-    the expectations the measurements are also held to."""
+    the expectations the measurements are also held to. `sites` / `unplaced`: where the static
+    reader placed the probes in code the doctor did not write (the facts code.probe_sites /
+    code.probe_unplaced; `live` passes them), None: the bundled subject's own classes."""
 
     def __init__(
         self,
