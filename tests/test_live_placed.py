@@ -34,7 +34,18 @@ from renamed_subject import make_checkout  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 #: the live rules the issue names, judged on both
-RULES = ("bank-active", "loss-floor", "region-collapse", "roi-scale", "step-units", "negatives-count", "loss-chance")
+RULES = (
+    "bank-active",
+    "bank-hygiene",
+    "bank-false-negatives",
+    "loss-floor",
+    "region-collapse",
+    "roi-scale",
+    "step-units",
+    "negatives-count",
+    "loss-chance",
+    "text-eos",
+)
 
 
 def live_json(cwd: Path, *args: str) -> dict:
@@ -50,6 +61,10 @@ def live_json(cwd: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+#: the README's tiny launch with the bank on from forward call 2, so 4 steps see it switch on and queue
+BANK_EARLY = ("--memory_bank_warmup_steps 50", "--memory_bank_warmup_steps 2")
+
+
 @pytest.fixture(scope="module")
 def two_runs(synthetic_root, tmp_path_factory):
     """(the subject's live doc, the renamed copy's live doc, the renames): 4 steps each."""
@@ -57,8 +72,15 @@ def two_runs(synthetic_root, tmp_path_factory):
     table = make_checkout(checkout)
     for path in (checkout / "mytrain").glob("*.py"):  # the RoIAlign helper under another name too
         path.write_text(re.sub(r"\broi_align\b", "pool_boxes", path.read_text()))
-    args = ("scripts/train_tiny.sh", "--steps", "4", "--interval", "2")
-    return live_json(ROOT, *args), live_json(checkout, *args), table
+    launch = (ROOT / "scripts" / "train_tiny.sh").read_text()
+    assert launch.count(BANK_EARLY[0]) == 1
+    (checkout / "scripts" / "train_tiny.sh").write_text(
+        launch.replace(*BANK_EARLY).replace("fgclip.train", "mytrain.train")
+    )
+    subject_launch = checkout.parent / "subject_tiny.sh"  # run from the repository, as the README's launch
+    subject_launch.write_text(launch.replace(*BANK_EARLY))
+    args = ("--steps", "4", "--interval", "2")
+    return live_json(ROOT, str(subject_launch), *args), live_json(checkout, "scripts/train_tiny.sh", *args), table
 
 
 def test_the_renamed_copy_measures_the_same_terms_by_name(two_runs):
@@ -102,6 +124,10 @@ def test_the_renamed_copy_judges_the_same_live_rules(two_runs):
     assert got == want
     judged = {rule for (rule, _), status in want.items() if status != "SKIP"}
     assert {"bank-active", "loss-floor", "region-collapse", "roi-scale", "step-units", "negatives-count"} <= judged
+    assert {"bank-hygiene", "bank-false-negatives"} <= judged  # the queue switched on and filled, read on both
+    assert copy["facts"]["bank.enabled_at_call"]["value"] == subject["facts"]["bank.enabled_at_call"]["value"] == 2
+    region = copy["live"]["terms"]["region"]
+    assert region["columns"][-1][1] > region["columns"][0][1]  # in-batch, then in-batch + queue
     sources = {(f["rule"], f["subject"]): f["sources"] for f in copy["findings"]}
     assert "live: RoIAlign outputs" in sources[("roi-scale", "")]
     assert "live: box features" in sources[("region-collapse", "")]
@@ -242,3 +268,24 @@ def test_torchvision_roi_align_is_placed_by_the_name_the_code_calls_it(tmp_path)
     sites = read_training_code("fgclip.train.train_fgclip", "module", tree).facts.value("code.probe_sites")
     [roi] = [s for s in sites if s["what"] == "roi"]
     assert (roi["kind"], roi["name"], roi["module"]) == ("attribute", "pool", "torchvision.ops.RoIAlign")
+
+
+def test_sites_in_the_entry_of_a_module_launch_name_main():
+    """`python -m pkg.train` runs pkg/train.py as __main__ (runpy): its classes live there at run time."""
+    from types import SimpleNamespace
+
+    from fgclip_doctor.commands.live.runner import probe_sites
+    from fgclip_doctor.facts import Facts
+
+    facts = Facts()
+    site = {"what": "term", "term": "global", "module": "pkg.train", "qualname": "Model.loss", "kind": "method"}
+    roi = {"what": "roi", "module": "pkg.ops", "qualname": "pool", "kind": "function", "caller": "pkg.train"}
+    facts.set("code.probe_sites", [site, roi], "pkg/train.py:3")
+    facts.set("code.probe_unplaced", {"hardneg": "pkg/train.py:9: why"}, "pkg/train.py:9")
+    module = SimpleNamespace(is_subject=False, entry="pkg.train")
+    sites, unplaced = probe_sites(module, facts)
+    assert [s["module"] for s in sites] == ["__main__", "pkg.ops"] and sites[1]["caller"] == "__main__"
+    assert unplaced == {"hardneg": "pkg/train.py:9: why"} and site["module"] == "pkg.train"  # the facts untouched
+    script = SimpleNamespace(is_subject=False, entry="train.py")
+    assert probe_sites(script, facts)[0][0]["module"] == "pkg.train"
+    assert probe_sites(SimpleNamespace(is_subject=True, entry="fgclip.train"), facts) == (None, None)
