@@ -224,7 +224,9 @@ def target_of(case: Case, launch: Launch, work: Path, root: Path) -> tuple[list[
         return ["check-data", str(rewrite_data(launch.data or "", work, root)), "--image-root", str(root)], None
     if case.command == "inspect-ckpt":
         return ["inspect-ckpt", str(train_checkpoint(launch, case.steps))], None
-    if launch.tree:  # check-config reads the tree's code from the folder it runs in, as a user runs it
+    if launch.tree:  # check-config reads, live runs, the tree's launch from the folder it runs in, as a user does
+        if case.command == "live":
+            return ["live", str(launch.script), "--steps", str(case.steps)], tree_copy(launch, work)
         return ["check-config", str(launch.script)], tree_copy(launch, work)
     script = launch_script(launch, work, case.command)
     if case.command == "live":

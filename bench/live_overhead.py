@@ -2,8 +2,12 @@
 
 One process, one model, one optimizer: blocks of steps alternate between probes installed
 (DoctorCallback: cross-entropy probe, subject probe, forward counter, per-group gradient norms,
-a read-back every `interval` steps, as `live` runs them) and probes removed. Medians over
-many steps; the first round is warm-up. Target: <= 1.05x (Cockpit's cheapest config: 1.5x).
+a read-back every `interval` steps, as `live` runs them), the probes placed by reading (the
+subject's code read as text by the static reader, as `live` places them on code it did not write:
+forward hooks on the loss heads, a TorchFunctionMode while each head runs, the RoIAlign function
+replaced in the model's module, box features wrapped on the instance) and probes removed.
+Medians over many steps; the first round is warm-up. Target: <= 1.05x for both (Cockpit's
+cheapest config: 1.5x).
 
     python bench/live_overhead.py [--rounds 8] [--block 5]                       # tiny, CPU, fp32
     python bench/live_overhead.py --device cuda --bf16 --size b16 --batch 32     # GPU check
@@ -92,6 +96,25 @@ def build(size: str, batch: int, device: str, config_path: str):
     return model, opt, batches
 
 
+def placed_sites() -> list[dict]:
+    """The probe sites the static reader places in the subject's code read as text (reader/sites.py),
+    with the tiny preset's flags: what `live` hands the probes for code the doctor did not write."""
+    from pathlib import Path
+
+    from fgclip.presets import preset_args
+    from fgclip_doctor.sources.code.reader import FlagInput, read_training_code
+
+    argv, flags = preset_args("tiny"), []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
+            flags.append(FlagInput(arg, value, f"preset tiny {arg}"))
+    root = Path(__file__).resolve().parents[1]
+    sites = read_training_code("fgclip.train", "module", root, flags=flags).facts.value("code.probe_sites")
+    assert sites and {s.get("term") for s in sites} >= {"global", "region", "hardneg"}, sites
+    return sites
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=8)
@@ -127,11 +150,17 @@ def main() -> None:
         else contextlib.nullcontext
     )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    times = {"probes": [], "bare": []}
+    sites = placed_sites()
+    times = {"probes": [], "placed": [], "bare": []}
     state, i = SimpleNamespace(global_step=0), 0
+    orders = (("probes", "placed", "bare"), ("bare", "probes", "placed"), ("placed", "bare", "probes"))
     for r in range(args.rounds):
-        for mode in ("probes", "bare") if r % 2 == 0 else ("bare", "probes"):
-            cb = DoctorCallback(interval=args.interval) if mode == "probes" else None
+        for mode in orders[r % 3]:
+            cb = None
+            if mode == "probes":
+                cb = DoctorCallback(interval=args.interval)
+            elif mode == "placed":
+                cb = DoctorCallback(interval=args.interval, sites=[dict(x) for x in sites], unplaced={})
             if cb:
                 cb.install(model, opt)
             for _ in range(args.block):
@@ -156,12 +185,15 @@ def main() -> None:
                 cb.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["probes"] / med["bare"]
+    placed = med["placed"] / med["bare"]
     where = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"{args.size} · batch {args.batch} · {where} · {'bf16 autocast' if args.bf16 else 'fp32'}")
     print(f"steps per mode: {len(times['bare'])} (after a warm-up round)")
     print(f"bare   median {1000 * med['bare']:.1f} ms/step")
     print(f"probes median {1000 * med['probes']:.1f} ms/step")
+    print(f"placed median {1000 * med['placed']:.1f} ms/step")
     print(f"probes / bare = {ratio:.3f}x  (target <= 1.05)  {'OK' if ratio <= 1.05 else 'MISS'}")
+    print(f"placed / bare = {placed:.3f}x  (target <= 1.05)  {'OK' if placed <= 1.05 else 'MISS'}")
 
 
 if __name__ == "__main__":

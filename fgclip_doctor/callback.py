@@ -28,7 +28,9 @@ from fgclip_doctor.sources.run_config import collect_facts
 class DoctorCallback(ProbeCallback):
     """ProbeCallback judged by the live rules at every read-back; `abort_on="fail"` stops the
     run at the first FAIL ("warn": at the first WARN or FAIL). `base_facts`: the launch's facts,
-    the expectations the measurements are also held to."""
+    the expectations the measurements are also held to. `sites` / `unplaced`: where the static
+    reader placed the probes in code the doctor did not write (the facts code.probe_sites /
+    code.probe_unplaced; `live` passes them), None: the bundled subject's own classes."""
 
     def __init__(
         self,
@@ -38,9 +40,19 @@ class DoctorCallback(ProbeCallback):
         settings: Settings | None = None,
         base_facts: Facts | None = None,
         step_observer: StepObserver | None = None,
+        sites: list[dict] | None = None,
+        unplaced: dict[str, str] | None = None,
     ) -> None:
         self.settings, self.base_facts = settings, base_facts
-        super().__init__(interval, abort_on, rank, judge=self.judge_record, step_observer=step_observer)
+        super().__init__(
+            interval,
+            abort_on,
+            rank,
+            judge=self.judge_record,
+            step_observer=step_observer,
+            sites=sites,
+            unplaced=unplaced,
+        )
 
     def judge_record(self, record: ProbeRecord) -> list[Finding]:
         """The live rules' findings on the record's facts (over `base_facts` when given)."""

@@ -181,6 +181,8 @@ PHRASES: dict[str, str] = {
     "code.config_loads": "the config files the training code loads from its flags",
     "code.config_values": "the values of the training code's config files",
     "code.world_size_env": "the environment variables the code takes its world size from",
+    "code.probe_sites": "where live hooks the training code",
+    "code.probe_unplaced": "what live could not place in the training code",
     "optim.layer_decay": "the layer-wise learning-rate decay",
     "optim.layer_decay_scales": "the layer-wise decay's lowest and highest multiplier",
     "optim.group_lr_range": "the lowest and highest group learning rate",

@@ -198,6 +198,8 @@ FACTS: dict[str, str] = {
     "code.config_loads": "[{dest, at}] flags whose value the code opens and parses as a config file (yaml.safe_load(open(args.config)), OmegaConf.load)",
     "code.config_values": "{key: value} of the config files the code loads from its flags, read like flags (dotted keys for nested sections)",
     "code.world_size_env": "environment variables the code takes its world size from (WORLD_SIZE, SLURM_NTASKS): unknown unless the launch sets them",
+    "code.probe_sites": "[{what, term?, module, qualname, kind, caller?, name?, at}] where live hooks the code: each loss term's own function, the RoIAlign-like call, the box-feature method, the bank attribute (reader/sites.py)",
+    "code.probe_unplaced": "{term or part: why} what the reader could not place for live's probes (the cross-entropy fallback names those calls by call site)",
     "optim.layer_decay": "{flag: value} of the layer-wise LR decay the code's parameter groups apply",
     "optim.layer_decay_scales": "{lowest: [scale, group], highest: [scale, group]}: the LR multipliers of the layer-wise decay",
     "optim.group_lr_range": "{lowest: [lr, group], highest: [lr, group]}: the LR range over the optimizer groups (layer-wise decay x the base LR)",

@@ -54,15 +54,26 @@ def test_fgclip_checkout_runs_in_a_child_process_and_measures_its_terms(fgclip_c
     notes = doc["live"]["notes"]
     assert any(n.startswith("ran in a child process: the launch's own package `fgclip`") for n in notes), notes
     terms = doc["live"]["terms"]
-    by_function = {t.rsplit(" ", 1)[-1]: t for t in terms}
-    assert set(by_function) == {"global_loss", "pair_loss", "hard_loss"}, terms
+    # measured by name: the reader placed each term at its own method (global_loss, pair_loss, hard_loss)
+    assert set(terms) == {"global", "global/reverse", "region", "region/reverse", "hardneg"}, terms
+    placed = [n for n in notes if n.startswith("probes placed by reading the code: ")]
+    assert placed and "region at fgclip.model.fgclip_tiny:FineGrainedCLIP.pair_loss" in placed[0]
+    assert "RoIAlign at fgclip.model.fgclip_tiny:roi_align" in placed[0]
+    assert not any("fallback" in n for n in notes)  # every term placed: no F.* patch
     # 8 images a batch, 2 boxes an image, each box against its caption and 4 rewrites
-    assert terms[by_function["global_loss"]]["columns_max"] == 8
-    assert terms[by_function["pair_loss"]]["columns_max"] == 16
-    assert terms[by_function["hard_loss"]]["columns_max"] == 5
+    assert terms["global"]["columns_max"] == 8
+    assert terms["region"]["columns_max"] == 16
+    assert terms["hardneg"]["columns_max"] == 5
     facts = doc["facts"]
     for term in terms.values():
-        assert term["loss_first"] > 0 and math.isfinite(term["logit_max"])
+        assert term["loss_first"] > 0 and math.isfinite(term["logit_max"]) and term["logit_min"] < term["logit_max"]
+    found = {(f["rule"], f["subject"]): f for f in doc["findings"]}
+    # boxes reaching its own roi_align on the patch grid, and the box features, measured
+    assert (
+        found[("roi-scale", "")]["status"] == "PASS" and "live: RoIAlign outputs" in found[("roi-scale", "")]["sources"]
+    )
+    assert found[("region-collapse", "")]["status"] == "PASS"
+    assert found[("loss-floor", "region")]["status"] == "PASS"
     assert facts["scale.finegrained.init"]["value"] == pytest.approx(2.6592, abs=1e-4)  # measured at train begin
     assert facts["train.optimizer_steps_done"]["value"] == 4
     assert [entry["step"] for entry in doc["live"]["trainer_logs"] if "loss" in entry] == [2, 4]
@@ -146,7 +157,7 @@ def test_deepspeed_launch_on_a_cpu_runs_without_it_and_says_what_was_dropped(fgc
         f"--deepspeed ./scripts/zero2.json left out: {why}; dropped ZeRO stage 2, optimizer offload to cpu."
     )
     assert "the batches, candidates and logits the probes measure are the same" in note.lower()
-    assert len(doc["live"]["terms"]) == 3  # measured without the engine
+    assert {"global", "region", "hardneg"} <= set(doc["live"]["terms"])  # measured without the engine, by name
 
 
 def test_what_a_deepspeed_config_asks_of_the_engine():

@@ -15,7 +15,7 @@ class Launch:
     nproc: int = 1  # processes (live --nproc; torchrun in the launch for check-config)
     prior: tuple[str, ...] | None = None  # output_dir already holds a checkpoint of a run with these flags
     data: str | None = None  # check-data: a named rewrite of the synthetic train.jsonl ("" = as generated)
-    tree: str | None = None  # check-config in a copy of tests/trees/<tree>, on its launch `script`
+    tree: str | None = None  # check-config or live in a copy of tests/trees/<tree>, on its launch `script`
     edits: tuple[tuple[str, str, str], ...] = ()  # (file in the tree, old text, new text), applied to the copy
 
 

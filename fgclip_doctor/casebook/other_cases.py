@@ -26,6 +26,14 @@ BARE_EXCEPT = (
     "        except Exception:\n            raise\n",
 )
 
+#: the v1-style tree's fine-tune with the new scales started at the base's ln 100
+V1_FINETUNE = "scripts/finetune_tiny.sh"
+V1_SCALE_4_6052 = (
+    V1_FINETUNE,
+    "--model_name_or_path ./base \\\n",
+    "--model_name_or_path ./base \\\n    --logit_scale_init_value 4.6052 \\\n",
+)
+
 EVA_SH = "scripts/pretrain_b16.sh"
 C4C_SH = "scripts/run_msrvtt.sh"
 METACLIP_LOCAL = (
@@ -224,6 +232,22 @@ OTHER_CASES: tuple[Case, ...] = (
         cost="expensive",
         steps=3,
         args=("--interval", "1", "--device", "cpu"),
+    ),
+    # ---- FG-CLIP v1's own style, in a user's checkout (tests/trees/fgclip_v1_live: package `fgclip`) -----
+    Case(
+        "v1-tree-scale-init",
+        "the seed's fault in an FG-CLIP v1-style checkout: logit_scale_finegraind / logit_scale_hardneg "
+        "started at --logit_scale_init_value 2.6592 next to a base saved at ln 100 (4.6052)",
+        "live",
+        Launch(tree="fgclip_v1_live", script=V1_FINETUNE),
+        Launch(tree="fgclip_v1_live", script=V1_FINETUNE, edits=(V1_SCALE_4_6052,)),
+        (Expect("logit-scale-init", "finegrained", F, "starts at 2.6592"), Expect("logit-scale-init", "hardneg", F)),
+        twin_warns=(Expect("logit-scale-clamp", "clamp", W), Expect("head-lr", "roi_projection", W)),
+        twin_passes=(Expect("logit-scale-init", "finegrained", "PASS"), Expect("roi-scale", "", "PASS")),
+        twin_why="the v1-style tree clamps no scale and trains roi_projection in the Trainer's default groups "
+        "with the backbone (both true of it, measured from its optimizer)",
+        steps=2,
+        args=("--interval", "1"),
     ),
     # ---- a plain transformers CLIPModel (tests/helpers/train_plain_clip.py) ---------------------------
     Case(

@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 
 from fgclip_doctor.probes.accumulator import Accumulator, read_all
 from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
+from fgclip_doctor.probes.placed import PlacedProbe
 from fgclip_doctor.probes.record import ProbeRecord
 from fgclip_doctor.probes.subject import SubjectProbe
 from fgclip_doctor.vocabulary import SCALE_OF_PARAM
@@ -79,6 +80,8 @@ class ProbeCallback(TrainerCallback):
         rank: int | None = None,
         judge: Judge | None = None,
         step_observer: StepObserver | None = None,
+        sites: list[dict] | None = None,
+        unplaced: dict[str, str] | None = None,
     ) -> None:
         if abort_on not in STOP_ON:
             raise ValueError(f"abort_on must be None, 'fail' or 'warn', got {abort_on!r}")
@@ -109,6 +112,10 @@ class ProbeCallback(TrainerCallback):
         self.steps_done = 0
         self.installed = False
         self.model_source: str | None = None
+        # where the static reader says the terms, RoIAlign, box features and bank are (None: the
+        # bundled subject, hooked by its classes); what was placed, what was not and why
+        self.sites, self.unplaced = sites, unplaced
+        self.placement: dict = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
     def install(self, model, optimizer=None) -> None:
@@ -116,8 +123,15 @@ class ProbeCallback(TrainerCallback):
         if self.installed:
             return
         model = _unwrap(model)
-        self.ce = CrossEntropyProbe(self.rank or 0).install()
-        self.subject = SubjectProbe(model, self.ce).install()
+        self.ce = CrossEntropyProbe(self.rank or 0)
+        if self.sites is None:
+            self.subject = SubjectProbe(model, self.ce).install()
+            self.ce.install()
+        else:
+            placed = PlacedProbe(model, self.ce, self.sites, self.unplaced).install()
+            self.subject = placed
+            self.ce.install(patch=placed.fallback is not None)
+            self.placement = {"placed": placed.placed, "missing": placed.missing, "fallback": placed.fallback}
 
         def count(mod, args):
             self.forward_calls += 1  # a host int: no sync
@@ -282,6 +296,7 @@ class ProbeCallback(TrainerCallback):
             rows=dict(ce.rows) if ce else {},
             dtypes=dict(ce.dtypes) if ce else {},
             model_source=self.model_source,
+            placement=dict(self.placement),
         )
 
 

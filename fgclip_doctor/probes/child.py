@@ -10,8 +10,10 @@ subject, never the checks or the CLI), then runs the launch as probes/program.py
 
 The spec (JSON) names: `root` (the folder holding fgclip_doctor/), `entry`, `kind` ("script" /
 "module"), `directory` (where the launch runs), `argv` (its arguments with live's overrides),
-`paths` (its PYTHONPATH), `interval`, `device`, `out` (a folder). Each rank writes `out/rank<R>.json`: {"record": a
-ProbeRecord as JSON, "logs": the Trainer's log dicts, "error": one line or null}; rank 0 also
+`paths` (its PYTHONPATH), `interval`, `device`, `out` (a folder), `sites` / `unplaced` (where the
+static reader placed the probes, reader/sites.py; null: the probes find the bundled subject's
+classes). Each rank writes `out/rank<R>.json`: {"record": a ProbeRecord as JSON, "logs": the
+Trainer's log dicts, "error": one line or null}; rank 0 also
 keeps `out/progress.json` ({"step", "terms"}: the latest read-back's loss sums) up to date for
 the parent's progress bar. What the training prints goes where the parent sends stdout / stderr.
 Ctrl-C (SIGINT from the parent) exits 130 after the probes are removed.
@@ -55,7 +57,13 @@ def main(spec_path: str) -> int:
         if rank == 0:
             _write(os.path.join(out, "progress.json"), {"step": step, "terms": history[-1]["terms"] if history else {}})
 
-    callback = ProbeCallback(interval=spec["interval"], rank=rank, step_observer=progress)
+    callback = ProbeCallback(
+        interval=spec["interval"],
+        rank=rank,
+        step_observer=progress,
+        sites=spec.get("sites"),
+        unplaced=spec.get("unplaced"),
+    )
     error = None
     try:
         with program.working_directory(spec["directory"]), program.registered(callback):

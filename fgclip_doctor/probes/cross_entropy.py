@@ -9,6 +9,12 @@ chance level ln(candidates), the positive's logit vs the hardest negative, the l
 and dtype, and whether targets sit at rank x rows + i (the DDP offset). Calls are named by the
 loss term the subject probe announces, else by call site (`file.py:line function`).
 
+On code the doctor did not write, the placed probe (probes/placed.py) enters the term whose own
+function is running (`enter` / `leave`): while one runs, a TorchFunctionMode (torch's own hook
+for functions called on tensors) sees its loss calls, wherever they were imported from, and
+nothing of torch.nn.functional is replaced. The global patch of `install(patch=True)` stays the
+fallback for calls outside any placed term, named by call site.
+
 A sigmoid loss scores every (row, candidate) pair on its own. `logsigmoid` gets the signed
 logits z * l (z = +1 on the diagonal, the positives, -1 elsewhere, as SigLIP builds them);
 BCE-with-logits gets l and the 0/1 labels. Its loss is measured the SigLIP way, summed over a
@@ -24,6 +30,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from fgclip_doctor.probes.accumulator import Accumulator
 from fgclip_doctor.probes.record import ColumnChange
@@ -108,8 +115,58 @@ def ce_observation(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tenso
     return sums, xmin.reshape(1), torch.stack([xmax, torch.maximum(xmax.abs(), xmin.abs())])
 
 
+class _TermMode(TorchFunctionMode):
+    """Sees the loss calls made while a placed term's function runs (the probe's `enter`)."""
+
+    def __init__(self, probe: CrossEntropyProbe) -> None:
+        super().__init__()
+        self.probe = probe
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name in LOSS_CALLS and args and isinstance(args[0], torch.Tensor):
+            LOSS_CALLS[name](self.probe, out, *args, **kwargs)
+        return out
+
+
+def _seen_ce(probe, out, input, target=None, *args, **kwargs):
+    probe.observe(input, target, out)
+
+
+def _seen_logsigmoid(probe, out, input, *args, **kwargs):
+    if input.dim() == 2 and 2 <= input.shape[0] <= input.shape[1]:
+        # SigLIP: input = z * logits, z = 2 eye - 1; the loss of a row is -sum_j out[i, j]
+        eye = torch.eye(*input.shape, device=input.device, dtype=torch.bool)
+        unsigned = torch.where(eye, input, -input).detach()
+        probe.observe_sigmoid(unsigned, eye, -out.detach().float().sum(1))
+
+
+def _seen_bce(probe, out, input, target=None, *args, **kwargs):
+    if (
+        target is not None
+        and input.dim() == 2
+        and target.shape == input.shape
+        and 2 <= input.shape[0] <= input.shape[1]
+    ):
+        bce = getattr(F.binary_cross_entropy_with_logits, "__wrapped__", F.binary_cross_entropy_with_logits)
+        with torch.no_grad():
+            rows = bce(input.detach().float(), target.detach().float(), reduction="none").sum(1)
+        probe.observe_sigmoid(input.detach(), target.detach() > 0.5, rows)
+
+
+#: loss primitives by the name torch hands a TorchFunctionMode
+LOSS_CALLS = {
+    "cross_entropy": _seen_ce,
+    "log_sigmoid": _seen_logsigmoid,
+    "binary_cross_entropy_with_logits": _seen_bce,
+}
+
+
 class CrossEntropyProbe:
-    """Wraps F.cross_entropy for the duration of a run; per-term accumulators and column history."""
+    """Per-term accumulators and column history of the loss calls of a run: calls inside a placed
+    term (`enter`) through a TorchFunctionMode, the others through a patch of F (`install`)."""
 
     def __init__(self, rank: int = 0, sample_every: int = 5) -> None:
         self.rank = rank
@@ -126,6 +183,21 @@ class CrossEntropyProbe:
         self.losses: dict[str, Accumulator] = {}  # term -> loss sum and calls, every call
         self._ones: dict = {}
         self._original = None
+        self._terms: list[list] = []  # [term, its loss calls so far]: the placed terms running, innermost last
+        self._mode = _TermMode(self)
+
+    def enter(self, term: str) -> None:
+        """A placed term's own function starts: its loss calls are `term` (then `term/reverse`)."""
+        self._terms.append([term, 0])
+        if len(self._terms) == 1:
+            self._mode.__enter__()
+
+    def leave(self) -> None:
+        """That function returned (or raised)."""
+        if self._terms:
+            self._terms.pop()
+            if not self._terms:
+                self._mode.__exit__(None, None, None)
 
     def _one(self, like: torch.Tensor) -> torch.Tensor:
         one = self._ones.get(like.device)
@@ -134,6 +206,10 @@ class CrossEntropyProbe:
         return one
 
     def term_name(self) -> str:
+        if self._terms:
+            frame = self._terms[-1]
+            frame[1] += 1
+            return frame[0] if frame[1] == 1 else f"{frame[0]}/reverse"
         if self.current_term is None:
             return call_site()
         self.calls_in_term += 1
@@ -167,32 +243,33 @@ class CrossEntropyProbe:
             return  # not a [rows, candidates] contrastive matrix
         self.observe(logits, positives.float().argmax(1), row_loss, sigmoid=True)
 
-    def install(self) -> CrossEntropyProbe:
+    def install(self, patch: bool = True) -> CrossEntropyProbe:
         """Patch cross_entropy, logsigmoid and binary_cross_entropy_with_logits in
-        torch.nn.functional (module attributes: every caller goes through them)."""
+        torch.nn.functional (module attributes: every caller goes through them); with
+        `patch=False` only placed terms are measured (through the mode)."""
+        if not patch:
+            return self
         self._original = {n: getattr(F, n) for n in ("cross_entropy", "logsigmoid", "binary_cross_entropy_with_logits")}
         ce, logsig, bce = self._original.values()
         probe = self
 
+        # Inside a placed term the mode observes (it sees this wrapper as the function called).
         def cross_entropy(input, target, *args, **kwargs):
             out = ce(input, target, *args, **kwargs)
-            probe.observe(input, target, out)
+            if not probe._terms:
+                _seen_ce(probe, out, input, target)
             return out
 
         def logsigmoid(input, *args, **kwargs):
             out = logsig(input, *args, **kwargs)
-            if input.dim() == 2 and 2 <= input.shape[0] <= input.shape[1]:
-                # SigLIP: input = z * logits, z = 2 eye - 1; the loss of a row is -sum_j out[i, j]
-                eye = torch.eye(*input.shape, device=input.device, dtype=torch.bool)
-                unsigned = torch.where(eye, input, -input).detach()
-                probe.observe_sigmoid(unsigned, eye, -out.detach().float().sum(1))
+            if not probe._terms:
+                _seen_logsigmoid(probe, out, input)
             return out
 
         def binary_cross_entropy_with_logits(input, target, *args, **kwargs):
             out = bce(input, target, *args, **kwargs)
-            if input.dim() == 2 and target.shape == input.shape and 2 <= input.shape[0] <= input.shape[1]:
-                rows = bce(input.detach().float(), target.detach().float(), reduction="none").sum(1)
-                probe.observe_sigmoid(input.detach(), target.detach() > 0.5, rows)
+            if not probe._terms:
+                _seen_bce(probe, out, input, target)
             return out
 
         for name, fn in zip(self._original, (cross_entropy, logsigmoid, binary_cross_entropy_with_logits)):
@@ -201,6 +278,8 @@ class CrossEntropyProbe:
         return self
 
     def remove(self) -> None:
+        while self._terms:  # a term left open by an error the hooks did not see
+            self.leave()
         if self._original:
             for name, fn in self._original.items():
                 setattr(F, name, fn)

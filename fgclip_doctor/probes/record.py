@@ -42,6 +42,9 @@ class ProbeRecord:
     # the model's config._name_or_path at train begin: the folder / hub name from_pretrained read,
     # "" for a model built from its config, None when the model has no HF config
     model_source: str | None = None
+    # foreign code: {"placed": {term/part: module:qualname}, "missing": {term/part: why},
+    # "fallback": why calls are also named by call site, or None}; {} for the bundled subject
+    placement: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """A JSON-able dict (column changes as [call, columns] pairs)."""

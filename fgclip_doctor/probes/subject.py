@@ -16,6 +16,8 @@ from fgclip_doctor.probes.accumulator import Accumulator
 from fgclip_doctor.probes.cross_entropy import CrossEntropyProbe
 from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
 
+#: the bank's buffers and attributes bank_state reads (the subject's RegionMemoryBank keeps them)
+BANK_STATE = ("queue", "fill", "ptr", "forward_calls", "enabled_at_call", "size", "warmup_forward_calls")
 HEAD_TERMS = {"GlobalContrastiveLoss": "global", "RegionContrastiveLoss": "region", "HardNegativeLoss": "hardneg"}
 
 
@@ -185,10 +187,14 @@ class SubjectProbe:
         self.patches.clear()
 
     # ---- bank state, read at interval ends (outside the forward pass) ---------------------
+    def _bank_of_model(self):
+        return _bank_of(self.model)
+
     def bank_state(self) -> dict | None:
-        """Queue size, fill, pointer, forward calls, switch-on call, key norm error (one read)."""
-        bank = _bank_of(self.model)
-        if bank is None:
+        """Queue size, fill, pointer, forward calls, switch-on call, key norm error (one read);
+        None without a bank, or for a bank that keeps none of these buffers by these names."""
+        bank = self._bank_of_model()
+        if bank is None or not all(hasattr(bank, n) for n in BANK_STATE):
             return None
         n = bank.fill.reshape(())
         rows = torch.arange(bank.queue.shape[0], device=bank.queue.device) < n
@@ -206,7 +212,7 @@ class SubjectProbe:
         return {
             "size": bank.size,
             "warmup_forward_calls": bank.warmup_forward_calls,
-            "mask_same_caption": bank.mask_same_caption,
+            "mask_same_caption": getattr(bank, "mask_same_caption", None),
             "fill": int(vals[0]),
             "ptr": int(vals[1]),
             "forward_calls": int(vals[2]),

@@ -185,6 +185,7 @@ def observed_facts(
     if within:
         facts.set("observed.region.within_image_cosine", within["cosine"], "live: box features")
         facts.set("observed.region.images_with_2_boxes", within["images"] * within["calls"], "live: box features")
+    _unplaced_parts(facts, record.placement.get("missing", {}) if record.placement else {})
     text = _subject_totals(record.history, "text")
     if text:
         facts.set(
@@ -200,6 +201,27 @@ def observed_facts(
     _history_facts(facts, terms)
     derive_temperatures(facts)
     return facts
+
+
+#: a part of the code the probes hook (probes/placed.py) -> the facts measured there
+PART_FACTS = {
+    "roi": (
+        "observed.region.feature_norm_min",
+        "observed.region.feature_norm_mean",
+        "observed.region.within_image_cosine",
+    ),
+    "box_features": ("observed.region.within_image_cosine",),
+}
+
+
+def _unplaced_parts(facts: Facts, missing: dict[str, str]) -> None:
+    """Why a fact of a part live could not hook in code the doctor did not write is absent."""
+    for part, names in PART_FACTS.items():
+        if part in missing:
+            what = "RoIAlign-like call" if part == "roi" else "box-feature method"
+            for name in names:
+                if name not in facts:
+                    facts.mark_unknown(name, f"live did not hook the {what}: {missing[part]}")
 
 
 #: fact <- the Trainer's argument (probes/callback.py TRAINER_ARGS, plus max_steps and warmup_steps)

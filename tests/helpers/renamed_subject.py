@@ -40,6 +40,24 @@ def _library_names(module: str, cls_name: str) -> set[str]:
     return out
 
 
+def method_names() -> set[str]:
+    """Names of the subject classes' own methods (renamed where an attribute reads them, also when
+    a function of the same name took the rename first: `faults.active` and `RegionMemoryBank.active`)."""
+    out: set[str] = set()
+    for path in SUBJECT.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                keep = _library_names(path.stem, node.name) if path.stem != "__init__" else set()
+                out |= {
+                    item.name
+                    for item in node.body
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not item.name.startswith("__")
+                    and item.name not in keep
+                }
+    return out
+
+
 def renames(package: str = "mytrain") -> dict[str, str]:
     """{old name: new name} over the subject's modules, classes, functions and own methods."""
     table: dict[str, str] = {"fgclip": package}
@@ -78,6 +96,7 @@ class _Renamer(ast.NodeTransformer):
         self.table, self.package, self.module = table, package, module
         self.defs = {k: v for k, v in table.items() if not v.startswith("mod") and k != "fgclip"}
         self.methods = {k for k, v in table.items() if v.startswith("m") and not v.startswith("mod")}
+        self.methods |= method_names() & self.defs.keys()
         self.user_modules: set[str] = set()  # local names bound to a subject module
 
     def _module(self, dotted: str) -> str:

@@ -15,6 +15,7 @@ from fgclip_doctor.commands.live.runner import (
     launch_paths,
     live_argv,
     output_folder,
+    probe_sites,
     resolve_device,
     run_directory,
     run_training,
@@ -156,6 +157,29 @@ def grads_table(history) -> Table | None:
     return table
 
 
+#: what each placed part lets the live rules measure (probes/placed.py)
+PART_WORDS = {"roi": "RoIAlign", "box_features": "box features"}
+
+
+def placement_notes(placement: dict) -> list[str]:
+    """Where the probes were placed in code the doctor did not write, what was not, and whether the
+    cross-entropy fallback (the F.* patch naming calls by call site) was needed."""
+    if not placement:
+        return []
+    placed, missing = placement.get("placed", {}), placement.get("missing", {})
+    notes = []
+    if placed:
+        where = ", ".join(f"{PART_WORDS.get(k, k)} at {v}" for k, v in placed.items())
+        notes.append(f"probes placed by reading the code: {where}")
+    notes += [f"{PART_WORDS[k]} not hooked: {why}" for k, why in missing.items() if k in PART_WORDS]
+    if placement.get("fallback"):
+        notes.append(
+            "loss calls outside the placed terms are named by call site (the cross-entropy fallback): "
+            + placement["fallback"]
+        )
+    return notes
+
+
 def child_reason(view: TargetView, python: str | None) -> str | None:
     """Why the launch runs in a child process rather than in the doctor's (None: it need not)."""
     if python is not None:
@@ -203,7 +227,7 @@ def build_report(
         steps,
         run.device,
         1,
-        run.notes,
+        [*run.notes, *placement_notes(record.placement)],
         settings,
         trainer_logs=run.callback.logs,
     )
@@ -248,7 +272,19 @@ def _in_children(view, base, nproc, steps, device, keep_run, interval, settings,
     with output_folder(keep_run) as out, ProgressBar(steps) as bar:
         argv = live_argv(view, steps, out, keep_run is not None, device, base, notes)
         records, logs = run_children(
-            view.origin(), entry, kind, here, argv, launch_paths(view), nproc, device, interval, python, bar, log
+            view.origin(),
+            entry,
+            kind,
+            here,
+            argv,
+            launch_paths(view),
+            nproc,
+            device,
+            interval,
+            python,
+            bar,
+            log,
+            sites=probe_sites(view, base),
         )
     terms = summarize_terms(records[0])
     offsets = {}
@@ -259,4 +295,5 @@ def _in_children(view, base, nproc, steps, device, keep_run, interval, settings,
             per_rank.append(series[-1]["offset_ok"] if series else float("nan"))
         offsets[term] = per_rank
     facts = observed_facts(records[0], base, world_size=nproc, offsets=offsets)
+    notes += placement_notes(records[0].placement)
     return live_report(view, facts, records[0].history, terms, steps, device, nproc, notes, settings, trainer_logs=logs)

@@ -58,11 +58,13 @@ def run_children(
     progress=None,
     log: Path | None = None,
     timeout: float = 1800,
+    sites: tuple[list[dict] | None, dict | None] = (None, None),
 ) -> tuple[list[ProbeRecord], list[dict]]:
     """Run the launch in `nproc` child processes (torchrun when more than one); return each rank's
     record (rank order) and rank 0's Trainer log dicts. `argv` already holds live's overrides;
     `paths`: the launch's PYTHONPATH.
-    `progress`: a ProgressBar. What the children print goes to `log` when given (also on failure)."""
+    `progress`: a ProgressBar. What the children print goes to `log` when given (also on failure).
+    `sites`: (probe sites, unplaced) from the static reader (runner.probe_sites), as JSON to each rank."""
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="fgclip-doctor-child-") as tmp:
         spec = Path(tmp) / "spec.json"
@@ -78,6 +80,8 @@ def run_children(
                     "interval": interval,
                     "device": device,
                     "out": tmp,
+                    "sites": sites[0],
+                    "unplaced": sites[1],
                 }
             )
         )

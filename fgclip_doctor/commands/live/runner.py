@@ -145,6 +145,22 @@ def launch_paths(view: TargetView) -> list[str]:
     return [str(p) for p in found if p is not None]
 
 
+def probe_sites(view: TargetView, base_facts) -> tuple[list[dict] | None, dict | None]:
+    """(sites, unplaced) where the probes hook the launch's code, as the static reader placed them
+    (reader/sites.py): plain data for the probes. (None, None) for the bundled subject, whose
+    probes find its own classes; ([], why) when the reader placed nothing."""
+    if view.is_subject or base_facts is None:
+        return None, None
+    sites = [dict(s) for s in base_facts.value("code.probe_sites") or []]
+    unplaced = dict(base_facts.value("code.probe_unplaced") or {})
+    entry, kind = entry_kind(view)
+    for site in sites if kind == "module" else ():  # `-m pkg.mod` runs pkg/mod.py as __main__ (runpy)
+        for key in ("module", "caller"):
+            if site.get(key) == entry:
+                site[key] = "__main__"
+    return sites, unplaced
+
+
 def entry_kind(view: TargetView) -> tuple[str, str]:
     """(entry, "script" | "module") as the launcher runs it."""
     entry = view.entry or ""
@@ -169,8 +185,15 @@ def run_training(
     device = resolve_device(device)
     here = run_directory(view)
     notes: list[str] = []
+    sites, unplaced = probe_sites(view, base_facts)
     callback = DoctorCallback(
-        interval=interval, rank=rank, settings=settings, base_facts=base_facts, step_observer=progress
+        interval=interval,
+        rank=rank,
+        settings=settings,
+        base_facts=base_facts,
+        step_observer=progress,
+        sites=sites,
+        unplaced=unplaced,
     )
     entry, kind = entry_kind(view)
     with contextlib.ExitStack() as stack:

@@ -82,6 +82,7 @@ from fgclip_doctor.sources.code.reader.scales import (
     find_scale_params,
     is_logit_param,
 )
+from fgclip_doctor.sources.code.reader.sites import probe_sites
 from fgclip_doctor.sources.code.reader.source import Notes
 from fgclip_doctor.sources.code.reader.values import Const, Unknown
 
@@ -166,6 +167,11 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     queue_facts(reading.facts, reading.unknown, read, reading.losses)
     if unpicked:  # the model is one of several: no start value, scale list or absence from any one of them
         _forget_scales(reading, unpicked)
+    sites, unplaced = probe_sites(reading.losses, read, program)
+    if sites:  # where live hooks this code (sites.py)
+        reading.facts.set("code.probe_sites", sites, sites[0]["at"])
+    if unplaced:
+        reading.facts.set("code.probe_unplaced", unplaced, next(iter(unplaced.values())).partition(": ")[0])
     if not complete:  # what a module not read might hold stays unknown, naming that module
         why = next((n for n in reading.notes if any(n.startswith(u) for u in program.notes.unread)), "")
         for name in ("bank.enabled", "model.scales"):

@@ -39,6 +39,7 @@ class Term:
     swallowed: str = ""  # file:line of an `except` that swallows errors around it
     bias: str = ""  # file:line where a logit_bias enters it
     world_size_attr: str = ""  # file:line where it reads a `.world_size` attribute
+    stacks: list[tuple[Defn, ...]] = field(default_factory=list)  # the functions from a root to each primitive
 
 
 @dataclass
@@ -231,6 +232,7 @@ class _Walker:
             term.swallowed = term.swallowed or swallowed
             term.bias = term.bias or bias
             term.world_size_attr = term.world_size_attr or world
+            term.stacks.append(tuple(stack))
 
 
 def _applied(file: SourceFile, name: str) -> ast.expr | None:

@@ -1,7 +1,8 @@
 """Fine-grained CLIP training on random shapes: arguments, model, then the HF Trainer (FG-CLIP v1 style, tiny).
 
 The model starts from a folder written by save_pretrained (--model_name_or_path) when given,
-else from its config (random weights).
+else from its config (random weights). Fine-tuning keeps the base's learned logit_scale; the two
+new scales start at --logit_scale_init_value, as FG-CLIP v1's training does.
 """
 import pathlib
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Optional
 
 import torch
 import transformers
+from torch import nn
 from transformers import CLIPConfig
 
 from fgclip.model.fgclip_tiny import FineGrainedCLIP
@@ -77,6 +79,8 @@ def train():
     torch.manual_seed(training_args.seed)
     if model_args.model_name_or_path:
         model = FineGrainedCLIP.from_pretrained(model_args.model_name_or_path)
+        model.logit_scale_finegraind = nn.Parameter(torch.ones([]) * model_args.logit_scale_init_value)
+        model.logit_scale_hardneg = nn.Parameter(torch.ones([]) * model_args.logit_scale_init_value)
     else:
         model = FineGrainedCLIP(tiny_config(model_args.logit_scale_init_value))
     data = RandomRegions(data_args.num_samples, data_args.boxes_per_image, data_args.hard_negatives)
