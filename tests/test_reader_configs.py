@@ -181,3 +181,19 @@ def test_batch_and_lr_are_the_values_the_loader_and_the_optimizer_get(kd):
     assert (
         "train.py:36 DataLoader: the batch_size handed to the DataLoader is not known: train.py:24" in skip["message"]
     )
+
+
+def test_a_loader_of_its_own_beside_a_trainer_is_not_the_run_batch(tmp_path):
+    """A transformers Trainer builds the training loader from --per_device_train_batch_size: a DataLoader
+    the code builds for something else (a warm-up pass, the base's pretraining) is not the run's batch."""
+    live_tree = tree(tmp_path, "fgclip_v1_live")
+    edit(
+        live_tree / "fgclip/train/train_fgclip.py",
+        "    trainer = transformers.Trainer(",
+        "    warm = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, collate_fn=collate)\n"
+        "    trainer = transformers.Trainer(",
+    )
+    _, found, facts, _ = run(live_tree, "scripts/train_tiny.sh")
+    assert facts["train.per_device_batch"][0] == 8, facts["train.per_device_batch"]
+    assert "--per_device_train_batch_size" in facts["train.per_device_batch"][1]
+    assert found[("FGD201", "global")]["measured"] == "8"

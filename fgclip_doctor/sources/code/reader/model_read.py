@@ -29,6 +29,7 @@ from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
 from fgclip_doctor.sources.code.reader.interp import Interp
 from fgclip_doctor.sources.code.reader.program import Defn, External, Program
 from fgclip_doctor.sources.code.reader.source import SourceFile
+from fgclip_doctor.sources.code.reader.use_sites import Use
 from fgclip_doctor.sources.code.reader.values import (
     Const,
     FlagLookup,
@@ -122,6 +123,7 @@ def _run(program: Program, entry: SourceFile, main: Defn | None, interp: Interp,
         interp.call(program.method(obj.cls, "forward"), [], {}, obj, data=True)
     for obj in list(interp.created):  # the Trainer subclass's hooks: their conditions too
         if obj.cls is not None and _is_trainer(program, obj.cls):
+            interp.uses.setdefault("trainer", []).append(Use(Const(obj.cls.node.name, obj.at), obj.at, "Trainer", True))
             for name in HOOKS:
                 method = program.method(obj.cls, name)
                 if method is not None:

@@ -4,6 +4,7 @@ named `batch_size` that the code never hands to a loader is not the run's batch;
 loader gets from a key of another name is (launch_code.py prefers these over names).
 
     loader = DataLoader(ds, batch_size=cfg["loader"]["per_gpu"])   -> uses["batch_size"]
+    transformers.Trainer(...) or a subclass                        -> uses["trainer"] (its own loader wins)
     opt = torch.optim.AdamW(groups, lr=cfg["optim"]["peak"])      -> uses["lr"]
 """
 
@@ -28,7 +29,9 @@ class Use:
 def record_use(uses: dict[str, list[Use]], dotted: str, args: list[Val], kwargs: dict[str, Val], at: str) -> None:
     """Note a DataLoader's batch_size / an optimizer's lr (keyword, else its positional slot)."""
     name = dotted.rpartition(".")[2]
-    if name == "DataLoader":
+    if name.endswith("Trainer") and dotted.startswith("transformers."):  # it builds the training loader
+        uses.setdefault("trainer", []).append(Use(Const(dotted, at), at, name, True))
+    elif name == "DataLoader":
         value = kwargs.get("batch_size", args[1] if len(args) > 1 else None)
         if value is None:
             value = Const(1, f"{at}: DataLoader's default batch_size")
@@ -88,6 +91,8 @@ def apply_uses(facts, uses: dict[str, list[Use]]) -> None:
     same value keeps its source; another value (a key of another name) replaces it, citing both
     the key and the call; a value not known at the call leaves the fact unknown, saying why."""
     for fact, (use, what) in USED_FACTS.items():
+        if use == "batch_size" and uses.get("trainer"):
+            continue  # a transformers Trainer loads with per_device_train_batch_size: other loaders are not the run's
         got = used_value(uses.get(use, []))
         if got is None:
             continue
