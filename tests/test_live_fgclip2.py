@@ -36,18 +36,21 @@ def run(tmp_path_factory) -> tuple[int, dict, Path]:
     return result.exit_code, doc, checkout
 
 
-def _by_function(terms: dict) -> dict[str, dict]:
-    return {name.rsplit(" ", 1)[-1]: term for name, term in terms.items()}
-
-
-def test_every_term_is_measured(run):
+def test_every_term_is_measured_by_name(run):
+    # placed by reading: global at FGCLIP2.sigmoid_loss, region at region_loss, hardneg at hardneg_loss
     code, doc, checkout = run
-    terms = _by_function(doc["live"]["terms"])
-    assert set(terms) == {"sigmoid_loss", "region_loss", "hardneg_loss"}, list(terms)
+    terms = doc["live"]["terms"]
+    assert set(terms) == {"global", "region", "region/reverse", "hardneg"}, list(terms)
     # 8 images a batch (each against every caption), 2 boxes an image, each box against its caption and 4 rewrites
-    assert [terms[f]["columns_max"] for f in ("sigmoid_loss", "region_loss", "hardneg_loss")] == [8, 16, 5]
+    assert [terms[t]["columns_max"] for t in ("global", "region", "hardneg")] == [8, 16, 5]
     for term in terms.values():
         assert term["loss_first"] > 0 and math.isfinite(term["logit_max"])
+    [placed] = [n for n in doc["live"]["notes"] if n.startswith("probes placed by reading the code: ")]
+    assert "global at fgclip2.model.fgclip2_tiny:FGCLIP2.sigmoid_loss" in placed
+    assert "RoIAlign at fgclip2.model.fgclip2_tiny:pool_regions" in placed
+    # the boxes reaching its own pooling and the box features are measured: both rules judge, and pass
+    found = {(f["rule"], f["subject"]): f["status"] for f in doc["findings"]}
+    assert found[("roi-scale", "")] == "PASS" and found[("region-collapse", "")] == "PASS", found
     assert code == doc["exit_code"]
     assert not (checkout / "checkpoints").exists()  # never the launch's output_dir
 
@@ -55,10 +58,9 @@ def test_every_term_is_measured(run):
 def test_the_sigmoid_term_is_judged_as_sigmoid_with_its_bias(run):
     _code, doc, _checkout = run
     facts = doc["facts"]
-    [name] = [n for n in doc["live"]["terms"] if n.endswith(" sigmoid_loss")]
-    assert facts[f"loss.{name}.kind"]["value"] == "sigmoid"
+    assert facts["loss.global.kind"]["value"] == "sigmoid"
     # the sigmoid chance level for 8 candidates: ln 8 + 7 ln(8/7), not ln 8
-    assert facts[f"loss.chance.{name}"]["value"] == pytest.approx(math.log(8) + 7 * math.log(8 / 7), rel=1e-3)
+    assert facts["loss.chance.global"]["value"] == pytest.approx(math.log(8) + 7 * math.log(8 / 7), rel=1e-3)
     assert facts["loss.global.logit_bias"]["value"] is True
     # SigLIP's start, t = 10: measured from the model at train begin, the region scales at the flag's default
     assert facts["scale.global.init"]["value"] == pytest.approx(math.log(10), abs=1e-5)
