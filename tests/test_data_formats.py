@@ -315,8 +315,19 @@ EDGES = [0.0, -0.0, 1.0, -1e-6, 1 + 1e-6, 1 / 14, math.nan, math.inf]
     st.integers(1, 40),
 )
 def test_clean_boxes_is_box_problem_and_smaller_than_cell(box, grid):
-    clean = bulk.clean_boxes(np.array([box], dtype=np.float64), 1e-6, grid)[0]
+    coords = np.array([box, [0.1, 0.1, 0.9, 0.9]], dtype=np.float64)  # and a clean one beside it
+    clean = bulk.clean_boxes(coords, 1e-6, grid)[0]
     assert clean == (fgclip.boxes.box_problem(box) is None and not fgclip.boxes.smaller_than_cell(box, grid))
+    with np.errstate(invalid="ignore"):
+        assert bulk.all_clean(coords, 1e-6, grid) == bool(bulk.clean_boxes(coords, 1e-6, grid).all())
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 65536])  # msgpack array headers of 1, 3 and 5 bytes
+def test_coordinates_read_every_number_exactly(n):
+    rng = np.random.default_rng(n)
+    bboxes = [tuple(map(float, row)) for row in rng.normal(size=(n, 4))]
+    bboxes[0] = (math.inf, -0.0, 1e-300, 2.0**70)
+    assert np.array_equal(bulk.coordinates(bboxes), np.array(bboxes))
 
 
 def test_fast_path_off_when_the_subject_box_rule_changes(monkeypatch):
@@ -377,11 +388,26 @@ def test_fast_path_sees_each_subtle_defect(tmp_path, case):
     assert both_paths(path)[0] == both_paths(path)[1]
 
 
-def test_lines_longer_than_a_read_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(tasks, "BLOCK_BYTES", 64)  # every line spans several reads
-    lines = [json.dumps(rec(i)).encode() for i in range(12)]
+def test_lines_longer_than_a_block_or_a_mapped_window(tmp_path, monkeypatch):
+    monkeypatch.setattr(tasks, "BLOCK_BYTES", 64)  # every line spans several blocks
+    monkeypatch.setattr(tasks, "WINDOW_BYTES", tasks.mmap.ALLOCATIONGRANULARITY)  # the smallest window
+    lines = [json.dumps(rec(i)).encode() for i in range(40)]
     lines[7] = json.dumps(rec(7, [entry([0.5, 0.2, 0.3, 0.4])])).encode()
+    lines[20] = json.dumps(rec(20, caption="x" * 3 * tasks.WINDOW_BYTES)).encode()  # a window is doubled twice
     path = tmp_path / "train.jsonl"
     path.write_bytes(b"\n".join(lines))  # and no newline at the end
     fast, reference = both_paths(path)
-    assert fast == reference and fast[0] == 12 and fast[5]["inverted"] == [f"{path}:8: box 0 [0.5, 0.2, 0.3, 0.4]"]
+    assert fast == reference and fast[0] == 40 and fast[5]["inverted"] == [f"{path}:8: box 0 [0.5, 0.2, 0.3, 0.4]"]
+
+
+def test_one_call_decode_only_of_one_object_per_line(tmp_path):
+    """A record split over two lines and two records on one line: each line is not JSON, whatever a
+    lenient JSON Lines reader (msgspec's decode_lines: a newline is whitespace) makes of them."""
+    whole = json.dumps(rec(1))
+    cut = whole.index('{"bbox"', whole.index('{"bbox"') + 1)  # before the second box
+    odd = [whole[:cut], whole[cut:], whole + " " + whole, whole + "\r", " " + whole, ""]
+    lines = [json.dumps(rec(i)) for i in range(6)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(lines[:3] + odd + lines[3:]) + "\n")
+    fast, reference = both_paths(path)
+    assert fast == reference and fast[0] == 11 and fast[4]["not_json"] == 3
