@@ -103,7 +103,7 @@ def clean_boxes(coords: np.ndarray, tol: float, grid: int) -> np.ndarray:
 
 
 def all_clean(coords: np.ndarray, tol: float, grid: int) -> bool:
-    """clean_boxes(coords).all(), from four reductions: every coordinate in [-tol, 1 + tol] and
+    """clean_boxes(coords).all(), from three reductions: every coordinate in [-tol, 1 + tol] and
     every width and height at least a cell. The same thing: a clean box has x1 >= -tol and
     x2 >= x1 + cell, so x2 >= -tol too (and x1 <= 1 + tol likewise); NaN fails min and max, and
     an infinity stops at them (before the subtraction, where inf - inf would warn)."""
@@ -172,7 +172,8 @@ class BulkLines:
             lines = [i for i in lines if i not in skip]
         chk, p = self.chk, self.chk.p
         bad = self.flagged(recs)
-        starts = [start] + [i + 1 for i in nl]  # line k of the block: starts[k] .. nl[k]
+        if self.ordered or bad:
+            starts = [start] + [i + 1 for i in nl]  # line k of the block: starts[k] .. nl[k]
         if self.ordered:  # every line in order: clean ones kept here, the others by the reference
             verdict = {lines[j]: recs[j] for j in range(len(recs)) if j not in bad}
             for k, i in enumerate(range(n + 1, line + 1)):
