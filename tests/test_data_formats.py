@@ -400,6 +400,19 @@ def test_lines_longer_than_a_block_or_a_mapped_window(tmp_path, monkeypatch):
     assert fast == reference and fast[0] == 40 and fast[5]["inverted"] == [f"{path}:8: box 0 [0.5, 0.2, 0.3, 0.4]"]
 
 
+def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
+    lines = [json.dumps(rec(i)).encode() for i in range(30)] + [raw for raw, _ in DEFECTS]
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    mapped = both_paths(path)
+
+    def no_mmap(*args, **kwargs):
+        raise OSError(19, "No such device")  # what mmap says on a file system that cannot map
+
+    monkeypatch.setattr(tasks.mmap, "mmap", no_mmap)
+    assert both_paths(path) == mapped and mapped[0] == mapped[1] and mapped[0][0] >= 30
+
+
 def test_one_call_decode_only_of_one_object_per_line(tmp_path):
     """A record split over two lines and two records on one line: each line is not JSON, whatever a
     lenient JSON Lines reader (msgspec's decode_lines: a newline is whitespace) makes of them."""

@@ -22,7 +22,9 @@ from fgclip_doctor.sources.data.record import RecordChecker
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
 WINDOW_BYTES = 8 << 20  # mapped at a time inside a task (more for a longer line): the file's bytes
 # are read where the page cache holds them, not copied (~0.4 us of system time per record less
-# than read() into a buffer), and a worker's resident size grows by one window at most
+# than read() into a buffer), and a worker's resident size grows by one window at most. The file's
+# size is read again before each window; a file cut short while a window of it is being checked
+# kills that worker (SIGBUS), where read() would have seen fewer bytes
 BLOCK_BYTES = 256 << 10  # checked at a time: a block's decoded records stay in the CPU's cache
 # (~25 % less CPU per record than 4 MiB blocks on the bench's records)
 
@@ -59,17 +61,20 @@ def _lines(task: Task, chk: RecordChecker) -> int:
     """Stream the lines that start in [start, end); return how many (blank ones included)."""
     n = 0
     with open(task.file, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
         pos = task.start
         if pos > 0:  # skip the line that started in the previous range
             fh.seek(pos - 1)
             pos += len(fh.readline()) - 1
         window = WINDOW_BYTES
-        while pos < min(task.end, size):
-            base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        while pos < min(task.end, size := os.fstat(fh.fileno()).st_size):  # the size now: a file
+            base = pos - pos % mmap.ALLOCATIONGRANULARITY  # cut short meanwhile is mapped no further
             length = min(base + window, size) - base
-            with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base) as data:
+            data = _mapped(fh, base, length)
+            try:
                 done, n = _window(data, pos - base, task.end - base, n, chk)
+            finally:
+                if type(data) is not bytes:
+                    data.close()
             if done > pos - base:  # whole lines checked
                 pos, window = base + done, WINDOW_BYTES
             elif base + length < size:  # a line longer than the window: map more
@@ -81,7 +86,16 @@ def _lines(task: Task, chk: RecordChecker) -> int:
     return n
 
 
-def _window(data: mmap.mmap, at: int, limit: int, n: int, chk: RecordChecker) -> tuple[int, int]:
+def _mapped(fh, base: int, length: int) -> mmap.mmap | bytes:
+    """`length` bytes of the file from `base`: mapped, or read where the file cannot be mapped."""
+    try:
+        return mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+    except (OSError, ValueError):  # a file system without mmap: the bytes are copied instead
+        fh.seek(base)
+        return fh.read(length)
+
+
+def _window(data: mmap.mmap | bytes, at: int, limit: int, n: int, chk: RecordChecker) -> tuple[int, int]:
     """Check the whole lines of `data` from `at` that start before `limit`, a block at a time;
     return (where the first line not checked starts, the last line checked)."""
     size = len(data)
