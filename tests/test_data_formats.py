@@ -20,7 +20,7 @@ import fgclip.boxes
 from fgclip_doctor.cli import app
 from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.data import bulk, formats, tasks
+from fgclip_doctor.sources.data import bulk, formats
 from fgclip_doctor.sources.data.scan import ScanOptions, scan
 
 runner = CliRunner()
@@ -322,14 +322,6 @@ def test_clean_boxes_is_box_problem_and_smaller_than_cell(box, grid):
         assert bulk.all_clean(coords, 1e-6, grid) == bool(bulk.clean_boxes(coords, 1e-6, grid).all())
 
 
-@pytest.mark.parametrize("n", [1, 15, 16, 65536])  # msgpack array headers of 1, 3 and 5 bytes
-def test_coordinates_read_every_number_exactly(n):
-    rng = np.random.default_rng(n)
-    bboxes = [tuple(map(float, row)) for row in rng.normal(size=(n, 4))]
-    bboxes[0] = (math.inf, -0.0, 1e-300, 2.0**70)
-    assert np.array_equal(bulk.coordinates(bboxes), np.array(bboxes))
-
-
 def test_fast_path_off_when_the_subject_box_rule_changes(monkeypatch):
     assert bulk.enabled(ScanOptions()) and not bulk.enabled(ScanOptions(bulk=False))
     monkeypatch.setattr(fgclip.boxes, "box_problem", lambda b, tol=1e-6: None)
@@ -386,41 +378,3 @@ def test_fast_path_sees_each_subtle_defect(tmp_path, case):
     five = odd.replace("[" + SUBTLE[case] + "]", "[" + ", ".join([SUBTLE[case]] * 5) + "]")
     path.write_text("\n".join([clean, five, clean]) + "\n")  # and five of them: over max_boxes
     assert both_paths(path)[0] == both_paths(path)[1]
-
-
-def test_lines_longer_than_a_block_or_a_mapped_window(tmp_path, monkeypatch):
-    monkeypatch.setattr(tasks, "BLOCK_BYTES", 64)  # every line spans several blocks
-    monkeypatch.setattr(tasks, "WINDOW_BYTES", tasks.mmap.ALLOCATIONGRANULARITY)  # the smallest window
-    lines = [json.dumps(rec(i)).encode() for i in range(40)]
-    lines[7] = json.dumps(rec(7, [entry([0.5, 0.2, 0.3, 0.4])])).encode()
-    lines[20] = json.dumps(rec(20, caption="x" * 3 * tasks.WINDOW_BYTES)).encode()  # a window is doubled twice
-    path = tmp_path / "train.jsonl"
-    path.write_bytes(b"\n".join(lines))  # and no newline at the end
-    fast, reference = both_paths(path)
-    assert fast == reference and fast[0] == 40 and fast[5]["inverted"] == [f"{path}:8: box 0 [0.5, 0.2, 0.3, 0.4]"]
-
-
-def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
-    lines = [json.dumps(rec(i)).encode() for i in range(30)] + [raw for raw, _ in DEFECTS]
-    path = tmp_path / "train.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    mapped = both_paths(path)
-
-    def no_mmap(*args, **kwargs):
-        raise OSError(19, "No such device")  # what mmap says on a file system that cannot map
-
-    monkeypatch.setattr(tasks.mmap, "mmap", no_mmap)
-    assert both_paths(path) == mapped and mapped[0] == mapped[1] and mapped[0][0] >= 30
-
-
-def test_one_call_decode_only_of_one_object_per_line(tmp_path):
-    """A record split over two lines and two records on one line: each line is not JSON, whatever a
-    lenient JSON Lines reader (msgspec's decode_lines: a newline is whitespace) makes of them."""
-    whole = json.dumps(rec(1))
-    cut = whole.index('{"bbox"', whole.index('{"bbox"') + 1)  # before the second box
-    odd = [whole[:cut], whole[cut:], whole + " " + whole, whole + "\r", " " + whole, ""]
-    lines = [json.dumps(rec(i)) for i in range(6)]
-    path = tmp_path / "train.jsonl"
-    path.write_text("\n".join(lines[:3] + odd + lines[3:]) + "\n")
-    fast, reference = both_paths(path)
-    assert fast == reference and fast[0] == 11 and fast[4]["not_json"] == 3
