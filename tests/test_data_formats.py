@@ -20,7 +20,7 @@ import fgclip.boxes
 from fgclip_doctor.cli import app
 from fgclip_doctor.commands.check_data import build_report
 from fgclip_doctor.settings import Settings
-from fgclip_doctor.sources.data import bulk, formats, tasks
+from fgclip_doctor.sources.data import bulk, formats
 from fgclip_doctor.sources.data.scan import ScanOptions, scan
 
 runner = CliRunner()
@@ -315,8 +315,11 @@ EDGES = [0.0, -0.0, 1.0, -1e-6, 1 + 1e-6, 1 / 14, math.nan, math.inf]
     st.integers(1, 40),
 )
 def test_clean_boxes_is_box_problem_and_smaller_than_cell(box, grid):
-    clean = bulk.clean_boxes(np.array([box], dtype=np.float64), 1e-6, grid)[0]
+    coords = np.array([box, [0.1, 0.1, 0.9, 0.9]], dtype=np.float64)  # and a clean one beside it
+    clean = bulk.clean_boxes(coords, 1e-6, grid)[0]
     assert clean == (fgclip.boxes.box_problem(box) is None and not fgclip.boxes.smaller_than_cell(box, grid))
+    with np.errstate(invalid="ignore"):
+        assert bulk.all_clean(coords, 1e-6, grid) == bool(bulk.clean_boxes(coords, 1e-6, grid).all())
 
 
 def test_fast_path_off_when_the_subject_box_rule_changes(monkeypatch):
@@ -375,13 +378,3 @@ def test_fast_path_sees_each_subtle_defect(tmp_path, case):
     five = odd.replace("[" + SUBTLE[case] + "]", "[" + ", ".join([SUBTLE[case]] * 5) + "]")
     path.write_text("\n".join([clean, five, clean]) + "\n")  # and five of them: over max_boxes
     assert both_paths(path)[0] == both_paths(path)[1]
-
-
-def test_lines_longer_than_a_read_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(tasks, "BLOCK_BYTES", 64)  # every line spans several reads
-    lines = [json.dumps(rec(i)).encode() for i in range(12)]
-    lines[7] = json.dumps(rec(7, [entry([0.5, 0.2, 0.3, 0.4])])).encode()
-    path = tmp_path / "train.jsonl"
-    path.write_bytes(b"\n".join(lines))  # and no newline at the end
-    fast, reference = both_paths(path)
-    assert fast == reference and fast[0] == 12 and fast[5]["inverted"] == [f"{path}:8: box 0 [0.5, 0.2, 0.3, 0.4]"]
