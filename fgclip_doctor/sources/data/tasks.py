@@ -3,13 +3,12 @@ byte ranges of a JSON Lines file, a whole JSON array), and each task's records s
 RecordChecker (`read_task`).
 
 A range owns the lines that *start* in it: its worker seeks there, skips to the next line start
-and streams its lines from the file mapped in windows (mmap), a block at a time. A JSON array is
+and streams its lines from the file read in windows, a block at a time. A JSON array is
 one document: streamed too (formats.read_array, one item at a time) but by one worker.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,8 @@ from fgclip_doctor.sources.data.formats import layout, read_array
 from fgclip_doctor.sources.data.record import RecordChecker
 
 CHUNK_BYTES = 32 << 20  # one task: large enough to amortise the seek, small enough to balance
-WINDOW_BYTES = 8 << 20  # mapped at a time inside a task (more for a longer line): the file's bytes
-# are read where the page cache holds them, not copied (~0.4 us of system time per record less
-# than read() into a buffer), and a worker's resident size grows by one window at most. The file's
-# size is read again before each window; a file cut short while a window of it is being checked
-# kills that worker (SIGBUS), where read() would have seen fewer bytes
+WINDOW_BYTES = 8 << 20  # read at a time inside a task (more for a longer line): a worker's resident
+# size grows by one window at most; the file's size is read again before each window
 BLOCK_BYTES = 256 << 10  # checked at a time: a block's decoded records stay in the CPU's cache
 # (~25 % less CPU per record than 4 MiB blocks on the bench's records)
 
@@ -67,17 +63,13 @@ def _lines(task: Task, chk: RecordChecker) -> int:
             pos += len(fh.readline()) - 1
         window = WINDOW_BYTES
         while pos < min(task.end, size := os.fstat(fh.fileno()).st_size):  # the size now: a file
-            base = pos - pos % mmap.ALLOCATIONGRANULARITY  # cut short meanwhile is mapped no further
+            base = pos  # cut short meanwhile is read no further
             length = min(base + window, size) - base
-            data = _mapped(fh, base, length)
-            try:
-                done, n = _window(data, pos - base, task.end - base, n, chk)
-            finally:
-                if type(data) is not bytes:
-                    data.close()
-            if done > pos - base:  # whole lines checked
+            data = _read(fh, base, length)
+            done, n = _window(data, 0, task.end - base, n, chk)
+            if done > 0:  # whole lines checked
                 pos, window = base + done, WINDOW_BYTES
-            elif base + length < size:  # a line longer than the window: map more
+            elif base + length < size:  # a line longer than the window: read more
                 window *= 2
             else:  # the file's last line, without a newline
                 fh.seek(pos)
@@ -86,16 +78,17 @@ def _lines(task: Task, chk: RecordChecker) -> int:
     return n
 
 
-def _mapped(fh, base: int, length: int) -> mmap.mmap | bytes:
-    """`length` bytes of the file from `base`: mapped, or read where the file cannot be mapped."""
-    try:
-        return mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base)
-    except (OSError, ValueError):  # a file system without mmap: the bytes are copied instead
-        fh.seek(base)
-        return fh.read(length)
+def _read(fh, base: int, length: int) -> bytes:
+    """`length` bytes of the file from `base` (fewer where the file was cut short meanwhile).
+
+    Read, not mapped: a mapped file cut short while a window of it is checked kills the worker
+    with SIGBUS, and a pool never returns a dead worker's task (a hang, where read() just sees
+    fewer bytes). The copy costs ~0.4 us of system time per record."""
+    fh.seek(base)
+    return fh.read(length)
 
 
-def _window(data: mmap.mmap | bytes, at: int, limit: int, n: int, chk: RecordChecker) -> tuple[int, int]:
+def _window(data: bytes, at: int, limit: int, n: int, chk: RecordChecker) -> tuple[int, int]:
     """Check the whole lines of `data` from `at` that start before `limit`, a block at a time;
     return (where the first line not checked starts, the last line checked)."""
     size = len(data)
