@@ -221,6 +221,9 @@ def test_deepspeed_layout_without_deepspeed(tmp_path):
 
 DS_SCRIPT = textwrap.dedent("""
     import os, sys, torch, deepspeed
+    # One process: DeepSpeed's shared-memory allreduce for the CPU is never used, but its backend
+    # compiles it (a C++ build, about a minute of both cores on a clean machine) unless marked unusable.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     class M(torch.nn.Module):
         def __init__(s):
             super().__init__()
