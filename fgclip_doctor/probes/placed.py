@@ -31,6 +31,21 @@ def _defines(cls: type, module: str, qualname: str) -> bool:
     return any(c.__module__ == module and c.__qualname__ == qualname for c in cls.__mro__)
 
 
+def _wrapped(original, before, after):
+    """`original` called between before(args, kwargs) and after(args, out) -> out (also when it raises)."""
+
+    def wrapper(*args, **kwargs):
+        before(args, kwargs)
+        out = None
+        try:
+            out = original(*args, **kwargs)
+        finally:
+            out = after(args, out)
+        return out
+
+    return wrapper
+
+
 class PlacedProbe(SubjectProbe):
     """SubjectProbe's statistics, hooked where the reading says rather than by class name."""
 
@@ -51,17 +66,8 @@ class PlacedProbe(SubjectProbe):
     def _wrap_method(self, obj, name: str, before, after) -> None:
         original = getattr(obj, name)  # bound method
         previous = obj.__dict__.get(name)
-
-        def wrapper(*args, **kwargs):
-            before(args, kwargs)
-            out = None
-            try:
-                out = original(*args, **kwargs)
-            finally:
-                out = after(args, out)
-            return out
-
-        obj.__dict__[name] = wrapper  # an instance attribute shadows the method; removed on exit
+        # an instance attribute shadows the method; removed on exit
+        obj.__dict__[name] = _wrapped(original, before, after)
         self.patches.append((obj, name, previous))
 
     def _replace_function(self, site: dict, before, after) -> str | None:
@@ -71,17 +77,7 @@ class PlacedProbe(SubjectProbe):
         original = getattr(module, name, None) if module is not None else None
         if original is None or getattr(original, "__name__", None) != site["qualname"]:
             return f"{site.get('caller')}.{name} is not the function the reader found ({site['at']})"
-
-        def wrapper(*args, **kwargs):
-            before(args, kwargs)
-            out = None
-            try:
-                out = original(*args, **kwargs)
-            finally:
-                out = after(args, out)
-            return out
-
-        setattr(module, name, wrapper)
+        setattr(module, name, _wrapped(original, before, after))
         self.patches.append((module, name, original))
         return None
 
