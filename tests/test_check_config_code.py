@@ -168,7 +168,11 @@ def test_open_clip_carries_no_hf_defaults(tmp_path):
     assert facts["train.fp16"][0] is True and "fp16 autocast" in facts["train.fp16"][1]
     assert status(found, "FGD601") == "WARN"  # --precision amp is fp16 autocast: never "fp16 off"
     assert status(found, "FGD303") == "PASS"  # --warmup: exact match before abbreviations
-    assert "train.grad_accum" not in facts  # the code has no accumulation flag: nothing assumed
+    # no accumulation flag: what the code does says it (nothing assumed from TrainingArguments)
+    assert facts["train.grad_accum"] == (
+        1,
+        "open_clip_train/train.py:12: the optimizer steps on every batch of the loop at open_clip_train/train.py:7",
+    )
 
 
 def test_args_file_of_other_code_is_not_read_as_the_subject(tmp_path):

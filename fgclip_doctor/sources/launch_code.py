@@ -22,6 +22,7 @@ from fgclip_doctor.facts import Facts, unknown_flag
 from fgclip_doctor.sources.checkpoint.layout import read_scalars
 from fgclip_doctor.sources.code.families import REGISTRY, fact_dests, precision
 from fgclip_doctor.sources.code.reader import CodeReading, FlagInput, read_training_code
+from fgclip_doctor.sources.code.reader.train_step import apply_step
 from fgclip_doctor.sources.code.reader.use_sites import apply_uses
 from fgclip_doctor.sources.launch.args import coerce
 from fgclip_doctor.sources.launch.config_files import load_config_file
@@ -205,6 +206,7 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         apply_uses(facts, reading.model.interp.uses)
     if "train.fp16" not in facts and (reading.parser.option("precision") is not None or "precision" in config):
         _precision(facts, reading, config.get("precision"))
+    apply_step(facts, reading.step, lambda dest: _option(reading, dest))  # what the code's own step does
     _lr_range(facts)
     for dest in fact_dests("data.max_boxes"):  # boxes kept per image (FG-CLIP's --max_boxes)
         got = _value(reading, dest) if reading.parser.option(dest) else None
@@ -219,6 +221,12 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
         weight_read(facts, pending.fact, pending.value, view)
     text_ids(facts, reading, view, _value)
     return values
+
+
+def _option(reading: CodeReading, dest: str) -> str:
+    """The flag as the code's parser spells it (`disable_amp` -> `--disable-amp`)."""
+    opt = reading.parser.option(dest) if reading.parser else None
+    return opt.options[0] if opt is not None and opt.options else f"--{dest}"
 
 
 def _value(reading: CodeReading, dest: str) -> tuple[object, str, bool] | None:

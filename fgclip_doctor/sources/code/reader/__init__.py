@@ -49,6 +49,7 @@ from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.code.families import library_model_kind, scale_of
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
 from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
+from fgclip_doctor.sources.code.reader.decay_rule import find_decay_rule
 from fgclip_doctor.sources.code.reader.entry import (
     find_entry,
     load_reachable,
@@ -57,6 +58,7 @@ from fgclip_doctor.sources.code.reader.entry import (
 from fgclip_doctor.sources.code.reader.flag_types import (
     FlagInput,
     FlagTyping,
+    flag_lookup,
     type_flags,
 )
 from fgclip_doctor.sources.code.reader.group_lrs import group_lr_facts
@@ -70,21 +72,21 @@ from fgclip_doctor.sources.code.reader.model_facts import (
 )
 from fgclip_doctor.sources.code.reader.model_read import ModelRead, read_model
 from fgclip_doctor.sources.code.reader.parsers import ParserSpec, find_parser
+from fgclip_doctor.sources.code.reader.paths import PathEval
 from fgclip_doctor.sources.code.reader.precision import find_fp16_refusal
 from fgclip_doctor.sources.code.reader.program import Program
 from fgclip_doctor.sources.code.reader.queues import queue_facts
-from fgclip_doctor.sources.code.reader.resume import resume_facts
+from fgclip_doctor.sources.code.reader.resume import flag_value_of, resume_facts
 from fgclip_doctor.sources.code.reader.run_shape import run_shape_facts
 from fgclip_doctor.sources.code.reader.scales import (
     ScaleParam,
     find_clamps,
-    find_decay_rule,
     find_scale_params,
     is_logit_param,
 )
 from fgclip_doctor.sources.code.reader.sites import probe_sites
 from fgclip_doctor.sources.code.reader.source import Notes
-from fgclip_doctor.sources.code.reader.values import Const, Unknown
+from fgclip_doctor.sources.code.reader.train_step import StepReading, read_train_step
 
 __all__ = ["CodeReading", "FlagInput", "read_training_code"]
 
@@ -101,6 +103,7 @@ class CodeReading:
     model: ModelRead | None = None  # the model the launch builds, read on abstract values
     weights: list[WeightRead] = field(default_factory=list)  # start values a weight load decides (read lazily)
     unknown: dict[str, str] = field(default_factory=dict)  # fact -> why it is not known
+    step: StepReading = field(default_factory=StepReading)  # accumulation / precision of the code's own step
 
     def default(self, dest: str) -> tuple[Any, str] | None:
         """The code's own default for `dest` and where it is declared (None: unknown)."""
@@ -142,6 +145,10 @@ def read_training_code(
     if refusal is not None:
         facts.set("code.refuses_fp16", True, f"{refusal}: the code stops an fp16 run")
     _meaning(reading, program, files, found, complete, configs)
+    read = reading.model
+    if read is not None and not read.interp.uses.get("trainer"):  # a Trainer steps (and casts) by its own args
+        evaluator = PathEval(files, lambda d: flag_value_of(reading, d))
+        reading.step = read_train_step(program, files, read.interp.reached, read.dead, evaluator)
     return reading
 
 
@@ -149,7 +156,7 @@ def _meaning(reading: CodeReading, program: Program, files, found, complete: boo
     """The model the launch builds (model_read.py), its loss terms from what it builds, then the
     facts of both; the structural readers (scales.py) fill what the build does not decide."""
     read = reading.model = read_model(
-        program, found.file, found.main, _flag_lookup(reading), is_logit_param, loss_detector(program), configs
+        program, found.file, found.main, flag_lookup(reading), is_logit_param, loss_detector(program), configs
     )
     unpicked = next(iter(read.interp.unpicked.values()), "")  # `getattr(models, args.model)` not known
     complete = complete and not unpicked
@@ -194,25 +201,6 @@ def _forget_scales(reading: CodeReading, why: str) -> None:
     for name in ("bank.enabled", "model.scales"):
         reading.facts.forget(name)
         reading.unknown[name] = why
-
-
-def _flag_lookup(reading: CodeReading):
-    """dest -> Const (the launch's value, else the code's default) | Unknown | None (no such dest)."""
-
-    def lookup(dest: str):
-        if reading.parser is None or reading.parser.option(dest) is None:
-            return None
-        if reading.flags and dest in reading.flags.accepted:
-            a = reading.flags.accepted[dest]
-            return Const(a.value, a.source, dest) if a.value is not None else Unknown(f"{a.source}: value not known")
-        opt = reading.parser.option(dest)
-        for r in reading.flags.rejected if reading.flags else ():
-            if r.value is None and r.option in opt.options:  # given, with a value only the script knows
-                return Unknown(f"{r.source}: value not known")
-        default = reading.default(dest)
-        return Const(default[0], f"{default[1]} default", dest) if default else Unknown(f"--{dest}: default not known")
-
-    return lookup
 
 
 def _parser_facts(reading: CodeReading, program: Program, files, flags: list[FlagInput]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fgclip_doctor.sources.code.reader.parsers import Option, ParserSpec
+from fgclip_doctor.sources.code.reader.values import Const, Unknown
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,22 @@ def _dest_of(parser: argparse.ArgumentParser, option: str) -> str | None:
 def _declared(spec: ParserSpec, dest: str) -> str:
     o = spec.option(dest)
     return o.declared if o else ""
+
+
+def flag_lookup(reading: Any):
+    """dest -> Const (the launch's value, else the code's default) | Unknown | None (no such dest)."""
+
+    def lookup(dest: str):
+        if reading.parser is None or reading.parser.option(dest) is None:
+            return None
+        if reading.flags and dest in reading.flags.accepted:
+            a = reading.flags.accepted[dest]
+            return Const(a.value, a.source, dest) if a.value is not None else Unknown(f"{a.source}: value not known")
+        opt = reading.parser.option(dest)
+        for r in reading.flags.rejected if reading.flags else ():
+            if r.value is None and r.option in opt.options:  # given, with a value only the script knows
+                return Unknown(f"{r.source}: value not known")
+        default = reading.default(dest)
+        return Const(default[0], f"{default[1]} default", dest) if default else Unknown(f"--{dest}: default not known")
+
+    return lookup

@@ -61,6 +61,7 @@ class Interp(Exprs):
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
         # (library callable, path Val, line) of each weight / tokenizer load
         self.loads: list[tuple[str, Val, str]] = []
+        self.reached: set[int] = set()  # id of every function node the run called (train_step.py)
         self.steps, self.depth = 0, 0
         self._module_values: dict[tuple[str, str], Val] = {}
 
@@ -71,6 +72,7 @@ class Interp(Exprs):
         if self.depth > MAX_DEPTH or self.steps > BUDGET:
             return Unknown(f"{fn.file.at(fn.node)}: not followed (depth / budget)")
         env = self._bind(fn, args, kwargs, self_obj)
+        self.reached.add(id(fn.node))
         if data:
             first = [p.arg for p in fn.node.args.posonlyargs + fn.node.args.args][:1] if self_obj is not None else []
             why = f"{fn.file.at(fn.node)}: an argument the run passes at each call"

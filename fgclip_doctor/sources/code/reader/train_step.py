@@ -1,0 +1,316 @@
+"""How the run steps its optimizer and what precision its step computes in, read from what the code
+does, not from what its flags are called:
+
+    for data_iter, batch in enumerate(loader):                      # the training loop
+        with torch.cuda.amp.autocast(enabled=not args.disable_amp):  -> fp16 autocast unless --disable-amp
+            loss = criterion(model(batch)) / args.update_freq
+        scaler.scale(loss).backward()
+        if (data_iter + 1) % args.update_freq != 0:                  -> accumulation = --update-freq
+            continue
+        scaler.step(optimizer)                                       # the step this reads from
+
+An optimizer step the launch reaches (interp.reached, not in a branch it does not take) anchors both
+readings. Its accumulation is the divisor of a `%` test that guards it (an enclosing `if`, or an
+earlier `if ...: continue` in the loop); a step in a loop under no test that changes per batch steps
+every batch (accumulation 1); `with accelerator.accumulate(model)` takes Accelerator's
+gradient_accumulation_steps. A guard read no further (`if count == k:`) leaves it unknown, saying why.
+Its precision is the torch autocast in the same function: dtype (bfloat16, else float16: CUDA's
+default) and whether `enabled` holds for this launch. Steps run by a library (a transformers Trainer,
+DeepSpeed's engine, Lightning) give nothing here: their own arguments say.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from fgclip_doctor.sources.code.reader.astutil import UNKNOWN, call_name, keyword, last
+from fgclip_doctor.sources.code.reader.paths import PathEval
+from fgclip_doctor.sources.code.reader.program import External, Program
+from fgclip_doctor.sources.code.reader.source import SourceFile
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_HALF = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A value read from the code (`value` UNKNOWN: `why` says what hides it) and where."""
+
+    value: Any
+    at: str
+    why: str = ""
+
+
+@dataclass
+class StepReading:
+    accumulation: Reading | None = None  # None: no step of the code's own was read
+    precision: Reading | None = None  # value "fp16" | "bf16" | "fp32"
+    fix_dest: str = ""  # the flag whose negation enables autocast (`enabled=not args.disable_amp`)
+    fix_at: str = ""  # the autocast to change otherwise
+
+
+def read_train_step(
+    program: Program, files: list[SourceFile], reached: set[int], dead: set[int], ev: PathEval
+) -> StepReading:
+    parents = {id(c): p for f in files for p in ast.walk(f.tree) for c in ast.iter_child_nodes(p)}
+    calls = [(f, c) for f in files for c in ast.walk(f.tree) if isinstance(c, ast.Call)]
+    zeroed = {_receiver(c) for _, c in calls if _called(c, "zero_grad")}
+    steps = [(f, c) for f, c in calls if _is_step(c, zeroed)]
+    steps = [(f, c) for f, c in steps if id(c) not in dead and id(_function(c, parents)) in reached]
+    out = StepReading()
+    if not steps:
+        return out
+    readings = [_accumulation(files, f, c, parents, dead, ev) for f, c in steps]
+    out.accumulation = _agree(readings, "the optimizer steps")
+    casts = [
+        (f, c)
+        for f, fn in {id(_function(c, parents)): (f, _function(c, parents)) for f, c in steps}.values()
+        for c in ast.walk(fn)
+        if isinstance(c, ast.Call) and id(c) not in dead and _torch_autocast(program, f, c)
+    ]
+    kinds = [r for r in (_autocast(f, c, ev) for f, c in casts) if r is not None]
+    if kinds:
+        out.precision = _agree(kinds, "the autocasts")
+        f, c = casts[0]
+        out.fix_dest, out.fix_at = _negated_flag(keyword(c, "enabled")), f.at(c)
+    return out
+
+
+# --- the optimizer step and its cadence -------------------------------------------------------
+def _is_step(call: ast.Call, zeroed: set[str]) -> bool:
+    """`optimizer.step()` (an object whose gradients the code also zeroes, or named so),
+    `scaler.step(optimizer)`: not a scheduler's step, nor DeepSpeed's engine (its config decides)."""
+    if not _called(call, "step"):
+        return False
+    receiver = _receiver(call)
+    owner = last(receiver).lower()
+    if "sched" in owner or "engine" in owner:
+        return False
+    if "scaler" in owner and call.args:
+        return True
+    return receiver in zeroed or "optim" in owner or owner == "opt"
+
+
+def _called(call: ast.Call, method: str) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr == method
+
+
+def _receiver(call: ast.Call) -> str:
+    """`self.optimizer` of `self.optimizer.step()`."""
+    return call_name(call).rpartition(".")[0]
+
+
+def _function(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST | None:
+    while node is not None and not isinstance(node, _FUNCS):
+        node = parents.get(id(node))
+    return node
+
+
+def _accumulation(files, f: SourceFile, step: ast.Call, parents, dead: set[int], ev: PathEval) -> Reading:
+    at = f.at(step)
+    loop, guards, divisors = None, [], []
+    child, node = step, parents.get(id(step))
+    while node is not None and not isinstance(node, _FUNCS):
+        if isinstance(node, ast.If) and child is not node.test:
+            (divisors if _mod(node.test) else guards).append(node)
+        if isinstance(node, ast.With) and any(_is_accumulate(i.context_expr) for i in node.items):
+            return _accelerate(files, f, node, ev)
+        for stmts in _blocks(node):  # `if (i + 1) % k != 0: continue` earlier in the same loop body
+            if child in stmts:
+                divisors += [s for s in _skips(stmts[: stmts.index(child)]) if id(s) not in dead]
+        if isinstance(node, _LOOPS) and loop is None:
+            loop = node
+        child, node = node, parents.get(id(node))
+    if divisors:
+        guard = divisors[0]
+        ev.missing.clear()
+        k = ev.evaluate(f, _mod(guard.test).right)
+        said = f"{f.at(guard)} steps the optimizer ({at}) every `{ast.unparse(_mod(guard.test).right)}` batches"
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+            return Reading(k, said)
+        missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
+        return Reading(UNKNOWN, at, f"{said}: its value is not known ({missing})")
+    if loop is None:
+        return Reading(UNKNOWN, at, f"{at}: the optimizer steps in {_name(step, parents)}(), called from code not read")
+    varying = _assigned_in(loop)
+    for g in guards:
+        if {n.id for n in ast.walk(g.test) if isinstance(n, ast.Name)} & varying:
+            test = ast.unparse(g.test)[:60]
+            return Reading(UNKNOWN, at, f"{f.at(g)}: the optimizer steps ({at}) only when `{test}`: not read further")
+    return Reading(1, f"{at}: the optimizer steps on every batch of the loop at {f.at(loop)}")
+
+
+def _mod(test: ast.expr) -> ast.BinOp | None:
+    return next((n for n in ast.walk(test) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod)), None)
+
+
+def _skips(stmts: list[ast.stmt]) -> list[ast.If]:
+    """`if <a % k test>: continue` in these statements, nested in other blocks too (open_clip's sits in
+    the `else:` of `if args.accum_freq == 1:`), not inside an inner loop or function."""
+    out, todo = [], list(stmts)
+    while todo:
+        s = todo.pop(0)
+        if isinstance(s, (*_LOOPS, *_FUNCS, ast.ClassDef)):
+            continue
+        if isinstance(s, ast.If) and _mod(s.test) and any(isinstance(n, ast.Continue) for n in s.body):
+            out.append(s)
+        for block in _blocks(s):
+            todo += block
+        todo += [h for t in getattr(s, "handlers", []) for h in t.body]
+    return out
+
+
+def _blocks(node: ast.AST) -> list[list[ast.stmt]]:
+    return [b for b in (getattr(node, k, None) for k in ("body", "orelse", "finalbody")) if isinstance(b, list)]
+
+
+def _assigned_in(loop: ast.AST) -> set[str]:
+    """Names that change per batch: the loop's targets and every name bound in its body."""
+    out: set[str] = set()
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            out.add(n.id)
+    return out
+
+
+def _name(node: ast.AST, parents) -> str:
+    fn = _function(node, parents)
+    return fn.name if fn is not None else "<module>"
+
+
+def _is_accumulate(expr: ast.expr) -> bool:
+    return isinstance(expr, ast.Call) and last(call_name(expr)) == "accumulate"
+
+
+def _accelerate(files: list[SourceFile], f: SourceFile, with_node: ast.With, ev: PathEval) -> Reading:
+    """`with accelerator.accumulate(model):` steps every Accelerator(gradient_accumulation_steps=k) batches."""
+    at = f.at(with_node)
+    for g in files:
+        for c in ast.walk(g.tree):
+            if isinstance(c, ast.Call) and last(call_name(c)) == "Accelerator":
+                k = keyword(c, "gradient_accumulation_steps")
+                if k is None:
+                    why = f"{g.at(c)}: Accelerator() takes it from `accelerate launch` or its config, not read"
+                    return Reading(UNKNOWN, at, why)
+                value = ev.evaluate(g, k)
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                    return Reading(value, f"{at} accumulate, {g.at(c)} gradient_accumulation_steps")
+                return Reading(UNKNOWN, at, f"{g.at(c)}: gradient_accumulation_steps={ast.unparse(k)[:40]} not known")
+    return Reading(UNKNOWN, at, f"{at}: accumulate() of an Accelerator not read")
+
+
+def _agree(readings: list[Reading], what: str) -> Reading:
+    known = [r for r in readings if r.value is not UNKNOWN]
+    if len(known) == len(readings) and len({r.value for r in known}) == 1:
+        return known[0]
+    if not known:
+        return readings[0]
+    shown = ", ".join(f"{r.value if r.value is not UNKNOWN else 'unknown'} at {r.at}" for r in readings[:3])
+    return Reading(UNKNOWN, readings[0].at, f"{what} differ: {shown}")
+
+
+# --- precision: torch's autocast in the step's function -----------------------------------------
+def _torch_autocast(program: Program, f: SourceFile, call: ast.Call) -> bool:
+    """torch.autocast / torch.cuda.amp.autocast / torch.amp.autocast by any import of them (not
+    accelerate's or a helper of the code's own that picks a dtype from a flag)."""
+    target = program.resolve(f, call.func)
+    return isinstance(target, External) and target.dotted.startswith("torch.") and target.dotted.endswith("autocast")
+
+
+def _autocast(f: SourceFile, call: ast.Call, ev: PathEval) -> Reading | None:
+    at = f"{f.at(call)} {ast.unparse(call)[:80]}"
+    device = keyword(call, "device_type")
+    first = call.args[0] if call.args else None
+    positional_device = isinstance(first, ast.Constant) and isinstance(first.value, str)
+    device = device if device is not None else first if positional_device else None
+    if isinstance(device, ast.Constant) and device.value != "cuda":
+        return None  # CPU autocast (an eval or a test path), not the GPU run's precision
+    enabled = keyword(call, "enabled")
+    if enabled is None and first is not None and not positional_device:
+        enabled = first  # torch.cuda.amp.autocast(enabled, dtype)
+    ev.missing.clear()
+    on = True if enabled is None else truth_of(f, enabled, ev)
+    if on is UNKNOWN:
+        missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
+        return Reading(UNKNOWN, at, f"{f.at(call)}: whether autocast is on is not known ({missing})")
+    if not on:
+        return Reading("fp32", f"{at}: autocast off for this launch")
+    dtype = keyword(call, "dtype")
+    if isinstance(dtype, ast.IfExp):  # `torch.bfloat16 if args.bf16 else torch.float16`
+        pick = truth_of(f, dtype.test, ev)
+        if pick is UNKNOWN:
+            return Reading(UNKNOWN, at, f"{f.at(call)}: autocast's dtype depends on `{ast.unparse(dtype.test)[:40]}`")
+        dtype = dtype.body if pick else dtype.orelse
+    kind = "fp16" if dtype is None else _HALF.get(last(ast.unparse(dtype)), UNKNOWN)
+    if kind is UNKNOWN:
+        return Reading(UNKNOWN, at, f"{f.at(call)}: autocast's dtype `{ast.unparse(dtype)[:40]}` is not read")
+    return Reading(kind, f"{at}: {'float16 (CUDA default)' if dtype is None else last(ast.unparse(dtype))} autocast")
+
+
+def truth_of(f: SourceFile, node: ast.expr, ev: PathEval) -> Any:
+    """True / False / UNKNOWN of a test on flag values: `not args.x`, `args.p == "amp"`, `a and b`."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        v = truth_of(f, node.operand, ev)
+        return v if v is UNKNOWN else not v
+    if isinstance(node, ast.BoolOp):
+        values = [truth_of(f, v, ev) for v in node.values]
+        decided = [v for v in values if v is not UNKNOWN]
+        if isinstance(node.op, ast.And):
+            return False if False in decided else UNKNOWN if len(decided) < len(values) else True
+        return True if True in decided else UNKNOWN if len(decided) < len(values) else False
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        a, b = ev.evaluate(f, node.left), ev.evaluate(f, node.comparators[0])
+        if a is UNKNOWN or b is UNKNOWN:
+            return UNKNOWN
+        op = node.ops[0]
+        try:
+            if isinstance(op, (ast.Eq, ast.Is)):
+                return a == b
+            if isinstance(op, (ast.NotEq, ast.IsNot)):
+                return a != b
+            if isinstance(op, (ast.In, ast.NotIn)):
+                return (a in b) == isinstance(op, ast.In)
+        except TypeError:
+            return UNKNOWN
+        return UNKNOWN
+    v = ev.evaluate(f, node)
+    return UNKNOWN if v is UNKNOWN else bool(v)
+
+
+def _negated_flag(enabled: ast.expr | None) -> str:
+    """`enabled=not args.disable_amp` -> "disable_amp" (the flag that turns autocast off)."""
+    if isinstance(enabled, ast.UnaryOp) and isinstance(enabled.op, ast.Not):
+        if isinstance(enabled.operand, ast.Attribute):
+            return enabled.operand.attr
+    return ""
+
+
+# --- into facts (launch_code.py, after the facts read by flag name) ---------------------------
+def apply_step(facts: Any, step: StepReading, option_of) -> None:
+    """What the code's own step does, over what flags and config keys say by name: a value read
+    from the step replaces another value (citing the step; the same value cites both); an
+    unknown one leaves a name's value standing, else makes the fact unknown with its reason.
+    `option_of(dest)`: the flag as the parser spells it."""
+    acc = step.accumulation
+    if acc is not None and acc.value is not UNKNOWN:
+        _set(facts, "train.grad_accum", acc.value, acc.at)
+    elif acc is not None and "train.grad_accum" not in facts:
+        facts.mark_unknown("train.grad_accum", acc.why)
+    prec = step.precision
+    if prec is not None and prec.value is not UNKNOWN:
+        _set(facts, "train.fp16", prec.value == "fp16", prec.at)
+        _set(facts, "train.bf16", prec.value == "bf16", prec.at)
+        if prec.value == "fp16" and "code.fix.fp16" not in facts:
+            off = f"{option_of(step.fix_dest)} (fp32), or " if step.fix_dest else ""
+            facts.set("code.fix.fp16", f"{off}autocast(dtype=torch.bfloat16) at {step.fix_at}", step.fix_at)
+    elif prec is not None and "train.fp16" not in facts:
+        facts.mark_unknown("train.fp16", prec.why)
+
+
+def _set(facts: Any, name: str, value: Any, at: str) -> None:
+    if name in facts and facts.value(name) == value and at not in facts.source(name):
+        at = f"{facts.source(name)}; {at}"  # the flag (or config key) by name, and the code that uses it
+    facts.set(name, value, at)

@@ -1,0 +1,279 @@
+"""Accumulation, precision and the no-decay group read from what the code does (reader/train_step.py,
+reader/decay_rule.py), not from what its flags are called: SLIP's `--update-freq` and
+`--disable-amp`, open_clip's accumulation nested under `if args.accum_freq == 1: ... else:`, a
+counter that gates the step (unknown, saying why), Accelerate's `accumulate()`, and open_clip's
+no-decay predicate reached through two helper functions. Trees under tests/trees are our own code,
+edited here per case; each reading has a launch where it fires and one where it stays quiet."""
+
+from __future__ import annotations
+
+from test_check_config_code import run, status, tree
+
+
+def edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+
+
+# --------------------------------------------------------------------------- SLIP: --update-freq
+SLIP_LOOP = """        for images, texts, aug1, aug2 in args.loader:
+            with torch.cuda.amp.autocast(enabled=not args.disable_amp):
+                outputs = model(images, texts, aug1, aug2)
+                loss = criterion(outputs)["loss"]
+            optimizer.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+"""
+SLIP_ACCUMULATING = """        for data_iter, (images, texts, aug1, aug2) in enumerate(args.loader):
+            with torch.cuda.amp.autocast(enabled=not args.disable_amp):
+                outputs = model(images, texts, aug1, aug2)
+                loss = criterion(outputs)["loss"] / args.update_freq
+            scaler.scale(loss).backward()
+            if (data_iter + 1) % args.update_freq != 0:
+                continue
+            scaler.step(optimizer)
+            optimizer.zero_grad()
+"""
+UPDATE_FREQ = '    parser.add_argument("--update-freq", default=1, type=int, help="optimizer update frequency")\n'
+
+
+def slip(tmp_path, *flags: str):
+    sl = tree(tmp_path, "slip")
+    edit(sl / "main.py", SLIP_LOOP, SLIP_ACCUMULATING)
+    edit(
+        sl / "main.py", '    parser.add_argument("--world-size"', UPDATE_FREQ + '    parser.add_argument("--world-size"'
+    )
+    edit(sl / "run_slip.sh", "--ssl-temp 0.1", " ".join(["--ssl-temp 0.1", *flags]))
+    return run(sl, "run_slip.sh")
+
+
+def test_slip_update_freq_is_accumulation_read_from_the_guard_around_the_step(tmp_path):
+    _, found, facts, _ = slip(tmp_path, "--update-freq 4")
+    value, source = facts["train.grad_accum"]
+    assert value == 4
+    assert source.startswith("main.py:73 steps the optimizer (main.py:75) every `args.update_freq` batches")
+    assert status(found, "FGD208") == "WARN"
+    assert "accumulation 4" in found[("FGD208", "")]["message"]
+    assert facts["train.global_batch"][0] == 64 * 8 * 4
+
+
+def test_slip_update_freq_at_its_default_steps_every_batch(tmp_path):
+    _, found, facts, _ = slip(tmp_path)
+    assert facts["train.grad_accum"][0] == 1
+    assert status(found, "FGD208") == "PASS"
+
+
+# --------------------------------------------------------------------------- SLIP: --disable-amp
+def test_slip_autocast_is_fp16_unless_disable_amp_and_the_fix_names_that_flag(tmp_path):
+    _, found, facts, _ = run(tree(tmp_path, "slip"), "run_slip.sh")
+    assert facts["train.fp16"][0] is True and facts["train.bf16"][0] is False
+    assert "main.py:68 torch.cuda.amp.autocast(enabled=not args.disable_amp)" in facts["train.fp16"][1]
+    finding = found[("FGD601", "")]
+    assert finding["status"] == "WARN"
+    assert finding["fix"].startswith("--disable-amp (fp32), or autocast(dtype=torch.bfloat16) at main.py:68")
+
+
+def test_slip_with_disable_amp_is_fp32(tmp_path):
+    sl = tree(tmp_path, "slip")
+    edit(sl / "run_slip.sh", "--ssl-temp 0.1", "--ssl-temp 0.1 --disable-amp")
+    _, found, facts, _ = run(sl, "run_slip.sh")
+    assert facts["train.fp16"][0] is False and facts["train.bf16"][0] is False
+    assert "autocast off for this launch" in facts["train.fp16"][1]
+    assert status(found, "FGD601") == "PASS"
+
+
+def test_bf16_autocast_chosen_by_a_flag_in_the_dtype(tmp_path):
+    sl = tree(tmp_path, "slip")
+    edit(
+        sl / "main.py",
+        "torch.cuda.amp.autocast(enabled=not args.disable_amp)",
+        "torch.autocast('cuda', dtype=torch.bfloat16 if args.disable_amp else torch.float16)",
+    )
+    edit(sl / "run_slip.sh", "--ssl-temp 0.1", "--ssl-temp 0.1 --disable-amp")
+    _, found, facts, _ = run(sl, "run_slip.sh")
+    assert facts["train.bf16"][0] is True and facts["train.fp16"][0] is False
+    assert status(found, "FGD601") == "PASS"
+
+
+# --------------------------------------------------------------------------- open_clip: nested accumulation
+OPEN_CLIP_LOOP = """    for images, texts in args.loader:
+        image_features, text_features, logit_scale = model(images, texts)
+        total = loss(image_features, text_features, logit_scale)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+"""
+OPEN_CLIP_ACCUMULATING = """    cached = []
+    for i, (images, texts) in enumerate(args.loader):
+        if args.accum_freq == 1:
+            image_features, text_features, logit_scale = model(images, texts)
+            total = loss(image_features, text_features, logit_scale)
+            total.backward()
+        else:
+            cached.append((images, texts))
+            # not a step yet: keep the batch until accum_freq of them are in
+            if ((i + 1) % args.accum_freq) > 0:
+                continue
+            for images, texts in cached:
+                image_features, text_features, logit_scale = model(images, texts)
+                loss(image_features, text_features, logit_scale).backward()
+            cached = []
+        optimizer.step()
+        optimizer.zero_grad()
+"""
+
+
+def open_clip(tmp_path, loop: str, *flags: str):
+    oc = tree(tmp_path, "open_clip")
+    edit(oc / "src/open_clip_train/train.py", OPEN_CLIP_LOOP, loop)
+    edit(
+        oc / "src/open_clip_train/params.py",
+        '    parser.add_argument("--epochs"',
+        '    parser.add_argument("--accum-freq", type=int, default=1)\n    parser.add_argument("--epochs"',
+    )
+    edit(oc / "train.sh", "--model RN50", " ".join(["--model RN50", *flags]))
+    return run(oc, "train.sh")
+
+
+def test_open_clip_accumulation_in_the_else_branch_it_takes(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path, OPEN_CLIP_ACCUMULATING, "--accum-freq 2")
+    value, source = facts["train.grad_accum"]
+    assert value == 2
+    said = "open_clip_train/train.py:16 steps the optimizer (open_clip_train/train.py:22) every `args.accum_freq`"
+    assert source.startswith("train.sh:7 --accum-freq; ") and said in source  # the flag, and the code using it
+    assert status(found, "FGD208") == "WARN"
+
+
+def test_open_clip_accumulation_branch_not_taken_steps_every_batch(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path, OPEN_CLIP_ACCUMULATING)
+    value, source = facts["train.grad_accum"]
+    assert value == 1 and "steps on every batch" in source
+    assert status(found, "FGD208") == "PASS"
+
+
+COUNTED = """    seen = 0
+    for images, texts in args.loader:
+        image_features, text_features, logit_scale = model(images, texts)
+        loss(image_features, text_features, logit_scale).backward()
+        seen += 1
+        if seen == args.accum_freq:
+            optimizer.step()
+            optimizer.zero_grad()
+            seen = 0
+"""
+
+
+def test_a_counter_that_gates_the_step_is_unknown_never_every_batch(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path, COUNTED, "--accum-freq 2")
+    # the flag by its name still gives 2; what the code does is not claimed
+    assert facts["train.grad_accum"] == (2, "train.sh:7 --accum-freq")
+    oc_no_flag = tree(tmp_path / "b", "open_clip")
+    edit(oc_no_flag / "src/open_clip_train/train.py", OPEN_CLIP_LOOP, COUNTED)
+    edit(oc_no_flag / "src/open_clip_train/train.py", "args.accum_freq", "args.k")
+    _, found, facts, _ = run(oc_no_flag, "train.sh")
+    assert "train.grad_accum" not in facts
+    assert status(found, "FGD208") == "SKIP"
+    said = "open_clip_train/train.py:12: the optimizer steps (open_clip_train/train.py:13) only when `seen == args.k`"
+    assert said in found[("FGD208", "")]["message"]
+
+
+ACCELERATE = """    accelerator = Accelerator(gradient_accumulation_steps=args.accum_freq)
+    for images, texts in args.loader:
+        with accelerator.accumulate(model):
+            image_features, text_features, logit_scale = model(images, texts)
+            accelerator.backward(loss(image_features, text_features, logit_scale))
+            optimizer.step()
+            optimizer.zero_grad()
+"""
+
+
+def test_accelerate_accumulate_takes_the_accelerators_steps(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path / "x", ACCELERATE, "--accum-freq 3")
+    value, source = facts["train.grad_accum"]
+    assert value == 3 and "accumulate" in source and "gradient_accumulation_steps" in source
+    oc2 = tree(tmp_path / "y", "open_clip")
+    loop = ACCELERATE.replace("gradient_accumulation_steps=args.accum_freq", "")
+    edit(oc2 / "src/open_clip_train/train.py", OPEN_CLIP_LOOP, loop)
+    _, found, facts, _ = run(oc2, "train.sh")
+    assert "train.grad_accum" not in facts
+    assert "takes it from `accelerate launch` or its config" in found[("FGD208", "")]["message"]
+
+
+# --------------------------------------------------------------------------- open_clip: no-decay predicate
+GROUPS = (
+    (
+        '    no_decay = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n'
+        "  # noqa: E731\n"
+    )
+    + """    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if no_decay(n, p) and p.requires_grad], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not no_decay(n, p) and p.requires_grad], "weight_decay": args.wd},
+    ]
+"""
+)
+HELPERS = """
+
+def exclude_from_wd(name, param):
+    return {test}
+
+
+def make_exclude(model, patterns=None):
+    def exclude(name, param):
+        if exclude_from_wd(name, param):
+            return True
+        return any(p in name for p in patterns or [])
+
+    return exclude
+
+
+def wd_groups(model, weight_decay, exclude_fn=None):
+    exclude_fn = exclude_fn or make_exclude(model)
+    buckets = {{}}
+    for name, p in model.named_parameters():
+        no_wd = exclude_fn(name, p)
+        group = buckets.setdefault(no_wd, {{"params": [], "weight_decay": 0.0 if no_wd else weight_decay}})
+        group["params"].append(p)
+    return list(buckets.values())
+"""
+
+
+def decay_tree(tmp_path, test: str):
+    oc = tree(tmp_path, "open_clip")
+    main = oc / "src/open_clip_train/main.py"
+    edit(main, GROUPS, "    groups = wd_groups(model, args.wd)\n")
+    edit(main, "\n\ndef main(argv):", HELPERS.format(test=test) + "\n\ndef main(argv):")
+    return run(oc, "train.sh")
+
+
+def test_no_decay_predicate_reached_through_two_helpers_keeps_the_scale_out(tmp_path):
+    _, found, facts, _ = decay_tree(tmp_path, "param.ndim <= 1")
+    assert facts["scale.global.decayed"][0] is False
+    assert status(found, "FGD103", "logit_scale") == "PASS"
+
+
+def test_a_predicate_that_does_not_exclude_scalars_leaves_the_scale_decayed(tmp_path):
+    _, found, facts, _ = decay_tree(tmp_path, '"bias" in name')
+    assert facts["scale.global.decayed"][0] is True
+    assert status(found, "FGD103", "logit_scale") == "WARN"
+
+
+PLAIN_STEP = """        for data_iter, (images, texts, aug1, aug2) in enumerate(args.loader):
+            loss = criterion(model(images, texts, aug1, aug2))["loss"] / args.update_freq
+            loss.backward()
+            if (data_iter + 1) % args.update_freq == 0:
+                o.step()
+                o.zero_grad()
+"""
+
+
+def test_an_optimizer_by_any_name_is_the_object_the_code_zeroes_and_steps(tmp_path):
+    sl = tree(tmp_path, "slip")
+    edit(sl / "main.py", SLIP_LOOP, "        o = optimizer\n" + PLAIN_STEP)
+    world = '    parser.add_argument("--world-size"'
+    edit(sl / "main.py", world, UPDATE_FREQ + world)
+    edit(sl / "run_slip.sh", "--ssl-temp 0.1", "--ssl-temp 0.1 --update-freq 2")
+    _, found, facts, _ = run(sl, "run_slip.sh")
+    value, source = facts["train.grad_accum"]
+    assert value == 2 and source.startswith("main.py:72 steps the optimizer (main.py:73)")
