@@ -66,6 +66,7 @@ COMPAT_FILES = {
     "test_first_run.py",
     "test_live_child.py",  # FG-CLIP v1 and 2 style trees run by live beside transformers 4.57 (issue 19.7)
     "test_live_fgclip2.py",
+    "test_reader_train_step.py",  # accumulation / precision / no-decay read from what the code does
 }
 # The reading tests on the core install, neither torch nor transformers (`-m core`, .ci/run's third
 # venv): files that import neither at the top; their tests that need torch skip and say why.
@@ -87,6 +88,7 @@ CORE_FILES = {
     "test_registry.py",
     "test_report.py",
     "test_settings.py",
+    "test_reader_train_step.py",
 }
 _ONLY = {"compat": COMPAT_FILES, "core": CORE_FILES}  # `-m NAME` collects only these files
 

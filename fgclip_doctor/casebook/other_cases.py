@@ -218,6 +218,8 @@ OTHER_CASES: tuple[Case, ...] = (
         Launch(tree="slip", script="run_slip.sh", edits=(("run_slip.sh", "--warmup-epochs 1", "--warmup_epochs 1"),)),
         Launch(tree="slip", script="run_slip.sh"),
         (Expect("unknown-flag", "--warmup_epochs", F),),
+        twin_warns=(Expect("fp16", "", W),),
+        twin_why="SLIP trains in fp16 autocast unless --disable-amp (true of it: main.py's autocast, read)",
     ),
     # ---- a DDP script of another family (tests/helpers/train_unoffset_ddp.py) -----------------------------
     Case(
