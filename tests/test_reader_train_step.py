@@ -277,3 +277,30 @@ def test_an_optimizer_by_any_name_is_the_object_the_code_zeroes_and_steps(tmp_pa
     _, found, facts, _ = run(sl, "run_slip.sh")
     value, source = facts["train.grad_accum"]
     assert value == 2 and source.startswith("main.py:72 steps the optimizer (main.py:73)")
+
+
+DEEPSPEED = """    import deepspeed
+
+    config = {"train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": args.accum_freq}
+    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    for images, texts in args.loader:
+        engine.zero_grad()
+        image_features, text_features, logit_scale = engine(images, texts)
+        engine.backward(loss(image_features, text_features, logit_scale))
+        engine.step()
+"""
+
+
+def test_deepspeed_accumulates_by_the_config_the_code_builds_never_every_batch(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path / "a", DEEPSPEED, "--accum-freq 4")
+    value, source = facts["train.grad_accum"]
+    assert value == 4 and "DeepSpeed config gradient_accumulation_steps = `args.accum_freq`" in source
+    oc = tree(tmp_path / "b", "open_clip")  # the config from a JSON file: not claimed
+    edit(oc / "src/open_clip_train/train.py", OPEN_CLIP_LOOP, DEEPSPEED.replace("config = {", "unused = {"))
+    edit(oc / "src/open_clip_train/train.py", '"gradient_accumulation_steps"', '"steps"')
+    _, found, facts, _ = run(oc, "train.sh")
+    assert "train.grad_accum" not in facts
+    assert (
+        "DeepSpeed steps the optimizer: its config's gradient_accumulation_steps decides"
+        in (found[("FGD208", "")]["message"])
+    )

@@ -61,6 +61,10 @@ def read_train_step(
     steps = [(f, c) for f, c in calls if _is_step(c, zeroed)]
     steps = [(f, c) for f, c in steps if id(c) not in dead and id(_function(c, parents)) in reached]
     out = StepReading()
+    engine = _deepspeed(program, files, parents, reached, dead)
+    if engine:  # its engine's step accumulates by the DeepSpeed config (and casts by it)
+        out.accumulation = _deepspeed_accumulation(files, engine, dead, ev)
+        return out
     if not steps:
         return out
     readings = [_accumulation(files, f, c, parents, dead, ev) for f, c in steps]
@@ -92,6 +96,39 @@ def _is_step(call: ast.Call, zeroed: set[str]) -> bool:
     if "scaler" in owner and call.args:
         return True
     return receiver in zeroed or "optim" in owner or owner == "opt"
+
+
+def _deepspeed(program: Program, files: list[SourceFile], parents, reached: set[int], dead: set[int]) -> str:
+    """file:line of `deepspeed.initialize` used (called, or taken as `ds_init = deepspeed.initialize`
+    as EVA-CLIP does) where the launch goes; '' when it is not."""
+    for f in files:
+        for n in ast.walk(f.tree):
+            if not isinstance(n, ast.Attribute) or n.attr != "initialize" or id(n) in dead:
+                continue
+            target = program.resolve(f, n)
+            if isinstance(target, External) and target.dotted.startswith("deepspeed"):
+                if id(_function(n, parents)) in reached or _function(n, parents) is None:
+                    return f.at(n)
+    return ""
+
+
+def _deepspeed_accumulation(files: list[SourceFile], engine: str, dead: set[int], ev: PathEval) -> Reading:
+    """The config dict the code builds for DeepSpeed (`"gradient_accumulation_steps": args.x`), else unknown."""
+    for f in files:
+        for d in ast.walk(f.tree):
+            if not isinstance(d, ast.Dict) or id(d) in dead:
+                continue
+            for k, v in zip(d.keys, d.values):
+                if isinstance(k, ast.Constant) and k.value == "gradient_accumulation_steps":
+                    ev.missing.clear()
+                    value = ev.evaluate(f, v)
+                    said = f"{f.at(k)} DeepSpeed config gradient_accumulation_steps = `{ast.unparse(v)[:40]}`"
+                    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                        return Reading(value, f"{said} (DeepSpeed steps: {engine})")
+                    missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
+                    return Reading(UNKNOWN, f.at(k), f"{said}: its value is not known ({missing})")
+    why = f"{engine}: DeepSpeed steps the optimizer: its config's gradient_accumulation_steps decides"
+    return Reading(UNKNOWN, engine, why)
 
 
 def _called(call: ast.Call, method: str) -> bool:
