@@ -304,3 +304,29 @@ def test_deepspeed_accumulates_by_the_config_the_code_builds_never_every_batch(t
         "DeepSpeed steps the optimizer: its config's gradient_accumulation_steps decides"
         in (found[("FGD208", "")]["message"])
     )
+
+
+# --------------------------------------------------------------------------- FG-CLIP 2: a clamp that is not the scale's
+THRESHOLD = """        except:  # noqa: E722 - the pattern under test
+            pass
+"""
+THRESHOLD_CLAMP = """            loss_h, threshold = self.hard_total(hard_embeds, hard_texts, self.logit_scale_hardneg)
+            mean_threshold = threshold / self.world_size
+            upper_bound = 10
+            self.thresholds = torch.clamp(mean_threshold, 0, upper_bound).item()
+        except:  # noqa: E722 - the pattern under test
+            pass
+"""
+
+
+def test_fgclip2_threshold_clamp_beside_the_scales_is_not_a_scale_clamp(tmp_path):
+    v2 = tree(tmp_path, "fgclip2")
+    model = v2 / "fgclip2/model/fgclip2_model.py"
+    edit(model, THRESHOLD, THRESHOLD_CLAMP)
+    _, found, facts, _ = run(v2, "scripts/train/stage2.sh")
+    assert facts["scale.clamp"][0] is False  # FG-CLIP 2 clamps its hard-negative threshold, no scale
+    assert status(found, "FGD102", "clamp") == "WARN"
+    back = '        return {"loss": loss}'
+    edit(model, back, "        self.logit_scale.data.clamp_(0, 4.6052)\n" + back)
+    _, found, facts, _ = run(v2, "scripts/train/stage2.sh")
+    assert facts["scale.clamp"][0] is True and facts["scale.clamp_max"][0] == 4.6052

@@ -175,7 +175,7 @@ def find_clamps(
                 continue
             if _scale_ref(subject) is None:
                 fn = enclosing_function(f.tree, node) if program else None
-                if fn is None or not _mentions_scales(program, f, fn):
+                if fn is None or not _aliases_scale(program, f, fn, subject):
                     continue
             temp = families.representation(_scale_ref(subject) or "") == "temperature"
             expr = _bound_expr(node, method, "min" if temp else "max")
@@ -199,10 +199,37 @@ def find_clamps(
     return out
 
 
-def _mentions_scales(program: Program, file: SourceFile, fn: ast.AST, depth: int = 0) -> bool:
-    """The function reads logit scales by name: an attribute, a string, a module constant of
-    such names, or a method it calls on `self` that does."""
+def _aliases_scale(program: Program, f: SourceFile, fn: ast.AST, subject: ast.expr, depth: int = 0) -> bool:
+    """`subject` is a logit-scale parameter under another name: a loop variable over parameters got
+    by scale name (`for p in self.scales().values()`), or a name bound to one (`s = self.logit_scale`).
+    A value computed from the scales (`loss, threshold = self.hard_loss(..., self.logit_scale_hardneg)`,
+    then `torch.clamp(threshold, 0, 10)`) is not the scale: clamping it bounds something else."""
+    if _scale_ref(subject) is not None:
+        return True
+    if depth > 4:
+        return False
+    if isinstance(subject, ast.Attribute) and subject.attr == "data":
+        return _aliases_scale(program, f, fn, subject.value, depth + 1)
+    if not isinstance(subject, ast.Name):
+        return False
+    for n in ast.walk(fn):
+        if isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.target, ast.Name):
+            if n.target.id == subject.id and _mentions_scales(program, f, n.iter, within=fn):
+                return True
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            if n.targets[0].id == subject.id and isinstance(n.value, (ast.Attribute, ast.Name)):
+                if _aliases_scale(program, f, fn, n.value, depth + 1):
+                    return True
+    return False
+
+
+def _mentions_scales(
+    program: Program, file: SourceFile, fn: ast.AST, depth: int = 0, within: ast.AST | None = None
+) -> bool:
+    """The code under `fn` reads logit scales by name: an attribute, a string, a module constant of
+    such names, or a method it calls on `self` that does (`within`: the function `fn` sits in)."""
     owner = None
+    within = within or fn
     for n in ast.walk(fn):
         if isinstance(n, ast.Attribute) and is_logit_param(n.attr):
             return True
@@ -214,7 +241,7 @@ def _mentions_scales(program: Program, file: SourceFile, fn: ast.AST, depth: int
             if not (isinstance(n.func.value, ast.Name) and n.func.value.id == "self"):
                 continue
             owner = owner or next(
-                (c for c in ast.walk(file.tree) if isinstance(c, ast.ClassDef) and fn in c.body), False
+                (c for c in ast.walk(file.tree) if isinstance(c, ast.ClassDef) and within in c.body), False
             )
             m = program.method(Defn(file, owner), n.func.attr) if owner else None
             if m is not None and m.node is not fn and _mentions_scales(program, m.file, m.node, depth + 1):
