@@ -330,3 +330,21 @@ def test_fgclip2_threshold_clamp_beside_the_scales_is_not_a_scale_clamp(tmp_path
     edit(model, back, "        self.logit_scale.data.clamp_(0, 4.6052)\n" + back)
     _, found, facts, _ = run(v2, "scripts/train/stage2.sh")
     assert facts["scale.clamp"][0] is True and facts["scale.clamp_max"][0] == 4.6052
+
+
+# --------------------------------------------------------------------------- ALBEF: a queue of keys is not "no queue"
+def test_albef_queue_of_keys_is_not_called_no_queue_of_negatives(tmp_path):
+    _, found, facts, _ = run(tree(tmp_path, "albef"), "run_pretrain.sh")
+    assert facts["loss.global.keys_queued"][0] is True
+    assert facts["bank.enabled"][0] is False and "no queue of negatives" not in facts["bank.enabled"][1]
+    assert "self.text_queue is a queue of keys in the loss from the first step" in facts["bank.enabled"][1]
+    for code in ("FGD202", "FGD203", "FGD301"):
+        finding = found[(code, "")]
+        assert finding["status"] == "SKIP"
+        assert finding["message"].startswith("no memory bank with a warmup in this model: its queue of keys")
+
+
+def test_a_model_without_any_queue_still_says_no_memory_bank(tmp_path):
+    _, found, facts, _ = run(tree(tmp_path, "slip"), "run_slip.sh")
+    assert "no queue of negatives" in facts["bank.enabled"][1]
+    assert found[("FGD202", "")]["message"] == "no memory bank in this model"

@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import math
 
+from fgclip_doctor.checks.bank_presence import NO_BANK, skip_without_bank
 from fgclip_doctor.checks.observed import pct
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import optimizer_step, warmup_reached
 from fgclip_doctor.vocabulary import NEAR_COPY_COSINE
-
-NO_BANK = "no memory bank in this model"
-
-
-def skip_without_bank(facts: Facts, ctx: RuleContext) -> Finding | None:
-    """SKIP when it is unknown whether the model has a memory bank, or it has none; else None."""
-    if skip := ctx.require(facts, "bank.enabled"):
-        return skip
-    if not facts.value("bank.enabled"):
-        return ctx.skip(NO_BANK, ctx.sources_of(facts, "bank.enabled"))
-    return None
 
 
 def no_bank_reason(facts: Facts) -> str:

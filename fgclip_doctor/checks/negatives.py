@@ -9,7 +9,7 @@ for the region loss, the memory bank's queue once its warmup is over (checks/ban
 
 from __future__ import annotations
 
-from fgclip_doctor.checks.bank import NO_BANK
+from fgclip_doctor.checks.bank_presence import NO_BANK
 from fgclip_doctor.checks.observed import observed_terms, pct
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.checks.schedule import RUN_LENGTH_UNKNOWN, TIMING_FACTS, warmup_timing

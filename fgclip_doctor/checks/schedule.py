@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fgclip_doctor.checks.bank_presence import skip_without_bank
 from fgclip_doctor.checks.registry import Finding, RuleContext, rule
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.units import forward_calls, forward_calls_text, optimizer_step, switch_on_step, warmup_reached
@@ -107,10 +108,8 @@ def warmup_timing(facts: Facts) -> WarmupTiming:
 )
 def step_units(facts: Facts, ctx: RuleContext) -> Finding:
     """One finding: the bank warmup against the run's end."""
-    if facts.value("bank.enabled") is False:
-        return ctx.skip(
-            "no memory bank in this model: no forward-call warmup to check", ctx.sources_of(facts, "bank.enabled")
-        )
+    if facts.value("bank.enabled") is False:  # none, or a queue of keys with no warmup (ALBEF)
+        return skip_without_bank(facts, ctx)
     if skip := ctx.require(facts, "bank.warmup_forward_calls", "train.grad_accum"):
         return skip
     t = warmup_timing(facts)

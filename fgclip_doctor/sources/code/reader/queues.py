@@ -52,6 +52,9 @@ def queue_facts(facts: Facts, unknown: dict[str, str], read, losses) -> None:
                                for at in term.kinds.values()):  # fmt: skip
                         continue
                     facts.set(f"loss.{name}.keys_queued", True, f"{fwd.file.at(n)}: self.{attr}")
+                    if facts.value("bank.enabled") is False:  # not "no queue of negatives": a queue with no warmup
+                        why = f"{fwd.file.at(n)}: self.{attr} is a queue of keys in the loss from the first step"
+                        facts.set("bank.enabled", False, f"{why} (no warmup bank)")
                     if isinstance(size, Const) and isinstance(size.value, int) and size.value > 0:
                         src = f"{fwd.file.at(n)}: self.{attr} ({size.config or size.at})"
                         facts.set(f"loss.{name}.queue", size.value, src)
