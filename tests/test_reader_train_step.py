@@ -348,3 +348,40 @@ def test_a_model_without_any_queue_still_says_no_memory_bank(tmp_path):
     _, found, facts, _ = run(tree(tmp_path, "slip"), "run_slip.sh")
     assert "no queue of negatives" in facts["bank.enabled"][1]
     assert found[("FGD202", "")]["message"] == "no memory bank in this model"
+
+
+# --------------------------------------------------------------------------- group LRs from other LR flags
+TOWER_GROUPS = """    named = list(model.named_parameters())
+    groups = []
+    for tower in ("image", "text"):
+        lr = args.visual_lr if tower == "image" else args.text_lr
+        groups.append({"params": [p for n, p in named if n.startswith(tower)], "weight_decay": args.wd, "lr": lr})
+"""
+TOWER_FLAGS = (
+    '    parser.add_argument("--visual-lr", type=float, default=None)\n'
+    '    parser.add_argument("--text-lr", type=float, default=None)\n'
+)
+
+
+def towers(tmp_path, *flags: str):
+    oc = tree(tmp_path, "open_clip")
+    edit(oc / "src/open_clip_train/main.py", GROUPS, TOWER_GROUPS)
+    params = oc / "src/open_clip_train/params.py"
+    edit(params, '    parser.add_argument("--epochs"', TOWER_FLAGS + '    parser.add_argument("--epochs"')
+    edit(oc / "train.sh", "--model RN50", " ".join(["--model RN50", *flags]))
+    return run(oc, "train.sh")
+
+
+def test_group_lrs_from_tower_flags_are_each_one_groups_lr(tmp_path):
+    _, found, facts, _ = towers(tmp_path, "--visual-lr 2e-4 --text-lr 2e-5")
+    groups = facts["optim.code_group_lrs"][0]
+    assert {g["lr"] for g in groups if g["lr"] is not None} == {2e-4, 2e-5}
+    finding = found[("FGD603", "lr")]
+    assert finding["status"] == "PASS" and finding["measured"] == "min lr 2e-5"
+
+
+def test_a_tower_flag_at_zero_or_unknown_leaves_the_groups_unknown(tmp_path):
+    _, found, facts, _ = towers(tmp_path, "--visual-lr 2e-4 --text-lr 0")
+    assert "optim.code_group_lrs" not in facts
+    finding = found[("FGD603", "lr")]
+    assert finding["status"] == "SKIP" and "--text-lr 0.0" in finding["message"]

@@ -323,7 +323,9 @@ def _scale_facts(reading: CodeReading, program: Program, files, complete: bool) 
         if rule.lr_flags:
             facts.set("optim.group_lr_flags", rule.lr_flags, rule.at)
         if not rule.maybe and interp is not None:
-            group_lr_facts(facts, reading.unknown, rule.dicts, rule.file, interp.assigned)
+            dests = {o.dest for o in reading.parser.options} if reading.parser else set()
+            lr_flags = {d: flag_value_of(reading, d) for d in dests}
+            group_lr_facts(facts, reading.unknown, rule.dicts, rule.file, interp.assigned, lr_flags)
 
 
 #: loss terms the reader names (vocabulary `loss.<term>.present`)

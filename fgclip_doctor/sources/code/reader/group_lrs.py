@@ -13,12 +13,16 @@ from __future__ import annotations
 import ast
 
 from fgclip_doctor.facts import Facts
+from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
 from fgclip_doctor.sources.code.reader.source import SourceFile
 from fgclip_doctor.sources.code.reader.values import Const, Seq, Unknown
 
 
-def group_lr_facts(facts: Facts, unknown: dict[str, str], dicts: list, file: SourceFile | None, assigned: dict) -> None:
-    """Set optim.code_group_lrs from the grouping's dict literals (`dicts`) and what the run bound them to."""
+def group_lr_facts(
+    facts: Facts, unknown: dict[str, str], dicts: list, file: SourceFile | None, assigned: dict, flags: dict
+) -> None:
+    """Set optim.code_group_lrs from the grouping's dict literals (`dicts`) and what the run bound them to;
+    `flags`: every parser dest -> its value for this launch (UNKNOWN when not known)."""
     own = [d for d in dicts if any(isinstance(k, ast.Constant) and k.value == "lr" for k in d.keys)]
     if not own or file is None:
         return
@@ -39,6 +43,37 @@ def group_lr_facts(facts: Facts, unknown: dict[str, str], dicts: list, file: Sou
         elif isinstance(lr, Unknown):
             unknown["optim.code_group_lrs"] = f"{at}: group {i} has its own lr, not known: {lr.why}"
             return
-        else:  # a dict the run did not bind (built in a hook the library calls): the groups stay as read
+        elif given := _other_lrs_given(file, flags):  # EVA-CLIP: `lr` picked per tower from --visual-lr / --text-lr
+            _from_lr_flags(facts, unknown, f"{at}: group {i} has its own lr `{ast.unparse(_own_lr(d))[:40]}`", given)
+            return
+        else:  # not bound by the run, and no other LR flag given: the groups stay as read (the run's LR)
             return
     facts.set("optim.code_group_lrs", groups, file.at(own[0]))
+
+
+def _own_lr(d: ast.Dict) -> ast.expr:
+    return next(v for k, v in zip(d.keys, d.values) if isinstance(k, ast.Constant) and k.value == "lr")
+
+
+def _other_lrs_given(file: SourceFile, flags: dict) -> dict:
+    """LR flags other than the run's one (`--visual-lr 2e-4`) that this file reads and this launch
+    sets (UNKNOWN: set to a value not known here); {} when none: an unset `text_model_lr or lr`
+    falls back to the run's LR."""
+    read = {n.attr for n in ast.walk(file.tree) if isinstance(n, ast.Attribute)}
+    read |= {n.id for n in ast.walk(file.tree) if isinstance(n, ast.Name)}
+    return {d: v for d, v in flags.items() if d in read and d.endswith("_lr") and v is not None}
+
+
+def _from_lr_flags(facts: Facts, unknown: dict[str, str], said: str, given: dict) -> None:
+    """Groups whose own lr is one of the run's LR flags, which one per group not read: each flag's
+    value is one group LR (the run's LR the rest). Unknown when a value is not known or 0 (`x or lr`
+    would give the run's LR instead), or when a layer-wise decay scales them further."""
+    shown = ", ".join(f"--{d.replace('_', '-')} {'(value not known)' if v is UNKNOWN else v}" for d, v in given.items())
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in given.values())
+    if not numbers or "optim.layer_decay" in facts:
+        decay = " and a layer-wise decay scales them" if "optim.layer_decay" in facts else ""
+        why = f"{said}, and this launch gives {shown}{decay}"
+        unknown["optim.code_group_lrs"] = f"{why}: which group gets which is not read"
+        return
+    groups = [{"group": f"one at --{d.replace('_', '-')}", "lr": float(v)} for d, v in given.items()]
+    facts.set("optim.code_group_lrs", [*groups, {"group": "the rest", "lr": None}], f"{said}; {shown}")

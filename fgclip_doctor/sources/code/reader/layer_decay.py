@@ -53,7 +53,13 @@ def _reads(f: SourceFile, node: ast.expr, dest: str) -> bool:
 
 def _read_range(facts: Any, f: SourceFile, comp: ast.AST, gen: ast.comprehension, dest: str, ev: PathEval) -> None:
     at = f"{f.at(comp)} {ast.unparse(comp)}"
-    decay = ev.flag_value(dest)
+    base = next(p.left for p in ast.walk(comp.elt) if isinstance(p, ast.BinOp) and isinstance(p.op, ast.Pow))
+    ev.missing.clear()
+    decay = ev.evaluate(f, base)  # `visual_ld = args.visual_ld if args.visual_ld else args.ld`: the one taken
+    if isinstance(decay, (int, float)) and not isinstance(decay, bool):
+        dest = next((d for d in _flags_in(f, base) if ev.flag_value(d) == decay), dest)
+    else:
+        decay = ev.flag_value(dest)
     if decay is UNKNOWN:
         facts.mark_unknown("optim.layer_decay", f"{at}: --{dest}'s value is unknown")
         return
@@ -84,6 +90,11 @@ def _read_range(facts: Any, f: SourceFile, comp: ast.AST, gen: ast.comprehension
         {"lowest": [float(scales[low]), _group(low, count)], "highest": [float(scales[high]), _group(high, count)]},
         f"{at} ({count} groups, --{dest} {decay})",
     )
+
+
+def _flags_in(f: SourceFile, node: ast.expr) -> list[str]:
+    """The attributes read by `node` and by the values assigned to the names in it."""
+    return [n.attr for v in feeding(scope_of(f, node), node) for n in ast.walk(v) if isinstance(n, ast.Attribute)]
 
 
 def _group(i: int, count: int) -> str:

@@ -7,8 +7,9 @@
 
 Values are followed through variables (the assignment to a name in the same function, a module
 constant in any file read), attributes set on the parsed arguments (`args.x = ...`, else the flag's
-value), `os.path.join`, `Path(...) / ...`, f-strings, `+` and `a or b`. Anything else (a call of
-user code, a subscript, the clock) is unknown: `evaluate` returns None and names what was missing.
+value), `os.path.join`, `Path(...) / ...`, f-strings, `+`, `a or b`, `x if test else y` and
+comparisons. Anything else (a call of user code, a subscript, the clock) is unknown: `evaluate`
+returns None and names what was missing.
 """
 
 from __future__ import annotations
@@ -93,6 +94,18 @@ class PathEval:
                 if value is UNKNOWN or value:
                     return value
             return value
+        if isinstance(node, ast.IfExp):  # `args.visual_ld if args.visual_ld else args.ld`
+            test = ev(node.test)
+            return UNKNOWN if test is UNKNOWN else ev(node.body if test else node.orelse)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            a = ev(node.operand)
+            return UNKNOWN if a is UNKNOWN else not a
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+            a, b = ev(node.left), ev(node.comparators[0])
+            try:
+                return UNKNOWN if a is UNKNOWN or b is UNKNOWN else _COMPARE[type(node.ops[0])](a, b)
+            except TypeError:
+                return UNKNOWN
         if isinstance(node, ast.Call):
             name = last(call_name(node))
             if name == "load" and call_name(node).startswith("json") and node.args:  # json.load(open(P))
@@ -187,6 +200,20 @@ _NUMERIC = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b if abs(b) <= 1024 else UNKNOWN,
+}
+
+
+_COMPARE = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Is: lambda a, b: a is b if a is None or b is None else a == b,
+    ast.IsNot: lambda a, b: a is not b if a is None or b is None else a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
 }
 
 
