@@ -385,3 +385,30 @@ def test_a_tower_flag_at_zero_or_unknown_leaves_the_groups_unknown(tmp_path):
     assert "optim.code_group_lrs" not in facts
     finding = found[("FGD603", "lr")]
     assert finding["status"] == "SKIP" and "--text-lr 0.0" in finding["message"]
+
+
+# --------------------------------------------------------------------------- a file loaded if present is not a resume
+AUTO_RESUME = """        # auto-resume from the latest checkpoint in the output directory
+        latest = os.path.join(args.output_dir, "checkpoint.pt")
+        if os.path.isfile(latest):
+            latest_checkpoint = torch.load(latest, map_location="cpu")
+            args.start_epoch = latest_checkpoint["epoch"]
+            model.load_state_dict(latest_checkpoint["state_dict"])
+            optimizer.load_state_dict(latest_checkpoint["optimizer"])
+            scaler.load_state_dict(latest_checkpoint["scaler"])
+"""
+SHARD_SIZES = """        # the shards' sizes, when the dataset folder has them (EVA-CLIP's data.py does this)
+        sizes_filename = os.path.join(args.root, "sizes.json")
+        if os.path.exists(sizes_filename):
+            sizes = json.load(open(sizes_filename))
+            args.train_num_samples = sum(int(n) for n in sizes.values())
+"""
+
+
+def test_a_json_read_when_present_is_not_an_auto_resume(tmp_path):
+    sl = tree(tmp_path, "slip")
+    edit(sl / "main.py", AUTO_RESUME, SHARD_SIZES)
+    edit(sl / "main.py", "import argparse\n", "import argparse\nimport json\n")
+    _, found, facts, _ = run(sl, "run_slip.sh")
+    assert "sizes" not in str(facts.get("train.auto_resume_path", ""))
+    assert status(found, "FGD401") == "PASS" and status(found, "FGD402") == "PASS"

@@ -151,7 +151,7 @@ def find_flag_resume(files: list[SourceFile], dests: list[str], evaluator: PathE
                 if isinstance(node, ast.If) and (values := _compared_values(node.test, dest)) and not found.auto_values:
                     found.auto_values, found.compared_at = tuple(values), f.at(node)
                     found.latest = _latest_path(f, node.body, evaluator)
-                if isinstance(node, ast.Call) and last(call_name(node)) in ("load", "load_checkpoint"):
+                if isinstance(node, ast.Call) and _checkpoint_load(node):
                     if any(_reads(v, dest) for a in node.args for v in feeding(scope_of(f, node), a)):
                         found.load_at = found.load_at or f.at(node)
                         found.restores = found.restores or _restores(f, node)
@@ -160,6 +160,17 @@ def find_flag_resume(files: list[SourceFile], dests: list[str], evaluator: PathE
         if found.auto_values or found.load_at:
             return found
     return None
+
+
+#: modules whose `load` reads a config or a data index, never a checkpoint (EVA-CLIP's `if
+#: os.path.exists(sizes_filename): json.load(...)` counts its shards)
+TEXT_LOADERS = ("json", "yaml", "toml", "tomllib", "OmegaConf", "omegaconf")
+
+
+def _checkpoint_load(call: ast.Call) -> bool:
+    """`torch.load(p)`, `load_checkpoint(p)`: not `json.load(open(p))`."""
+    name = call_name(call)
+    return last(name) in ("load", "load_checkpoint") and name.partition(".")[0] not in TEXT_LOADERS
 
 
 def _loaded_if_present(f: SourceFile, node: ast.If, dest: str) -> tuple[SourceFile, ast.expr] | None:
@@ -172,7 +183,7 @@ def _loaded_if_present(f: SourceFile, node: ast.If, dest: str) -> tuple[SourceFi
         return None
     probed = {n.id for n in ast.walk(test.args[0]) if isinstance(n, ast.Name)}
     for n in (c for s in node.body for c in ast.walk(s)):
-        if isinstance(n, ast.Call) and last(call_name(n)) == "load" and n.args:
+        if isinstance(n, ast.Call) and _checkpoint_load(n) and n.args:
             if {x.id for x in ast.walk(n.args[0]) if isinstance(x, ast.Name)} & probed:
                 return f, test.args[0]
     return None
