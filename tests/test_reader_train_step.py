@@ -412,3 +412,48 @@ def test_a_json_read_when_present_is_not_an_auto_resume(tmp_path):
     _, found, facts, _ = run(sl, "run_slip.sh")
     assert "sizes" not in str(facts.get("train.auto_resume_path", ""))
     assert status(found, "FGD401") == "PASS" and status(found, "FGD402") == "PASS"
+
+
+# --------------------------------------------------------------------------- ALBEF's loaders: one item zipped
+LOADERS = """import argparse
+
+from torch.utils.data import DataLoader, DistributedSampler
+
+
+def create_sampler(datasets, shuffles):
+    samplers = []
+    for dataset, shuffle in zip(datasets, shuffles):
+        samplers.append(DistributedSampler(dataset, shuffle=shuffle))
+    return samplers
+
+
+def create_loader(datasets, samplers, batch_size, num_workers):
+    loaders = []
+    for dataset, sampler, bs, n_worker in zip(datasets, samplers, batch_size, num_workers):
+        loaders.append(DataLoader(dataset, batch_size=bs, num_workers=n_worker, sampler=sampler))
+    return loaders
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--per_gpu", type=int, default=64)
+    parser.add_argument("--distributed", action="store_true")
+    args = parser.parse_args()
+    datasets = [list(range(10))]
+    samplers = create_sampler(datasets, [True]) if args.distributed else [None]
+    loader = create_loader(datasets, samplers, batch_size=[args.per_gpu], num_workers=[4])[0]
+    return loader
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_the_batch_a_loader_gets_through_a_one_item_zip(tmp_path):
+    (tmp_path / "pretrain.py").write_text(LOADERS)
+    (tmp_path / "run.sh").write_text("python pretrain.py --per_gpu 32 --distributed\n")
+    _, found, facts, _ = run(tmp_path, "run.sh")  # --per_gpu: no name says batch; the loader's use does
+    value, source = facts["train.per_device_batch"]
+    assert value == 32
+    assert source == "run.sh:1 --per_gpu (batch_size handed to the DataLoader at pretrain.py:16 DataLoader)"

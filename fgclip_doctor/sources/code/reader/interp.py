@@ -61,8 +61,7 @@ class Interp(Exprs):
         self.unknown_flags: dict[str, str] = {}  # dest -> first line that tests a flag whose value is not known
         # (library callable, path Val, line) of each weight / tokenizer load
         self.loads: list[tuple[str, Val, str]] = []
-        self.reached: set[int] = set()  # id of every function node the run called (train_step.py)
-        self.steps, self.depth = 0, 0
+        self.steps, self.depth, self.reached = 0, 0, set()  # reached: id of every function called (train_step.py)
         self._module_values: dict[tuple[str, str], Val] = {}
 
     # --- calls ---------------------------------------------------------------------------
@@ -181,9 +180,9 @@ class Interp(Exprs):
                     self.assign(item.optional_vars, value, frame)
             self.block(s.body, frame)
         elif isinstance(s, (ast.For, ast.AsyncFor, ast.While)):  # the body once, on an unknown item
-            if not isinstance(s, ast.While):
-                self.expr(s.iter, frame)
-                self.assign(s.target, Unknown(f"{frame.file.at(s)}: a loop item"), frame)
+            if not isinstance(s, ast.While):  # ...or on the one item of a one-item sequence (ALBEF's loaders)
+                it, why = self.expr(s.iter, frame), Unknown(f"{frame.file.at(s)}: a loop item")
+                self.assign(s.target, it.items[0] if isinstance(it, Seq) and len(it.items) == 1 else why, frame)
             self.block(s.body, frame)
         elif isinstance(s, ast.Try):
             self.block(s.body + s.orelse + s.finalbody, frame)
@@ -262,6 +261,9 @@ class Interp(Exprs):
     # --- expressions ---------------------------------------------------------------------
     def _call(self, node: ast.Call, frame: Frame, at: str) -> Val:
         func = node.func
+        grown = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+        if grown and func.attr in ("append", "extend") and isinstance(frame.env.get(grown), Seq):  # filled per item
+            frame.env[grown] = Unknown(f"{at}: {grown} grows as the code runs")
         if isinstance(func, ast.Attribute) and func.attr == "__init__" and isinstance(func.value, ast.Call):
             if isinstance(func.value.func, ast.Name) and func.value.func.id == "super":  # super().__init__(...)
                 args, kwargs = self._args(node, frame)
@@ -331,6 +333,9 @@ class Interp(Exprs):
             return Loaded(path, at)
         if (tested := os_path_call(target.dotted, args, self.program.cwd, at)) is not None:
             return tested
+        if target.dotted == "zip" and any(isinstance(a, Seq) for a in args):  # `zip([ds], samplers, [bs])`
+            n, why = min(len(a.items) for a in args if isinstance(a, Seq)), Unknown(f"{at}: an item zipped")
+            return Seq(tuple(Seq(tuple(a.items[i] if isinstance(a, Seq) else why for a in args)) for i in range(n)))
         if name == "dict" or (name in WRAPPERS and not args):
             return DictV(dict(kwargs))
         if name == "open" and args:
