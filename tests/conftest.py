@@ -167,6 +167,34 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_subject_run(synthetic_root, tmp_path_factory):
+    """The subject's healthy `--preset tiny` run, trained once per session and only read after:
+    (trainer, stdout, output_dir). 60 optimizer steps with a checkpoint every 20 (checkpoint-20,
+    -40, -60, then the final save in output_dir), ENABLE_RUNTIME_DIAG=1 (its diag lines are in
+    stdout), in-process on one torch thread. tests/test_train.py reads the trainer, its log and
+    checkpoint-60; tests/test_inspect_ckpt.py inspects a copy of output_dir (its `healthy` run).
+    """
+    import contextlib
+    import io
+
+    import torch
+
+    from fgclip.train import main
+
+    out = tmp_path_factory.mktemp("tiny-subject")
+    args = ["--preset", "tiny", "--save_steps", "20", "--output_dir", str(out)]
+    buf, threads = io.StringIO(), torch.get_num_threads()
+    torch.set_num_threads(1)  # as `one_torch_thread`: whichever module asks first
+    try:
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf):
+            mp.setenv("ENABLE_RUNTIME_DIAG", "1")
+            trainer = main(args + ["--report_to", "none", "--disable_tqdm", "True"])
+    finally:
+        torch.set_num_threads(threads)
+    return trainer, buf.getvalue(), out
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(synthetic_root):
     """The tiny base's word-level tokenizer (eos/bos/pad ids match the base)."""
     from transformers import AutoTokenizer

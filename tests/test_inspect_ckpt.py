@@ -109,18 +109,19 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic_root, tmp_path_factory):
+def runs(synthetic_root, tmp_path_factory, request):
     """healthy (tiny, 60 steps, a checkpoint every 20), seed-bug (batch 1, 8 steps), plain CLIP.
 
-    FGCLIP_INSPECT_RUNS=DIR keeps the runs in DIR and reuses the finished ones (for iterating)."""
+    The healthy run is a copy of the session's `tiny_subject_run` (tests/conftest.py: `--preset tiny
+    --save_steps 20`, trained once for this module and tests/test_train.py); the copy keeps this
+    module's hashes to its own folder. FGCLIP_INSPECT_RUNS=DIR keeps the runs in DIR and reuses the
+    finished ones (for iterating)."""
     from fgclip.train import main
 
     keep = os.environ.get("FGCLIP_INSPECT_RUNS")
     root = Path(keep) if keep else tmp_path_factory.mktemp("runs")
     jobs = {
-        "healthy": lambda out: main(
-            ["--preset", "tiny", "--max_steps", "60", "--save_steps", "20", "--output_dir", out]
-        ),
+        "healthy": lambda out: shutil.copytree(request.getfixturevalue("tiny_subject_run")[2], out),
         "seed": lambda out: main(
             [
                 "--preset",

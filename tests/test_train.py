@@ -1,8 +1,9 @@
 """fgclip.train end to end on the CPU: the tiny preset learns the boxes, the seed-bug preset's bank stays off.
 
 Three in-process runs, each shared by the tests of this module: the healthy tiny fine-tune
-(60 steps), the whole-image control (`--region_pool image`, otherwise identical) and the
-seed-bug preset at batch 1 (the bank counts forward calls, not samples).
+(60 steps; the session's `tiny_subject_run` in tests/conftest.py), the whole-image control
+(`--region_pool image`, otherwise identical) and the seed-bug preset at batch 1 (the bank counts
+forward calls, not samples).
 """
 
 import contextlib
@@ -57,10 +58,10 @@ def diag_scales(log: str) -> dict[str, tuple[float, float]]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    trainer, log = run_train(["--preset", "tiny", "--output_dir", str(out)])
-    return trainer, log, out
+def tiny_run(tiny_subject_run):
+    """(trainer, stdout, output_dir) of the healthy tiny run: tests/conftest.py trains it once per
+    session (`--preset tiny`, 60 steps, diag on, one thread; tests/test_inspect_ckpt.py inspects it too)."""
+    return tiny_subject_run
 
 
 @pytest.fixture(scope="module")
