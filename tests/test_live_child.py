@@ -48,9 +48,26 @@ def live_json(*args: str) -> tuple[int, dict]:
     return result.exit_code, doc
 
 
-def test_fgclip_checkout_runs_in_a_child_process_and_measures_its_terms(fgclip_checkout, monkeypatch):
-    monkeypatch.chdir(fgclip_checkout)  # from the checkout, as its users run it (`fgclip` importable here)
-    code, doc = live_json("scripts/train_tiny.sh", "--steps", "4", "--interval", "2")
+@pytest.fixture(scope="module")
+def checkout_run(tmp_path_factory) -> tuple[Path, int, dict]:
+    """One live run of a FG-CLIP v1-style checkout's scripts/train_tiny.sh (4 steps, probes read every
+    2), from the checkout as its users run it (`fgclip` importable there): (checkout, exit code, JSON
+    report). The checkout's fgclip/__init__.py appends the folder of the package the training
+    imported to imported.txt, so the run also says which `fgclip` that was."""
+    checkout = tmp_path_factory.mktemp("v1") / "FG-CLIP"
+    shutil.copytree(TREE, checkout)
+    marker = checkout / "imported.txt"
+    (checkout / "fgclip" / "__init__.py").write_text(
+        f"import os\nopen({str(marker)!r}, 'a').write(os.path.dirname(os.path.abspath(__file__)) + '\\n')\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(checkout)
+        code, doc = live_json("scripts/train_tiny.sh", "--steps", "4", "--interval", "2")
+    return checkout, code, doc
+
+
+def test_fgclip_checkout_runs_in_a_child_process_and_measures_its_terms(checkout_run):
+    fgclip_checkout, code, doc = checkout_run
     notes = doc["live"]["notes"]
     assert any(n.startswith("ran in a child process: the launch's own package `fgclip`") for n in notes), notes
     terms = doc["live"]["terms"]
@@ -81,15 +98,10 @@ def test_fgclip_checkout_runs_in_a_child_process_and_measures_its_terms(fgclip_c
     assert code == doc["exit_code"]
 
 
-def test_bundled_subject_is_not_imported_by_the_child(fgclip_checkout, monkeypatch):
-    # The checkout's fgclip/__init__.py says which package the training imported.
-    marker = fgclip_checkout / "imported.txt"
-    (fgclip_checkout / "fgclip" / "__init__.py").write_text(
-        f"import os\nopen({str(marker)!r}, 'a').write(os.path.dirname(os.path.abspath(__file__)) + '\\n')\n"
-    )
-    monkeypatch.chdir(fgclip_checkout)
-    live_json("scripts/train_tiny.sh", "--steps", "2", "--interval", "2")
-    assert marker.read_text().split() == [str(fgclip_checkout / "fgclip")]
+def test_bundled_subject_is_not_imported_by_the_child(checkout_run):
+    # The checkout's fgclip/__init__.py says which package the training imported (`checkout_run`).
+    fgclip_checkout, _, _ = checkout_run
+    assert (fgclip_checkout / "imported.txt").read_text().split() == [str(fgclip_checkout / "fgclip")]
 
 
 def test_python_option_runs_the_training_with_that_interpreter(tmp_path):
