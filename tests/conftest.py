@@ -111,6 +111,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(0), append=False)  # before any explicit mark
 
 
+#: tests/test_readme_walk.py (the module pytest collected) when its walk test is selected:
+#: `synthetic_root` starts that walk in the background as soon as the synthetic data exists.
+README_WALK = pytest.StashKey[object]()
+
+
+def pytest_collection_finish(session):
+    for item in session.items:
+        if item.name == "test_the_readme_runs_in_order_from_a_fresh_copy":
+            session.config.stash[README_WALK] = item.module
+
+
+def pytest_sessionfinish(session):
+    walk = session.config.stash.get(README_WALK, None)
+    if walk is not None:
+        walk.stop_walk()  # a walk still running (an interrupted session) leaves no command behind
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("subject") is not None:
         skip_without_subject()
@@ -138,12 +155,16 @@ def skip_without_subject() -> None:
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
+def synthetic_root(tmp_path_factory, request) -> Path:
     """The synthetic data + tiny base (`<root>/base`, `train.jsonl`, `val.jsonl`, `tokenizer/`).
 
     Also points `FGCLIP_CACHE` at it for the session, so `--preset tiny` / `--preset seed-bug`
     (in-process or in a subprocess) find it instead of generating into ~/.cache: every entry point
     reads it at the call (fgclip.presets.default_cache), so the environment is the one switch.
+
+    Once it exists, the README walk starts in the background if its test is selected (its commands
+    are subprocesses, mostly on one core: they run while the tests before it do; see
+    tests/test_readme_walk.py `Walk`).
     """
     skip_without_subject()
     import torch
@@ -162,6 +183,9 @@ def synthetic_root(tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     mp = pytest.MonkeyPatch()
     mp.setenv("FGCLIP_CACHE", str(cache_dir))
+    walk = request.config.stash.get(README_WALK, None)
+    if walk is not None:
+        walk.start_walk(tmp_path_factory.mktemp("readme-walk"), root)
     yield root
     mp.undo()
 

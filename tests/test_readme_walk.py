@@ -11,11 +11,14 @@ written; the tables below say which and why, and each entry must still match a R
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,32 +121,120 @@ def test_the_readme_commands_parse_with_their_exit_codes():
     assert made < next(i for i, c in enumerate(written) if c.startswith("fgclip-doctor check-data"))
 
 
+class Walk:
+    """The walk (every command in order, in a fresh copy) in a thread of its own, each command a
+    subprocess as before. tests/conftest.py's `synthetic_root` starts it as soon as the synthetic data
+    exists when this test is selected: its commands (about a minute, most of it one CPU core: the tiny
+    run and interpreter start-ups) then run while the tests before this one do, and the test waits for
+    its outcome. Started by nobody, the test starts it and waits."""
+
+    def __init__(self, tmp: Path, synthetic_root: Path) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False
+        self.outcome: tuple[Path, list[str], int] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, args=(tmp, synthetic_root), name="readme-walk", daemon=True)
+        self.thread.start()
+
+    def _main(self, tmp: Path, synthetic_root: Path) -> None:
+        try:
+            self.outcome = self._walk(tmp, synthetic_root)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the test by result()
+            self.error = err
+
+    def _walk(self, tmp: Path, synthetic_root: Path) -> tuple[Path, list[str], int]:
+        repo = fresh_copy(tmp / "clone")
+        assert not (repo / "data").exists() and not (repo / "runs").exists()
+        shims = tmp / "bin"
+        shims.mkdir()
+        for name, target in (("python", ""), ("fgclip-doctor", " -m fgclip_doctor")):
+            (shims / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{target} "$@"\n')
+            (shims / name).chmod(0o755)
+        env = dict(
+            os.environ,
+            PATH=f"{shims}{os.pathsep}{os.environ['PATH']}",
+            PYTHONPATH=str(repo),
+            FGCLIP_CACHE=str(synthetic_root.parent),
+            COLUMNS="100",
+            NO_COLOR="1",
+        )
+        wrong, ran = [], 0
+        for _, command, expected in readme_commands((repo / "README.md").read_text()):
+            if any(command.startswith(prefix) for prefix in SKIPPED):
+                continue
+            command = SUBSTITUTED.get(command, (command,))[0]
+            returncode, stderr = self._run(command, repo, env)
+            ran += 1
+            if returncode != expected:
+                wrong.append(f"{command}: exit {returncode}, README says {expected}\n{stderr[-1500:]}")
+        return repo, wrong, ran
+
+    def _run(self, command: str, cwd: Path, env: dict) -> tuple[int, str]:
+        """`bash -c command` to its end (600 s at most), in a session of its own so that stop() ends
+        all of it: (exit code, stderr)."""
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("the README walk was stopped: the test session ended")
+            self.proc = proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        try:
+            _, stderr = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            proc.communicate()
+            raise
+        return proc.returncode, stderr
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def result(self) -> tuple[Path, list[str], int]:
+        """(the copy, the commands that exited otherwise than the README says, how many ran)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+    def stop(self) -> None:
+        """End a walk still running (the session is over: no command outlives it)."""
+        with self.lock:
+            self.stopped = True
+            proc = self.proc
+        if proc is not None:
+            self._kill(proc)  # its communicate() in the walk's thread returns
+        self.thread.join()
+
+
+_STARTED: list[Walk] = []
+
+
+def start_walk(tmp: Path, synthetic_root: Path) -> None:
+    """Called by tests/conftest.py's `synthetic_root` (once) when this module's walk test is selected."""
+    if not _STARTED:
+        _STARTED.append(Walk(tmp, synthetic_root))
+
+
+def stop_walk() -> None:
+    """Called by tests/conftest.py at the end of the session."""
+    for walk in _STARTED:
+        walk.stop()
+
+
 @pytest.mark.subject
 def test_the_readme_runs_in_order_from_a_fresh_copy(tmp_path, synthetic_root):
-    repo = fresh_copy(tmp_path / "clone")
-    assert not (repo / "data").exists() and not (repo / "runs").exists()
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    for name, target in (("python", ""), ("fgclip-doctor", " -m fgclip_doctor")):
-        (shims / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{target} "$@"\n')
-        (shims / name).chmod(0o755)
-    env = dict(
-        os.environ,
-        PATH=f"{shims}{os.pathsep}{os.environ['PATH']}",
-        PYTHONPATH=str(repo),
-        FGCLIP_CACHE=str(synthetic_root.parent),
-        COLUMNS="100",
-        NO_COLOR="1",
-    )
-    wrong, ran = [], 0
-    for _, command, expected in readme_commands((repo / "README.md").read_text()):
-        if any(command.startswith(prefix) for prefix in SKIPPED):
-            continue
-        command = SUBSTITUTED.get(command, (command,))[0]
-        done = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-        ran += 1
-        if done.returncode != expected:
-            wrong.append(f"{command}: exit {done.returncode}, README says {expected}\n{done.stderr[-1500:]}")
+    start_walk(tmp_path, synthetic_root)  # a no-op when synthetic_root started it
+    repo, wrong, ran = _STARTED[0].result()
     assert wrong == [], "\n".join(wrong)
     assert ran >= 8
     assert (repo / "runs" / "tiny" / "checkpoint-60").is_dir() and (repo / "data" / "synthetic" / "base").is_dir()
