@@ -134,6 +134,9 @@ class Walk:
         self.stopped = False
         self.outcome: tuple[Path, list[str], int] | None = None
         self.error: BaseException | None = None
+        # the environment as it is now, in the main thread: tests running beside the walk set their
+        # own variables (monkeypatch), and none of those may reach the walk's commands
+        self.environ = dict(os.environ)
         self.thread = threading.Thread(target=self._main, args=(tmp, synthetic_root), name="readme-walk", daemon=True)
         self.thread.start()
 
@@ -152,8 +155,8 @@ class Walk:
             (shims / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{target} "$@"\n')
             (shims / name).chmod(0o755)
         env = dict(
-            os.environ,
-            PATH=f"{shims}{os.pathsep}{os.environ['PATH']}",
+            self.environ,
+            PATH=f"{shims}{os.pathsep}{self.environ['PATH']}",
             PYTHONPATH=str(repo),
             FGCLIP_CACHE=str(synthetic_root.parent),
             COLUMNS="100",
