@@ -457,3 +457,76 @@ def test_the_batch_a_loader_gets_through_a_one_item_zip(tmp_path):
     value, source = facts["train.per_device_batch"]
     assert value == 32
     assert source == "run.sh:1 --per_gpu (batch_size handed to the DataLoader at pretrain.py:16 DataLoader)"
+
+
+# --------------------------------------------------------------------------- MetaCLIP: a config class the launch names
+CONFIGS = """import inspect
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    batch_size = 64
+    epochs = 32
+    lr = 5.0e-4
+    wd = 0.2
+    precision = "amp"
+
+
+def search_config(name):
+    from configs import runs
+
+    for cls_name, cls in inspect.getmembers(runs, inspect.isclass):
+        if cls_name == name:
+            return cls()
+    raise ValueError(name)
+"""
+RUNS = """from dataclasses import dataclass
+
+from configs import Config
+
+
+@dataclass
+class b16_run(Config):
+    batch_size = 256
+    precision = "amp_bf16"
+"""
+META_MAIN = """import sys
+
+sys.path.append("./")
+
+
+def main(config):
+    return config.batch_size
+
+
+if __name__ == "__main__":
+    from configs import search_config
+
+    main(search_config(sys.argv[1]))
+"""
+
+
+def metaclip_style(tmp_path, config: str):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs/__init__.py").write_text(CONFIGS)
+    (tmp_path / "configs/runs.py").write_text(RUNS)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train/main.py").write_text(META_MAIN)
+    (tmp_path / "run.sh").write_text(f"torchrun --nproc_per_node=4 train/main.py {config}\n")
+    return run(tmp_path, "run.sh")
+
+
+def test_a_config_class_named_by_the_launch_gives_the_run_its_values(tmp_path):
+    _, found, facts, _ = metaclip_style(tmp_path, "b16_run")
+    assert facts["code.parser"][0] == "config class b16_run (named by the launch)"
+    assert facts["train.per_device_batch"] == (256, "configs/runs.py:8 default")  # its own over Config's 64
+    assert facts["train.learning_rate"] == (5e-4, "configs/__init__.py:9 default")  # from its base
+    assert facts["train.bf16"][0] is True and facts["train.bf16"][1].endswith("precision amp_bf16 is bf16 autocast")
+    assert status(found, "FGD601") == "PASS"
+
+
+def test_a_name_that_is_no_class_reads_nothing(tmp_path):
+    _, found, facts, _ = metaclip_style(tmp_path, "b99_missing")
+    assert "train.per_device_batch" not in facts and "code.parser" not in facts
+    assert status(found, "FGD601") == "SKIP"

@@ -128,7 +128,10 @@ def read_launch_code(view: TargetView) -> CodeReading:
     if here is None:
         return CodeReading(Facts(), [f"{view.entry}: not read: {unknown_directory(view, view.entry)}"])
     own = [p for p in launch_pythonpath(view) if (here / p).resolve() != ROOT]
-    return read_training_code(view.entry or "", view.kind, here, own, flag_inputs(view), _config_source(view))
+    positionals = [a.value or "" for a in view.launch.positionals] if view.launch else []
+    return read_training_code(
+        view.entry or "", view.kind, here, own, flag_inputs(view), _config_source(view), positionals
+    )
 
 
 def _config_source(view: TargetView):
@@ -226,7 +229,9 @@ def code_facts(facts: Facts, view: TargetView) -> dict[str, object]:
 def _option(reading: CodeReading, dest: str) -> str:
     """The flag as the code's parser spells it (`disable_amp` -> `--disable-amp`)."""
     opt = reading.parser.option(dest) if reading.parser else None
-    return opt.options[0] if opt is not None and opt.options else f"--{dest}"
+    if opt is not None and not opt.options:  # a config class's attribute: no flag spells it
+        return dest
+    return opt.options[0] if opt is not None else f"--{dest}"
 
 
 def _value(reading: CodeReading, dest: str) -> tuple[object, str, bool] | None:
@@ -299,7 +304,7 @@ def _precision(facts: Facts, reading: CodeReading, from_config: tuple[object, st
     kind, what = precision(str(text)) or (None, "")
     if kind is None:
         return
-    src = f"{source}: --precision {text} is {what}"
+    src = f"{source}: {_option(reading, 'precision')} {text} is {what}"
     facts.set("train.fp16", kind == "fp16", src)
     facts.set("train.bf16", kind == "bf16", src)
     fix = next((f.fixes["fp16"] for f in REGISTRY if text in f.precision and "fp16" in f.fixes), None)

@@ -48,6 +48,7 @@ from typing import Any
 from fgclip_doctor.facts import Facts
 from fgclip_doctor.sources.code.families import library_model_kind, scale_of
 from fgclip_doctor.sources.code.reader.astutil import UNKNOWN
+from fgclip_doctor.sources.code.reader.config_class import find_config_class
 from fgclip_doctor.sources.code.reader.config_loads import ConfigSource
 from fgclip_doctor.sources.code.reader.decay_rule import find_decay_rule
 from fgclip_doctor.sources.code.reader.entry import (
@@ -120,6 +121,7 @@ def read_training_code(
     pythonpath: Sequence[str] = (),
     flags: Sequence[FlagInput] = (),
     configs: ConfigSource | None = None,
+    positionals: Sequence[str] = (),
 ) -> CodeReading:
     """Read the code a launch runs (`kind`: "module" for `-m`, else "script") into facts;
     `configs` reads a config file the code loads from a flag (config_loads.py), None: not read."""
@@ -138,7 +140,8 @@ def read_training_code(
         facts.set("code.train_function", f"{fn.file.rel}:{fn.node.lineno} {fn.node.name}", found.call_site)
     facts.set("code.files_read", [f.rel for f in files], f"{found.file.rel}:1 and its imports")
     reading = CodeReading(facts, notes.lines, [f.rel for f in files])
-    _parser_facts(reading, program, files, list(flags))
+    by_class = lambda: find_config_class(program, found.file, list(positionals))  # read only without a parser
+    _parser_facts(reading, program, files, list(flags), by_class)
     resume_facts(reading, files, complete)
     run_shape_facts(reading, files)
     refusal = find_fp16_refusal(files)
@@ -203,8 +206,8 @@ def _forget_scales(reading: CodeReading, why: str) -> None:
         reading.unknown[name] = why
 
 
-def _parser_facts(reading: CodeReading, program: Program, files, flags: list[FlagInput]) -> None:
-    spec = find_parser(program, files)
+def _parser_facts(reading: CodeReading, program: Program, files, flags: list[FlagInput], by_class=None) -> None:
+    spec = find_parser(program, files) or (by_class() if by_class else None)  # else a config class the launch names
     if spec is None:
         return
     facts = reading.facts

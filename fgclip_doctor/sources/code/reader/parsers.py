@@ -51,7 +51,7 @@ class Option:
 class ParserSpec:
     """The options of the training code's parser and where it is built."""
 
-    kind: str  # "hf" (HfArgumentParser) | "argparse"
+    kind: str  # "hf" (HfArgumentParser) | "argparse" | "class" (a config class the launch names: config_class.py)
     where: str  # file:line of the parser's construction
     classes: list[str] = field(default_factory=list)  # HF: the dataclasses, in order
     options: list[Option] = field(default_factory=list)
@@ -59,6 +59,8 @@ class ParserSpec:
     unknown_base: str = ""  # why some fields are unknown (base TrainingArguments not importable)
 
     def describe(self) -> str:
+        if self.kind == "class":
+            return f"config class {self.classes[0]} (named by the launch)"
         return f"HfArgumentParser({', '.join(self.classes)})" if self.kind == "hf" else "argparse.ArgumentParser"
 
     def option(self, dest: str) -> Option | None:
