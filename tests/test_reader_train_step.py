@@ -526,6 +526,17 @@ def test_a_config_class_named_by_the_launch_gives_the_run_its_values(tmp_path):
     assert status(found, "FGD601") == "PASS"
 
 
+def test_fp16_in_a_config_class_is_fixed_in_that_class(tmp_path):
+    (tmp_path / "x").mkdir()
+    _, found, facts, _ = metaclip_style(tmp_path / "x", "b16_run")
+    runs = tmp_path / "x/configs/runs.py"
+    runs.write_text(runs.read_text().replace('precision = "amp_bf16"', 'precision = "amp"'))
+    _, found, facts, _ = run(tmp_path / "x", "run.sh")
+    finding = found[("FGD601", "")]
+    assert finding["status"] == "WARN"
+    assert finding["fix"] == 'precision = "amp_bf16" in configs/runs.py:7 class b16_run'
+
+
 def test_a_name_that_is_no_class_reads_nothing(tmp_path):
     _, found, facts, _ = metaclip_style(tmp_path, "b99_missing")
     assert "train.per_device_batch" not in facts and "code.parser" not in facts

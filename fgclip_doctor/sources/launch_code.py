@@ -308,6 +308,9 @@ def _precision(facts: Facts, reading: CodeReading, from_config: tuple[object, st
     facts.set("train.fp16", kind == "fp16", src)
     facts.set("train.bf16", kind == "bf16", src)
     fix = next((f.fixes["fp16"] for f in REGISTRY if text in f.precision and "fp16" in f.fixes), None)
+    if fix and _option(reading, "precision") == "precision":  # a config class's value, not a flag
+        name, _, value = fix.partition(" ")
+        fix = f'{name.lstrip("-")} = "{value}" in {reading.parser.where}'
     if fix:
         facts.set("code.fix.fp16", fix, f"{source}: the --precision family's spelling")
 
