@@ -541,3 +541,15 @@ def test_a_name_that_is_no_class_reads_nothing(tmp_path):
     _, found, facts, _ = metaclip_style(tmp_path, "b99_missing")
     assert "train.per_device_batch" not in facts and "code.parser" not in facts
     assert status(found, "FGD601") == "SKIP"
+
+
+def test_a_folder_the_entry_puts_on_sys_path_is_searched_without_a_note(tmp_path):
+    from fgclip_doctor.sources.code.reader import read_training_code
+
+    metaclip_style(tmp_path, "b16_run")  # train/main.py does `sys.path.append("./")`: configs/ is importable
+    reading = read_training_code("train/main.py", "script", tmp_path, positionals=["b16_run"])
+    assert not [n for n in reading.notes if "is on neither sys.path" in n], reading.notes
+    main = tmp_path / "train/main.py"
+    main.write_text(main.read_text().replace('sys.path.append("./")\n', ""))
+    reading = read_training_code("train/main.py", "script", tmp_path, positionals=["b16_run"])
+    assert [n for n in reading.notes if "package `configs` is on neither sys.path" in n]

@@ -39,7 +39,29 @@ def search_roots(entry: str, kind: str, cwd: Path, pythonpath: list[str]) -> lis
     for path, _why in project_roots(cwd):
         if path not in roots:
             roots.append(path)
+    if kind != "module":  # `sys.path.append("./")` at the entry's top (MetaCLIP): the launch's directory
+        for extra in _entry_sys_path(cwd / entry):
+            path = (cwd / extra).resolve()
+            if path not in roots:
+                roots.append(path)
     return roots
+
+
+def _entry_sys_path(path: Path) -> list[str]:
+    """Literal folders the entry script adds to sys.path at module level (relative: to the cwd)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError, RecursionError):
+        return []
+    out = []
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) else None
+        if call is None or ast.unparse(call.func) not in ("sys.path.append", "sys.path.insert") or not call.args:
+            continue
+        arg = call.args[-1]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            out.append(arg.value)
+    return out
 
 
 def where_looked(program: Program) -> str:
