@@ -553,3 +553,51 @@ def test_a_folder_the_entry_puts_on_sys_path_is_searched_without_a_note(tmp_path
     main.write_text(main.read_text().replace('sys.path.append("./")\n', ""))
     reading = read_training_code("train/main.py", "script", tmp_path, positionals=["b16_run"])
     assert [n for n in reading.notes if "package `configs` is on neither sys.path" in n]
+
+
+# --------------------------------------------------------------------------- a step in a helper the loop calls
+HELPER_STEP = """    for images, texts in args.loader:
+        image_features, text_features, logit_scale = model(images, texts)
+        total = loss(image_features, text_features, logit_scale)
+        backward(total, optimizer)
+
+
+def backward(total, optimizer):
+    if torch.isfinite(total).all():
+        total.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    else:
+        raise SystemExit("loss is not finite")
+"""
+BUFFERED_STEP = """    kept = []
+    for images, texts in args.loader:
+        step_when_full(model, loss, optimizer, kept, (images, texts), args)
+
+
+def step_when_full(model, loss, optimizer, kept, batch, args):
+    kept.append(batch)
+    if len(kept) < args.accum_freq:
+        return
+    for images, texts in kept:
+        loss(*model(images, texts)).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    if kept:  # the tree's clamp lines follow, in this block
+        kept.clear()
+"""
+
+
+def test_a_step_in_a_helper_the_loop_calls_every_batch(tmp_path):
+    _, found, facts, _ = open_clip(tmp_path, HELPER_STEP)
+    value, source = facts["train.grad_accum"]
+    assert value == 1 and "the optimizer steps on every batch of the loop at" in source
+    assert status(found, "FGD208") == "PASS"
+
+
+def test_a_helper_that_returns_before_its_step_is_unknown_never_every_batch(tmp_path):
+    oc = tree(tmp_path, "open_clip")
+    edit(oc / "src/open_clip_train/train.py", OPEN_CLIP_LOOP, BUFFERED_STEP.replace("args.accum_freq", "args.k"))
+    _, found, facts, _ = run(oc, "train.sh")
+    assert "train.grad_accum" not in facts
+    assert "is skipped when `len(kept) < args.k`" in found[("FGD208", "")]["message"]

@@ -88,10 +88,10 @@ class PathEval:
             if a is UNKNOWN or b is UNKNOWN or not isinstance(a, str) or not isinstance(b, str):
                 return UNKNOWN
             return a + b if isinstance(node.op, ast.Add) else os.path.join(a, b)
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        if isinstance(node, ast.BoolOp):  # `a or b` / `a and b`, Python's short-circuit values
             for v in node.values:
                 value = ev(v)
-                if value is UNKNOWN or value:
+                if value is UNKNOWN or (bool(value) if isinstance(node.op, ast.Or) else not value):
                     return value
             return value
         if isinstance(node, ast.IfExp):  # `args.visual_ld if args.visual_ld else args.ld`

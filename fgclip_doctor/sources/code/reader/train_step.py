@@ -67,7 +67,7 @@ def read_train_step(
         return out
     if not steps:
         return out
-    readings = [_accumulation(files, f, c, parents, dead, ev) for f, c in steps]
+    readings = [_accumulation(files, f, c, (parents, dead, reached), ev) for f, c in steps]
     out.accumulation = _agree(readings, "the optimizer steps")
     casts = [
         (f, c)
@@ -146,21 +146,35 @@ def _function(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST | None:
     return node
 
 
-def _accumulation(files, f: SourceFile, step: ast.Call, parents, dead: set[int], ev: PathEval) -> Reading:
-    at = f.at(step)
-    loop, guards, divisors = None, [], []
+def _accumulation(
+    files, f: SourceFile, step: ast.Call, run: tuple, ev: PathEval, at: str = "", depth: int = 0
+) -> Reading:
+    """The cadence of `step` (the optimizer's step, or a call of the helper holding it: `at` is the step);
+    `run`: (parents, dead, reached) of the abstract run."""
+    at, (parents, dead, _) = at or f.at(step), run
+    loop, guards, divisors, skips = None, [], [], []
     child, node = step, parents.get(id(step))
     while node is not None and not isinstance(node, _FUNCS):
         if isinstance(node, ast.If) and child is not node.test:
-            (divisors if _mod(node.test) else guards).append(node)
+            other = node.orelse if child in node.body else node.body
+            if _mod(node.test):
+                divisors.append(node)
+            elif not _terminates(other):  # `if finite: step else: sys.exit(1)` skips no step
+                guards.append(node)
         if isinstance(node, ast.With) and any(_is_accumulate(i.context_expr) for i in node.items):
             return _accelerate(files, f, node, ev)
-        for stmts in _blocks(node):  # `if (i + 1) % k != 0: continue` earlier in the same loop body
-            if child in stmts:
-                divisors += [s for s in _skips(stmts[: stmts.index(child)]) if id(s) not in dead]
+        skips += _earlier_skips(node, child, dead) if loop is None else []
         if isinstance(node, _LOOPS) and loop is None:
             loop = node
         child, node = node, parents.get(id(node))
+    if loop is None and node is not None:  # the function's own body: `if len(kept) < k: return` (open_clip)
+        skips += _earlier_skips(node, child, dead)
+    divisors += [s for s in skips if _mod(s.test)]
+    if not divisors and (exit_ := next((s for s in skips if not _terminates(s.body)), None)) is not None:
+        test = ast.unparse(exit_.test)[:60]
+        return Reading(
+            UNKNOWN, at, f"{f.at(exit_)}: the optimizer step ({at}) is skipped when `{test}`: not read further"
+        )
     if divisors:
         guard = divisors[0]
         ev.missing.clear()
@@ -170,29 +184,86 @@ def _accumulation(files, f: SourceFile, step: ast.Call, parents, dead: set[int],
             return Reading(k, said)
         missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
         return Reading(UNKNOWN, at, f"{said}: its value is not known ({missing})")
-    if loop is None:
-        return Reading(UNKNOWN, at, f"{at}: the optimizer steps in {_name(step, parents)}(), called from code not read")
+    if loop is None:  # a helper (`backward(args, loss, scaler, optimizer, model)`): where it is called
+        return _through_callers(files, f, node, guards, run, ev, at, depth)
     varying = _assigned_in(loop)
-    for g in guards:
-        if {n.id for n in ast.walk(g.test) if isinstance(n, ast.Name)} & varying:
-            test = ast.unparse(g.test)[:60]
-            return Reading(UNKNOWN, at, f"{f.at(g)}: the optimizer steps ({at}) only when `{test}`: not read further")
+    if gated := next((g for g in guards if _names(g.test) & varying), None):
+        return _only_when(f, gated, at)
     return Reading(1, f"{at}: the optimizer steps on every batch of the loop at {f.at(loop)}")
+
+
+def _through_callers(files, f, fn, guards, run: tuple, ev, at: str, depth: int) -> Reading:
+    """A step in a function with no loop of its own: read at each call of that function the run
+    reaches (one level up, twice at most). A test in it on an argument that changes per batch, or an
+    earlier return, leaves it unknown."""
+    parents, dead, reached = run
+    name = fn.name if fn is not None else ""
+    calls = [(g, c) for g in files for c in ast.walk(g.tree) if isinstance(c, ast.Call) and id(c) not in dead]
+    calls = [(g, c) for g, c in calls if name and _calls(c, name) and id(_function(c, parents)) in reached]
+    if not calls or depth >= 2:
+        return Reading(
+            UNKNOWN, at, f"{at}: the optimizer steps in {name or 'module code'}(), called from code not read"
+        )
+    params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    params = params[1:] if params[:1] == ["self"] else params
+    readings = []
+    for g, call in calls:
+        caller = _function(call, parents)
+        loop = next((n for n in ast.walk(caller) if isinstance(n, _LOOPS)), caller) if caller else None
+        varying = _assigned_in(loop) if loop is not None else set()
+        per_batch = {p for p, a in zip(params, call.args) if _names(a) & varying}
+        if gated := next((t for t in guards if _names(t.test) & per_batch), None):
+            return _only_when(f, gated, at)
+        readings.append(_accumulation(files, g, call, run, ev, at, depth + 1))
+    return _agree(readings, f"the calls of {name}()")
+
+
+def _calls(call: ast.Call, name: str) -> bool:
+    """`name(...)` or `self.name(...)`: not `loss.backward()` for a helper named backward."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id == name
+    return isinstance(func, ast.Attribute) and func.attr == name and ast.unparse(func.value) == "self"
+
+
+def _only_when(f: SourceFile, guard: ast.If, at: str) -> Reading:
+    test = ast.unparse(guard.test)[:60]
+    return Reading(UNKNOWN, at, f"{f.at(guard)}: the optimizer steps ({at}) only when `{test}`: not read further")
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _terminates(stmts: list[ast.stmt]) -> bool:
+    """The block ends the run: a raise, `sys.exit(...)`, `exit(...)`."""
+    for n in (x for s in stmts for x in ast.walk(s)):
+        if isinstance(n, ast.Raise) or (isinstance(n, ast.Call) and call_name(n) in ("sys.exit", "exit", "os._exit")):
+            return True
+    return False
 
 
 def _mod(test: ast.expr) -> ast.BinOp | None:
     return next((n for n in ast.walk(test) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod)), None)
 
 
+def _earlier_skips(node: ast.AST, child: ast.AST, dead: set[int]) -> list[ast.If]:
+    """The skips in the statements of `node`'s block that run before `child` (the step's branch)."""
+    for stmts in _blocks(node):
+        if child in stmts:
+            return [s for s in _skips(stmts[: stmts.index(child)]) if id(s) not in dead]
+    return []
+
+
 def _skips(stmts: list[ast.stmt]) -> list[ast.If]:
-    """`if <a % k test>: continue` in these statements, nested in other blocks too (open_clip's sits in
-    the `else:` of `if args.accum_freq == 1:`), not inside an inner loop or function."""
+    """`if <test>: continue` / `return` in these statements, nested in other blocks too (open_clip's
+    `% accum_freq` test sits in the `else:` of `if args.accum_freq == 1:`), not in an inner loop or function."""
     out, todo = [], list(stmts)
     while todo:
         s = todo.pop(0)
         if isinstance(s, (*_LOOPS, *_FUNCS, ast.ClassDef)):
             continue
-        if isinstance(s, ast.If) and _mod(s.test) and any(isinstance(n, ast.Continue) for n in s.body):
+        if isinstance(s, ast.If) and any(isinstance(n, (ast.Continue, ast.Return)) for n in s.body):
             out.append(s)
         for block in _blocks(s):
             todo += block
@@ -288,31 +359,7 @@ def _autocast(f: SourceFile, call: ast.Call, ev: PathEval) -> Reading | None:
 
 
 def truth_of(f: SourceFile, node: ast.expr, ev: PathEval) -> Any:
-    """True / False / UNKNOWN of a test on flag values: `not args.x`, `args.p == "amp"`, `a and b`."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        v = truth_of(f, node.operand, ev)
-        return v if v is UNKNOWN else not v
-    if isinstance(node, ast.BoolOp):
-        values = [truth_of(f, v, ev) for v in node.values]
-        decided = [v for v in values if v is not UNKNOWN]
-        if isinstance(node.op, ast.And):
-            return False if False in decided else UNKNOWN if len(decided) < len(values) else True
-        return True if True in decided else UNKNOWN if len(decided) < len(values) else False
-    if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        a, b = ev.evaluate(f, node.left), ev.evaluate(f, node.comparators[0])
-        if a is UNKNOWN or b is UNKNOWN:
-            return UNKNOWN
-        op = node.ops[0]
-        try:
-            if isinstance(op, (ast.Eq, ast.Is)):
-                return a == b
-            if isinstance(op, (ast.NotEq, ast.IsNot)):
-                return a != b
-            if isinstance(op, (ast.In, ast.NotIn)):
-                return (a in b) == isinstance(op, ast.In)
-        except TypeError:
-            return UNKNOWN
-        return UNKNOWN
+    """True / False / UNKNOWN of a test on the launch's values (`not args.x`, `args.p == "amp"`)."""
     v = ev.evaluate(f, node)
     return UNKNOWN if v is UNKNOWN else bool(v)
 
