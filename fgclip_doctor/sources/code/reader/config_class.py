@@ -71,8 +71,8 @@ def _classes_named(program: Program, name: str) -> list[Defn]:
             if seen > MAX_FILES:
                 return out
             path = Path(root) / fname
-            try:
-                if f"class {name}" not in path.read_text(encoding="utf-8", errors="replace"):
+            try:  # a FIFO or device named *.py would block a read: regular files only
+                if not path.is_file() or f"class {name}" not in path.read_text(encoding="utf-8", errors="replace"):
                     continue
             except OSError:
                 continue

@@ -50,6 +50,8 @@ def search_roots(entry: str, kind: str, cwd: Path, pythonpath: list[str]) -> lis
 def _entry_sys_path(path: Path) -> list[str]:
     """Literal folders the entry script adds to sys.path at module level (relative: to the cwd)."""
     try:
+        if not path.is_file():  # a FIFO would block the read
+            return []
         tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
     except (OSError, SyntaxError, ValueError, RecursionError):
         return []

@@ -120,15 +120,22 @@ def _deepspeed_accumulation(files: list[SourceFile], engine: str, dead: set[int]
                 continue
             for k, v in zip(d.keys, d.values):
                 if isinstance(k, ast.Constant) and k.value == "gradient_accumulation_steps":
-                    ev.missing.clear()
-                    value = ev.evaluate(f, v)
+                    value = _batches(f, v, ev)
                     said = f"{f.at(k)} DeepSpeed config gradient_accumulation_steps = `{ast.unparse(v)[:40]}`"
-                    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                    if isinstance(value, int):
                         return Reading(value, f"{said} (DeepSpeed steps: {engine})")
-                    missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
-                    return Reading(UNKNOWN, f.at(k), f"{said}: its value is not known ({missing})")
+                    return Reading(UNKNOWN, f.at(k), f"{said}: its value is not known ({value})")
     why = f"{engine}: DeepSpeed steps the optimizer: its config's gradient_accumulation_steps decides"
     return Reading(UNKNOWN, engine, why)
+
+
+def _batches(f: SourceFile, expr: ast.expr, ev: PathEval) -> int | str:
+    """The batches per optimizer step `expr` gives this launch (an int >= 1), else what hides it."""
+    ev.missing.clear()
+    k = ev.evaluate(f, expr)
+    if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+        return k
+    return ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
 
 
 def _called(call: ast.Call, method: str) -> bool:
@@ -177,13 +184,9 @@ def _accumulation(
         )
     if divisors:
         guard = divisors[0]
-        ev.missing.clear()
-        k = ev.evaluate(f, _mod(guard.test).right)
+        k = _batches(f, _mod(guard.test).right, ev)
         said = f"{f.at(guard)} steps the optimizer ({at}) every `{ast.unparse(_mod(guard.test).right)}` batches"
-        if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
-            return Reading(k, said)
-        missing = ", ".join(dict.fromkeys(ev.missing)) or "computed at run time"
-        return Reading(UNKNOWN, at, f"{said}: its value is not known ({missing})")
+        return Reading(k, said) if isinstance(k, int) else Reading(UNKNOWN, at, f"{said}: its value is not known ({k})")
     if loop is None:  # a helper (`backward(args, loss, scaler, optimizer, model)`): where it is called
         return _through_callers(files, f, node, guards, run, ev, at, depth)
     varying = _assigned_in(loop)
@@ -284,11 +287,6 @@ def _assigned_in(loop: ast.AST) -> set[str]:
     return out
 
 
-def _name(node: ast.AST, parents) -> str:
-    fn = _function(node, parents)
-    return fn.name if fn is not None else "<module>"
-
-
 def _is_accumulate(expr: ast.expr) -> bool:
     return isinstance(expr, ast.Call) and last(call_name(expr)) == "accumulate"
 
@@ -303,8 +301,8 @@ def _accelerate(files: list[SourceFile], f: SourceFile, with_node: ast.With, ev:
                 if k is None:
                     why = f"{g.at(c)}: Accelerator() takes it from `accelerate launch` or its config, not read"
                     return Reading(UNKNOWN, at, why)
-                value = ev.evaluate(g, k)
-                if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                value = _batches(g, k, ev)
+                if isinstance(value, int):
                     return Reading(value, f"{at} accumulate, {g.at(c)} gradient_accumulation_steps")
                 return Reading(UNKNOWN, at, f"{g.at(c)}: gradient_accumulation_steps={ast.unparse(k)[:40]} not known")
     return Reading(UNKNOWN, at, f"{at}: accumulate() of an Accelerator not read")
