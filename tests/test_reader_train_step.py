@@ -601,3 +601,16 @@ def test_a_helper_that_returns_before_its_step_is_unknown_never_every_batch(tmp_
     _, found, facts, _ = run(oc, "train.sh")
     assert "train.grad_accum" not in facts
     assert "is skipped when `len(kept) < args.k`" in found[("FGD208", "")]["message"]
+
+
+def test_a_tower_flag_the_code_computes_with_is_no_group_lr(tmp_path):
+    oc = tree(tmp_path, "open_clip")
+    scaled = TOWER_GROUPS.replace("args.visual_lr if", "args.visual_lr * 0.1 if")
+    edit(oc / "src/open_clip_train/main.py", GROUPS, scaled)
+    params = oc / "src/open_clip_train/params.py"
+    edit(params, '    parser.add_argument("--epochs"', TOWER_FLAGS + '    parser.add_argument("--epochs"')
+    edit(oc / "train.sh", "--model RN50", "--model RN50 --visual-lr 2e-4 --text-lr 2e-5")
+    _, found, facts, _ = run(oc, "train.sh")
+    assert "optim.code_group_lrs" not in facts  # the image group trains at 2e-4 x 0.1, not at --visual-lr
+    finding = found[("FGD603", "lr")]
+    assert finding["status"] == "SKIP" and "computes with visual_lr" in finding["message"]

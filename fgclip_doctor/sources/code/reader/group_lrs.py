@@ -44,7 +44,8 @@ def group_lr_facts(
             unknown["optim.code_group_lrs"] = f"{at}: group {i} has its own lr, not known: {lr.why}"
             return
         elif given := _other_lrs_given(file, flags):  # EVA-CLIP: `lr` picked per tower from --visual-lr / --text-lr
-            _from_lr_flags(facts, unknown, f"{at}: group {i} has its own lr `{ast.unparse(_own_lr(d))[:40]}`", given)
+            said = f"{at}: group {i} has its own lr `{ast.unparse(_own_lr(d))[:40]}`"
+            _from_lr_flags(facts, unknown, said, given, _scaled(file, given))
             return
         else:  # not bound by the run, and no other LR flag given: the groups stay as read (the run's LR)
             return
@@ -64,15 +65,27 @@ def _other_lrs_given(file: SourceFile, flags: dict) -> dict:
     return {d: v for d, v in flags.items() if d in read and d.endswith("_lr") and v is not None}
 
 
-def _from_lr_flags(facts: Facts, unknown: dict[str, str], said: str, given: dict) -> None:
+def _scaled(file: SourceFile, given: dict) -> str:
+    """`args.visual_lr * 0.1`: arithmetic on an LR flag in this file (the group's LR is then not the
+    flag's value); '' when the flags are only passed on."""
+    for n in ast.walk(file.tree):
+        if isinstance(n, ast.BinOp) and (
+            hit := {a.attr for a in ast.walk(n) if isinstance(a, ast.Attribute)} & set(given)
+        ):
+            return f" and {file.at(n)} computes with {', '.join(sorted(hit))}"
+    return ""
+
+
+def _from_lr_flags(facts: Facts, unknown: dict[str, str], said: str, given: dict, scaled: str) -> None:
     """Groups whose own lr is one of the run's LR flags, which one per group not read: each flag's
     value is one group LR (the run's LR the rest). Unknown when a value is not known or 0 (`x or lr`
-    would give the run's LR instead), or when a layer-wise decay scales them further."""
+    would give the run's LR instead), when the code computes with a flag (`scaled`), or when a
+    layer-wise decay scales them further."""
     shown = ", ".join(f"--{d.replace('_', '-')} {'(value not known)' if v is UNKNOWN else v}" for d, v in given.items())
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in given.values())
-    if not numbers or "optim.layer_decay" in facts:
+    if not numbers or scaled or "optim.layer_decay" in facts:
         decay = " and a layer-wise decay scales them" if "optim.layer_decay" in facts else ""
-        why = f"{said}, and this launch gives {shown}{decay}"
+        why = f"{said}, and this launch gives {shown}{scaled}{decay}"
         unknown["optim.code_group_lrs"] = f"{why}: which group gets which is not read"
         return
     groups = [{"group": f"one at --{d.replace('_', '-')}", "lr": float(v)} for d, v in given.items()]
